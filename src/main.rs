@@ -1,0 +1,3 @@
+fn main() {
+    std::process::exit(dynamo_etl::cli::main());
+}

@@ -1,0 +1,3 @@
+//! The pipeline's phases, each usable on its own (AWS Batch runs one per job) or chained by `run`.
+
+pub mod segment;

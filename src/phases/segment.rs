@@ -1,0 +1,278 @@
+//! Phase 1: scan segment k of N, classify and convert every item, write compressed CSV parts per
+//! table, and commit the segment with its manifest.
+//!
+//! Idempotent: the segment's prefix is emptied first (manifest first, so a half-deleted segment is
+//! never mistaken for a committed one) and the manifest is written last, after every part object
+//! is complete. A failed run therefore leaves no manifest, and a rerun leaves exactly the objects
+//! of a fresh run.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+use crate::retry::RetryPolicy;
+use crate::source::{scan_segment, ScanCounters, ScanError, ScanSpec};
+use crate::stage::manifest::{SegmentManifest, TableOutput, MANIFEST_FORMAT};
+use crate::stage::parts::{upload_chunks, Chunk, PartSettings, PartWriter};
+use crate::stage::plan::RunPlan;
+use crate::stage::store::{ObjectStore, StoreError};
+use crate::stage::Layout;
+use crate::transform::{Item, Rejection, Transformer};
+
+/// How phase 1 reaches its services and shapes its output.
+#[derive(Clone)]
+pub struct SegmentContext {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub store: ObjectStore,
+    pub layout: Layout,
+    pub parts: PartSettings,
+    pub retry: RetryPolicy,
+    pub consistent_read: bool,
+    pub max_read_units: Option<f64>,
+    /// How often progress is logged.
+    pub progress_every: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SegmentError {
+    #[error(transparent)]
+    Scan(#[from] ScanError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("segment {segment} of run {run_id}: {problem}")]
+    Internal {
+        run_id: String,
+        segment: u32,
+        problem: String,
+    },
+}
+
+impl SegmentError {
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            SegmentError::Scan(e) => e.is_retriable(),
+            SegmentError::Store(e) => e.is_retriable(),
+            SegmentError::Internal { .. } => false,
+        }
+    }
+}
+
+/// Pages waiting for the transform (each at most 1 MB of items).
+const PAGES_IN_FLIGHT: usize = 2;
+
+/// What the transform thread hands back.
+struct TransformResult {
+    tables: BTreeMap<String, TableOutput>,
+    rejected: Vec<Rejection>,
+    drift: BTreeMap<String, crate::transform::TableDrift>,
+    items: u64,
+}
+
+/// Runs phase 1 for one segment and returns the committed manifest.
+pub async fn run_segment(
+    ctx: &SegmentContext,
+    plan: &RunPlan,
+    segment: u32,
+) -> Result<SegmentManifest, SegmentError> {
+    let internal = |problem: String| SegmentError::Internal {
+        run_id: plan.run_id.clone(),
+        segment,
+        problem,
+    };
+    if segment >= plan.total_segments {
+        return Err(internal(format!(
+            "segment must be below the run's {} total segments",
+            plan.total_segments
+        )));
+    }
+    let started = Instant::now();
+    let started_at = chrono::Utc::now().to_rfc3339();
+    let run_id = plan.run_id.clone();
+
+    // Un-commit first, then clear: a crash in between leaves no manifest.
+    let manifest_key = ctx.layout.segment_manifest(&run_id, segment);
+    ctx.store
+        .delete_keys(std::slice::from_ref(&manifest_key))
+        .await?;
+    let removed = ctx
+        .store
+        .delete_prefix(&ctx.layout.segment(&run_id, segment))
+        .await?;
+    if removed > 0 {
+        tracing::info!(
+            run_id,
+            segment,
+            removed,
+            "removed the output of an earlier attempt"
+        );
+    }
+
+    let schemas = plan.schema_set().map_err(|e| internal(e.to_string()))?;
+    let transformer = Transformer::new(&schemas, &plan.key_attributes);
+    let counters = Arc::new(ScanCounters::default());
+    let (page_tx, page_rx) = mpsc::channel::<Vec<Item>>(PAGES_IN_FLIGHT);
+    let (chunk_tx, chunk_rx) = mpsc::channel::<Chunk>(1);
+
+    let uploader = tokio::spawn(upload_chunks(
+        ctx.store.clone(),
+        chunk_rx,
+        ctx.parts.max_in_flight,
+    ));
+    let transform = {
+        let layout = ctx.layout.clone();
+        let settings = ctx.parts;
+        let run_id = run_id.clone();
+        tokio::task::spawn_blocking(move || {
+            transform_pages(
+                transformer,
+                page_rx,
+                chunk_tx,
+                settings,
+                move |table, index| layout.part(&run_id, segment, table, index),
+            )
+        })
+    };
+    let spec = ScanSpec {
+        table: plan.source_table.clone(),
+        segment,
+        total_segments: plan.total_segments,
+        consistent_read: ctx.consistent_read,
+        max_read_units: ctx.max_read_units,
+        key_attributes: plan.key_attributes.clone(),
+        retry: ctx.retry,
+    };
+    let scan = scan_segment(&ctx.dynamodb, &spec, &counters, page_tx);
+    let scan_result = {
+        let reporter = report_progress(&counters, &run_id, segment, ctx.progress_every, started);
+        tokio::pin!(scan);
+        tokio::pin!(reporter);
+        tokio::select! {
+            r = &mut scan => r,
+            _ = &mut reporter => unreachable!("the reporter never finishes"),
+        }
+    };
+    let transform_result = transform.await.expect("transform thread does not panic");
+    let upload_result = uploader.await.expect("uploader does not panic");
+
+    // Report the cause, not the knock-on "pipeline stopped" errors of the other stages.
+    let upload_result = upload_result.map_err(SegmentError::from);
+    let out = match (scan_result, transform_result, upload_result) {
+        (Ok(()), Some(t), Ok(_)) => t,
+        (_, _, Err(e)) => return Err(e),
+        (Err(e), _, _) if !matches!(e, ScanError::Downstream { .. }) => return Err(e.into()),
+        (_, None, _) | (Err(_), _, _) => {
+            return Err(internal("the transform stopped without a result".into()))
+        }
+    };
+
+    let manifest = SegmentManifest {
+        format: MANIFEST_FORMAT,
+        run_id: run_id.clone(),
+        source_table: plan.source_table.clone(),
+        segment,
+        total_segments: plan.total_segments,
+        schema_source: plan.schema_source.clone(),
+        tables: out.tables,
+        items_scanned: out.items,
+        items_rejected: out.rejected,
+        drift: out.drift,
+        read_units: counters.read_units(),
+        pages: counters.pages.load(Ordering::Relaxed),
+        retries: counters.retries.load(Ordering::Relaxed) + ctx.store.retries(),
+        started_at,
+        finished_at: chrono::Utc::now().to_rfc3339(),
+        duration_ms: started.elapsed().as_millis() as u64,
+    };
+    manifest.check_accounting().map_err(internal)?;
+    let scanned = counters.items.load(Ordering::Relaxed);
+    if scanned != manifest.items_scanned {
+        return Err(internal(format!(
+            "{scanned} items were scanned but {} reached the transform",
+            manifest.items_scanned
+        )));
+    }
+    ctx.store
+        .put(&manifest_key, manifest.to_json().into(), "application/json")
+        .await?;
+    for r in &manifest.items_rejected {
+        tracing::warn!(run_id, segment, key = %r.key, reason = %r.reason, "item rejected; it is listed in the manifest");
+    }
+    Ok(manifest)
+}
+
+/// The transform thread: pages in, chunks out. Returns `None` when the uploader went away (its
+/// error is reported instead).
+fn transform_pages(
+    mut transformer: Transformer,
+    mut pages: mpsc::Receiver<Vec<Item>>,
+    chunks: mpsc::Sender<Chunk>,
+    settings: PartSettings,
+    key_of: impl Fn(&str, u32) -> String + Send + Sync + Clone + 'static,
+) -> Option<TransformResult> {
+    let names: Vec<String> = transformer.tables().map(|s| s.table.clone()).collect();
+    let mut writers: Vec<Option<PartWriter>> = (0..names.len()).map(|_| None).collect();
+    let mut rejected = Vec::new();
+    let mut items = 0u64;
+    while let Some(page) = pages.blocking_recv() {
+        for item in &page {
+            items += 1;
+            match transformer.convert(item) {
+                Ok(row) => {
+                    let writer = writers[row.table].get_or_insert_with(|| {
+                        let table = names[row.table].clone();
+                        let key_of = key_of.clone();
+                        PartWriter::new(
+                            Box::new(move |index| key_of(&table, index)),
+                            settings,
+                            chunks.clone(),
+                        )
+                    });
+                    writer.write_row(&row.fields).ok()?;
+                }
+                Err(rejection) => rejected.push(rejection),
+            }
+        }
+    }
+    let mut tables = BTreeMap::new();
+    for (name, writer) in names.into_iter().zip(writers) {
+        let output = match writer {
+            Some(w) => w.finish().ok()?,
+            None => TableOutput::default(),
+        };
+        tables.insert(name, output);
+    }
+    Some(TransformResult {
+        tables,
+        rejected,
+        drift: transformer.drift(),
+        items,
+    })
+}
+
+async fn report_progress(
+    counters: &ScanCounters,
+    run_id: &str,
+    segment: u32,
+    every: Duration,
+    started: Instant,
+) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let items = counters.items.load(Ordering::Relaxed);
+        let secs = started.elapsed().as_secs_f64().max(0.001);
+        tracing::info!(
+            run_id,
+            segment,
+            items,
+            pages = counters.pages.load(Ordering::Relaxed),
+            read_units = counters.read_units(),
+            items_per_sec = (items as f64 / secs).round(),
+            throttled = counters.throttled.load(Ordering::Relaxed),
+            "scanning"
+        );
+    }
+}

@@ -1,0 +1,420 @@
+//! Data-schemas: the contract that says which items land in which warehouse table, under which
+//! column names and with which logical types.
+//!
+//! A [`DataSchema`] is read by phase 1 (classification and conversion), phase 2 (DDL) and phase 3
+//! (column lists); `infer-schema` writes them. Unknown fields are rejected on read so that a typo in
+//! a reviewed file fails loudly instead of being ignored.
+
+pub mod naming;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Format version written into every data-schema document.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Name of the column that receives attributes the data-schema does not know, as JSON.
+pub const EXTRA_COLUMN: &str = "_extra";
+
+/// Warehouse table that receives items no data-schema claims.
+pub const UNCLASSIFIED_TABLE: &str = "_unclassified";
+
+/// One warehouse table: which items of the source table belong to it and how they are laid out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSchema {
+    /// Always [`FORMAT_VERSION`].
+    pub format: u32,
+    /// The DynamoDB table the items come from.
+    pub source_table: String,
+    /// The warehouse table name (already a safe identifier; see [`naming`]).
+    pub table: String,
+    /// Which items belong here; `None` means every item of the source table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<MatchRule>,
+    /// The columns in warehouse order. `_extra` is implicit and always last.
+    pub columns: Vec<Column>,
+}
+
+/// Classification rule for single-table designs: an item belongs to the table when the given
+/// string attribute starts with the prefix (e.g. `pk` starts with `ORG#`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchRule {
+    pub attribute: String,
+    pub prefix: String,
+}
+
+impl MatchRule {
+    pub fn describe(&self) -> String {
+        format!("{} begins with {:?}", self.attribute, self.prefix)
+    }
+}
+
+/// One warehouse column and the top-level attribute it is filled from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Column {
+    /// The DynamoDB attribute name, exactly as in the item.
+    pub attribute: String,
+    /// The warehouse column name (safe, lowercase, unique within the table).
+    pub column: String,
+    #[serde(rename = "type")]
+    pub logical_type: LogicalType,
+    pub nullable: bool,
+}
+
+/// How a column's values are represented. Ordered from narrow to wide within each family; see
+/// DESIGN.md for the warehouse types each maps to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum LogicalType {
+    /// `N` values that are all integers within i64.
+    Bigint,
+    /// `N` values with at most `precision` significant digits and `scale` digits after the point.
+    Decimal {
+        precision: u32,
+        scale: u32,
+    },
+    /// Any `N` value, kept as its exact decimal text.
+    NumericText,
+    /// `S` values; `max_bytes` is the longest UTF-8 length seen.
+    Text {
+        max_bytes: u32,
+    },
+    /// `S` values that are all RFC 3339 timestamps with an offset and at most microseconds.
+    Timestamp,
+    Boolean,
+    /// `B` values, written as standard base64.
+    Binary,
+    /// Anything else (sets, lists, maps, mixed types), as JSON (see `transform::json`).
+    Json,
+}
+
+impl LogicalType {
+    pub fn name(&self) -> String {
+        match self {
+            LogicalType::Bigint => "bigint".into(),
+            LogicalType::Decimal { precision, scale } => format!("decimal({precision},{scale})"),
+            LogicalType::NumericText => "numeric_text".into(),
+            LogicalType::Text { max_bytes } => format!("text({max_bytes})"),
+            LogicalType::Timestamp => "timestamp".into(),
+            LogicalType::Boolean => "boolean".into(),
+            LogicalType::Binary => "binary".into(),
+            LogicalType::Json => "json".into(),
+        }
+    }
+}
+
+/// The most precise DECIMAL both warehouses accept.
+pub const MAX_DECIMAL_PRECISION: u32 = 38;
+
+/// Width given to a text column in dialects with bounded strings (Redshift VARCHAR): the longest
+/// value seen rounded up to a power of two (at least 256), capped at 65535 bytes. Phase 1 sends a
+/// longer value to `_extra`, so a load can never fail or truncate on width.
+pub fn varchar_width(max_bytes: u32) -> u32 {
+    let wanted = max_bytes.max(256);
+    wanted
+        .checked_next_power_of_two()
+        .unwrap_or(u32::MAX)
+        .min(65535)
+}
+
+/// Errors reading or checking data-schemas. Each names the file or table involved.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("cannot read data-schema {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("data-schema {path} is not valid: {source}")]
+    Parse {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("data-schema {origin}: {problem}")]
+    Invalid { origin: String, problem: String },
+    #[error("no data-schemas for source table {table:?} in {origin}; run `dynamo-etl infer-schema --table {table}` or add files under schemas/{table}/")]
+    NoneForTable { table: String, origin: String },
+}
+
+impl DataSchema {
+    /// Checks the invariants the rest of the pipeline relies on: safe and unique names, a known
+    /// format, no column named like a metadata column.
+    pub fn validate(&self, origin: &str) -> Result<(), SchemaError> {
+        let bad = |problem: String| SchemaError::Invalid {
+            origin: origin.to_string(),
+            problem,
+        };
+        if self.format != FORMAT_VERSION {
+            return Err(bad(format!(
+                "format {} is not supported (expected {FORMAT_VERSION})",
+                self.format
+            )));
+        }
+        if !naming::is_safe_identifier(&self.table) {
+            return Err(bad(format!(
+                "table name {:?} is not a safe identifier (lowercase letters, digits, _; not starting with a digit; at most {} bytes)",
+                self.table,
+                naming::MAX_IDENTIFIER_BYTES
+            )));
+        }
+        if self.table == UNCLASSIFIED_TABLE {
+            return Err(bad(format!("table name {UNCLASSIFIED_TABLE} is reserved")));
+        }
+        let mut columns = std::collections::HashSet::new();
+        let mut attributes = std::collections::HashSet::new();
+        for c in &self.columns {
+            if !naming::is_safe_identifier(&c.column) || naming::is_reserved(&c.column) {
+                return Err(bad(format!(
+                    "column {:?} (attribute {:?}) is not a safe, unreserved identifier",
+                    c.column, c.attribute
+                )));
+            }
+            if c.column == EXTRA_COLUMN {
+                return Err(bad(format!(
+                    "column name {EXTRA_COLUMN} is reserved for unknown attributes"
+                )));
+            }
+            if !columns.insert(c.column.as_str()) {
+                return Err(bad(format!("column {:?} appears twice", c.column)));
+            }
+            if !attributes.insert(c.attribute.as_str()) {
+                return Err(bad(format!("attribute {:?} appears twice", c.attribute)));
+            }
+            if let LogicalType::Decimal { precision, scale } = c.logical_type {
+                if precision == 0 || precision > MAX_DECIMAL_PRECISION || scale > precision {
+                    return Err(bad(format!(
+                        "column {:?}: decimal({precision},{scale}) is outside 1..=38 digits with scale <= precision",
+                        c.column
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Warehouse column names in load order, `_extra` last.
+    pub fn column_names(&self) -> Vec<&str> {
+        self.columns
+            .iter()
+            .map(|c| c.column.as_str())
+            .chain(std::iter::once(EXTRA_COLUMN))
+            .collect()
+    }
+
+    /// Stable JSON text of this schema (two-space indent, trailing newline).
+    pub fn to_pretty_json(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).expect("data-schema serialises");
+        text.push('\n');
+        text
+    }
+
+    pub fn from_json(text: &str, origin: &str) -> Result<Self, SchemaError> {
+        let schema: DataSchema =
+            serde_json::from_str(text).map_err(|source| SchemaError::Parse {
+                path: origin.to_string(),
+                source,
+            })?;
+        schema.validate(origin)?;
+        Ok(schema)
+    }
+}
+
+/// All data-schemas of one source table, in classification order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaSet {
+    pub source_table: String,
+    pub schemas: Vec<DataSchema>,
+}
+
+impl SchemaSet {
+    /// Builds a set, checking that table names are unique and that every schema belongs to the
+    /// source table. Schemas with a rule are tried first (longest prefix first), so a catch-all
+    /// schema only receives what no rule claims.
+    pub fn new(
+        source_table: &str,
+        mut schemas: Vec<DataSchema>,
+        origin: &str,
+    ) -> Result<Self, SchemaError> {
+        if schemas.is_empty() {
+            return Err(SchemaError::NoneForTable {
+                table: source_table.to_string(),
+                origin: origin.to_string(),
+            });
+        }
+        let mut names = std::collections::HashSet::new();
+        for s in &schemas {
+            s.validate(origin)?;
+            if s.source_table != source_table {
+                return Err(SchemaError::Invalid {
+                    origin: origin.to_string(),
+                    problem: format!(
+                        "table {} belongs to source table {:?}, not {:?}",
+                        s.table, s.source_table, source_table
+                    ),
+                });
+            }
+            if !names.insert(s.table.clone()) {
+                return Err(SchemaError::Invalid {
+                    origin: origin.to_string(),
+                    problem: format!("table {} is defined twice", s.table),
+                });
+            }
+        }
+        let catch_all = schemas.iter().filter(|s| s.rule.is_none()).count();
+        if catch_all > 1 {
+            return Err(SchemaError::Invalid {
+                origin: origin.to_string(),
+                problem:
+                    "more than one table without a rule; at most one may take every remaining item"
+                        .into(),
+            });
+        }
+        schemas.sort_by(|a, b| {
+            let key = |s: &DataSchema| match &s.rule {
+                Some(r) => (0, std::cmp::Reverse(r.prefix.len()), s.table.clone()),
+                None => (1, std::cmp::Reverse(0), s.table.clone()),
+            };
+            key(a).cmp(&key(b))
+        });
+        Ok(SchemaSet {
+            source_table: source_table.to_string(),
+            schemas,
+        })
+    }
+
+    /// Reads every `*.json` file of `dir/<source_table>/`.
+    pub fn read_dir(dir: &Path, source_table: &str) -> Result<Self, SchemaError> {
+        let folder = dir.join(source_table);
+        let origin = folder.display().to_string();
+        let entries = match std::fs::read_dir(&folder) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(SchemaError::NoneForTable {
+                    table: source_table.to_string(),
+                    origin,
+                })
+            }
+            Err(source) => {
+                return Err(SchemaError::Read {
+                    path: origin,
+                    source,
+                })
+            }
+        };
+        let mut files: Vec<_> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        files.sort();
+        let mut schemas = Vec::new();
+        for path in files {
+            let shown = path.display().to_string();
+            let text = std::fs::read_to_string(&path).map_err(|source| SchemaError::Read {
+                path: shown.clone(),
+                source,
+            })?;
+            schemas.push(DataSchema::from_json(&text, &shown)?);
+        }
+        SchemaSet::new(source_table, schemas, &origin)
+    }
+
+    /// The files of this set as (relative path, content), e.g. `platform/organization.json`.
+    pub fn to_files(&self) -> BTreeMap<String, String> {
+        self.schemas
+            .iter()
+            .map(|s| {
+                (
+                    format!("{}/{}.json", self.source_table, s.table),
+                    s.to_pretty_json(),
+                )
+            })
+            .collect()
+    }
+
+    pub fn get(&self, table: &str) -> Option<&DataSchema> {
+        self.schemas.iter().find(|s| s.table == table)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema(table: &str, rule: Option<(&str, &str)>) -> DataSchema {
+        DataSchema {
+            format: FORMAT_VERSION,
+            source_table: "t".into(),
+            table: table.into(),
+            rule: rule.map(|(a, p)| MatchRule {
+                attribute: a.into(),
+                prefix: p.into(),
+            }),
+            columns: vec![Column {
+                attribute: "pk".into(),
+                column: "pk".into(),
+                logical_type: LogicalType::Text { max_bytes: 10 },
+                nullable: false,
+            }],
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let mut v = serde_json::to_value(schema("a", None)).unwrap();
+        v["colour"] = serde_json::json!("red");
+        let err = DataSchema::from_json(&v.to_string(), "x.json").unwrap_err();
+        assert!(err.to_string().contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        let s = schema("group", Some(("pk", "GROUP#")));
+        let back = DataSchema::from_json(&s.to_pretty_json(), "x").unwrap();
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn reserved_and_unsafe_columns_are_refused() {
+        for bad in ["oid", "Name", "_extra", "1a", "a b"] {
+            let mut s = schema("a", None);
+            s.columns[0].column = bad.into();
+            assert!(s.validate("x").is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn rules_are_tried_longest_prefix_first_and_catch_all_last() {
+        let set = SchemaSet::new(
+            "t",
+            vec![
+                schema("rest", None),
+                schema("org", Some(("pk", "ORG#"))),
+                schema("org_user", Some(("pk", "ORG#USER#"))),
+            ],
+            "test",
+        )
+        .unwrap();
+        let order: Vec<_> = set.schemas.iter().map(|s| s.table.as_str()).collect();
+        assert_eq!(order, ["org_user", "org", "rest"]);
+    }
+
+    #[test]
+    fn two_catch_alls_are_refused() {
+        let err = SchemaSet::new("t", vec![schema("a", None), schema("b", None)], "test");
+        assert!(err.is_err());
+    }
+
+    #[test]
+    fn varchar_width_rounds_up_and_caps() {
+        assert_eq!(varchar_width(0), 256);
+        assert_eq!(varchar_width(300), 512);
+        assert_eq!(varchar_width(65535), 65535);
+        assert_eq!(varchar_width(70000), 65535);
+    }
+}

@@ -1,0 +1,120 @@
+//! The staging area between phase 1 and phase 3: object layout, CSV parts, segment manifests and
+//! run plans, on S3 or an S3-compatible store.
+//!
+//! ```text
+//! <prefix>/runs/<run-id>/run.json                        the plan (written once)
+//! <prefix>/runs/<run-id>/segments/<k>/<table>/part-00000.csv.gz
+//! <prefix>/runs/<run-id>/segments/<k>/manifest.json      written last: the segment's commit point
+//! <prefix>/schemas/<snapshot-id>/...                     schema cache snapshots
+//! ```
+
+pub mod csv;
+pub mod manifest;
+pub mod parts;
+pub mod plan;
+pub mod store;
+
+/// Object keys of the staging area under one prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    prefix: String,
+}
+
+impl Layout {
+    pub fn new(prefix: &str) -> Self {
+        Layout {
+            prefix: prefix.trim_matches('/').to_string(),
+        }
+    }
+
+    fn join(&self, rest: &str) -> String {
+        if self.prefix.is_empty() {
+            rest.to_string()
+        } else {
+            format!("{}/{rest}", self.prefix)
+        }
+    }
+
+    /// `…/runs/` — every run lives below it.
+    pub fn runs(&self) -> String {
+        self.join("runs/")
+    }
+
+    pub fn run(&self, run_id: &str) -> String {
+        self.join(&format!("runs/{run_id}/"))
+    }
+
+    pub fn run_plan(&self, run_id: &str) -> String {
+        format!("{}run.json", self.run(run_id))
+    }
+
+    pub fn segment(&self, run_id: &str, segment: u32) -> String {
+        format!("{}segments/{segment}/", self.run(run_id))
+    }
+
+    pub fn segment_manifest(&self, run_id: &str, segment: u32) -> String {
+        format!("{}manifest.json", self.segment(run_id, segment))
+    }
+
+    pub fn part(&self, run_id: &str, segment: u32, table: &str, index: u32) -> String {
+        format!(
+            "{}{table}/part-{index:05}.csv.gz",
+            self.segment(run_id, segment)
+        )
+    }
+
+    /// `…/schemas/` — every schema cache snapshot lives below it.
+    pub fn schemas(&self) -> String {
+        self.join("schemas/")
+    }
+
+    pub fn schema_snapshot(&self, snapshot_id: &str) -> String {
+        self.join(&format!("schemas/{snapshot_id}/"))
+    }
+}
+
+/// Run ids become object keys and appear in SQL comments: 1–100 characters of
+/// `[A-Za-z0-9._-]`, not starting with `.`.
+pub fn check_run_id(run_id: &str) -> Result<(), String> {
+    let ok = !run_id.is_empty()
+        && run_id.len() <= 100
+        && !run_id.starts_with('.')
+        && run_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "run id {run_id:?} is not valid: use 1 to 100 letters, digits, '.', '_' or '-', not starting with '.'"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_the_documented_layout() {
+        let l = Layout::new("/etl/prod/");
+        assert_eq!(l.run_plan("r1"), "etl/prod/runs/r1/run.json");
+        assert_eq!(
+            l.segment_manifest("r1", 3),
+            "etl/prod/runs/r1/segments/3/manifest.json"
+        );
+        assert_eq!(
+            l.part("r1", 3, "group", 12),
+            "etl/prod/runs/r1/segments/3/group/part-00012.csv.gz"
+        );
+        assert_eq!(Layout::new("").run("x"), "runs/x/");
+    }
+
+    #[test]
+    fn run_ids_are_checked() {
+        assert!(check_run_id("2026-11-21.nightly_1").is_ok());
+        for bad in ["", "a/b", "../x", ".hidden", "x y", "é"] {
+            assert!(check_run_id(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! The run plan (`run.json`): pins what one run copies and with which data-schemas, so every phase
+//! of the run — on whichever machine — agrees (DESIGN.md invariant 4). Written once; a second
+//! writer with different content is refused.
+
+use serde::{Deserialize, Serialize};
+
+use crate::schema::{DataSchema, SchemaSet};
+use crate::stage::store::{ObjectStore, StoreError};
+use crate::stage::Layout;
+
+pub const PLAN_FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunPlan {
+    pub format: u32,
+    pub run_id: String,
+    pub source_table: String,
+    pub total_segments: u32,
+    /// The source table's key attributes (partition key first), from DescribeTable.
+    pub key_attributes: Vec<String>,
+    /// Where the schemas came from: `snapshot:<id>` or `static:<dir>`.
+    pub schema_source: String,
+    /// The data-schemas of this run, copied in so later cache changes cannot affect it.
+    pub schemas: Vec<DataSchema>,
+    pub created_at: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("run plan {key} is not valid: {problem}")]
+    Invalid { key: String, problem: String },
+    #[error("run {run_id} was planned differently: {difference}. Use a new --run-id, or repeat the run's original settings")]
+    Conflict { run_id: String, difference: String },
+    #[error(
+        "run {run_id} has no plan at s3://{bucket}/{key}; run `dynamo-etl plan` (or phase 1) first"
+    )]
+    Missing {
+        run_id: String,
+        bucket: String,
+        key: String,
+    },
+}
+
+impl RunPlan {
+    pub fn schema_set(&self) -> Result<SchemaSet, PlanError> {
+        SchemaSet::new(
+            &self.source_table,
+            self.schemas.clone(),
+            &format!("run {}", self.run_id),
+        )
+        .map_err(|e| PlanError::Invalid {
+            key: format!("run {}", self.run_id),
+            problem: e.to_string(),
+        })
+    }
+
+    /// What differs between two plans, ignoring when they were made.
+    fn difference(&self, other: &RunPlan) -> Option<String> {
+        if self.source_table != other.source_table {
+            return Some(format!(
+                "source table {} vs {}",
+                self.source_table, other.source_table
+            ));
+        }
+        if self.total_segments != other.total_segments {
+            return Some(format!(
+                "{} total segments vs {}",
+                self.total_segments, other.total_segments
+            ));
+        }
+        if self.key_attributes != other.key_attributes {
+            return Some("different key attributes".into());
+        }
+        if self.schema_source != other.schema_source || self.schemas != other.schemas {
+            return Some(format!(
+                "data-schemas from {} vs {}",
+                self.schema_source, other.schema_source
+            ));
+        }
+        None
+    }
+
+    pub async fn load(
+        store: &ObjectStore,
+        layout: &Layout,
+        run_id: &str,
+    ) -> Result<Option<RunPlan>, PlanError> {
+        let key = layout.run_plan(run_id);
+        let Some(bytes) = store.get(&key).await? else {
+            return Ok(None);
+        };
+        let plan: RunPlan = serde_json::from_slice(&bytes).map_err(|e| PlanError::Invalid {
+            key: key.clone(),
+            problem: e.to_string(),
+        })?;
+        if plan.run_id != run_id {
+            return Err(PlanError::Invalid {
+                key,
+                problem: format!("it belongs to run {}", plan.run_id),
+            });
+        }
+        plan.schema_set()?;
+        Ok(Some(plan))
+    }
+
+    pub async fn require(
+        store: &ObjectStore,
+        layout: &Layout,
+        run_id: &str,
+    ) -> Result<RunPlan, PlanError> {
+        RunPlan::load(store, layout, run_id)
+            .await?
+            .ok_or_else(|| PlanError::Missing {
+                run_id: run_id.to_string(),
+                bucket: store.bucket().to_string(),
+                key: layout.run_plan(run_id),
+            })
+    }
+
+    /// Stores this plan unless the run already has one; an existing plan must agree with this one
+    /// (apart from its creation time) and is returned instead.
+    pub async fn store_once(
+        self,
+        store: &ObjectStore,
+        layout: &Layout,
+    ) -> Result<RunPlan, PlanError> {
+        if let Some(existing) = RunPlan::load(store, layout, &self.run_id).await? {
+            return match existing.difference(&self) {
+                None => Ok(existing),
+                Some(difference) => Err(PlanError::Conflict {
+                    run_id: self.run_id.clone(),
+                    difference,
+                }),
+            };
+        }
+        let text = serde_json::to_string_pretty(&self).expect("plan serialises");
+        store
+            .put(
+                &layout.run_plan(&self.run_id),
+                text.into(),
+                "application/json",
+            )
+            .await?;
+        Ok(self)
+    }
+}

@@ -1,0 +1,356 @@
+//! JSON text for DynamoDB values that land in JSON columns (`json` type, `_extra`, `_unclassified`).
+//!
+//! Plain JSON where it is unambiguous — `S` → string, `N` → number (exact digits, never a float),
+//! `BOOL` → boolean, `NULL` → null, `L` → array, `M` → object — and a one-key tagged object where
+//! plain JSON would lose the DynamoDB type:
+//!
+//! | value | JSON |
+//! |---|---|
+//! | `B` | `{"$b": "<base64>"}` |
+//! | `SS` / `NS` / `BS` | `{"$ss": [..]}` / `{"$ns": [..]}` / `{"$bs": ["<base64>", ..]}` |
+//! | `S` containing U+0000 (which PostgreSQL cannot store) | `{"$s64": "<base64 of the UTF-8>"}` |
+//!
+//! Object keys that start with `$` are written with one more `$` in front, so a map can never be
+//! mistaken for a tag. [`decode`] inverts all of this exactly.
+
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::AttributeValue;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use std::collections::HashMap;
+
+use super::number::Decimal;
+
+/// Why a value has no JSON form; carries the attribute path for the error report.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JsonError {
+    #[error("attribute {path} has a map key containing U+0000, which the warehouse cannot store")]
+    NulInKey { path: String },
+    #[error("attribute {path} holds {value:?}, which is not a DynamoDB number")]
+    BadNumber { path: String, value: String },
+    #[error("attribute {path} has a DynamoDB type this version does not know")]
+    UnknownType { path: String },
+}
+
+/// Appends the JSON for `value` to `out`. `path` names the attribute for errors.
+pub fn write_value(out: &mut Vec<u8>, value: &AttributeValue, path: &str) -> Result<(), JsonError> {
+    match value {
+        AttributeValue::S(s) => write_string(out, s),
+        AttributeValue::N(n) => write_number(out, n, path)?,
+        AttributeValue::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        AttributeValue::Null(_) => out.extend_from_slice(b"null"),
+        AttributeValue::B(b) => {
+            out.extend_from_slice(b"{\"$b\":");
+            write_base64(out, b.as_ref());
+            out.push(b'}');
+        }
+        AttributeValue::Ss(items) => {
+            out.extend_from_slice(b"{\"$ss\":[");
+            for (i, s) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_string(out, s);
+            }
+            out.extend_from_slice(b"]}");
+        }
+        AttributeValue::Ns(items) => {
+            out.extend_from_slice(b"{\"$ns\":[");
+            for (i, n) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_number(out, n, path)?;
+            }
+            out.extend_from_slice(b"]}");
+        }
+        AttributeValue::Bs(items) => {
+            out.extend_from_slice(b"{\"$bs\":[");
+            for (i, b) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_base64(out, b.as_ref());
+            }
+            out.extend_from_slice(b"]}");
+        }
+        AttributeValue::L(items) => {
+            out.push(b'[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(out, v, &format!("{path}[{i}]"))?;
+            }
+            out.push(b']');
+        }
+        AttributeValue::M(map) => write_object(out, map.iter(), path)?,
+        _ => {
+            return Err(JsonError::UnknownType {
+                path: path.to_string(),
+            })
+        }
+    }
+    Ok(())
+}
+
+/// Appends a JSON object of `(key, value)` pairs with keys sorted, so output is deterministic
+/// (DynamoDB maps have no order).
+pub fn write_object<'a>(
+    out: &mut Vec<u8>,
+    entries: impl Iterator<Item = (&'a String, &'a AttributeValue)>,
+    path: &str,
+) -> Result<(), JsonError> {
+    let mut entries: Vec<_> = entries.collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    out.push(b'{');
+    for (i, (key, value)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let child = if path.is_empty() {
+            key.clone()
+        } else {
+            format!("{path}.{key}")
+        };
+        if key.contains('\0') {
+            return Err(JsonError::NulInKey { path: child });
+        }
+        if key.starts_with('$') {
+            let escaped = format!("${key}");
+            write_plain_string(out, &escaped);
+        } else {
+            write_plain_string(out, key);
+        }
+        out.push(b':');
+        write_value(out, value, &child)?;
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+fn write_string(out: &mut Vec<u8>, s: &str) {
+    if s.contains('\0') {
+        out.extend_from_slice(b"{\"$s64\":");
+        write_base64(out, s.as_bytes());
+        out.push(b'}');
+    } else {
+        write_plain_string(out, s);
+    }
+}
+
+fn write_plain_string(out: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
+}
+
+fn write_base64(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
+    let start = out.len();
+    out.resize(
+        start + base64::encoded_len(bytes.len(), true).unwrap_or(0),
+        0,
+    );
+    let written = BASE64
+        .encode_slice(bytes, &mut out[start..])
+        .expect("buffer sized by encoded_len");
+    out.truncate(start + written);
+    out.push(b'"');
+}
+
+fn write_number(out: &mut Vec<u8>, n: &str, path: &str) -> Result<(), JsonError> {
+    let d = Decimal::parse(n).map_err(|_| JsonError::BadNumber {
+        path: path.to_string(),
+        value: n.to_string(),
+    })?;
+    let mut text = String::new();
+    d.write_json_number(&mut text);
+    out.extend_from_slice(text.as_bytes());
+    Ok(())
+}
+
+/// JSON text for a whole value, as a `String`.
+pub fn to_json(value: &AttributeValue, path: &str) -> Result<String, JsonError> {
+    let mut out = Vec::new();
+    write_value(&mut out, value, path)?;
+    Ok(String::from_utf8(out).expect("JSON writer emits UTF-8"))
+}
+
+/// Why JSON text does not decode to a DynamoDB value.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("bad {tag} tag: {problem}")]
+    BadTag { tag: String, problem: String },
+}
+
+/// Parses JSON written by [`write_value`] back into the DynamoDB value it came from.
+pub fn decode(text: &str) -> Result<AttributeValue, DecodeError> {
+    let value: serde_json::Value = serde_json::from_str(text)?;
+    from_json_value(&value)
+}
+
+/// Decodes a JSON object written by [`write_object`] into attributes (used for `_extra`).
+pub fn decode_object(text: &str) -> Result<HashMap<String, AttributeValue>, DecodeError> {
+    match decode(text)? {
+        AttributeValue::M(m) => Ok(m),
+        other => Err(DecodeError::BadTag {
+            tag: "object".into(),
+            problem: format!("expected an object, found {other:?}"),
+        }),
+    }
+}
+
+fn from_json_value(value: &serde_json::Value) -> Result<AttributeValue, DecodeError> {
+    use serde_json::Value;
+    Ok(match value {
+        Value::Null => AttributeValue::Null(true),
+        Value::Bool(b) => AttributeValue::Bool(*b),
+        Value::Number(n) => AttributeValue::N(n.to_string()),
+        Value::String(s) => AttributeValue::S(s.clone()),
+        Value::Array(items) => AttributeValue::L(
+            items
+                .iter()
+                .map(from_json_value)
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(map) => {
+            if map.len() == 1 {
+                let (key, inner) = map.iter().next().expect("one entry");
+                if let Some(tagged) = decode_tag(key, inner)? {
+                    return Ok(tagged);
+                }
+            }
+            let mut out = HashMap::with_capacity(map.len());
+            for (key, inner) in map {
+                let key = match key.strip_prefix('$') {
+                    Some(rest) if rest.starts_with('$') => rest.to_string(),
+                    Some(_) => {
+                        return Err(DecodeError::BadTag {
+                            tag: key.clone(),
+                            problem: "unknown tag inside an object with other keys".into(),
+                        })
+                    }
+                    None => key.clone(),
+                };
+                out.insert(key, from_json_value(inner)?);
+            }
+            AttributeValue::M(out)
+        }
+    })
+}
+
+fn decode_tag(key: &str, inner: &serde_json::Value) -> Result<Option<AttributeValue>, DecodeError> {
+    let bad = |problem: &str| DecodeError::BadTag {
+        tag: key.to_string(),
+        problem: problem.to_string(),
+    };
+    let b64 = |v: &serde_json::Value| -> Result<Vec<u8>, DecodeError> {
+        let s = v.as_str().ok_or_else(|| bad("expected a base64 string"))?;
+        BASE64.decode(s).map_err(|e| bad(&e.to_string()))
+    };
+    let array = |v: &serde_json::Value| -> Result<Vec<serde_json::Value>, DecodeError> {
+        v.as_array()
+            .cloned()
+            .ok_or_else(|| bad("expected an array"))
+    };
+    Ok(Some(match key {
+        "$b" => AttributeValue::B(Blob::new(b64(inner)?)),
+        "$s64" => AttributeValue::S(String::from_utf8(b64(inner)?).map_err(|_| bad("not UTF-8"))?),
+        "$ss" => AttributeValue::Ss(
+            array(inner)?
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| bad("expected strings"))
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        "$ns" => AttributeValue::Ns(
+            array(inner)?
+                .iter()
+                .map(|v| match v {
+                    serde_json::Value::Number(n) => Ok(n.to_string()),
+                    _ => Err(bad("expected numbers")),
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        "$bs" => AttributeValue::Bs(
+            array(inner)?
+                .iter()
+                .map(|v| b64(v).map(Blob::new))
+                .collect::<Result<_, _>>()?,
+        ),
+        _ => return Ok(None),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transform::values_equal;
+
+    fn map(entries: &[(&str, AttributeValue)]) -> AttributeValue {
+        AttributeValue::M(
+            entries
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        )
+    }
+
+    fn round_trip(v: AttributeValue) {
+        let text = to_json(&v, "a").unwrap();
+        let back = decode(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert!(values_equal(&v, &back), "{v:?} -> {text} -> {back:?}");
+    }
+
+    #[test]
+    fn every_type_round_trips() {
+        use AttributeValue::*;
+        round_trip(S("héllo \"quoted\" \\ \n".into()));
+        round_trip(S(String::new()));
+        round_trip(N("12345678901234567890123456789012345678".into()));
+        round_trip(N("1E-130".into()));
+        round_trip(N("-9.9999999999999999999999999999999999999E+125".into()));
+        round_trip(Bool(true));
+        round_trip(Null(true));
+        round_trip(B(Blob::new(vec![0u8, 255, 128, 10])));
+        round_trip(Ss(vec!["a".into(), "b".into()]));
+        round_trip(Ns(vec!["1".into(), "2.5".into()]));
+        round_trip(Bs(vec![Blob::new(vec![1u8]), Blob::new(vec![2u8, 3])]));
+        round_trip(L(vec![S("x".into()), N("1".into()), L(vec![])]));
+        round_trip(S("nul\0inside".into()));
+    }
+
+    #[test]
+    fn maps_that_look_like_tags_stay_maps() {
+        round_trip(map(&[("$b", AttributeValue::S("not binary".into()))]));
+        round_trip(map(&[
+            ("$$x", AttributeValue::N("1".into())),
+            ("y", AttributeValue::Bool(false)),
+        ]));
+        round_trip(map(&[(
+            "nested",
+            map(&[("$ss", AttributeValue::S("plain".into()))]),
+        )]));
+    }
+
+    #[test]
+    fn plain_values_stay_plain() {
+        let v = map(&[
+            ("n", AttributeValue::N("1.50".into())),
+            ("s", AttributeValue::S("x".into())),
+            ("l", AttributeValue::L(vec![AttributeValue::Bool(true)])),
+        ]);
+        assert_eq!(to_json(&v, "a").unwrap(), r#"{"l":[true],"n":1.5,"s":"x"}"#);
+    }
+
+    #[test]
+    fn nul_in_a_map_key_is_an_error_naming_the_path() {
+        let v = map(&[("inner", map(&[("bad\0key", AttributeValue::Bool(true))]))]);
+        let err = to_json(&v, "doc").unwrap_err();
+        assert!(err.to_string().contains("doc.inner.bad"), "{err}");
+    }
+}
