@@ -7,6 +7,7 @@
 
 pub mod aws;
 pub mod cli;
+pub mod fixtures;
 pub mod phases;
 pub mod retry;
 pub mod schema;

@@ -114,9 +114,22 @@ where
 {
     match err {
         SdkError::ServiceError(e) => {
-            let code = e.err().code().unwrap_or("unknown error");
-            let message = e.err().message().unwrap_or("");
-            format!("{code} (HTTP {}): {message}", e.raw().status().as_u16())
+            let status = e.raw().status().as_u16();
+            match e.err().code() {
+                Some(code) => format!(
+                    "{code} (HTTP {status}): {}",
+                    e.err().message().unwrap_or("")
+                ),
+                None => {
+                    // No error code parsed: show the start of the body, which says what happened.
+                    let body = e.raw().body().bytes().unwrap_or_default();
+                    let text = String::from_utf8_lossy(&body[..body.len().min(400)]).to_string();
+                    format!(
+                        "unrecognised error response (HTTP {status}; {}): {text}",
+                        error_chain(err)
+                    )
+                }
+            }
         }
         SdkError::TimeoutError(_) => "request timed out".to_string(),
         SdkError::DispatchFailure(f) => {

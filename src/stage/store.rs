@@ -132,7 +132,7 @@ impl ObjectStore {
                         .key(key)
                         .send()
                 },
-                |e| is_retriable(e),
+                is_retriable,
                 |_, d| self.note_retry("GetObject", key, d),
             )
             .await;
@@ -344,11 +344,6 @@ impl ObjectStore {
         Ok(CompletedPart::builder()
             .part_number(part_number)
             .set_e_tag(out.e_tag().map(str::to_string))
-            .set_checksum_crc32(out.checksum_crc32().map(str::to_string))
-            .set_checksum_crc32_c(out.checksum_crc32_c().map(str::to_string))
-            .set_checksum_crc64_nvme(out.checksum_crc64_nvme().map(str::to_string))
-            .set_checksum_sha1(out.checksum_sha1().map(str::to_string))
-            .set_checksum_sha256(out.checksum_sha256().map(str::to_string))
             .build())
     }
 

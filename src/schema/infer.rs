@@ -1,0 +1,607 @@
+//! Data-schema inference: summarise the values seen per table and attribute, then pick the
+//! narrowest logical type that holds all of them.
+//!
+//! The summaries form a join-semilattice: [`TableStats::merge`] is commutative, associative and
+//! idempotent, so per-segment partial results merge into the same schema in any order. Type order:
+//! bigint ⊂ decimal(p,s) ⊂ numeric text; timestamp ⊂ text; two different families (or any
+//! set/list/map, or a string holding U+0000) → json.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use std::collections::{BTreeMap, HashSet};
+
+use super::naming;
+use super::{Column, DataSchema, LogicalType, MatchRule, FORMAT_VERSION, MAX_DECIMAL_PRECISION};
+use crate::transform::is_timestamp;
+use crate::transform::number::Decimal;
+use crate::transform::Item;
+
+/// Longest string a bounded warehouse text type holds; longer strings make the column json.
+const MAX_TEXT_BYTES: u32 = 65535;
+
+/// What the values of one attribute looked like, as a lattice element.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Seen {
+    /// Only NULLs, or nothing.
+    #[default]
+    Nothing,
+    Number {
+        all_i64: bool,
+        int_digits: u32,
+        scale: u32,
+    },
+    Text {
+        max_bytes: u32,
+        all_timestamps: bool,
+    },
+    Boolean,
+    Binary,
+    Json,
+}
+
+impl Seen {
+    pub fn of(value: &AttributeValue) -> Seen {
+        match value {
+            AttributeValue::Null(_) => Seen::Nothing,
+            AttributeValue::N(n) => match Decimal::parse(n) {
+                Ok(d) => Seen::Number {
+                    all_i64: d.to_i64().is_some(),
+                    int_digits: d.integer_digits(),
+                    scale: d.scale(),
+                },
+                Err(_) => Seen::Json,
+            },
+            AttributeValue::S(s) if s.contains('\0') || s.len() > MAX_TEXT_BYTES as usize => {
+                Seen::Json
+            }
+            AttributeValue::S(s) => Seen::Text {
+                max_bytes: s.len() as u32,
+                all_timestamps: is_timestamp(s),
+            },
+            AttributeValue::Bool(_) => Seen::Boolean,
+            AttributeValue::B(_) => Seen::Binary,
+            _ => Seen::Json,
+        }
+    }
+
+    /// The least upper bound of two summaries.
+    pub fn join(self, other: Seen) -> Seen {
+        use Seen::*;
+        match (self, other) {
+            (Nothing, x) | (x, Nothing) => x,
+            (
+                Number {
+                    all_i64: a,
+                    int_digits: ai,
+                    scale: asc,
+                },
+                Number {
+                    all_i64: b,
+                    int_digits: bi,
+                    scale: bsc,
+                },
+            ) => Number {
+                all_i64: a && b,
+                int_digits: ai.max(bi),
+                scale: asc.max(bsc),
+            },
+            (
+                Text {
+                    max_bytes: a,
+                    all_timestamps: at,
+                },
+                Text {
+                    max_bytes: b,
+                    all_timestamps: bt,
+                },
+            ) => Text {
+                max_bytes: a.max(b),
+                all_timestamps: at && bt,
+            },
+            (Boolean, Boolean) => Boolean,
+            (Binary, Binary) => Binary,
+            _ => Json,
+        }
+    }
+
+    /// The narrowest logical type holding every value summarised.
+    pub fn logical_type(self) -> LogicalType {
+        match self {
+            Seen::Nothing => LogicalType::Text { max_bytes: 0 },
+            Seen::Number {
+                all_i64: true,
+                scale: 0,
+                ..
+            } => LogicalType::Bigint,
+            Seen::Number {
+                int_digits, scale, ..
+            } => {
+                let precision = (int_digits + scale).max(1);
+                if precision <= MAX_DECIMAL_PRECISION {
+                    LogicalType::Decimal { precision, scale }
+                } else {
+                    LogicalType::NumericText
+                }
+            }
+            Seen::Text {
+                all_timestamps: true,
+                ..
+            } => LogicalType::Timestamp,
+            Seen::Text { max_bytes, .. } => LogicalType::Text { max_bytes },
+            Seen::Boolean => LogicalType::Boolean,
+            Seen::Binary => LogicalType::Binary,
+            Seen::Json => LogicalType::Json,
+        }
+    }
+
+    /// The summary a column type stands for, so an existing schema can only widen.
+    pub fn from_type(t: LogicalType) -> Seen {
+        match t {
+            LogicalType::Bigint => Seen::Number {
+                all_i64: true,
+                int_digits: 19,
+                scale: 0,
+            },
+            LogicalType::Decimal { precision, scale } => Seen::Number {
+                all_i64: false,
+                int_digits: precision - scale,
+                scale,
+            },
+            LogicalType::NumericText => Seen::Number {
+                all_i64: false,
+                int_digits: MAX_DECIMAL_PRECISION + 1,
+                scale: 0,
+            },
+            LogicalType::Text { max_bytes } => Seen::Text {
+                max_bytes,
+                all_timestamps: false,
+            },
+            LogicalType::Timestamp => Seen::Text {
+                max_bytes: 0,
+                all_timestamps: true,
+            },
+            LogicalType::Boolean => Seen::Boolean,
+            LogicalType::Binary => Seen::Binary,
+            LogicalType::Json => Seen::Json,
+        }
+    }
+}
+
+/// Per-attribute summary within one table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AttributeStats {
+    pub seen: Seen,
+    /// Items where the attribute was present and not NULL.
+    pub non_null: u64,
+}
+
+/// Summary of one warehouse table.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TableStats {
+    pub items: u64,
+    pub attributes: BTreeMap<String, AttributeStats>,
+}
+
+impl TableStats {
+    pub fn observe(&mut self, item: &Item) {
+        self.items += 1;
+        for (name, value) in item {
+            let entry = self.attributes.entry(name.clone()).or_default();
+            entry.seen = entry.seen.join(Seen::of(value));
+            if !matches!(value, AttributeValue::Null(_)) {
+                entry.non_null += 1;
+            }
+        }
+    }
+
+    pub fn merge(&mut self, other: &TableStats) {
+        self.items += other.items;
+        for (name, s) in &other.attributes {
+            let entry = self.attributes.entry(name.clone()).or_default();
+            entry.seen = entry.seen.join(s.seen);
+            entry.non_null += s.non_null;
+        }
+    }
+}
+
+/// How items are split into tables during inference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classification {
+    /// The string attribute whose prefix names the entity type (usually the partition key).
+    pub attribute: String,
+    /// The prefix is everything up to and including the first occurrence of this character;
+    /// `None` puts every item in one table.
+    pub delimiter: Option<char>,
+}
+
+/// Which group an item falls in: its prefix (e.g. `ORG#`), or "" for the catch-all group.
+pub fn group_of(item: &Item, classification: &Classification) -> String {
+    let Some(delimiter) = classification.delimiter else {
+        return String::new();
+    };
+    match item.get(&classification.attribute) {
+        Some(AttributeValue::S(s)) => match s.find(delimiter) {
+            Some(i) if i > 0 => s[..i + delimiter.len_utf8()].to_string(),
+            _ => String::new(),
+        },
+        _ => String::new(),
+    }
+}
+
+/// Everything seen in a scan (or part of one): stats per group prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Inference {
+    pub groups: BTreeMap<String, TableStats>,
+}
+
+impl Inference {
+    pub fn observe(&mut self, item: &Item, classification: &Classification) {
+        self.groups
+            .entry(group_of(item, classification))
+            .or_default()
+            .observe(item);
+    }
+
+    pub fn merge(&mut self, other: &Inference) {
+        for (group, stats) in &other.groups {
+            self.groups.entry(group.clone()).or_default().merge(stats);
+        }
+    }
+
+    /// Data-schemas for everything seen, evolving `previous` (same source table): existing tables,
+    /// columns and names are kept, new ones appended; types only widen.
+    pub fn to_schemas(
+        &self,
+        source_table: &str,
+        key_attributes: &[String],
+        classification: &Classification,
+        previous: &[DataSchema],
+    ) -> Vec<DataSchema> {
+        let mut out: Vec<DataSchema> = Vec::new();
+        let mut table_names: HashSet<String> = previous.iter().map(|s| s.table.clone()).collect();
+        table_names.insert(crate::schema::UNCLASSIFIED_TABLE.to_string());
+        let empty = TableStats::default();
+        // Previous tables first (they keep their names), then new groups in prefix order.
+        let mut groups: Vec<(String, Option<&DataSchema>)> = Vec::new();
+        for p in previous {
+            let prefix = p
+                .rule
+                .as_ref()
+                .map(|r| r.prefix.clone())
+                .unwrap_or_default();
+            groups.push((prefix, Some(p)));
+        }
+        for group in self.groups.keys() {
+            if !groups.iter().any(|(g, _)| g == group) {
+                groups.push((group.clone(), None));
+            }
+        }
+        for (group, prev) in groups {
+            let stats = self.groups.get(&group).unwrap_or(&empty);
+            let table = match prev {
+                Some(p) => p.table.clone(),
+                None => {
+                    let stem = if group.is_empty() {
+                        source_table.to_string()
+                    } else {
+                        group
+                            .trim_end_matches(classification.delimiter.unwrap_or('#'))
+                            .to_string()
+                    };
+                    naming::assign(&stem, &mut table_names)
+                }
+            };
+            let rule = match prev {
+                Some(p) => p.rule.clone(),
+                None if group.is_empty() => None,
+                None => Some(MatchRule {
+                    attribute: classification.attribute.clone(),
+                    prefix: group.clone(),
+                }),
+            };
+            out.push(DataSchema {
+                format: FORMAT_VERSION,
+                source_table: source_table.to_string(),
+                table,
+                rule,
+                columns: columns_for(stats, key_attributes, prev.map(|p| &p.columns[..])),
+            });
+        }
+        out
+    }
+}
+
+/// Columns of one table: previous ones in their order (widened), then key attributes, then the
+/// rest in byte order of the attribute name.
+fn columns_for(stats: &TableStats, keys: &[String], previous: Option<&[Column]>) -> Vec<Column> {
+    let previous = previous.unwrap_or(&[]);
+    let mut taken: HashSet<String> = previous.iter().map(|c| c.column.clone()).collect();
+    let mut columns: Vec<Column> = previous
+        .iter()
+        .map(|c| {
+            let seen = stats.attributes.get(&c.attribute);
+            let widened = seen
+                .map(|s| Seen::from_type(c.logical_type).join(s.seen).logical_type())
+                .unwrap_or(c.logical_type);
+            let all_present = seen.is_some_and(|s| s.non_null == stats.items);
+            Column {
+                attribute: c.attribute.clone(),
+                column: c.column.clone(),
+                logical_type: keep_text_width(c.logical_type, widened),
+                nullable: c.nullable || !all_present,
+            }
+        })
+        .collect();
+    let known: HashSet<String> = previous.iter().map(|c| c.attribute.clone()).collect();
+    let mut new_names: Vec<&String> = stats
+        .attributes
+        .keys()
+        .filter(|a| !known.contains(*a))
+        .collect();
+    new_names.sort_by_key(|a| {
+        (
+            !keys.contains(a),
+            keys.iter().position(|k| k == *a),
+            a.as_bytes().to_vec(),
+        )
+    });
+    for attribute in new_names {
+        let s = &stats.attributes[attribute];
+        columns.push(Column {
+            attribute: attribute.clone(),
+            column: naming::assign(attribute, &mut taken),
+            logical_type: s.seen.logical_type(),
+            nullable: s.non_null != stats.items,
+        });
+    }
+    columns
+}
+
+/// Text widths only grow, even when the values seen now are shorter.
+fn keep_text_width(before: LogicalType, after: LogicalType) -> LogicalType {
+    match (before, after) {
+        (LogicalType::Text { max_bytes: a }, LogicalType::Text { max_bytes: b }) => {
+            LogicalType::Text {
+                max_bytes: a.max(b),
+            }
+        }
+        (_, t) => t,
+    }
+}
+
+/// A column whose type would become narrower than in `previous`: (table, column, old, new).
+pub fn narrowings(
+    previous: &[DataSchema],
+    next: &[DataSchema],
+) -> Vec<(String, String, String, String)> {
+    let mut out = Vec::new();
+    for p in previous {
+        let Some(n) = next.iter().find(|n| n.table == p.table) else {
+            continue;
+        };
+        for pc in &p.columns {
+            if let Some(nc) = n.columns.iter().find(|c| c.attribute == pc.attribute) {
+                let joined =
+                    Seen::from_type(pc.logical_type).join(Seen::from_type(nc.logical_type));
+                if joined.logical_type() != pc.logical_type
+                    && nc.logical_type != pc.logical_type
+                    && Seen::from_type(nc.logical_type).join(joined)
+                        == Seen::from_type(pc.logical_type)
+                {
+                    out.push((
+                        p.table.clone(),
+                        pc.column.clone(),
+                        pc.logical_type.name(),
+                        nc.logical_type.name(),
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(v: &str) -> AttributeValue {
+        AttributeValue::N(v.into())
+    }
+    fn s(v: &str) -> AttributeValue {
+        AttributeValue::S(v.into())
+    }
+
+    fn type_of(values: &[AttributeValue]) -> LogicalType {
+        values
+            .iter()
+            .fold(Seen::Nothing, |acc, v| acc.join(Seen::of(v)))
+            .logical_type()
+    }
+
+    #[test]
+    fn numbers_widen_along_the_lattice() {
+        assert_eq!(
+            type_of(&[n("1"), n("-9223372036854775808")]),
+            LogicalType::Bigint
+        );
+        assert_eq!(
+            type_of(&[n("1"), n("12.25")]),
+            LogicalType::Decimal {
+                precision: 4,
+                scale: 2
+            }
+        );
+        assert_eq!(
+            type_of(&[n("9223372036854775808")]),
+            LogicalType::Decimal {
+                precision: 19,
+                scale: 0
+            }
+        );
+        assert_eq!(type_of(&[n("1E-130")]), LogicalType::NumericText);
+        assert_eq!(type_of(&[n("1E+125"), n("1")]), LogicalType::NumericText);
+        assert_eq!(type_of(&[n("1"), s("x")]), LogicalType::Json);
+    }
+
+    #[test]
+    fn strings_timestamps_and_others() {
+        assert_eq!(
+            type_of(&[s("2024-01-01T00:00:00Z"), s("2024-01-02T00:00:00+01:00")]),
+            LogicalType::Timestamp
+        );
+        assert_eq!(
+            type_of(&[s("2024-01-01T00:00:00Z"), s("soon")]),
+            LogicalType::Text { max_bytes: 20 }
+        );
+        assert_eq!(type_of(&[s("a\0")]), LogicalType::Json);
+        assert_eq!(
+            type_of(&[AttributeValue::Bool(true), AttributeValue::Null(true)]),
+            LogicalType::Boolean
+        );
+        assert_eq!(
+            type_of(&[AttributeValue::Ss(vec!["a".into()])]),
+            LogicalType::Json
+        );
+        assert_eq!(
+            type_of(&[AttributeValue::Bool(true), s("x")]),
+            LogicalType::Json
+        );
+    }
+
+    /// A small deterministic generator for the merge properties.
+    fn values(seed: u64, count: usize) -> Vec<AttributeValue> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        (0..count)
+            .map(|_| match next() % 9 {
+                0 => n(&(next() % 1000).to_string()),
+                1 => n(&format!("{}.{}", next() % 100, next() % 1000)),
+                2 => n("1E-130"),
+                3 => s(&"x".repeat((next() % 40) as usize)),
+                4 => s("2024-05-05T05:05:05Z"),
+                5 => AttributeValue::Bool(true),
+                6 => AttributeValue::Null(true),
+                7 => AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(vec![1])),
+                _ => AttributeValue::L(vec![]),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn join_is_commutative_associative_and_idempotent() {
+        for seed in 0..300 {
+            let v = values(seed, 3);
+            let (a, b, c) = (Seen::of(&v[0]), Seen::of(&v[1]), Seen::of(&v[2]));
+            assert_eq!(a.join(b), b.join(a), "{v:?}");
+            assert_eq!(a.join(b).join(c), a.join(b.join(c)), "{v:?}");
+            assert_eq!(a.join(a), a);
+        }
+    }
+
+    #[test]
+    fn partial_results_merge_to_the_same_schema_in_any_order() {
+        let classification = Classification {
+            attribute: "pk".into(),
+            delimiter: Some('#'),
+        };
+        for seed in 0..40 {
+            let vals = values(seed, 60);
+            let items: Vec<Item> = vals
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let mut item = Item::new();
+                    item.insert("pk".into(), s(if i % 3 == 0 { "A#1" } else { "B#2" }));
+                    item.insert(format!("attr{}", i % 4), v.clone());
+                    item
+                })
+                .collect();
+            let mut whole = Inference::default();
+            items.iter().for_each(|i| whole.observe(i, &classification));
+            // Split into 4 "segments" and merge them in two different orders.
+            let parts: Vec<Inference> = (0..4)
+                .map(|k| {
+                    let mut p = Inference::default();
+                    items
+                        .iter()
+                        .skip(k)
+                        .step_by(4)
+                        .for_each(|i| p.observe(i, &classification));
+                    p
+                })
+                .collect();
+            let mut forward = Inference::default();
+            parts.iter().for_each(|p| forward.merge(p));
+            let mut backward = Inference::default();
+            parts.iter().rev().for_each(|p| backward.merge(p));
+            let keys = vec!["pk".to_string()];
+            let a = whole.to_schemas("t", &keys, &classification, &[]);
+            assert_eq!(a, forward.to_schemas("t", &keys, &classification, &[]));
+            assert_eq!(a, backward.to_schemas("t", &keys, &classification, &[]));
+        }
+    }
+
+    #[test]
+    fn evolution_appends_columns_and_only_widens() {
+        let classification = Classification {
+            attribute: "pk".into(),
+            delimiter: Some('#'),
+        };
+        let keys = vec!["pk".to_string()];
+        let item = |pairs: &[(&str, AttributeValue)]| -> Item {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect()
+        };
+        let mut first = Inference::default();
+        first.observe(
+            &item(&[("pk", s("ORG#1")), ("size", n("5")), ("Name", s("acme"))]),
+            &classification,
+        );
+        let v1 = first.to_schemas("t", &keys, &classification, &[]);
+        assert_eq!(v1[0].table, "org");
+        let names: Vec<_> = v1[0].columns.iter().map(|c| c.column.as_str()).collect();
+        assert_eq!(names, ["pk", "name", "size"]);
+
+        let mut second = Inference::default();
+        second.observe(
+            &item(&[
+                ("pk", s("ORG#2")),
+                ("size", n("5.5")),
+                ("name", s("x")),
+                ("Name", s("a")),
+            ]),
+            &classification,
+        );
+        second.observe(&item(&[("pk", s("USER#1"))]), &classification);
+        let v2 = second.to_schemas("t", &keys, &classification, &v1);
+        let org = &v2[0];
+        let names: Vec<_> = org.columns.iter().map(|c| c.column.as_str()).collect();
+        assert_eq!(
+            names,
+            ["pk", "name", "size", "name_2"],
+            "existing names keep their meaning"
+        );
+        assert_eq!(org.columns[1].attribute, "Name");
+        assert_eq!(
+            org.columns[2].logical_type,
+            LogicalType::Decimal {
+                precision: 20,
+                scale: 1
+            }
+        );
+        assert_eq!(
+            org.columns[1].logical_type,
+            LogicalType::Text { max_bytes: 4 },
+            "widths never shrink"
+        );
+        assert_eq!(v2[1].table, "user");
+        assert!(narrowings(&v1, &v2).is_empty());
+    }
+}

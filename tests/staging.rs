@@ -1,0 +1,140 @@
+//! The staging writer against the real S3 server: multipart parts, rolling, and abort on failure.
+
+mod support;
+
+use dynamo_etl::fixtures::Rng;
+use dynamo_etl::retry::RetryPolicy;
+use dynamo_etl::stage::parts::{upload_chunks, Chunk, PartSettings, PartWriter};
+use dynamo_etl::stage::store::ObjectStore;
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Duration;
+use support::fault_proxy::{FaultProxy, Injected};
+use support::TestEnv;
+use tokio::sync::mpsc;
+
+/// Rows of random letters (poorly compressible at gzip level 0).
+fn rows(count: usize) -> Vec<Vec<Option<String>>> {
+    let mut rng = Rng::new(11);
+    (0..count)
+        .map(|i| {
+            let text: String = (0..1000)
+                .map(|_| (b'a' + rng.below(26) as u8) as char)
+                .collect();
+            vec![
+                Some(i.to_string()),
+                if i % 7 == 0 { None } else { Some(text) },
+                Some(String::new()),
+            ]
+        })
+        .collect()
+}
+
+/// Writes `rows` as one table through the real writer and uploader.
+async fn write(
+    store: ObjectStore,
+    settings: PartSettings,
+    rows: Vec<Vec<Option<String>>>,
+) -> Result<dynamo_etl::stage::manifest::TableOutput, String> {
+    let (tx, rx) = mpsc::channel::<Chunk>(1);
+    let uploader = tokio::spawn(upload_chunks(store, rx, settings.max_in_flight));
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut w = PartWriter::new(Box::new(|i| format!("t/part-{i:05}.csv.gz")), settings, tx);
+        for r in &rows {
+            w.write_row(r).map_err(|e| e.to_string())?;
+        }
+        w.finish().map_err(|e| e.to_string())
+    });
+    let written = writer.await.unwrap();
+    let uploaded = uploader.await.unwrap();
+    uploaded.map_err(|e| e.to_string())?;
+    written
+}
+
+fn settings() -> PartSettings {
+    PartSettings {
+        part_bytes: 12 << 20,
+        chunk_bytes: 5 << 20,
+        max_in_flight: 2,
+        gzip_level: 0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_parts_go_up_in_multipart_chunks_and_roll_at_the_part_size() {
+    let env = TestEnv::new("multipart").await;
+    let store = ObjectStore::new(env.s3.clone(), &env.bucket, RetryPolicy::default());
+    let input = rows(20_000); // ≈ 20 MB of CSV → two parts of ≈12 MB and a rest
+    let output = write(store, settings(), input.clone()).await.unwrap();
+    assert!(output.files.len() >= 2, "parts rolled: {:?}", output.files);
+    assert_eq!(output.rows, input.len() as u64);
+    let mut decoded = Vec::new();
+    for file in &output.files {
+        let gz = env.get(&file.key).await.expect("part exists");
+        assert_eq!(gz.len() as u64, file.bytes);
+        let mut csv = Vec::new();
+        flate2::read::MultiGzDecoder::new(&gz[..])
+            .read_to_end(&mut csv)
+            .unwrap();
+        decoded.extend(dynamo_etl::stage::csv::decode_rows(&csv).unwrap());
+    }
+    assert_eq!(
+        decoded, input,
+        "rows come back in order, NULL and '' intact"
+    );
+    let uploads = env
+        .s3
+        .list_multipart_uploads()
+        .bucket(&env.bucket)
+        .send()
+        .await
+        .unwrap();
+    assert!(uploads.uploads().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_part_aborts_the_multipart_upload() {
+    let env = TestEnv::new("abort").await;
+    let proxy = FaultProxy::start(
+        &env.stack.s3,
+        Arc::new(|head| {
+            (head.method == "PUT" && head.path.contains("partNumber=2"))
+                .then(Injected::s3_internal_error)
+        }),
+    )
+    .await;
+    let args = dynamo_etl::aws::AwsArgs {
+        s3_endpoint: Some(proxy.url.clone()),
+        ..Default::default()
+    };
+    let sdk = dynamo_etl::aws::load(&args).await.unwrap();
+    let policy = RetryPolicy {
+        max_attempts: 2,
+        min_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(5),
+        max_total: Duration::from_secs(5),
+    };
+    let store = ObjectStore::new(dynamo_etl::aws::s3(&sdk, &args), &env.bucket, policy);
+    let err = write(store, settings(), rows(20_000)).await.unwrap_err();
+    assert!(
+        err.contains("UploadPart") && err.contains("InternalError"),
+        "{err}"
+    );
+    let uploads = env
+        .s3
+        .list_multipart_uploads()
+        .bucket(&env.bucket)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        uploads.uploads().is_empty(),
+        "left open: {:?}",
+        uploads.uploads()
+    );
+    assert!(
+        env.keys("t/").await.is_empty(),
+        "no object completed: {:?}",
+        env.keys("t/").await
+    );
+}

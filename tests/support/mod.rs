@@ -1,0 +1,341 @@
+//! Shared test support: the local stack's endpoints, unique names, running the real binary, and
+//! reading back what phase 1 wrote. Tests use real services; when the stack is not running they
+//! fail and say how to start it.
+
+#![allow(dead_code)]
+
+pub mod fault_proxy;
+
+use aws_sdk_dynamodb::Client as DynamoClient;
+use aws_sdk_s3::Client as S3Client;
+use dynamo_etl::aws::AwsArgs;
+use dynamo_etl::schema::DataSchema;
+use dynamo_etl::stage::manifest::SegmentManifest;
+use dynamo_etl::transform::{decode_row, Item};
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::Output;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub const STACK_HINT: &str =
+    "the local stack is not running or not configured: start it with `jobs/stack-up` \
+(it writes .stack/env, which the tests read), or run the whole suite with `jobs/test`";
+
+/// Endpoints of the local services.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub dynamodb: String,
+    pub s3: String,
+    pub warehouse: String,
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Reads the endpoints from the environment, falling back to `.stack/env`.
+pub fn stack() -> Stack {
+    let mut vars: HashMap<String, String> = HashMap::new();
+    let env_file = std::env::var("ETL_STACK_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join(".stack"))
+        .join("env");
+    if let Ok(text) = std::fs::read_to_string(&env_file) {
+        for line in text.lines() {
+            if let Some((k, v)) = line.trim().trim_start_matches("export ").split_once('=') {
+                vars.insert(k.to_string(), v.trim_matches('"').to_string());
+            }
+        }
+    }
+    let get = |name: &str| -> String {
+        std::env::var(name)
+            .ok()
+            .or_else(|| vars.get(name).cloned())
+            .unwrap_or_else(|| panic!("{name} is not set; {STACK_HINT}"))
+    };
+    let stack = Stack {
+        dynamodb: get("ETL_DYNAMODB_ENDPOINT"),
+        s3: get("ETL_S3_ENDPOINT"),
+        warehouse: get("ETL_WAREHOUSE_URL"),
+    };
+    for (name, url) in [
+        ("DynamoDB Local", &stack.dynamodb),
+        ("S3 server", &stack.s3),
+        ("PostgreSQL", &stack.warehouse),
+    ] {
+        let addr = url
+            .rsplit('@')
+            .next()
+            .unwrap()
+            .trim_start_matches("http://")
+            .trim_start_matches("postgres://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        if std::net::TcpStream::connect_timeout(
+            &addr
+                .parse()
+                .unwrap_or_else(|_| panic!("bad address {addr} for {name}")),
+            std::time::Duration::from_secs(2),
+        )
+        .is_err()
+        {
+            panic!("{name} does not answer at {addr}; {STACK_HINT}");
+        }
+    }
+    stack
+}
+
+/// Credentials and region for the local services (they accept any).
+pub fn local_aws_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+    ]
+}
+
+pub fn set_local_aws_env() {
+    for (k, v) in local_aws_env() {
+        // Tests run in threads; these values are the same for all of them.
+        unsafe { std::env::set_var(k, v) };
+    }
+}
+
+/// A name no other test (or earlier run) uses.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{prefix}-{}-{}-{}",
+        std::process::id(),
+        nanos % 1_000_000_000,
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// Clients and a fresh bucket and table name for one test.
+pub struct TestEnv {
+    pub stack: Stack,
+    pub dynamodb: DynamoClient,
+    pub s3: S3Client,
+    pub bucket: String,
+    pub table: String,
+    pub schemas_dir: tempfile::TempDir,
+}
+
+impl TestEnv {
+    pub async fn new(name: &str) -> TestEnv {
+        set_local_aws_env();
+        let stack = stack();
+        let args = AwsArgs {
+            dynamodb_endpoint: Some(stack.dynamodb.clone()),
+            s3_endpoint: Some(stack.s3.clone()),
+            ..AwsArgs::default()
+        };
+        let sdk = dynamo_etl::aws::load(&args).await.unwrap();
+        let dynamodb = dynamo_etl::aws::dynamodb(&sdk, &args);
+        let s3 = dynamo_etl::aws::s3(&sdk, &args);
+        let bucket = unique(&format!("b-{name}"))
+            .to_lowercase()
+            .replace('_', "-");
+        let bucket: String = bucket.chars().take(63).collect();
+        s3.create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("creating bucket {bucket}: {e:?}; {STACK_HINT}"));
+        TestEnv {
+            stack,
+            dynamodb,
+            s3,
+            bucket,
+            table: unique(&format!("t-{name}")),
+            schemas_dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Environment for the binary: endpoints, bucket, schemas dir, credentials.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let mut env = local_aws_env();
+        env.extend([
+            ("ETL_DYNAMODB_ENDPOINT", self.stack.dynamodb.clone()),
+            ("ETL_S3_ENDPOINT", self.stack.s3.clone()),
+            ("ETL_WAREHOUSE_URL", self.stack.warehouse.clone()),
+            ("ETL_BUCKET", self.bucket.clone()),
+            (
+                "ETL_SCHEMAS_DIR",
+                self.schemas_dir.path().display().to_string(),
+            ),
+            ("ETL_LOG_FORMAT", "json".into()),
+        ]);
+        env
+    }
+
+    /// Runs the real binary with this environment plus `extra`.
+    pub fn run(&self, args: &[&str], extra: &[(&str, String)]) -> Output {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_dynamo-etl"));
+        cmd.args(args).env_remove("RUST_BACKTRACE");
+        for (k, v) in self.env() {
+            cmd.env(k, v);
+        }
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("the dynamo-etl binary runs")
+    }
+
+    /// Writes data-schemas where the binary will look for them.
+    pub fn write_schemas(&self, schemas: &[DataSchema]) {
+        let dir = self.schemas_dir.path().join(&self.table);
+        std::fs::create_dir_all(&dir).unwrap();
+        for s in schemas {
+            std::fs::write(dir.join(format!("{}.json", s.table)), s.to_pretty_json()).unwrap();
+        }
+    }
+
+    /// Creates the table and loads `items`.
+    pub async fn load(&self, items: Vec<Item>) {
+        dynamo_etl::fixtures::create_table(&self.dynamodb, &self.table)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}; {STACK_HINT}"));
+        dynamo_etl::fixtures::write_items(&self.dynamodb, &self.table, items, 8)
+            .await
+            .unwrap();
+    }
+
+    pub async fn keys(&self, prefix: &str) -> Vec<String> {
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .s3
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .unwrap();
+            keys.extend(
+                out.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_string)),
+            );
+            token = out.next_continuation_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        keys.sort();
+        keys
+    }
+
+    pub async fn get(&self, key: &str) -> Option<Vec<u8>> {
+        match self
+            .s3
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(o) => Some(o.body.collect().await.unwrap().into_bytes().to_vec()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => None,
+            Err(e) => panic!("get {key}: {e:?}"),
+        }
+    }
+
+    pub async fn manifest(&self, run: &str, segment: u32) -> Option<SegmentManifest> {
+        let key = format!("dynamo-etl/runs/{run}/segments/{segment}/manifest.json");
+        self.get(&key)
+            .await
+            .map(|b| SegmentManifest::from_json(&b, &key).unwrap())
+    }
+
+    /// Every row phase 1 wrote for `run`, decoded back into items, by table.
+    pub async fn decoded_rows(
+        &self,
+        run: &str,
+        schemas: &[DataSchema],
+        total: u32,
+    ) -> HashMap<String, Vec<Item>> {
+        let mut out: HashMap<String, Vec<Item>> = HashMap::new();
+        for segment in 0..total {
+            let manifest = self
+                .manifest(run, segment)
+                .await
+                .unwrap_or_else(|| panic!("segment {segment} has no manifest"));
+            for (table, output) in &manifest.tables {
+                let unclassified = dynamo_etl::transform::unclassified_schema(
+                    &manifest.source_table,
+                    &["pk".into(), "sk".into()],
+                );
+                let schema = schemas
+                    .iter()
+                    .chain(std::iter::once(&unclassified))
+                    .find(|s| &s.table == table)
+                    .unwrap_or_else(|| panic!("no schema for table {table}"));
+                for file in &output.files {
+                    let gz = self
+                        .get(&file.key)
+                        .await
+                        .expect("part listed in manifest exists");
+                    assert_eq!(gz.len() as u64, file.bytes, "{}", file.key);
+                    let mut csv = Vec::new();
+                    flate2::read::MultiGzDecoder::new(&gz[..])
+                        .read_to_end(&mut csv)
+                        .unwrap();
+                    assert_eq!(csv.len() as u64, file.csv_bytes, "{}", file.key);
+                    let rows = dynamo_etl::stage::csv::decode_rows(&csv).unwrap();
+                    assert_eq!(rows.len() as u64, file.rows, "{}", file.key);
+                    for row in rows {
+                        let item = decode_row(schema, &row)
+                            .unwrap_or_else(|e| panic!("{}: {e}", file.key));
+                        out.entry(table.clone()).or_default().push(item);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Stderr and stdout of a run, for assertion messages.
+pub fn show(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Infers data-schemas for `items` the way infer-schema does (pk prefix up to '#').
+pub fn infer(table: &str, items: &[Item]) -> Vec<DataSchema> {
+    use dynamo_etl::schema::infer::{Classification, Inference};
+    let classification = Classification {
+        attribute: "pk".into(),
+        delimiter: Some('#'),
+    };
+    let mut inference = Inference::default();
+    for item in items {
+        inference.observe(item, &classification);
+    }
+    inference.to_schemas(table, &["pk".into(), "sk".into()], &classification, &[])
+}
+
+/// The item's key as `pk|sk`.
+pub fn key_of(item: &Item) -> String {
+    let part = |k: &str| match item.get(k) {
+        Some(aws_sdk_dynamodb::types::AttributeValue::S(s)) => s.clone(),
+        other => format!("{other:?}"),
+    };
+    format!("{}|{}", part("pk"), part("sk"))
+}
