@@ -148,7 +148,7 @@ async fn phase1(
     let services = Services::connect(cli).await?;
     services
         .store
-        .check_bucket()
+        .check_access(&services.layout.run(run_id))
         .await
         .map_err(retry_or_fatal)?;
     let dynamodb = services.dynamodb(cli);

@@ -96,20 +96,30 @@ impl ObjectStore {
         tracing::warn!(op, bucket = %self.bucket, key, delay_ms = delay.as_millis() as u64, "S3 call failed transiently; retrying");
     }
 
-    /// Fails with a clear message when the bucket is missing or unreachable.
-    pub async fn check_bucket(&self) -> Result<(), StoreError> {
+    /// Fails with a clear message when the bucket is missing or unreachable. Lists at most one key
+    /// under `prefix` rather than calling HeadBucket, so a role limited to the prefix passes.
+    pub async fn check_access(&self, prefix: &str) -> Result<(), StoreError> {
         self.retry
             .run(
-                || self.client.head_bucket().bucket(&self.bucket).send(),
+                || {
+                    self.client
+                        .list_objects_v2()
+                        .bucket(&self.bucket)
+                        .prefix(prefix)
+                        .max_keys(1)
+                        .send()
+                },
                 is_retriable,
-                |_, d| self.note_retry("HeadBucket", "", d),
+                |_, d| self.note_retry("ListObjectsV2", prefix, d),
             )
             .await
             .map(|_| ())
             .map_err(|e| {
-                let mut err = self.fail("HeadBucket", "", &e);
+                let mut err = self.fail("ListObjectsV2", prefix, &e);
                 if let StoreError::Request { detail, .. } = &mut err {
-                    if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) {
+                    if e.as_service_error()
+                        .is_some_and(|s| s.meta().code() == Some("NoSuchBucket"))
+                    {
                         *detail = format!(
                             "bucket {} does not exist; create it or pass --bucket/ETL_BUCKET",
                             self.bucket
