@@ -321,6 +321,7 @@ pub fn adversarial_items() -> Vec<Item> {
             ("eod", s("\\.")),
             ("eod_lines", s("\n\\.\n")),
             ("quotes", s("\"\"")),
+            ("null_marker", s("\\N")),
             ("mixed", s("one")),
             ("nul", s("a\0b")),
             ("i64max", n("9223372036854775808")),

@@ -1,11 +1,18 @@
 //! The CSV dialect of the parts: RFC 4180, UTF-8, `,` between fields, `\n` after each row, no
-//! header. Every non-NULL field is quoted; NULL is an empty, unquoted field. Quoting everything
-//! keeps `""` (empty string) apart from NULL and stops PostgreSQL from reading a lone `\.` as the
+//! header. Every non-NULL field is quoted; NULL is the unquoted marker `\N`.
+//!
+//! Why not the empty unquoted field for NULL: Redshift cannot keep an empty VARCHAR apart from
+//! NULL that way (without EMPTYASNULL `,,` loads as `''`; with it `""` may load as NULL too), while
+//! an unquoted `\N` is read as NULL by both warehouses (`NULL '\N'` / `NULL AS '\\N'`) and a
+//! quoted value never is. Quoting everything also stops PostgreSQL from reading a lone `\.` as the
 //! end of data. Quoting itself is done by `csv_core`.
 
 use csv_core::{
     QuoteStyle, ReadFieldResult, Reader, Terminator, WriteResult, Writer, WriterBuilder,
 };
+
+/// The NULL marker, written unquoted.
+pub const NULL_MARKER: &str = "\\N";
 
 /// Encodes rows into CSV bytes.
 pub struct CsvEncoder {
@@ -34,14 +41,17 @@ impl CsvEncoder {
             if i > 0 {
                 self.emit(out, 2, |w, buf| w.delimiter(buf));
             }
-            if let Some(text) = field {
-                let input = text.as_ref().as_bytes();
-                let start = out.len();
-                // Worst case: every byte a quote (doubled) plus the opening quote.
-                out.resize(start + 2 * input.len() + 1, 0);
-                let (result, read, written) = self.writer.field(input, &mut out[start..]);
-                debug_assert!(matches!(result, WriteResult::InputEmpty) && read == input.len());
-                out.truncate(start + written);
+            match field {
+                None => out.extend_from_slice(NULL_MARKER.as_bytes()),
+                Some(text) => {
+                    let input = text.as_ref().as_bytes();
+                    let start = out.len();
+                    // Worst case: every byte a quote (doubled) plus the opening quote.
+                    out.resize(start + 2 * input.len() + 1, 0);
+                    let (result, read, written) = self.writer.field(input, &mut out[start..]);
+                    debug_assert!(matches!(result, WriteResult::InputEmpty) && read == input.len());
+                    out.truncate(start + written);
+                }
             }
         }
         self.emit(out, 3, |w, buf| w.terminator(buf));
@@ -61,8 +71,8 @@ impl CsvEncoder {
     }
 }
 
-/// Decodes CSV written by [`CsvEncoder`] back into rows, telling NULL (`None`, an unquoted empty
-/// field) from the empty string (`Some("")`, a quoted one).
+/// Decodes CSV written by [`CsvEncoder`] back into rows: an unquoted `\N` is NULL (`None`), a
+/// quoted field is its text (`Some`, possibly empty). Any other unquoted field is an error.
 pub fn decode_rows(mut input: &[u8]) -> Result<Vec<Vec<Option<String>>>, String> {
     let mut reader = Reader::new();
     let mut rows = Vec::new();
@@ -83,11 +93,15 @@ pub fn decode_rows(mut input: &[u8]) -> Result<Vec<Vec<Option<String>>>, String>
             let text = String::from_utf8(std::mem::take(field))
                 .map_err(|_| format!("line {line}: field is not UTF-8"))?;
             let was_quoted = quoted.take().unwrap_or(false);
-            row.push(if text.is_empty() && !was_quoted {
-                None
+            if was_quoted {
+                row.push(Some(text));
+            } else if text == NULL_MARKER {
+                row.push(None);
             } else {
-                Some(text)
-            });
+                return Err(format!(
+                    "line {line}: unquoted field {text:?} is neither quoted nor the NULL marker"
+                ));
+            }
             Ok::<(), String>(())
         };
         match result {
@@ -129,8 +143,17 @@ mod tests {
 
     #[test]
     fn null_and_empty_string_differ() {
-        let out = encode(&[vec![None, Some(""), Some("x")]]);
-        assert_eq!(out, b",\"\",\"x\"\n");
+        let out = encode(&[vec![None, Some(""), Some("x"), Some("\\N")]]);
+        assert_eq!(out, b"\\N,\"\",\"x\",\"\\N\"\n");
+        assert_eq!(
+            decode_rows(&out).unwrap(),
+            vec![vec![
+                None,
+                Some(String::new()),
+                Some("x".into()),
+                Some("\\N".into())
+            ]]
+        );
     }
 
     #[test]

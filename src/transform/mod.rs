@@ -6,7 +6,7 @@
 //! with too many digits, a string longer than the column's width, a string where a number was
 //! expected…) goes to `_extra` with the attributes the schema does not know, and is counted as
 //! drift. A DynamoDB `NULL` in a non-JSON column is also kept in `_extra` (as `null`), so that "set
-//! to NULL" stays distinct from "absent".
+//! to NULL" stays distinct from "absent"; so is a string that is exactly the CSV NULL marker `\N`.
 
 pub mod json;
 pub mod number;
@@ -286,6 +286,10 @@ fn convert_value<'a>(
         (LogicalType::Text { max_bytes }, V::S(s)) => {
             if s.contains('\0') {
                 return Err(Misfit::Drift("string contains U+0000"));
+            }
+            if s == crate::stage::csv::NULL_MARKER {
+                // Exactly the CSV NULL marker: kept in `_extra` so no warehouse can mistake it.
+                return Ok(None);
             }
             if s.len() > varchar_width(max_bytes) as usize {
                 return Err(Misfit::Drift("string longer than the column's width"));
@@ -616,6 +620,17 @@ mod tests {
         let r = t.convert(&it).unwrap_err();
         assert_eq!(r.key, r#"{"pk":"ORG#3"}"#);
         assert!(r.reason.contains("U+0000"), "{}", r.reason);
+    }
+
+    #[test]
+    fn the_null_marker_string_goes_to_extra_without_drift() {
+        let mut t = Transformer::new(&schemas(), &["pk".into()]);
+        let it = item(&[("pk", s("ORG#5")), ("note", s("\\N"))]);
+        let row = t.convert(&it).unwrap();
+        assert!(row.fields[7].is_none());
+        assert!(row.fields[8].as_deref().unwrap().contains("note"));
+        assert!(t.drift().is_empty());
+        assert!(items_equal(&round_trip(&mut t, &it), &it));
     }
 
     #[test]
