@@ -14,3 +14,4 @@ pub mod schema;
 pub mod source;
 pub mod stage;
 pub mod transform;
+pub mod warehouse;

@@ -3,6 +3,7 @@
 //! needs a retry (the message says which command); 2 usage, configuration or fatal error.
 
 mod segment;
+mod warehouse;
 
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
@@ -104,6 +105,14 @@ impl RetryArgs {
 pub enum Command {
     /// Phase 1: scan one segment, write its CSV parts and commit its manifest.
     Segment(segment::SegmentArgs),
+    /// Phase 2: drop and re-create the staging schema for a run.
+    Prepare(warehouse::PrepareArgs),
+    /// Phase 3: load one segment into staging, exactly once, counts checked.
+    Upload(warehouse::UploadArgs),
+    /// Phase 4: if every segment is loaded and counted, swap staging in (previous kept).
+    Replace(warehouse::ReplaceArgs),
+    /// Swap the previous generation back in.
+    Rollback(warehouse::RollbackArgs),
     /// Retry entry points for operators' runbooks.
     #[command(subcommand)]
     Retry(RetryCommand),
@@ -114,6 +123,9 @@ pub enum RetryCommand {
     /// Re-run phase 1 for one segment: `retry phase-1 <total-segments> <segment>`.
     #[command(name = "phase-1")]
     Phase1(segment::RetryPhase1Args),
+    /// Re-run phase 3 for one segment: `retry phase-3 <segment>`.
+    #[command(name = "phase-3")]
+    Phase3(warehouse::RetryPhase3Args),
 }
 
 /// How a command failed, which decides the exit code.
@@ -171,6 +183,11 @@ async fn run(cli: Cli) -> CommandResult {
     match &cli.command {
         Command::Segment(args) => segment::run(&cli, args).await,
         Command::Retry(RetryCommand::Phase1(args)) => segment::retry(&cli, args).await,
+        Command::Prepare(args) => warehouse::prepare(&cli, args).await,
+        Command::Upload(args) => warehouse::upload(&cli, args).await,
+        Command::Replace(args) => warehouse::replace(&cli, args).await,
+        Command::Rollback(args) => warehouse::rollback(&cli, args).await,
+        Command::Retry(RetryCommand::Phase3(args)) => warehouse::retry(&cli, args).await,
     }
 }
 

@@ -27,6 +27,8 @@ impl RequestHead {
 /// A canned error response.
 #[derive(Debug, Clone)]
 pub struct Injected {
+    /// Hold the connection open without answering (a stalled service), instead of an error.
+    pub hang: bool,
     pub status: u16,
     pub content_type: &'static str,
     pub body: String,
@@ -36,6 +38,7 @@ impl Injected {
     /// DynamoDB's throttling error.
     pub fn dynamodb_throttle() -> Injected {
         Injected {
+            hang: false,
             status: 400,
             content_type: "application/x-amz-json-1.0",
             body: r#"{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException","message":"injected by the test proxy"}"#.into(),
@@ -45,6 +48,7 @@ impl Injected {
     /// A fatal DynamoDB error (not retried).
     pub fn dynamodb_validation() -> Injected {
         Injected {
+            hang: false,
             status: 400,
             content_type: "application/x-amz-json-1.0",
             body: r#"{"__type":"com.amazon.coral.validate#ValidationException","message":"injected validation failure"}"#.into(),
@@ -54,9 +58,22 @@ impl Injected {
     /// S3's internal error (retried, then given up).
     pub fn s3_internal_error() -> Injected {
         Injected {
+            hang: false,
             status: 500,
             content_type: "application/xml",
             body: "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>InternalError</Code><Message>injected by the test proxy</Message></Error>".into(),
+        }
+    }
+}
+
+impl Injected {
+    /// Never answer.
+    pub fn hang() -> Injected {
+        Injected {
+            hang: true,
+            status: 0,
+            content_type: "",
+            body: String::new(),
         }
     }
 }
@@ -126,6 +143,10 @@ async fn serve(mut client: TcpStream, upstream: &str, rule: Rule) -> std::io::Re
             .collect(),
     };
     if let Some(injected) = rule(&head) {
+        if injected.hang {
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+            return Ok(());
+        }
         // Read (and drop) the request body so the client sees a clean response.
         let length: usize = head
             .header("content-length")

@@ -127,6 +127,8 @@ pub struct TestEnv {
     pub s3: S3Client,
     pub bucket: String,
     pub table: String,
+    /// The warehouse schema this test's runs are swapped into.
+    pub target: String,
     pub schemas_dir: tempfile::TempDir,
 }
 
@@ -157,6 +159,7 @@ impl TestEnv {
             s3,
             bucket,
             table: unique(&format!("t-{name}")),
+            target: unique("w").replace('-', "_"),
             schemas_dir: tempfile::tempdir().unwrap(),
         }
     }
@@ -174,6 +177,7 @@ impl TestEnv {
                 self.schemas_dir.path().display().to_string(),
             ),
             ("ETL_LOG_FORMAT", "json".into()),
+            ("ETL_TARGET", self.target.clone()),
         ]);
         env
     }
@@ -189,6 +193,72 @@ impl TestEnv {
             cmd.env(k, v);
         }
         cmd.output().expect("the dynamo-etl binary runs")
+    }
+
+    /// Runs the binary and fails the test unless it exits 0.
+    pub fn run_ok(&self, args: &[&str]) -> Output {
+        let out = self.run(args, &[]);
+        assert!(out.status.success(), "{args:?}: {}", show(&out));
+        out
+    }
+
+    /// Phase 1 for every segment, prepare, phase 3 for every segment, replace.
+    pub fn pipeline(&self, run: &str, total: u32) {
+        let n = total.to_string();
+        for k in 0..total {
+            let k = k.to_string();
+            self.run_ok(&[
+                "segment",
+                "--run-id",
+                run,
+                "--table",
+                &self.table,
+                "--total-segments",
+                &n,
+                "--segment",
+                &k,
+            ]);
+        }
+        self.run_ok(&["prepare", "--run-id", run]);
+        for k in 0..total {
+            self.run_ok(&["upload", "--run-id", run, "--segment", &k.to_string()]);
+        }
+        self.run_ok(&["replace", "--run-id", run]);
+    }
+
+    /// A session on the test warehouse, in UTC.
+    pub async fn pg(&self) -> sqlx::PgConnection {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&self.stack.warehouse)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("connecting to {}: {e}; {STACK_HINT}", self.stack.warehouse)
+            });
+        sqlx::Executor::execute(&mut conn, "SET TIME ZONE 'UTC'")
+            .await
+            .unwrap();
+        conn
+    }
+
+    /// `SELECT count(*)` of a table.
+    pub async fn count(&self, schema: &str, table: &str) -> i64 {
+        let mut conn = self.pg().await;
+        sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) FROM \"{schema}\".\"{table}\""))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("count {schema}.{table}: {e}"))
+    }
+
+    /// The run a warehouse schema holds (its run marker), if any.
+    pub async fn served_run(&self, schema: &str) -> Option<String> {
+        let mut conn = self.pg().await;
+        sqlx::query_scalar::<_, String>(&format!(
+            "SELECT run_id FROM \"{schema}\".\"_dynamo_etl_run\""
+        ))
+        .fetch_optional(&mut conn)
+        .await
+        .ok()
+        .flatten()
     }
 
     /// Writes data-schemas where the binary will look for them.
