@@ -47,7 +47,7 @@ pub fn prepare_statements(
         out.push(create_table_sql(dialect, &staging, &table));
     }
     out.push(format!(
-        "CREATE TABLE {} (segment INTEGER NOT NULL PRIMARY KEY, run_id VARCHAR(100) NOT NULL, loaded_at TIMESTAMPTZ NOT NULL, rows BIGINT NOT NULL, tables VARCHAR(65535) NOT NULL)",
+        "CREATE TABLE {} (segment INTEGER NOT NULL PRIMARY KEY, run_id VARCHAR(100) NOT NULL, loaded_at TIMESTAMPTZ NOT NULL, row_count BIGINT NOT NULL, table_counts VARCHAR(65535) NOT NULL)",
         qualified(&staging, LEDGER_TABLE)
     ));
     out.push(format!(
@@ -216,12 +216,7 @@ pub async fn upload(
     let summary = serde_json::to_string(&loaded).expect("counts serialise");
     execute(
         &mut tx,
-        &format!(
-            "UPDATE {} SET rows = {total}, tables = {}, loaded_at = {} WHERE segment = {segment}",
-            qualified(&staging, LEDGER_TABLE),
-            quote_literal(&summary),
-            dialect.now()
-        ),
+        &record_segment_statement(dialect, &staging, segment, total, &summary),
         "recording the segment in the ledger",
     )
     .await?;
@@ -232,6 +227,22 @@ pub async fn upload(
         rows: total,
         tables: loaded,
     })
+}
+
+/// Completes a segment's ledger row with what was loaded (`tables` is a JSON object of counts).
+pub fn record_segment_statement(
+    dialect: &dyn Dialect,
+    staging: &str,
+    segment: u32,
+    rows: u64,
+    tables: &str,
+) -> String {
+    format!(
+        "UPDATE {} SET row_count = {rows}, table_counts = {}, loaded_at = {} WHERE segment = {segment}",
+        qualified(staging, LEDGER_TABLE),
+        quote_literal(tables),
+        dialect.now()
+    )
 }
 
 /// Adds the warehouse's own account of a failed load (Redshift's load error tables).
@@ -409,7 +420,7 @@ async fn gate(
     let rows = query_strings(
         conn,
         &format!(
-            "SELECT segment::varchar FROM {} WHERE rows >= 0",
+            "SELECT segment::varchar FROM {} WHERE row_count >= 0",
             qualified(&staging, LEDGER_TABLE)
         ),
         "reading the ledger",

@@ -55,7 +55,7 @@ impl Dialect for Postgres {
 
     fn claim_segment(&self, schema: &str, run_id: &str, segment: u32) -> Vec<String> {
         vec![format!(
-            "INSERT INTO {} (segment, run_id, loaded_at, rows, tables) VALUES ({segment}, {}, now(), -1, '') ON CONFLICT (segment) DO NOTHING",
+            "INSERT INTO {} (segment, run_id, loaded_at, row_count, table_counts) VALUES ({segment}, {}, now(), -1, '') ON CONFLICT (segment) DO NOTHING",
             qualified(schema, LEDGER_TABLE),
             quote_literal(run_id)
         )]

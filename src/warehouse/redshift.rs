@@ -110,7 +110,7 @@ impl Dialect for Redshift {
         vec![
             format!("LOCK {ledger}"),
             format!(
-                "INSERT INTO {ledger} (segment, run_id, loaded_at, rows, tables) SELECT {segment}, {}, GETDATE(), -1, '' WHERE NOT EXISTS (SELECT 1 FROM {ledger} WHERE segment = {segment})",
+                "INSERT INTO {ledger} (segment, run_id, loaded_at, row_count, table_counts) SELECT {segment}, {}, GETDATE(), -1, '' WHERE NOT EXISTS (SELECT 1 FROM {ledger} WHERE segment = {segment})",
                 literal(run_id)
             ),
         ]

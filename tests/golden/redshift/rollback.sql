@@ -1,0 +1,21 @@
+SET statement_timeout TO 60000;
+
+DROP SCHEMA IF EXISTS "platform_rollback" CASCADE;
+
+ALTER SCHEMA "platform" RENAME TO "platform_rollback";
+
+ALTER SCHEMA "platform_previous" RENAME TO "platform";
+
+ALTER SCHEMA "platform_rollback" RENAME TO "platform_previous";
+
+GRANT USAGE ON SCHEMA "platform" TO GROUP "analysts";
+
+GRANT SELECT ON ALL TABLES IN SCHEMA "platform" TO GROUP "analysts";
+
+GRANT USAGE ON SCHEMA "platform" TO ROLE "bi_reader";
+
+GRANT SELECT ON ALL TABLES IN SCHEMA "platform" TO ROLE "bi_reader";
+
+GRANT USAGE ON SCHEMA "platform" TO "etl_reader";
+
+GRANT SELECT ON ALL TABLES IN SCHEMA "platform" TO "etl_reader";
