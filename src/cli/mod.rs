@@ -2,6 +2,8 @@
 //! plan before any I/O, then handed to the phases. Exit codes: 0 done; 1 finished but something
 //! needs a retry (the message says which command); 2 usage, configuration or fatal error.
 
+mod ops;
+mod run;
 mod segment;
 mod warehouse;
 
@@ -103,6 +105,10 @@ impl RetryArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Pin a run: id, table, total segments and data-schemas (prints the run id).
+    Plan(run::PlanArgs),
+    /// Every phase locally in one process: plan, phase 1, prepare, phase 3, replace, report.
+    Run(run::RunArgs),
     /// Phase 1: scan one segment, write its CSV parts and commit its manifest.
     Segment(segment::SegmentArgs),
     /// Phase 2: drop and re-create the staging schema for a run.
@@ -113,6 +119,10 @@ pub enum Command {
     Replace(warehouse::ReplaceArgs),
     /// Swap the previous generation back in.
     Rollback(warehouse::RollbackArgs),
+    /// Per-segment state of a run, the swap state, and the command for each gap.
+    Status(ops::StatusArgs),
+    /// Delete the staging data of runs older than the last N successful ones (dry run by default).
+    Gc(ops::GcArgs),
     /// Retry entry points for operators' runbooks.
     #[command(subcommand)]
     Retry(RetryCommand),
@@ -155,7 +165,7 @@ pub fn main() -> i32 {
             return code;
         }
     };
-    init_logging(cli.log_format);
+    init_logging(cli.log_format, matches!(cli.command, Command::Run(_)));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -188,19 +198,32 @@ async fn run(cli: Cli) -> CommandResult {
         Command::Replace(args) => warehouse::replace(&cli, args).await,
         Command::Rollback(args) => warehouse::rollback(&cli, args).await,
         Command::Retry(RetryCommand::Phase3(args)) => warehouse::retry(&cli, args).await,
+        Command::Status(args) => ops::status(&cli, args).await,
+        Command::Plan(args) => run::plan(&cli, args).await,
+        Command::Run(args) => run::run(&cli, args).await,
+        Command::Gc(args) => ops::gc(&cli, args).await,
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs go to stderr. When `run` draws progress bars on a terminal, only warnings are logged so
+/// the bars stay readable (ETL_LOG overrides).
+fn init_logging(format: LogFormat, draws_bars: bool) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("ETL_LOG").unwrap_or_else(|_| {
-        EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn,sqlx=warn")
-    });
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Text => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
+    let level = if draws_bars && std::io::stderr().is_terminal() && !json {
+        "warn"
+    } else {
+        "info"
+    };
+    let filter = EnvFilter::try_from_env("ETL_LOG").unwrap_or_else(|_| {
+        EnvFilter::new(format!(
+            "{level},aws_config=warn,aws_smithy_runtime=warn,sqlx=warn"
+        ))
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -76,7 +76,7 @@ pub struct RetryPhase1Args {
 }
 
 impl ScanArgs {
-    fn part_settings(&self) -> Result<PartSettings, Failure> {
+    pub fn part_settings(&self) -> Result<PartSettings, Failure> {
         let chunk_bytes = self.upload_chunk_mib << 20;
         if chunk_bytes < MIN_CHUNK_BYTES {
             return Err(Failure::Fatal(anyhow!(

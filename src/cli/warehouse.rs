@@ -274,6 +274,19 @@ pub async fn replace(cli: &Cli, args: &ReplaceArgs) -> CommandResult {
     let outcome = load::replace(dialect.as_ref(), &config, &services.store, &services.layout, &plan, &cli.retry.policy())
         .await
         .map_err(|e| failure(e, format!("replace for run {} did not happen; {} is unchanged. Retry: dynamo-etl replace --run-id {}", plan.run_id, config.target, plan.run_id)))?;
+    if matches!(outcome, SwapOutcome::Swapped { .. }) {
+        // The warehouse is the source of truth; this record only helps `gc` and `status`.
+        if let Err(e) = crate::stage::runs::record_swap(
+            &services.store,
+            &services.layout,
+            &plan.run_id,
+            &config.target,
+        )
+        .await
+        {
+            tracing::warn!(run_id = %plan.run_id, error = %e, "the swap committed but its record could not be written");
+        }
+    }
     swap_result(
         outcome,
         &format!(

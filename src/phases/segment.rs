@@ -76,6 +76,16 @@ pub async fn run_segment(
     plan: &RunPlan,
     segment: u32,
 ) -> Result<SegmentManifest, SegmentError> {
+    run_segment_with(ctx, plan, segment, Arc::new(ScanCounters::default())).await
+}
+
+/// [`run_segment`] with the caller's counters, for progress display.
+pub async fn run_segment_with(
+    ctx: &SegmentContext,
+    plan: &RunPlan,
+    segment: u32,
+    counters: Arc<ScanCounters>,
+) -> Result<SegmentManifest, SegmentError> {
     let internal = |problem: String| SegmentError::Internal {
         run_id: plan.run_id.clone(),
         segment,
@@ -111,7 +121,6 @@ pub async fn run_segment(
 
     let schemas = plan.schema_set().map_err(|e| internal(e.to_string()))?;
     let transformer = Transformer::new(&schemas, &plan.key_attributes);
-    let counters = Arc::new(ScanCounters::default());
     let (page_tx, page_rx) = mpsc::channel::<Vec<Item>>(PAGES_IN_FLIGHT);
     let (chunk_tx, chunk_rx) = mpsc::channel::<Chunk>(1);
 

@@ -5,6 +5,9 @@
 //! <prefix>/runs/<run-id>/run.json                        the plan (written once)
 //! <prefix>/runs/<run-id>/segments/<k>/<table>/part-00000.csv.gz
 //! <prefix>/runs/<run-id>/segments/<k>/manifest.json      written last: the segment's commit point
+//! <prefix>/runs/<run-id>/load/<k>/<table>.manifest       Redshift COPY manifests (phase 3)
+//! <prefix>/runs/<run-id>/swapped.json                    written after the swap committed
+//! <prefix>/runs/<run-id>/report.json                     the report of `dynamo-etl run`
 //! <prefix>/schemas/<snapshot-id>/...                     schema cache snapshots
 //! ```
 
@@ -12,6 +15,7 @@ pub mod csv;
 pub mod manifest;
 pub mod parts;
 pub mod plan;
+pub mod runs;
 pub mod store;
 
 /// Object keys of the staging area under one prefix.
@@ -46,6 +50,16 @@ impl Layout {
 
     pub fn run_plan(&self, run_id: &str) -> String {
         format!("{}run.json", self.run(run_id))
+    }
+
+    /// Written by `replace` after the swap committed: marks the run as served (used by `gc`).
+    pub fn run_swap_record(&self, run_id: &str) -> String {
+        format!("{}swapped.json", self.run(run_id))
+    }
+
+    /// The report `run` writes at the end.
+    pub fn run_report(&self, run_id: &str) -> String {
+        format!("{}report.json", self.run(run_id))
     }
 
     pub fn segment(&self, run_id: &str, segment: u32) -> String {

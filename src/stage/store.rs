@@ -236,6 +236,46 @@ impl ObjectStore {
         Ok(out)
     }
 
+    /// The "folders" directly under `prefix` (common prefixes at the next `/`), e.g. the run ids
+    /// under `…/runs/`, without listing their contents.
+    pub async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .retry
+                .run(
+                    || {
+                        self.client
+                            .list_objects_v2()
+                            .bucket(&self.bucket)
+                            .prefix(prefix)
+                            .delimiter("/")
+                            .set_continuation_token(token.clone())
+                            .send()
+                    },
+                    is_retriable,
+                    |_, d| self.note_retry("ListObjectsV2", prefix, d),
+                )
+                .await
+                .map_err(|e| self.fail("ListObjectsV2", prefix, &e))?;
+            for p in page.common_prefixes() {
+                if let Some(dir) = p.prefix() {
+                    let name = dir[prefix.len().min(dir.len())..].trim_end_matches('/');
+                    if !name.is_empty() {
+                        out.push(name.to_string());
+                    }
+                }
+            }
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// Deletes the given keys (in batches of 1000).
     pub async fn delete_keys(&self, keys: &[String]) -> Result<(), StoreError> {
         for batch in keys.chunks(1000) {
