@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use super::{Cli, CommandResult, Failure, SegmentChoice, Services};
 use crate::phases::segment::{run_segment, SegmentContext};
-use crate::schema::SchemaSet;
+use crate::schema::cache::SnapshotCache;
+use crate::schema::resolve::{ResolveError, SchemaResolver};
 use crate::source::key_attributes;
 use crate::stage::check_run_id;
 use crate::stage::parts::{PartSettings, MIN_CHUNK_BYTES};
@@ -34,9 +35,13 @@ pub struct SegmentArgs {
 /// Phase-1 knobs shared by `segment` and `retry phase-1`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ScanArgs {
-    /// Folder of the static data-schemas (`<dir>/<table>/*.json`), used when planning a run.
+    /// Folder of the static data-schemas (`<dir>/<table>/*.json`): the fallback when planning a
+    /// run and the schema cache has no valid snapshot of the table or cannot be reached.
     #[arg(long, env = "ETL_SCHEMAS_DIR", default_value = "schemas")]
     pub schemas_dir: PathBuf,
+    /// Plan with the static data-schemas even when the schema cache has a snapshot.
+    #[arg(long, env = "ETL_NO_SCHEMA_CACHE")]
+    pub no_schema_cache: bool,
     /// Strongly consistent reads (twice the read units).
     #[arg(long, env = "ETL_CONSISTENT_READ")]
     pub consistent_read: bool,
@@ -152,6 +157,9 @@ async fn phase1(
         .await
         .map_err(retry_or_fatal)?;
     let dynamodb = services.dynamodb(cli);
+    let cache = (!scan.no_schema_cache)
+        .then(|| SnapshotCache::new(services.store.clone(), services.layout.clone()));
+    let resolver = SchemaResolver::new(cache, &scan.schemas_dir);
     let plan = match RunPlan::load(&services.store, &services.layout, run_id).await? {
         Some(plan) => {
             if plan.total_segments != total_segments {
@@ -169,6 +177,11 @@ async fn phase1(
                     )));
                 }
             }
+            // Logs that the run's pinned data-schemas are used.
+            resolver
+                .resolve(&plan.source_table, Some(&plan))
+                .await
+                .map_err(resolve_failure)?;
             plan
         }
         None => {
@@ -187,17 +200,18 @@ async fn phase1(
                         Failure::Fatal(e.into())
                     }
                 })?;
-            let schemas = SchemaSet::read_dir(&scan.schemas_dir, table)?;
-            tracing::info!(run_id, table, source = %scan.schemas_dir.display(),
-                tables = schemas.schemas.len(), "planning the run with the static data-schemas");
+            let chosen = resolver
+                .resolve(table, None)
+                .await
+                .map_err(resolve_failure)?;
             RunPlan {
                 format: PLAN_FORMAT,
                 run_id: run_id.to_string(),
                 source_table: table.to_string(),
                 total_segments,
                 key_attributes: keys,
-                schema_source: format!("static:{}", scan.schemas_dir.display()),
-                schemas: schemas.schemas,
+                schema_source: chosen.source.to_string(),
+                schemas: chosen.schemas.schemas,
                 created_at: chrono::Utc::now().to_rfc3339(),
             }
             .store_once(&services.store, &services.layout)
@@ -244,6 +258,14 @@ async fn phase1(
                 Failure::Fatal(err)
             })
         }
+    }
+}
+
+fn resolve_failure(e: ResolveError) -> Failure {
+    if e.is_retriable() {
+        Failure::Retry(e.into())
+    } else {
+        Failure::Fatal(e.into())
     }
 }
 
