@@ -794,7 +794,7 @@ async fn narrowing_needs_consent_and_reports_what_it_breaks() {
 #[tokio::test(flavor = "multi_thread")]
 async fn drift_sums_what_the_segments_did_not_fit() {
     let env = TestEnv::new("drift").await;
-    let items = fixtures::demo_items(2);
+    let items = fixtures::demo_items(8);
     // The data-schemas know organizations without budget and tags, and nothing else.
     let mut known: Vec<Item> = items
         .iter()
@@ -877,17 +877,31 @@ async fn drift_sums_what_the_segments_did_not_fit() {
     // All three: the exact totals of the dataset.
     let out = segment("2");
     assert!(out.status.success(), "{}", show(&out));
+    let mut with_budget = 0;
+    for k in 0..3 {
+        let m = env.manifest("d", k).await.unwrap();
+        if m.drift
+            .get("org")
+            .is_some_and(|d| d.contains_key("budget: not in the data-schema"))
+        {
+            with_budget += 1;
+        }
+    }
+    assert!(
+        with_budget >= 2,
+        "the organizations must spread over segments for the sums to mean something"
+    );
     let out = env.run(&["drift", "--run-id", "d"], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("3 of 3 segment manifests read"), "{stdout}");
     assert!(!stdout.contains("without a manifest"), "{stdout}");
     assert!(
-        stdout.contains("\"budget\" (not in the data-schema): 2 item(s)"),
+        stdout.contains("\"budget\" (not in the data-schema): 8 item(s)"),
         "{stdout}"
     );
     assert!(
-        stdout.contains("\"tags\" (not in the data-schema): 2 item(s)"),
+        stdout.contains("\"tags\" (not in the data-schema): 8 item(s)"),
         "{stdout}"
     );
     let employees = stdout
