@@ -411,7 +411,9 @@ fn render_report(r: &Report) -> String {
             );
         }
     }
-    for schema in &r.next.schemas {
+    let mut tables: Vec<&DataSchema> = r.next.schemas.iter().collect();
+    tables.sort_by(|a, b| a.table.cmp(&b.table));
+    for schema in tables {
         let before = previous.iter().find(|p| p.table == schema.table);
         let changes = changes(before, schema);
         let summary = if before.is_none() {

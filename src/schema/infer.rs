@@ -322,7 +322,9 @@ fn columns_for(stats: &TableStats, keys: &[String], previous: Option<&[Column]>)
             let widened = seen
                 .map(|s| Seen::from_type(c.logical_type).join(s.seen).logical_type())
                 .unwrap_or(c.logical_type);
-            let all_present = seen.is_some_and(|s| s.non_null == stats.items);
+            // A table with no items this time (absent from a sample, or emptied) says nothing
+            // about nullability, so it keeps what it had.
+            let all_present = stats.items == 0 || seen.is_some_and(|s| s.non_null == stats.items);
             Column {
                 attribute: c.attribute.clone(),
                 column: c.column.clone(),
@@ -695,6 +697,42 @@ mod tests {
         );
         assert_eq!(v2[1].table, "user");
         assert!(narrowings(&v1, &v2).is_empty());
+    }
+
+    #[test]
+    fn a_table_without_items_this_time_keeps_its_nullability() {
+        let classification = Classification {
+            attribute: "pk".into(),
+            delimiter: Some('#'),
+        };
+        let keys = vec!["pk".to_string()];
+        let item = |pk: &str, x: Option<&str>| -> Item {
+            let mut item: Item = [("pk".to_string(), s(pk))].into();
+            if let Some(x) = x {
+                item.insert("x".into(), s(x));
+            }
+            item
+        };
+        let mut both = Inference::default();
+        both.observe(&item("A#1", Some("a")), &classification);
+        both.observe(&item("B#1", Some("b")), &classification);
+        let v1 = both.to_schemas("t", &keys, &classification, &[]);
+        assert!(v1.iter().flat_map(|t| &t.columns).all(|c| !c.nullable));
+        // A sample that only saw A says nothing about B: nothing changes.
+        let mut only_a = Inference::default();
+        only_a.observe(&item("A#2", Some("a")), &classification);
+        let v2 = only_a.to_schemas("t", &keys, &classification, &v1);
+        assert_eq!(v2, v1);
+        // A B item without x is evidence: B's x becomes nullable, A's stays as it was.
+        let mut b_without_x = Inference::default();
+        b_without_x.observe(&item("B#2", None), &classification);
+        let v3 = b_without_x.to_schemas("t", &keys, &classification, &v2);
+        let nullable = |table: &str| -> Vec<bool> {
+            let t = v3.iter().find(|t| t.table == table).unwrap();
+            t.columns.iter().map(|c| c.nullable).collect()
+        };
+        assert_eq!(nullable("b"), [false, true]);
+        assert_eq!(nullable("a"), [false, false]);
     }
 
     fn column(attribute: &str, logical_type: LogicalType, nullable: bool) -> Column {
