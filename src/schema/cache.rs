@@ -148,10 +148,6 @@ impl SnapshotCache {
         SnapshotCache { store, layout }
     }
 
-    pub fn store(&self) -> &ObjectStore {
-        &self.store
-    }
-
     /// `s3://bucket/<prefix>/schemas/`, for messages.
     pub fn location(&self) -> String {
         format!("s3://{}/{}", self.store.bucket(), self.layout.schemas())
@@ -284,18 +280,7 @@ impl SnapshotCache {
     }
 
     /// Loads and checks snapshot `id` of `source_table`. The outer error is the store's; the inner
-    /// one says why the snapshot is not valid.
-    pub async fn load_checked(
-        &self,
-        id: &str,
-        source_table: &str,
-    ) -> Result<Result<Snapshot, String>, StoreError> {
-        Ok(self.load(id, source_table).await?.map_err(|p| match p {
-            Problem::OtherTable => format!("snapshot {id} does not belong to table {source_table}"),
-            Problem::Invalid(problem) => problem,
-        }))
-    }
-
+    /// one says why the snapshot cannot be used.
     async fn load(
         &self,
         id: &str,

@@ -10,7 +10,7 @@
 //! fatal: the static folder is used and a warning says so, the way a cache service outage should
 //! only cost freshness, not the night's run.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::cache::SnapshotCache;
 use super::{SchemaError, SchemaSet};
@@ -107,10 +107,6 @@ impl SchemaResolver {
             cache,
             static_dir: static_dir.into(),
         }
-    }
-
-    pub fn static_dir(&self) -> &Path {
-        &self.static_dir
     }
 
     /// The data-schemas for `source_table`: `pinned`'s when given, else the cache's active
