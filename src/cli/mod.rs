@@ -2,6 +2,8 @@
 //! plan before any I/O, then handed to the phases. Exit codes: 0 done; 1 finished but something
 //! needs a retry (the message says which command); 2 usage, configuration or fatal error.
 
+mod drift;
+mod infer;
 mod ops;
 mod run;
 mod segment;
@@ -105,6 +107,10 @@ impl RetryArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Infer data-schemas from the table and store them as a new schema cache snapshot.
+    InferSchema(infer::InferArgs),
+    /// Report what a run's data did not fit: attributes sent to _extra, unclassified items.
+    Drift(drift::DriftArgs),
     /// Pin a run: id, table, total segments and data-schemas (prints the run id).
     Plan(run::PlanArgs),
     /// Every phase locally in one process: plan, phase 1, prepare, phase 3, replace, report.
@@ -191,6 +197,8 @@ pub fn main() -> i32 {
 
 async fn run(cli: Cli) -> CommandResult {
     match &cli.command {
+        Command::InferSchema(args) => infer::run(&cli, args).await,
+        Command::Drift(args) => drift::run(&cli, args).await,
         Command::Segment(args) => segment::run(&cli, args).await,
         Command::Retry(RetryCommand::Phase1(args)) => segment::retry(&cli, args).await,
         Command::Prepare(args) => warehouse::prepare(&cli, args).await,

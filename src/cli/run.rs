@@ -7,13 +7,12 @@ use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::segment::ScanArgs;
+use super::segment::{plan_new_run, ScanArgs};
 use super::warehouse::WarehouseArgs;
 use super::{Cli, CommandResult, Failure, Services};
 use crate::phases::pipeline::{run_pipeline, PipelineObserver, PipelineOptions, Quiet};
-use crate::phases::plan::{derive_run_id, plan_run, PlanningError};
+use crate::phases::plan::derive_run_id;
 use crate::phases::segment::SegmentContext;
-use crate::schema::SchemaSet;
 use crate::source::ScanCounters;
 use crate::stage::manifest::SegmentManifest;
 use crate::stage::plan::RunPlan;
@@ -30,9 +29,12 @@ pub struct PlanArgs {
     /// Run id (default: from AWS_BATCH_JOB_ID, else today's UTC date).
     #[arg(long, env = "ETL_RUN_ID")]
     pub run_id: Option<String>,
-    /// Folder of the static data-schemas.
+    /// Folder of the static data-schemas (the fallback when the schema cache has none).
     #[arg(long, env = "ETL_SCHEMAS_DIR", default_value = "schemas")]
     pub schemas_dir: std::path::PathBuf,
+    /// Plan with the static data-schemas even when the schema cache has a snapshot.
+    #[arg(long, env = "ETL_NO_SCHEMA_CACHE")]
+    pub no_schema_cache: bool,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -59,38 +61,20 @@ pub struct RunArgs {
     pub warehouse: WarehouseArgs,
 }
 
-fn planning_failure(e: PlanningError) -> Failure {
-    if e.is_retriable() {
-        Failure::Retry(e.into())
-    } else {
-        Failure::Fatal(e.into())
-    }
-}
-
-/// The data-schemas a new run pins.
-async fn pin_schemas(dir: &std::path::Path, table: &str) -> Result<(SchemaSet, String), Failure> {
-    let set = SchemaSet::read_dir(dir, table)?;
-    tracing::info!(table, source = %dir.display(), "planning with the static data-schemas");
-    Ok((set, format!("static:{}", dir.display())))
-}
-
 pub async fn plan(cli: &Cli, args: &PlanArgs) -> CommandResult {
     let services = Services::connect(cli).await?;
     let run_id = derive_run_id(args.run_id.as_deref());
-    let (schemas, source) = pin_schemas(&args.schemas_dir, &args.table).await?;
-    let plan = plan_run(
+    let plan = plan_new_run(
+        cli,
+        &services,
         &services.dynamodb(cli),
-        &services.store,
-        &services.layout,
-        &cli.retry.policy(),
         &run_id,
         &args.table,
         args.total_segments,
-        schemas,
-        source,
+        &args.schemas_dir,
+        args.no_schema_cache,
     )
-    .await
-    .map_err(planning_failure)?;
+    .await?;
     eprintln!(
         "run {} planned: table {}, {} segments, {} tables, schemas from {}",
         plan.run_id,
@@ -129,20 +113,17 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> CommandResult {
                     "pass --table (or set ETL_TABLE) to start run {run_id}"
                 ))
             })?;
-            let (schemas, source) = pin_schemas(&args.scan.schemas_dir, table).await?;
-            plan_run(
+            plan_new_run(
+                cli,
+                &services,
                 &dynamodb,
-                &services.store,
-                &services.layout,
-                &cli.retry.policy(),
                 &run_id,
                 table,
                 args.total_segments,
-                schemas,
-                source,
+                &args.scan.schemas_dir,
+                args.scan.no_schema_cache,
             )
-            .await
-            .map_err(planning_failure)?
+            .await?
         }
     };
     let warehouse = args.warehouse.config(Some(&plan.source_table))?;

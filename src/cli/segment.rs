@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use super::{Cli, CommandResult, Failure, SegmentChoice, Services};
 use crate::phases::segment::{run_segment, SegmentContext};
-use crate::schema::SchemaSet;
-use crate::source::key_attributes;
+use crate::schema::cache::SnapshotCache;
+use crate::schema::resolve::{ResolveError, SchemaResolver};
 use crate::stage::check_run_id;
 use crate::stage::parts::{PartSettings, MIN_CHUNK_BYTES};
-use crate::stage::plan::{RunPlan, PLAN_FORMAT};
+use crate::stage::plan::RunPlan;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SegmentArgs {
@@ -34,9 +34,13 @@ pub struct SegmentArgs {
 /// Phase-1 knobs shared by `segment` and `retry phase-1`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ScanArgs {
-    /// Folder of the static data-schemas (`<dir>/<table>/*.json`), used when planning a run.
+    /// Folder of the static data-schemas (`<dir>/<table>/*.json`): the fallback when planning a
+    /// run and the schema cache has no valid snapshot of the table or cannot be reached.
     #[arg(long, env = "ETL_SCHEMAS_DIR", default_value = "schemas")]
     pub schemas_dir: PathBuf,
+    /// Plan with the static data-schemas even when the schema cache has a snapshot.
+    #[arg(long, env = "ETL_NO_SCHEMA_CACHE")]
+    pub no_schema_cache: bool,
     /// Strongly consistent reads (twice the read units).
     #[arg(long, env = "ETL_CONSISTENT_READ")]
     pub consistent_read: bool,
@@ -152,6 +156,7 @@ async fn phase1(
         .await
         .map_err(retry_or_fatal)?;
     let dynamodb = services.dynamodb(cli);
+    let resolver = schema_resolver(&services, &scan.schemas_dir, scan.no_schema_cache);
     let plan = match RunPlan::load(&services.store, &services.layout, run_id).await? {
         Some(plan) => {
             if plan.total_segments != total_segments {
@@ -169,6 +174,11 @@ async fn phase1(
                     )));
                 }
             }
+            // Logs that the run's pinned data-schemas are used.
+            resolver
+                .resolve(&plan.source_table, Some(&plan))
+                .await
+                .map_err(resolve_failure)?;
             plan
         }
         None => {
@@ -177,30 +187,16 @@ async fn phase1(
                     "run {run_id} has no plan yet; pass --table (or set ETL_TABLE) so phase 1 can plan it"
                 ))
             })?;
-            let policy = cli.retry.policy();
-            let keys = key_attributes(&dynamodb, table, &policy)
-                .await
-                .map_err(|e| {
-                    if e.is_retriable() {
-                        Failure::Retry(e.into())
-                    } else {
-                        Failure::Fatal(e.into())
-                    }
-                })?;
-            let schemas = SchemaSet::read_dir(&scan.schemas_dir, table)?;
-            tracing::info!(run_id, table, source = %scan.schemas_dir.display(),
-                tables = schemas.schemas.len(), "planning the run with the static data-schemas");
-            RunPlan {
-                format: PLAN_FORMAT,
-                run_id: run_id.to_string(),
-                source_table: table.to_string(),
+            plan_new_run(
+                cli,
+                &services,
+                &dynamodb,
+                run_id,
+                table,
                 total_segments,
-                key_attributes: keys,
-                schema_source: format!("static:{}", scan.schemas_dir.display()),
-                schemas: schemas.schemas,
-                created_at: chrono::Utc::now().to_rfc3339(),
-            }
-            .store_once(&services.store, &services.layout)
+                &scan.schemas_dir,
+                scan.no_schema_cache,
+            )
             .await?
         }
     };
@@ -244,6 +240,62 @@ async fn phase1(
                 Failure::Fatal(err)
             })
         }
+    }
+}
+
+/// The resolver every planning command uses: cache (unless switched off), then the static folder.
+pub(super) fn schema_resolver(
+    services: &Services,
+    schemas_dir: &std::path::Path,
+    no_cache: bool,
+) -> SchemaResolver {
+    let cache =
+        (!no_cache).then(|| SnapshotCache::new(services.store.clone(), services.layout.clone()));
+    SchemaResolver::new(cache, schemas_dir)
+}
+
+/// Resolves the data-schemas of a new run and pins it (shared by `plan`, `run` and phase 1).
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn plan_new_run(
+    cli: &Cli,
+    services: &Services,
+    dynamodb: &aws_sdk_dynamodb::Client,
+    run_id: &str,
+    table: &str,
+    total_segments: u32,
+    schemas_dir: &std::path::Path,
+    no_cache: bool,
+) -> Result<RunPlan, Failure> {
+    let chosen = schema_resolver(services, schemas_dir, no_cache)
+        .resolve(table, None)
+        .await
+        .map_err(resolve_failure)?;
+    crate::phases::plan::plan_run(
+        dynamodb,
+        &services.store,
+        &services.layout,
+        &cli.retry.policy(),
+        run_id,
+        table,
+        total_segments,
+        chosen.schemas,
+        chosen.source.to_string(),
+    )
+    .await
+    .map_err(|e| {
+        if e.is_retriable() {
+            Failure::Retry(e.into())
+        } else {
+            Failure::Fatal(e.into())
+        }
+    })
+}
+
+fn resolve_failure(e: ResolveError) -> Failure {
+    if e.is_retriable() {
+        Failure::Retry(e.into())
+    } else {
+        Failure::Fatal(e.into())
     }
 }
 

@@ -322,7 +322,9 @@ fn columns_for(stats: &TableStats, keys: &[String], previous: Option<&[Column]>)
             let widened = seen
                 .map(|s| Seen::from_type(c.logical_type).join(s.seen).logical_type())
                 .unwrap_or(c.logical_type);
-            let all_present = seen.is_some_and(|s| s.non_null == stats.items);
+            // A table with no items this time (absent from a sample, or emptied) says nothing
+            // about nullability, so it keeps what it had.
+            let all_present = stats.items == 0 || seen.is_some_and(|s| s.non_null == stats.items);
             Column {
                 attribute: c.attribute.clone(),
                 column: c.column.clone(),
@@ -368,32 +370,124 @@ fn keep_text_width(before: LogicalType, after: LogicalType) -> LogicalType {
     }
 }
 
-/// A column whose type would become narrower than in `previous`: (table, column, old, new).
-pub fn narrowings(
-    previous: &[DataSchema],
-    next: &[DataSchema],
-) -> Vec<(String, String, String, String)> {
+/// One way a new set of data-schemas holds less than the previous one. Evolution
+/// ([`Inference::to_schemas`] with `previous`) never produces any; inferring from scratch
+/// (`infer-schema --allow-narrowing`) may.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Narrowing {
+    pub table: String,
+    /// The previous column name; empty when the whole table is concerned.
+    pub column: String,
+    pub change: Change,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// The new type does not hold every value the previous one held.
+    Type { from: LogicalType, to: LogicalType },
+    /// The column was nullable and would no longer be.
+    NotNull,
+    /// The same attribute would get another column name.
+    Renamed { to: String },
+    /// The attribute would have no column any more.
+    ColumnDropped,
+    /// The table would not exist any more.
+    TableDropped,
+}
+
+impl Narrowing {
+    /// What would stop working, in an operator's words.
+    pub fn consequence(&self) -> String {
+        match &self.change {
+            Change::Type { from, to } => format!(
+                "values that fit {} but not {} would go to _extra (counted as drift) instead of this column, and queries expecting {} may fail",
+                from.name(),
+                to.name(),
+                from.name()
+            ),
+            Change::NotNull => "an item without this attribute (or with NULL in it) would conflict with the column becoming NOT NULL".into(),
+            Change::Renamed { to } => format!(
+                "the column would be called {to}: queries, views and grants naming {} would break",
+                self.column
+            ),
+            Change::ColumnDropped => "the column would disappear: its values would go to _extra and queries naming it would break".into(),
+            Change::TableDropped => "the table would disappear at the next replace: its items would land in another table or _unclassified, and queries naming it would break".into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Narrowing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match &self.change {
+            Change::Type { from, to } => format!("{} -> {}", from.name(), to.name()),
+            Change::NotNull => "nullable -> not null".into(),
+            Change::Renamed { to } => format!("renamed to {to}"),
+            Change::ColumnDropped => "dropped".into(),
+            Change::TableDropped => "table dropped".into(),
+        };
+        if self.column.is_empty() {
+            write!(f, "{}: {what}", self.table)
+        } else {
+            write!(f, "{}.{}: {what}", self.table, self.column)
+        }
+    }
+}
+
+/// True when every value a column of type `narrow` accepts is also accepted by `wide`. Text
+/// widths count as the warehouse sees them (see [`super::varchar_width`]): two widths that round
+/// to the same VARCHAR accept the same strings.
+pub fn holds(wide: LogicalType, narrow: LogicalType) -> bool {
+    match (wide, narrow) {
+        (LogicalType::Text { max_bytes: w }, LogicalType::Text { max_bytes: n }) => {
+            super::varchar_width(w) >= super::varchar_width(n)
+        }
+        _ => {
+            Seen::from_type(wide)
+                .join(Seen::from_type(narrow))
+                .logical_type()
+                == wide
+        }
+    }
+}
+
+/// Everything `next` holds less of than `previous`, matched by table name and attribute, in the
+/// order of `previous`.
+pub fn narrowings(previous: &[DataSchema], next: &[DataSchema]) -> Vec<Narrowing> {
     let mut out = Vec::new();
     for p in previous {
         let Some(n) = next.iter().find(|n| n.table == p.table) else {
+            out.push(Narrowing {
+                table: p.table.clone(),
+                column: String::new(),
+                change: Change::TableDropped,
+            });
             continue;
         };
         for pc in &p.columns {
-            if let Some(nc) = n.columns.iter().find(|c| c.attribute == pc.attribute) {
-                let joined =
-                    Seen::from_type(pc.logical_type).join(Seen::from_type(nc.logical_type));
-                if joined.logical_type() != pc.logical_type
-                    && nc.logical_type != pc.logical_type
-                    && Seen::from_type(nc.logical_type).join(joined)
-                        == Seen::from_type(pc.logical_type)
-                {
-                    out.push((
-                        p.table.clone(),
-                        pc.column.clone(),
-                        pc.logical_type.name(),
-                        nc.logical_type.name(),
-                    ));
-                }
+            let mut push = |change| {
+                out.push(Narrowing {
+                    table: p.table.clone(),
+                    column: pc.column.clone(),
+                    change,
+                })
+            };
+            let Some(nc) = n.columns.iter().find(|c| c.attribute == pc.attribute) else {
+                push(Change::ColumnDropped);
+                continue;
+            };
+            if nc.column != pc.column {
+                push(Change::Renamed {
+                    to: nc.column.clone(),
+                });
+            }
+            if !holds(nc.logical_type, pc.logical_type) {
+                push(Change::Type {
+                    from: pc.logical_type,
+                    to: nc.logical_type,
+                });
+            }
+            if pc.nullable && !nc.nullable {
+                push(Change::NotNull);
             }
         }
     }
@@ -603,5 +697,169 @@ mod tests {
         );
         assert_eq!(v2[1].table, "user");
         assert!(narrowings(&v1, &v2).is_empty());
+    }
+
+    #[test]
+    fn a_table_without_items_this_time_keeps_its_nullability() {
+        let classification = Classification {
+            attribute: "pk".into(),
+            delimiter: Some('#'),
+        };
+        let keys = vec!["pk".to_string()];
+        let item = |pk: &str, x: Option<&str>| -> Item {
+            let mut item: Item = [("pk".to_string(), s(pk))].into();
+            if let Some(x) = x {
+                item.insert("x".into(), s(x));
+            }
+            item
+        };
+        let mut both = Inference::default();
+        both.observe(&item("A#1", Some("a")), &classification);
+        both.observe(&item("B#1", Some("b")), &classification);
+        let v1 = both.to_schemas("t", &keys, &classification, &[]);
+        assert!(v1.iter().flat_map(|t| &t.columns).all(|c| !c.nullable));
+        // A sample that only saw A says nothing about B: nothing changes.
+        let mut only_a = Inference::default();
+        only_a.observe(&item("A#2", Some("a")), &classification);
+        let v2 = only_a.to_schemas("t", &keys, &classification, &v1);
+        assert_eq!(v2, v1);
+        // A B item without x is evidence: B's x becomes nullable, A's stays as it was.
+        let mut b_without_x = Inference::default();
+        b_without_x.observe(&item("B#2", None), &classification);
+        let v3 = b_without_x.to_schemas("t", &keys, &classification, &v2);
+        let nullable = |table: &str| -> Vec<bool> {
+            let t = v3.iter().find(|t| t.table == table).unwrap();
+            t.columns.iter().map(|c| c.nullable).collect()
+        };
+        assert_eq!(nullable("b"), [false, true]);
+        assert_eq!(nullable("a"), [false, false]);
+    }
+
+    fn column(attribute: &str, logical_type: LogicalType, nullable: bool) -> Column {
+        Column {
+            attribute: attribute.into(),
+            column: attribute.to_lowercase(),
+            logical_type,
+            nullable,
+        }
+    }
+
+    fn table(name: &str, columns: Vec<Column>) -> DataSchema {
+        DataSchema {
+            format: FORMAT_VERSION,
+            source_table: "t".into(),
+            table: name.into(),
+            rule: None,
+            columns,
+        }
+    }
+
+    #[test]
+    fn narrowings_name_every_loss_and_ignore_widenings() {
+        use LogicalType::*;
+        let decimal = Decimal {
+            precision: 9,
+            scale: 2,
+        };
+        let previous = vec![
+            table(
+                "org",
+                vec![
+                    column("budget", decimal, false),
+                    column("note", Text { max_bytes: 300 }, true),
+                    column("seen", Text { max_bytes: 24 }, false),
+                    column("extra", Json, false),
+                    column("size", Bigint, false),
+                    column("gone", Boolean, false),
+                    column("Name", Text { max_bytes: 5 }, false),
+                    column("short", Text { max_bytes: 100 }, false),
+                ],
+            ),
+            table("old", vec![column("pk", Text { max_bytes: 3 }, false)]),
+        ];
+        let mut renamed = column("Name", Text { max_bytes: 5 }, false);
+        renamed.column = "name_2".into();
+        let next = vec![table(
+            "org",
+            vec![
+                column("budget", Bigint, false),
+                column("note", Text { max_bytes: 10 }, false),
+                column("seen", Timestamp, false),
+                column("extra", Text { max_bytes: 9 }, false),
+                // Wider: never reported.
+                column(
+                    "size",
+                    Decimal {
+                        precision: 25,
+                        scale: 3,
+                    },
+                    true,
+                ),
+                renamed,
+                // Same warehouse width (VARCHAR(256)): not a narrowing.
+                column("short", Text { max_bytes: 3 }, false),
+            ],
+        )];
+        let found: Vec<String> = narrowings(&previous, &next)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "org.budget: decimal(9,2) -> bigint",
+                "org.note: text(300) -> text(10)",
+                "org.note: nullable -> not null",
+                "org.seen: text(24) -> timestamp",
+                "org.extra: json -> text(9)",
+                "org.gone: dropped",
+                "org.name: renamed to name_2",
+                "old: table dropped",
+            ]
+        );
+        assert!(narrowings(&next, &next).is_empty());
+    }
+
+    #[test]
+    fn holds_follows_the_lattice() {
+        use LogicalType::*;
+        let d = |precision, scale| Decimal { precision, scale };
+        assert!(holds(d(21, 2), Bigint));
+        assert!(!holds(d(12, 2), Bigint), "bigint has 19 integer digits");
+        assert!(holds(NumericText, d(38, 10)));
+        assert!(!holds(d(38, 10), NumericText));
+        assert!(holds(Json, Boolean));
+        assert!(!holds(Boolean, Json));
+        assert!(holds(Text { max_bytes: 40 }, Timestamp));
+        assert!(!holds(Timestamp, Text { max_bytes: 40 }));
+        assert!(holds(Text { max_bytes: 1 }, Text { max_bytes: 256 }));
+        assert!(!holds(Text { max_bytes: 1 }, Text { max_bytes: 257 }));
+    }
+
+    #[test]
+    fn evolution_never_narrows_whatever_the_data() {
+        let classification = Classification {
+            attribute: "pk".into(),
+            delimiter: Some('#'),
+        };
+        let keys = vec!["pk".to_string()];
+        for seed in 0..60 {
+            let mut before = Inference::default();
+            let mut after = Inference::default();
+            for (i, v) in values(seed, 40).into_iter().enumerate() {
+                let mut item = Item::new();
+                item.insert("pk".into(), s(if i % 2 == 0 { "A#1" } else { "B#1" }));
+                item.insert(format!("a{}", i % 5), v);
+                if i < 20 {
+                    before.observe(&item, &classification);
+                } else {
+                    after.observe(&item, &classification);
+                }
+            }
+            let v1 = before.to_schemas("t", &keys, &classification, &[]);
+            let v2 = after.to_schemas("t", &keys, &classification, &v1);
+            let lost = narrowings(&v1, &v2);
+            assert!(lost.is_empty(), "seed {seed}: {lost:?}");
+        }
     }
 }

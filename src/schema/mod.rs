@@ -5,8 +5,10 @@
 //! (column lists); `infer-schema` writes them. Unknown fields are rejected on read so that a typo in
 //! a reviewed file fails loudly instead of being ignored.
 
+pub mod cache;
 pub mod infer;
 pub mod naming;
+pub mod resolve;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

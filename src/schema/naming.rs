@@ -8,6 +8,11 @@
 //! 4. Names longer than [`MAX_IDENTIFIER_BYTES`] (PostgreSQL's 63; Redshift allows 127, so one
 //!    mapping serves both) keep their first 54 bytes plus `_` and 8 hex digits of a hash of the
 //!    original attribute name.
+//!
+//!    Why 63 for both dialects: PostgreSQL does not reject a longer identifier, it silently cuts it
+//!    to 63 bytes, so two long attribute names could quietly become the same column. Using the
+//!    smaller limit everywhere keeps one data-schema valid on both warehouses, and the local
+//!    PostgreSQL tests exercise exactly the column names production Redshift gets.
 //! 5. A name already taken in the table gets `_2`, `_3`, … (shortened first if needed). Names are
 //!    assigned in column order, so existing columns keep theirs when new attributes appear.
 //!
@@ -163,5 +168,57 @@ mod tests {
         let ids = assign_all(&[&long, &long.to_uppercase()]);
         assert_ne!(ids[0], ids[1]);
         assert!(ids.iter().all(|i| is_safe_identifier(i)), "{ids:?}");
+    }
+
+    #[test]
+    fn names_starting_with_digits_stay_distinct_and_safe() {
+        assert_eq!(base_identifier("2024"), "c_2024");
+        assert_eq!(base_identifier("9lives"), "c_9lives");
+        assert_eq!(base_identifier("0_x"), "c_0_x");
+        // `c_1st` as a real attribute collides with the prefixed `1st` and is numbered.
+        assert_eq!(assign_all(&["1st", "c_1st"]), ["c_1st", "c_1st_2"]);
+        for id in assign_all(&["1", "12", "123"]) {
+            assert!(is_safe_identifier(&id), "{id}");
+        }
+    }
+
+    #[test]
+    fn non_ascii_names_become_underscores_and_are_numbered_apart() {
+        assert_eq!(base_identifier("名前"), "__");
+        assert_eq!(base_identifier("🚀launch"), "_launch");
+        assert_eq!(base_identifier("Ärger"), "_rger");
+        // Two different non-ASCII names map to the same base and must not share a column.
+        assert_eq!(assign_all(&["名前", "住所"]), ["__", "___2"]);
+        for id in assign_all(&["名前", "住所", "ü", "Ü"]) {
+            assert!(is_safe_identifier(&id), "{id}");
+        }
+    }
+
+    #[test]
+    fn names_colliding_with_extra_never_take_the_metadata_column() {
+        let ids = assign_all(&["_extra", "_EXTRA", "_Extra_", "extra"]);
+        assert_eq!(ids, ["_extra_", "_extra__2", "_extra__3", "extra"]);
+        assert!(!ids.iter().any(|i| i == "_extra"));
+        // Even a name that is already taken by an earlier `_extra_` column is numbered.
+        let mut taken: HashSet<String> = ["_extra_".to_string()].into();
+        assert_eq!(assign("_extra", &mut taken), "_extra__2");
+    }
+
+    #[test]
+    fn one_limit_of_63_bytes_serves_postgresql_and_redshift() {
+        // 63 bytes fits both dialects and is kept as is.
+        let fits = "a".repeat(63);
+        assert_eq!(base_identifier(&fits), fits);
+        // 64 and 100 bytes would fit Redshift (127) but not PostgreSQL: cut for both.
+        for len in [64, 100, 127, 128, 300] {
+            let id = base_identifier(&"a".repeat(len));
+            assert_eq!(id.len(), MAX_IDENTIFIER_BYTES, "{len}");
+            assert!(is_safe_identifier(&id));
+        }
+        // The hash keeps names that agree on their first 63 bytes apart.
+        let a = format!("{}_left", "x".repeat(80));
+        let b = format!("{}_right", "x".repeat(80));
+        assert_ne!(base_identifier(&a), base_identifier(&b));
+        assert!(!is_safe_identifier(&"a".repeat(64)));
     }
 }
