@@ -546,3 +546,40 @@ async fn exit_codes_follow_the_contract() {
     let mut conn = env.pg().await;
     conn.execute("SELECT 1").await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gc_prunes_schema_snapshots_but_never_active_newest_or_pinned_ones() {
+    let env = seeded("pgcsnap", 1).await;
+    let snapshot_ids = |keys: Vec<String>| -> Vec<String> {
+        let mut ids: Vec<String> = keys
+            .iter()
+            .filter_map(|k| k.strip_prefix("dynamo-etl/schemas/")?.split('/').next().map(str::to_string))
+            .collect();
+        ids.dedup();
+        ids
+    };
+    env.run_ok(&["infer-schema", "--table", &env.table, "--segments", "1"]);
+    env.pipeline("r1", 1); // pins the first snapshot
+    for _ in 0..3 {
+        env.run_ok(&["infer-schema", "--table", &env.table, "--segments", "1"]);
+    }
+    env.pipeline("r2", 1); // pins the newest
+    let ids = snapshot_ids(env.keys("dynamo-etl/schemas/").await);
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    let plan: serde_json::Value = serde_json::from_slice(&env.get("dynamo-etl/runs/r1/run.json").await.unwrap()).unwrap();
+    assert_eq!(plan["schema_source"], format!("snapshot:{}", ids[0]), "r1 pinned the first snapshot");
+
+    let dry = env.run_ok(&["gc", "--keep", "2", "--keep-snapshots", "1"]);
+    let text = stdout(&dry);
+    assert!(text.contains(&format!("keep    schema snapshot {} (a run that stays pins it)", ids[0])), "{text}");
+    assert!(text.contains(&format!("keep    schema snapshot {} (it is the active snapshot", ids[3])), "{text}");
+    for id in &ids[1..3] {
+        assert!(text.contains(&format!("delete  schema snapshot {id}")), "{text}");
+    }
+    env.run_ok(&["gc", "--keep", "2", "--keep-snapshots", "1", "--apply"]);
+    assert_eq!(snapshot_ids(env.keys("dynamo-etl/schemas/").await), vec![ids[0].clone(), ids[3].clone()]);
+    // The cache still resolves to the newest snapshot.
+    env.run_ok(&["plan", "--table", &env.table, "--total-segments", "1", "--run-id", "r3"]);
+    let plan: serde_json::Value = serde_json::from_slice(&env.get("dynamo-etl/runs/r3/run.json").await.unwrap()).unwrap();
+    assert_eq!(plan["schema_source"], format!("snapshot:{}", ids[3]));
+}

@@ -138,3 +138,31 @@ async fn a_failed_part_aborts_the_multipart_upload() {
         env.keys("t/").await
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn conditional_puts_let_exactly_one_writer_win() {
+    let env = TestEnv::new("ifnone").await;
+    let store = ObjectStore::new(env.s3.clone(), &env.bucket, RetryPolicy::default());
+    let attempts = (0..6).map(|i| {
+        let store = store.clone();
+        async move {
+            store
+                .put_if_absent(
+                    "k/run.json",
+                    format!("writer {i}").into_bytes().into(),
+                    "text/plain",
+                )
+                .await
+                .unwrap()
+        }
+    });
+    let won: Vec<bool> = futures::future::join_all(attempts).await;
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
+    let body = String::from_utf8(env.get("k/run.json").await.unwrap()).unwrap();
+    let winner = won.iter().position(|w| *w).unwrap();
+    assert_eq!(
+        body,
+        format!("writer {winner}"),
+        "the winner's content stays"
+    );
+}

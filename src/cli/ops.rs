@@ -24,6 +24,10 @@ pub struct GcArgs {
     /// How many of the most recent successful (swapped-in) runs to keep.
     #[arg(long, env = "ETL_GC_KEEP", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     pub keep: u32,
+    /// How many of the newest schema cache snapshots of each table to keep (besides the active
+    /// one and any a kept run pins).
+    #[arg(long, env = "ETL_GC_KEEP_SNAPSHOTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep_snapshots: u32,
     /// Delete for real; without it gc only reports what it would delete.
     #[arg(long)]
     pub apply: bool,
@@ -112,13 +116,31 @@ pub async fn gc(cli: &Cli, args: &GcArgs) -> CommandResult {
         }
     }
     let bytes: u64 = doomed.iter().map(|e| e.bytes).sum();
-    println!(
-        "schema cache snapshots under {} are never deleted by gc",
-        services.layout.schemas()
-    );
+    let snapshots = gc::plan_snapshot_gc(
+        &services.store,
+        &services.layout,
+        &entries,
+        args.keep_snapshots as usize,
+    )
+    .await
+    .map_err(|e| Failure::Retry(e.into()))?;
+    for s in &snapshots {
+        match &s.kept_because {
+            None => println!(
+                "delete  schema snapshot {} ({})",
+                s.snapshot_id,
+                s.tables.join(", ")
+            ),
+            Some(why) => println!("keep    schema snapshot {} ({why})", s.snapshot_id),
+        }
+    }
+    let doomed_snapshots = snapshots
+        .iter()
+        .filter(|s| s.kept_because.is_none())
+        .count();
     if !args.apply {
         println!(
-            "dry run: {} runs ({bytes} bytes) would be deleted; run again with --apply to delete them",
+            "dry run: {} runs ({bytes} bytes) and {doomed_snapshots} schema snapshots would be deleted; run again with --apply to delete them",
             doomed.len()
         );
         return Ok(());
@@ -130,8 +152,15 @@ pub async fn gc(cli: &Cli, args: &GcArgs) -> CommandResult {
                 anyhow::Error::new(e).context("gc stopped part way; run it again to finish"),
             )
         })?;
+    let deleted_snapshots = gc::apply_snapshots(&services.store, &services.layout, &snapshots)
+        .await
+        .map_err(|e| {
+            Failure::Retry(
+                anyhow::Error::new(e).context("gc stopped part way; run it again to finish"),
+            )
+        })?;
     println!(
-        "deleted {} runs ({deleted} objects, {bytes} bytes)",
+        "deleted {} runs ({deleted} objects, {bytes} bytes) and {doomed_snapshots} schema snapshots ({deleted_snapshots} objects)",
         doomed.len()
     );
     Ok(())

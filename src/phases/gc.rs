@@ -1,8 +1,12 @@
 //! Garbage collection of the staging area: the parts, manifests and plans of runs older than the
 //! last N successful (swapped-in) runs. Never a run planned after the oldest kept successful run
-//! (it may still be in progress), never a run without a readable plan, and never anything under
-//! `schemas/` (the schema cache, whose snapshots runs pin).
+//! (it may still be in progress), never a run without a readable plan. Schema cache snapshots are
+//! pruned separately and conservatively: a snapshot stays while it is its table's active one, one
+//! of its table's newest K, or pinned by a run that stays.
 
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::schema::cache::{SnapshotCache, SNAPSHOT_MANIFEST};
 use crate::stage::runs::list_runs;
 use crate::stage::store::{ObjectStore, StoreError};
 use crate::stage::Layout;
@@ -88,6 +92,110 @@ pub async fn apply(
         store.delete_keys(std::slice::from_ref(&plan_key)).await?;
         deleted += keys.len() + 1;
         tracing::info!(run_id = %entry.run_id, objects = keys.len() + 1, "run deleted from the staging area");
+    }
+    Ok(deleted)
+}
+
+/// One schema cache snapshot and what `gc` decided about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotEntry {
+    pub snapshot_id: String,
+    pub tables: Vec<String>,
+    pub objects: usize,
+    pub kept_because: Option<String>,
+}
+
+/// Decides which snapshots go, given the runs `plan_gc` keeps.
+pub async fn plan_snapshot_gc(
+    store: &ObjectStore,
+    layout: &Layout,
+    runs: &[GcEntry],
+    keep_newest: usize,
+) -> Result<Vec<SnapshotEntry>, StoreError> {
+    let root = layout.schemas();
+    // snapshot id → (source tables in it, object count)
+    let mut folders: BTreeMap<String, (BTreeSet<String>, usize)> = BTreeMap::new();
+    for object in store.list(&root).await? {
+        let Some((id, inside)) = object.key[root.len()..].split_once('/') else {
+            continue;
+        };
+        let entry = folders.entry(id.to_string()).or_default();
+        entry.1 += 1;
+        if let Some((table, _)) = inside.split_once('/') {
+            entry.0.insert(table.to_string());
+        }
+    }
+    // Pinned by a run that stays.
+    let mut pinned = BTreeSet::new();
+    for run in runs.iter().filter(|r| r.kept_because.is_some()) {
+        if let Ok(Some(plan)) = crate::stage::plan::RunPlan::load(store, layout, &run.run_id).await
+        {
+            if let Some(id) = plan.schema_source.strip_prefix("snapshot:") {
+                pinned.insert(id.to_string());
+            }
+        }
+    }
+    let cache = SnapshotCache::new(store.clone(), layout.clone());
+    let tables: BTreeSet<String> = folders
+        .values()
+        .flat_map(|(t, _)| t.iter().cloned())
+        .collect();
+    let mut keep: BTreeMap<String, String> = BTreeMap::new();
+    for table in &tables {
+        if let Some(active) = cache.active(table).await?.active {
+            keep.entry(active.id)
+                .or_insert(format!("it is the active snapshot of {table}"));
+        }
+        let mut ids: Vec<&String> = folders
+            .iter()
+            .filter(|(_, (t, _))| t.contains(table))
+            .map(|(id, _)| id)
+            .collect();
+        ids.sort();
+        for id in ids.iter().rev().take(keep_newest.max(1)) {
+            keep.entry((*id).clone()).or_insert(format!(
+                "it is one of the newest {} of {table}",
+                keep_newest.max(1)
+            ));
+        }
+    }
+    Ok(folders
+        .into_iter()
+        .map(|(id, (tables, objects))| {
+            let kept_because = keep.get(&id).cloned().or_else(|| {
+                if pinned.contains(&id) {
+                    Some("a run that stays pins it".to_string())
+                } else if tables.is_empty() {
+                    Some("it holds no data-schemas (left for an operator to inspect)".to_string())
+                } else {
+                    None
+                }
+            });
+            SnapshotEntry {
+                snapshot_id: id,
+                tables: tables.into_iter().collect(),
+                objects,
+                kept_because,
+            }
+        })
+        .collect())
+}
+
+/// Deletes the snapshots marked to go; each loses its manifest first, so a half-deleted snapshot
+/// is never taken for a valid one.
+pub async fn apply_snapshots(
+    store: &ObjectStore,
+    layout: &Layout,
+    entries: &[SnapshotEntry],
+) -> Result<usize, StoreError> {
+    let mut deleted = 0;
+    for entry in entries.iter().filter(|e| e.kept_because.is_none()) {
+        let folder = layout.schema_snapshot(&entry.snapshot_id);
+        store
+            .delete_keys(&[format!("{folder}{SNAPSHOT_MANIFEST}")])
+            .await?;
+        deleted += store.delete_prefix(&folder).await? + 1;
+        tracing::info!(snapshot = %entry.snapshot_id, "schema snapshot deleted");
     }
     Ok(deleted)
 }

@@ -121,29 +121,31 @@ impl RunPlan {
     }
 
     /// Stores this plan unless the run already has one; an existing plan must agree with this one
-    /// (apart from its creation time) and is returned instead.
+    /// (apart from its creation time) and is returned instead. The write is conditional, so of two
+    /// jobs planning the same run at once exactly one plan wins and the other is compared with it.
     pub async fn store_once(
         self,
         store: &ObjectStore,
         layout: &Layout,
     ) -> Result<RunPlan, PlanError> {
-        if let Some(existing) = RunPlan::load(store, layout, &self.run_id).await? {
-            return match existing.difference(&self) {
-                None => Ok(existing),
-                Some(difference) => Err(PlanError::Conflict {
-                    run_id: self.run_id.clone(),
-                    difference,
-                }),
-            };
-        }
         let text = serde_json::to_string_pretty(&self).expect("plan serialises");
-        store
-            .put(
+        if store
+            .put_if_absent(
                 &layout.run_plan(&self.run_id),
                 text.into(),
                 "application/json",
             )
-            .await?;
-        Ok(self)
+            .await?
+        {
+            return Ok(self);
+        }
+        let existing = RunPlan::require(store, layout, &self.run_id).await?;
+        match existing.difference(&self) {
+            None => Ok(existing),
+            Some(difference) => Err(PlanError::Conflict {
+                run_id: self.run_id.clone(),
+                difference,
+            }),
+        }
     }
 }

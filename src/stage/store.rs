@@ -198,6 +198,45 @@ impl ObjectStore {
             .map_err(|e| self.fail("PutObject", key, &e))
     }
 
+    /// Creates the object only if no object has the key (a conditional PUT with
+    /// `If-None-Match: *`); returns false when one already exists. Two writers racing for the same
+    /// key cannot both win.
+    pub async fn put_if_absent(
+        &self,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .retry
+            .run(
+                || {
+                    self.client
+                        .put_object()
+                        .bucket(&self.bucket)
+                        .key(key)
+                        .content_type(content_type)
+                        .if_none_match("*")
+                        .body(ByteStream::from(body.clone()))
+                        .send()
+                },
+                is_retriable,
+                |_, d| self.note_retry("PutObject", key, d),
+            )
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.raw_response().is_some_and(|r| r.status().as_u16() == 412)
+                    || e.as_service_error().and_then(|s| s.meta().code())
+                        == Some("PreconditionFailed") =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(self.fail("PutObject", key, &e)),
+        }
+    }
+
     /// Every object under `prefix`, in key order.
     pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
         let mut out = Vec::new();
