@@ -6,10 +6,7 @@ mod support;
 
 use dynamo_etl::fixtures;
 use sqlx::Executor;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::fault_proxy::{FaultProxy, Injected};
 use support::{infer, show, TestEnv};
 
 const TABLES: [&str; 5] = ["org", "group", "fin", "vuln", "_unclassified"];
@@ -122,48 +119,24 @@ async fn a_killed_scan_recovered_with_retry_phase_1_gives_the_same_tables() {
         "--segment",
         "0",
     ]);
-    let scanning = Arc::new(AtomicBool::new(false));
-    let flag = scanning.clone();
-    let proxy = FaultProxy::start(
+    env.kill_when_stalled(
+        &[
+            "segment",
+            "--run-id",
+            "broken",
+            "--total-segments",
+            "3",
+            "--segment",
+            "1",
+        ],
+        "ETL_DYNAMODB_ENDPOINT",
         &env.stack.dynamodb,
-        Arc::new(move |head| {
-            let scan = head
-                .header("x-amz-target")
-                .is_some_and(|t| t.ends_with(".Scan"));
-            if scan {
-                flag.store(true, Ordering::SeqCst);
-            }
-            scan.then(Injected::hang)
-        }),
+        |head| {
+            head.header("x-amz-target")
+                .is_some_and(|t| t.ends_with(".Scan"))
+        },
     )
     .await;
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_dynamo-etl"));
-    cmd.args([
-        "segment",
-        "--run-id",
-        "broken",
-        "--total-segments",
-        "3",
-        "--segment",
-        "1",
-    ]);
-    for (k, v) in env.env() {
-        cmd.env(k, v);
-    }
-    cmd.env("ETL_DYNAMODB_ENDPOINT", &proxy.url)
-        .stderr(std::process::Stdio::null());
-    let mut child = cmd.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !scanning.load(Ordering::SeqCst) {
-        assert!(
-            Instant::now() < deadline,
-            "the segment never started scanning"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    drop(proxy);
     assert!(
         env.manifest("broken", 1).await.is_none(),
         "a killed scan commits nothing"
@@ -216,38 +189,13 @@ async fn a_killed_upload_recovered_with_retry_phase_3_gives_the_same_tables() {
     }
     env.run_ok(&["prepare", "--run-id", "again"]);
     env.run_ok(&["upload", "--run-id", "again", "--segment", "0"]);
-    let stalled = Arc::new(AtomicBool::new(false));
-    let flag = stalled.clone();
-    let proxy = FaultProxy::start(
+    env.kill_when_stalled(
+        &["upload", "--run-id", "again", "--segment", "1"],
+        "ETL_S3_ENDPOINT",
         &env.stack.s3,
-        Arc::new(move |head| {
-            let stall = head.method == "GET" && head.path.contains("/segments/1/vuln/");
-            if stall {
-                flag.store(true, Ordering::SeqCst);
-            }
-            stall.then(Injected::hang)
-        }),
+        |head| head.method == "GET" && head.path.contains("/segments/1/vuln/"),
     )
     .await;
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_dynamo-etl"));
-    cmd.args(["upload", "--run-id", "again", "--segment", "1"]);
-    for (k, v) in env.env() {
-        cmd.env(k, v);
-    }
-    cmd.env("ETL_S3_ENDPOINT", &proxy.url)
-        .stderr(std::process::Stdio::null());
-    let mut child = cmd.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !stalled.load(Ordering::SeqCst) {
-        assert!(
-            Instant::now() < deadline,
-            "the upload never reached the stalled part"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    drop(proxy);
 
     // The server needs a moment to notice the dead session; status then shows the gap.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -553,7 +501,12 @@ async fn gc_prunes_schema_snapshots_but_never_active_newest_or_pinned_ones() {
     let snapshot_ids = |keys: Vec<String>| -> Vec<String> {
         let mut ids: Vec<String> = keys
             .iter()
-            .filter_map(|k| k.strip_prefix("dynamo-etl/schemas/")?.split('/').next().map(str::to_string))
+            .filter_map(|k| {
+                k.strip_prefix("dynamo-etl/schemas/")?
+                    .split('/')
+                    .next()
+                    .map(str::to_string)
+            })
             .collect();
         ids.dedup();
         ids
@@ -566,20 +519,52 @@ async fn gc_prunes_schema_snapshots_but_never_active_newest_or_pinned_ones() {
     env.pipeline("r2", 1); // pins the newest
     let ids = snapshot_ids(env.keys("dynamo-etl/schemas/").await);
     assert_eq!(ids.len(), 4, "{ids:?}");
-    let plan: serde_json::Value = serde_json::from_slice(&env.get("dynamo-etl/runs/r1/run.json").await.unwrap()).unwrap();
-    assert_eq!(plan["schema_source"], format!("snapshot:{}", ids[0]), "r1 pinned the first snapshot");
+    let plan: serde_json::Value =
+        serde_json::from_slice(&env.get("dynamo-etl/runs/r1/run.json").await.unwrap()).unwrap();
+    assert_eq!(
+        plan["schema_source"],
+        format!("snapshot:{}", ids[0]),
+        "r1 pinned the first snapshot"
+    );
 
     let dry = env.run_ok(&["gc", "--keep", "2", "--keep-snapshots", "1"]);
     let text = stdout(&dry);
-    assert!(text.contains(&format!("keep    schema snapshot {} (a run that stays pins it)", ids[0])), "{text}");
-    assert!(text.contains(&format!("keep    schema snapshot {} (it is the active snapshot", ids[3])), "{text}");
+    assert!(
+        text.contains(&format!(
+            "keep    schema snapshot {} (a run that stays pins it)",
+            ids[0]
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "keep    schema snapshot {} (it is the active snapshot",
+            ids[3]
+        )),
+        "{text}"
+    );
     for id in &ids[1..3] {
-        assert!(text.contains(&format!("delete  schema snapshot {id}")), "{text}");
+        assert!(
+            text.contains(&format!("delete  schema snapshot {id}")),
+            "{text}"
+        );
     }
     env.run_ok(&["gc", "--keep", "2", "--keep-snapshots", "1", "--apply"]);
-    assert_eq!(snapshot_ids(env.keys("dynamo-etl/schemas/").await), vec![ids[0].clone(), ids[3].clone()]);
+    assert_eq!(
+        snapshot_ids(env.keys("dynamo-etl/schemas/").await),
+        vec![ids[0].clone(), ids[3].clone()]
+    );
     // The cache still resolves to the newest snapshot.
-    env.run_ok(&["plan", "--table", &env.table, "--total-segments", "1", "--run-id", "r3"]);
-    let plan: serde_json::Value = serde_json::from_slice(&env.get("dynamo-etl/runs/r3/run.json").await.unwrap()).unwrap();
+    env.run_ok(&[
+        "plan",
+        "--table",
+        &env.table,
+        "--total-segments",
+        "1",
+        "--run-id",
+        "r3",
+    ]);
+    let plan: serde_json::Value =
+        serde_json::from_slice(&env.get("dynamo-etl/runs/r3/run.json").await.unwrap()).unwrap();
     assert_eq!(plan["schema_source"], format!("snapshot:{}", ids[3]));
 }

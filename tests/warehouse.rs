@@ -9,10 +9,7 @@ use dynamo_etl::fixtures;
 use dynamo_etl::schema::{DataSchema, LogicalType};
 use dynamo_etl::transform::{decode_row, items_equal, unclassified_schema, Item};
 use sqlx::{Executor, Row};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::fault_proxy::{FaultProxy, Injected};
 use support::{infer, key_of, show, TestEnv};
 
 /// Every row of `schema.table` as the CSV-shaped fields `decode_row` reads, timestamps as UTC
@@ -203,40 +200,13 @@ async fn a_load_killed_before_commit_leaves_nothing_and_the_retry_is_exact() {
     env.run_ok(&["prepare", "--run-id", "k"]);
     // Tables load in name order (fin, group, org, vuln): stall the vuln part so the process is
     // killed while fin, group and org are copied but not committed.
-    let stalled = Arc::new(AtomicBool::new(false));
-    let flag = stalled.clone();
-    let proxy = FaultProxy::start(
+    env.kill_when_stalled(
+        &["upload", "--run-id", "k", "--segment", "0"],
+        "ETL_S3_ENDPOINT",
         &env.stack.s3,
-        Arc::new(move |head| {
-            let stall = head.method == "GET" && head.path.contains("/vuln/part-");
-            if stall {
-                flag.store(true, Ordering::SeqCst);
-            }
-            stall.then(Injected::hang)
-        }),
+        |head| head.method == "GET" && head.path.contains("/vuln/part-"),
     )
     .await;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dynamo-etl"));
-    child.args(["upload", "--run-id", "k", "--segment", "0"]);
-    for (k, v) in env.env() {
-        child.env(k, v);
-    }
-    child
-        .env("ETL_S3_ENDPOINT", &proxy.url)
-        .stderr(std::process::Stdio::null());
-    let mut child = child.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !stalled.load(Ordering::SeqCst) {
-        assert!(
-            Instant::now() < deadline,
-            "the upload never reached the vuln part"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    child.kill().unwrap();
-    child.wait().unwrap();
-    drop(proxy);
 
     let staging = format!("{}_staging", env.target);
     // The server notices the dropped session and rolls its transaction back.

@@ -533,60 +533,16 @@ pub async fn replace(
             manifests.insert(k, m);
         }
     }
-    retry
-        .run(
-            || async {
-                // A fresh session per attempt: a conflict may have left the old one unusable.
-                let mut conn = connect(config, dialect).await?;
-                swap_once(dialect, &mut conn, config, plan, &manifests).await
-            },
-            |e: &WarehouseError| e.is_retriable() && !is_lock_timeout(e),
-            |e, delay| tracing::warn!(error = %e, delay_ms = delay.as_millis() as u64, "swap conflicted; retrying"),
-        )
-        .await
-}
-
-fn is_lock_timeout(e: &WarehouseError) -> bool {
-    matches!(e, WarehouseError::Sql { detail, .. } if detail.contains("55P03") || detail.contains("57014") || detail.to_ascii_lowercase().contains("timeout"))
-}
-
-async fn swap_once(
-    dialect: &dyn Dialect,
-    conn: &mut PgConnection,
-    config: &WarehouseConfig,
-    plan: &RunPlan,
-    manifests: &BTreeMap<u32, SegmentManifest>,
-) -> Result<SwapOutcome, WarehouseError> {
-    let mut tx = conn
-        .begin()
-        .await
-        .map_err(|e| WarehouseError::sql("BEGIN", &e))?;
-    execute(
-        &mut tx,
-        &dialect.lock_timeout(config.lock_timeout),
-        "setting the lock timeout",
+    swap_with_retry(
+        dialect,
+        config,
+        retry,
+        Swap::Replace {
+            plan,
+            manifests: &manifests,
+        },
     )
-    .await?;
-    if let Some(refusal) = gate(&mut tx, config, plan, manifests).await? {
-        tx.rollback()
-            .await
-            .map_err(|e| WarehouseError::sql("ROLLBACK", &e))?;
-        return Ok(SwapOutcome::Refused(refusal));
-    }
-    let target_exists = schema_exists(&mut tx, &config.target).await?;
-    let statements = swap_statements(config, target_exists);
-    for statement in &statements {
-        execute(
-            &mut tx,
-            statement,
-            &format!("swapping {} in", config.staging()),
-        )
-        .await?;
-    }
-    tx.commit()
-        .await
-        .map_err(|e| WarehouseError::sql("committing the swap", &e))?;
-    Ok(SwapOutcome::Swapped { statements })
+    .await
 }
 
 /// Swaps the previous generation back in.
@@ -595,22 +551,49 @@ pub async fn rollback(
     config: &WarehouseConfig,
     retry: &RetryPolicy,
 ) -> Result<SwapOutcome, WarehouseError> {
+    swap_with_retry(dialect, config, retry, Swap::Rollback).await
+}
+
+/// Which swap to make.
+#[derive(Clone, Copy)]
+enum Swap<'a> {
+    Replace {
+        plan: &'a RunPlan,
+        manifests: &'a BTreeMap<u32, SegmentManifest>,
+    },
+    Rollback,
+}
+
+fn is_lock_timeout(e: &WarehouseError) -> bool {
+    matches!(e, WarehouseError::Sql { detail, .. } if detail.contains("55P03") || detail.contains("57014") || detail.to_ascii_lowercase().contains("timeout"))
+}
+
+/// Runs a swap, retrying conflicts with a fresh session per attempt (a conflict may leave the
+/// old one unusable); a lock timeout is final: the caller reports it and the target is untouched.
+async fn swap_with_retry(
+    dialect: &dyn Dialect,
+    config: &WarehouseConfig,
+    retry: &RetryPolicy,
+    swap: Swap<'_>,
+) -> Result<SwapOutcome, WarehouseError> {
     retry
         .run(
             || async {
                 let mut conn = connect(config, dialect).await?;
-                rollback_once(dialect, &mut conn, config).await
+                swap_once(dialect, &mut conn, config, swap).await
             },
             |e: &WarehouseError| e.is_retriable() && !is_lock_timeout(e),
-            |e, delay| tracing::warn!(error = %e, delay_ms = delay.as_millis() as u64, "rollback conflicted; retrying"),
+            |e, delay| tracing::warn!(error = %e, delay_ms = delay.as_millis() as u64, "swap conflicted; retrying"),
         )
         .await
 }
 
-async fn rollback_once(
+/// One attempt: check, then the renames, in one transaction with bounded lock waits.
+async fn swap_once(
     dialect: &dyn Dialect,
     conn: &mut PgConnection,
     config: &WarehouseConfig,
+    swap: Swap<'_>,
 ) -> Result<SwapOutcome, WarehouseError> {
     let mut tx = conn
         .begin()
@@ -622,25 +605,40 @@ async fn rollback_once(
         "setting the lock timeout",
     )
     .await?;
-    if !schema_exists(&mut tx, &config.previous()).await? {
+    let refusal = match swap {
+        Swap::Replace { plan, manifests } => gate(&mut tx, config, plan, manifests).await?,
+        Swap::Rollback => {
+            (!schema_exists(&mut tx, &config.previous()).await?).then(|| GateRefusal {
+                problems: vec![format!(
+                    "there is no previous generation ({}) to roll back to",
+                    config.previous()
+                )],
+                commands: vec![],
+            })
+        }
+    };
+    if let Some(refusal) = refusal {
         tx.rollback()
             .await
             .map_err(|e| WarehouseError::sql("ROLLBACK", &e))?;
-        return Ok(SwapOutcome::Refused(GateRefusal {
-            problems: vec![format!(
-                "there is no previous generation ({}) to roll back to",
-                config.previous()
-            )],
-            commands: vec![],
-        }));
+        return Ok(SwapOutcome::Refused(refusal));
     }
     let target_exists = schema_exists(&mut tx, &config.target).await?;
-    let statements = rollback_statements(config, target_exists);
+    let (statements, what) = match swap {
+        Swap::Replace { .. } => (
+            swap_statements(config, target_exists),
+            format!("swapping {} in", config.staging()),
+        ),
+        Swap::Rollback => (
+            rollback_statements(config, target_exists),
+            format!("rolling {} back", config.target),
+        ),
+    };
     for statement in &statements {
-        execute(&mut tx, statement, "rolling back").await?;
+        execute(&mut tx, statement, &what).await?;
     }
     tx.commit()
         .await
-        .map_err(|e| WarehouseError::sql("committing the rollback", &e))?;
+        .map_err(|e| WarehouseError::sql(format!("committing ({what})"), &e))?;
     Ok(SwapOutcome::Swapped { statements })
 }

@@ -237,9 +237,13 @@ impl ObjectStore {
         }
     }
 
-    /// Every object under `prefix`, in key order.
-    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
-        let mut out = Vec::new();
+    /// Calls `each` with every page of a ListObjectsV2 over `prefix`.
+    async fn for_each_page(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        mut each: impl FnMut(&aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output),
+    ) -> Result<(), StoreError> {
         let mut token: Option<String> = None;
         loop {
             let page = self
@@ -250,6 +254,7 @@ impl ObjectStore {
                             .list_objects_v2()
                             .bucket(&self.bucket)
                             .prefix(prefix)
+                            .set_delimiter(delimiter.map(str::to_string))
                             .set_continuation_token(token.clone())
                             .send()
                     },
@@ -258,19 +263,26 @@ impl ObjectStore {
                 )
                 .await
                 .map_err(|e| self.fail("ListObjectsV2", prefix, &e))?;
-            for o in page.contents() {
-                if let Some(key) = o.key() {
-                    out.push(ObjectInfo {
-                        key: key.to_string(),
-                        size: o.size().unwrap_or(0).max(0) as u64,
-                    });
-                }
-            }
+            each(&page);
             match page.next_continuation_token() {
                 Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
-                _ => break,
+                _ => return Ok(()),
             }
         }
+    }
+
+    /// Every object under `prefix`, in key order.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        let mut out = Vec::new();
+        self.for_each_page(prefix, None, |page| {
+            out.extend(page.contents().iter().filter_map(|o| {
+                o.key().map(|key| ObjectInfo {
+                    key: key.to_string(),
+                    size: o.size().unwrap_or(0).max(0) as u64,
+                })
+            }))
+        })
+        .await?;
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
     }
@@ -279,25 +291,7 @@ impl ObjectStore {
     /// under `…/runs/`, without listing their contents.
     pub async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = self
-                .retry
-                .run(
-                    || {
-                        self.client
-                            .list_objects_v2()
-                            .bucket(&self.bucket)
-                            .prefix(prefix)
-                            .delimiter("/")
-                            .set_continuation_token(token.clone())
-                            .send()
-                    },
-                    is_retriable,
-                    |_, d| self.note_retry("ListObjectsV2", prefix, d),
-                )
-                .await
-                .map_err(|e| self.fail("ListObjectsV2", prefix, &e))?;
+        self.for_each_page(prefix, Some("/"), |page| {
             for p in page.common_prefixes() {
                 if let Some(dir) = p.prefix() {
                     let name = dir[prefix.len().min(dir.len())..].trim_end_matches('/');
@@ -306,11 +300,8 @@ impl ObjectStore {
                     }
                 }
             }
-            match page.next_continuation_token() {
-                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
-                _ => break,
-            }
-        }
+        })
+        .await?;
         out.sort();
         Ok(out)
     }

@@ -261,6 +261,54 @@ impl TestEnv {
         .flatten()
     }
 
+    /// Runs the binary with `endpoint_var` pointing at a proxy in front of `upstream` that stalls
+    /// every request `stall` picks, and kills the process as soon as one stalled: a job dying in
+    /// the middle of its work.
+    pub async fn kill_when_stalled(
+        &self,
+        args: &[&str],
+        endpoint_var: &str,
+        upstream: &str,
+        stall: impl Fn(&fault_proxy::RequestHead) -> bool + Send + Sync + 'static,
+    ) {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stalled = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stalled.clone();
+        let proxy = fault_proxy::FaultProxy::start(
+            upstream,
+            std::sync::Arc::new(move |head| {
+                let hit = stall(head);
+                if hit {
+                    flag.store(true, Ordering::SeqCst);
+                }
+                hit.then(fault_proxy::Injected::hang)
+            }),
+        )
+        .await;
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_dynamo-etl"));
+        cmd.args(args).stderr(std::process::Stdio::null());
+        for (k, v) in self.env() {
+            cmd.env(k, v);
+        }
+        cmd.env(endpoint_var, &proxy.url);
+        let mut child = cmd.spawn().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !stalled.load(Ordering::SeqCst) {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("{args:?} ended ({status}) before reaching the stalled request");
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{args:?} never reached the stalled request"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        // Let it get properly stuck, then kill it.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
     /// Writes data-schemas where the binary will look for them.
     pub fn write_schemas(&self, schemas: &[DataSchema]) {
         let dir = self.schemas_dir.path().join(&self.table);
