@@ -144,10 +144,7 @@ async fn segments_cover_every_item_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rerun_replaces_the_segment_and_leaves_the_same_objects() {
-    let env = TestEnv::new("rerun").await;
-    let items = fixtures::demo_items(3);
-    env.load(items.clone()).await;
-    env.write_schemas(&infer(&env.table, &items));
+    let env = TestEnv::with_demo("rerun", 3).await;
     let args = segment_args("r", "2", "1", &env.table);
     let out = env.run(&args, &[]);
     assert!(out.status.success(), "{}", show(&out));
@@ -290,10 +287,8 @@ async fn an_upload_failure_commits_nothing_and_aborts_multipart_uploads() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn throttling_is_retried_and_fatal_errors_are_not() {
-    let env = TestEnv::new("throttle").await;
+    let env = TestEnv::with_demo("throttle", 4).await;
     let items = fixtures::demo_items(4);
-    env.load(items.clone()).await;
-    env.write_schemas(&infer(&env.table, &items));
     let scans = Arc::new(AtomicUsize::new(0));
     let seen = scans.clone();
     // Throttle two of every three Scan calls.

@@ -4,10 +4,9 @@
 
 mod support;
 
-use dynamo_etl::fixtures;
 use sqlx::Executor;
 use std::time::{Duration, Instant};
-use support::{infer, show, TestEnv};
+use support::{show, TestEnv};
 
 const TABLES: [&str; 5] = ["org", "group", "fin", "vuln", "_unclassified"];
 
@@ -29,21 +28,13 @@ async fn same_tables(env: &TestEnv, a: &str, b: &str) -> Result<(), String> {
     Ok(())
 }
 
-async fn seeded(name: &str, orgs: usize) -> TestEnv {
-    let env = TestEnv::new(name).await;
-    let items = fixtures::demo_items(orgs);
-    env.load(items.clone()).await;
-    env.write_schemas(&infer(&env.table, &items));
-    env
-}
-
 fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn run_copies_a_table_end_to_end_and_saves_a_report() {
-    let env = seeded("prun", 3).await;
+    let env = TestEnv::with_demo("prun", 3).await;
     let out = env.run(
         &[
             "run",
@@ -97,7 +88,7 @@ async fn run_copies_a_table_end_to_end_and_saves_a_report() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_scan_recovered_with_retry_phase_1_gives_the_same_tables() {
-    let env = seeded("pkill1", 4).await;
+    let env = TestEnv::with_demo("pkill1", 4).await;
     env.pipeline("clean", 3);
 
     // The second run: segment 1's scan hangs after it started, and the job is killed.
@@ -172,7 +163,7 @@ async fn a_killed_scan_recovered_with_retry_phase_1_gives_the_same_tables() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_upload_recovered_with_retry_phase_3_gives_the_same_tables() {
-    let env = seeded("pkill3", 4).await;
+    let env = TestEnv::with_demo("pkill3", 4).await;
     env.pipeline("clean", 2);
     for k in ["0", "1"] {
         env.run_ok(&[
@@ -222,7 +213,7 @@ async fn a_killed_upload_recovered_with_retry_phase_3_gives_the_same_tables() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn status_names_the_command_for_each_kind_of_gap() {
-    let env = seeded("pstatus", 2).await;
+    let env = TestEnv::with_demo("pstatus", 2).await;
     let status = |env: &TestEnv| env.run(&["status", "--run-id", "s"], &[]);
     env.run_ok(&[
         "plan",
@@ -315,7 +306,7 @@ async fn status_names_the_command_for_each_kind_of_gap() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn plan_pins_a_run_once_and_retries_check_it() {
-    let env = seeded("pplan", 1).await;
+    let env = TestEnv::with_demo("pplan", 1).await;
     let out = env.run_ok(&[
         "plan",
         "--table",
@@ -382,34 +373,14 @@ async fn plan_pins_a_run_once_and_retries_check_it() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn gc_keeps_the_last_successful_runs_and_deletes_older_ones() {
-    let env = seeded("pgc", 1).await;
+    let env = TestEnv::with_demo("pgc", 1).await;
     env.pipeline("r1", 1);
     // A failed run between the successful ones.
-    env.run_ok(&[
-        "segment",
-        "--run-id",
-        "r2",
-        "--table",
-        &env.table,
-        "--total-segments",
-        "2",
-        "--segment",
-        "0",
-    ]);
+    env.phase1("r2", 2, 0);
     env.pipeline("r3", 1);
     env.pipeline("r4", 1);
     // A run in progress after the last success.
-    env.run_ok(&[
-        "segment",
-        "--run-id",
-        "r5",
-        "--table",
-        &env.table,
-        "--total-segments",
-        "1",
-        "--segment",
-        "0",
-    ]);
+    env.phase1("r5", 1, 0);
     let before = env.keys("dynamo-etl/runs/").await;
 
     let dry = env.run_ok(&["gc", "--keep", "2"]);
@@ -454,7 +425,7 @@ async fn gc_keeps_the_last_successful_runs_and_deletes_older_ones() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn exit_codes_follow_the_contract() {
-    let env = seeded("pexit", 1).await;
+    let env = TestEnv::with_demo("pexit", 1).await;
     // 2: usage.
     let out = env.run(&["segment", "--bogus"], &[]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
@@ -497,7 +468,7 @@ async fn exit_codes_follow_the_contract() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn gc_prunes_schema_snapshots_but_never_active_newest_or_pinned_ones() {
-    let env = seeded("pgcsnap", 1).await;
+    let env = TestEnv::with_demo("pgcsnap", 1).await;
     let snapshot_ids = |keys: Vec<String>| -> Vec<String> {
         let mut ids: Vec<String> = keys
             .iter()

@@ -140,10 +140,8 @@ async fn every_value_survives_phase_1_to_replace() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn uploading_a_segment_twice_never_duplicates() {
-    let env = TestEnv::new("wtwice").await;
+    let env = TestEnv::with_demo("wtwice", 3).await;
     let items = fixtures::demo_items(3);
-    env.load(items.clone()).await;
-    env.write_schemas(&infer(&env.table, &items));
     for k in ["0", "1"] {
         env.run_ok(&[
             "segment",
@@ -182,21 +180,9 @@ async fn uploading_a_segment_twice_never_duplicates() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_load_killed_before_commit_leaves_nothing_and_the_retry_is_exact() {
-    let env = TestEnv::new("wkill").await;
+    let env = TestEnv::with_demo("wkill", 4).await;
     let items = fixtures::demo_items(4);
-    env.load(items.clone()).await;
-    env.write_schemas(&infer(&env.table, &items));
-    env.run_ok(&[
-        "segment",
-        "--run-id",
-        "k",
-        "--table",
-        &env.table,
-        "--total-segments",
-        "1",
-        "--segment",
-        "0",
-    ]);
+    env.phase1("k", 1, 0);
     env.run_ok(&["prepare", "--run-id", "k"]);
     // Tables load in name order (fin, group, org, vuln): stall the vuln part so the process is
     // killed while fin, group and org are copied but not committed.
@@ -243,10 +229,7 @@ async fn a_load_killed_before_commit_leaves_nothing_and_the_retry_is_exact() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_gate_refuses_an_incomplete_run_and_keeps_serving_the_old_one() {
-    let env = TestEnv::new("wgate").await;
-    let items = fixtures::demo_items(3);
-    env.load(items.clone()).await;
-    env.write_schemas(&infer(&env.table, &items));
+    let env = TestEnv::with_demo("wgate", 3).await;
     env.pipeline("good", 2);
     let served = env.count(&env.target, "vuln").await;
 
@@ -316,24 +299,11 @@ async fn the_gate_refuses_an_incomplete_run_and_keeps_serving_the_old_one() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_swap_waits_for_locks_then_gives_up_cleanly_or_succeeds_when_they_go() {
-    let env = TestEnv::new("wlock").await;
-    let items = fixtures::demo_items(2);
-    env.load(items.clone()).await;
-    env.write_schemas(&infer(&env.table, &items));
+    let env = TestEnv::with_demo("wlock", 2).await;
     env.pipeline("one", 1);
     env.pipeline("two", 1);
     // Now run "one" is the previous generation; a long report holds it open.
-    env.run_ok(&[
-        "segment",
-        "--run-id",
-        "three",
-        "--table",
-        &env.table,
-        "--total-segments",
-        "1",
-        "--segment",
-        "0",
-    ]);
+    env.phase1("three", 1, 0);
     env.run_ok(&["prepare", "--run-id", "three"]);
     env.run_ok(&["upload", "--run-id", "three", "--segment", "0"]);
     let mut reader = env.pg().await;
@@ -405,10 +375,7 @@ async fn the_swap_waits_for_locks_then_gives_up_cleanly_or_succeeds_when_they_go
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rollback_restores_the_previous_generation() {
-    let env = TestEnv::new("wroll").await;
-    let items = fixtures::demo_items(2);
-    env.load(items.clone()).await;
-    env.write_schemas(&infer(&env.table, &items));
+    let env = TestEnv::with_demo("wroll", 2).await;
     let out = env.run(&["rollback"], &[]);
     assert_eq!(
         out.status.code(),
@@ -457,10 +424,7 @@ async fn rollback_restores_the_previous_generation() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn views_follow_their_tables_unless_recreated_after_the_swap() {
-    let env = TestEnv::new("wviews").await;
-    let items = fixtures::demo_items(2);
-    env.load(items.clone()).await;
-    env.write_schemas(&infer(&env.table, &items));
+    let env = TestEnv::with_demo("wviews", 2).await;
     env.pipeline("v1", 1);
     let consumers = format!("{}_bi", env.target);
     let view_sql = format!(
@@ -539,21 +503,8 @@ async fn views_follow_their_tables_unless_recreated_after_the_swap() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn warehouse_commands_explain_bad_configuration() {
-    let env = TestEnv::new("wconf").await;
-    let items = fixtures::demo_items(1);
-    env.load(items.clone()).await;
-    env.write_schemas(&infer(&env.table, &items));
-    env.run_ok(&[
-        "segment",
-        "--run-id",
-        "c",
-        "--table",
-        &env.table,
-        "--total-segments",
-        "1",
-        "--segment",
-        "0",
-    ]);
+    let env = TestEnv::with_demo("wconf", 1).await;
+    env.phase1("c", 1, 0);
     type Case<'a> = (Vec<&'a str>, Vec<(&'a str, String)>, i32, &'a str);
     let cases: Vec<Case> = vec![
         (

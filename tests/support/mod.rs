@@ -195,6 +195,31 @@ impl TestEnv {
         cmd.output().expect("the dynamo-etl binary runs")
     }
 
+    /// A fresh environment whose table holds `fixtures::demo_items(organizations)` and whose
+    /// schemas folder holds the data-schemas inferred from them.
+    pub async fn with_demo(name: &str, organizations: usize) -> TestEnv {
+        let env = TestEnv::new(name).await;
+        let items = dynamo_etl::fixtures::demo_items(organizations);
+        env.load(items.clone()).await;
+        env.write_schemas(&infer(&env.table, &items));
+        env
+    }
+
+    /// Phase 1 for one segment of `run` (planning it from this env's table if needed).
+    pub fn phase1(&self, run: &str, total: u32, segment: u32) -> Output {
+        self.run_ok(&[
+            "segment",
+            "--run-id",
+            run,
+            "--table",
+            &self.table,
+            "--total-segments",
+            &total.to_string(),
+            "--segment",
+            &segment.to_string(),
+        ])
+    }
+
     /// Runs the binary and fails the test unless it exits 0.
     pub fn run_ok(&self, args: &[&str]) -> Output {
         let out = self.run(args, &[]);
@@ -204,20 +229,8 @@ impl TestEnv {
 
     /// Phase 1 for every segment, prepare, phase 3 for every segment, replace.
     pub fn pipeline(&self, run: &str, total: u32) {
-        let n = total.to_string();
         for k in 0..total {
-            let k = k.to_string();
-            self.run_ok(&[
-                "segment",
-                "--run-id",
-                run,
-                "--table",
-                &self.table,
-                "--total-segments",
-                &n,
-                "--segment",
-                &k,
-            ]);
+            self.phase1(run, total, k);
         }
         self.run_ok(&["prepare", "--run-id", run]);
         for k in 0..total {
