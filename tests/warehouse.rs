@@ -567,3 +567,101 @@ async fn warehouse_commands_explain_bad_configuration() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_part_fails_the_load_naming_table_part_and_line_and_commits_nothing() {
+    let env = TestEnv::with_demo("wbad", 2).await;
+    env.phase1("b", 1, 0);
+    env.run_ok(&["prepare", "--run-id", "b"]);
+    let manifest = env.manifest("b", 0).await.unwrap();
+    let org_part = manifest.tables["org"].files[0].key.clone();
+    let original = env.get(&org_part).await.unwrap();
+    let put = |body: Vec<u8>| {
+        let (s3, bucket, key) = (env.s3.clone(), env.bucket.clone(), org_part.clone());
+        async move {
+            s3.put_object()
+                .bucket(bucket)
+                .key(key)
+                .body(body.into())
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let gzip = |text: &str| {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(text.as_bytes()).unwrap();
+        e.finish().unwrap()
+    };
+    let org = infer(&env.table, &fixtures::demo_items(2))
+        .into_iter()
+        .find(|s| s.table == "org")
+        .unwrap();
+    let employees = org
+        .columns
+        .iter()
+        .position(|c| c.attribute == "employees")
+        .unwrap();
+    // A row whose bigint column holds text: the warehouse refuses it.
+    let mut fields: Vec<String> = (0..org.columns.len() + 1)
+        .map(|_| "\\N".to_string())
+        .collect();
+    fields[0] = "\"ORG#bad\"".into();
+    fields[employees] = "\"many\"".into();
+    put(gzip(&format!("{}\n", fields.join(",")))).await;
+    let out = env.run(&["upload", "--run-id", "b", "--segment", "0"], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a data error is not fixed by retrying: {}",
+        show(&out)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "loading s3://",
+        &org_part,
+        "into org failed",
+        "invalid input syntax for type bigint",
+        "line 1",
+        "dynamo-etl retry phase-3 0 --run-id b",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in\n{stderr}"
+        );
+    }
+    let staging = format!("{}_staging", env.target);
+    for t in ["fin", "group", "org"] {
+        assert_eq!(
+            env.count(&staging, t).await,
+            0,
+            "{t}: a failed load commits nothing"
+        );
+    }
+
+    // A part with fewer rows than its manifest says: refused, nothing committed.
+    let text = {
+        use std::io::Read;
+        let mut s = String::new();
+        flate2::read::MultiGzDecoder::new(&original[..])
+            .read_to_string(&mut s)
+            .unwrap();
+        s
+    };
+    let fewer: String = text.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    put(gzip(&fewer)).await;
+    let out = env.run(&["upload", "--run-id", "b", "--segment", "0"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("rows by its manifest but COPY loaded"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(env.count(&staging, "fin").await, 0);
+
+    // The intact part loads.
+    put(original).await;
+    env.run_ok(&["upload", "--run-id", "b", "--segment", "0"]);
+    assert_eq!(env.count(&staging, "org").await, 2);
+}

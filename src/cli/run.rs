@@ -146,7 +146,15 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> CommandResult {
             .max(1),
         rescan: args.rescan,
     };
-    let bars = Bars::new(plan.total_segments);
+    // Progress bars get a length from DynamoDB's approximate item count, for an ETA.
+    let per_segment = match show_bars {
+        true => crate::source::approximate_item_count(&ctx.dynamodb, &plan.source_table)
+            .await
+            .filter(|n| *n > 0)
+            .map(|n| n.div_ceil(u64::from(plan.total_segments))),
+        false => None,
+    };
+    let bars = Bars::new(plan.total_segments, per_segment);
     let observer: &dyn PipelineObserver = if show_bars { &bars } else { &Quiet };
     let outcome = run_pipeline(
         &ctx,
@@ -200,10 +208,12 @@ struct Bars {
     header: ProgressBar,
     segments: Mutex<HashMap<u32, ProgressBar>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
+    /// Estimated items per segment, when the table's item count is known.
+    per_segment: Option<u64>,
 }
 
 impl Bars {
-    fn new(total: u32) -> Bars {
+    fn new(total: u32, per_segment: Option<u64>) -> Bars {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(4));
         let header = multi.add(ProgressBar::new(u64::from(total)));
         header.set_style(
@@ -216,6 +226,7 @@ impl Bars {
             header,
             segments: Mutex::new(HashMap::new()),
             stop: Arc::default(),
+            per_segment,
         }
     }
 
@@ -235,12 +246,21 @@ impl PipelineObserver for Bars {
     }
 
     fn segment_started(&self, segment: u32, counters: Arc<ScanCounters>) {
-        let bar = self.multi.add(ProgressBar::new_spinner());
+        let (bar, template) = match self.per_segment {
+            Some(estimate) => (
+                ProgressBar::new(estimate),
+                "  segment {prefix:>4} [{bar:24}] {human_pos}/~{human_len} items, ETA {eta} {msg}",
+            ),
+            None => (
+                ProgressBar::new_spinner(),
+                "  segment {prefix:>4} {spinner} {human_pos} items {msg}",
+            ),
+        };
+        let bar = self.multi.add(bar);
         bar.set_style(
-            ProgressStyle::with_template(
-                "  segment {prefix:>4} {spinner} {human_pos} items {per_sec} {msg}",
-            )
-            .expect("template"),
+            ProgressStyle::with_template(template)
+                .expect("template")
+                .progress_chars("=> "),
         );
         bar.set_prefix(segment.to_string());
         self.segments
@@ -251,8 +271,17 @@ impl PipelineObserver for Bars {
         tokio::spawn(async move {
             use std::sync::atomic::Ordering;
             while !bar.is_finished() && !stop.load(Ordering::Relaxed) {
-                bar.set_position(counters.items.load(Ordering::Relaxed));
-                bar.set_message(format!("{:.1} read units", counters.read_units()));
+                let items = counters.items.load(Ordering::Relaxed);
+                // The count is an estimate: grow the bar rather than overflow it.
+                if bar.length().is_some_and(|len| items > len) {
+                    bar.set_length(items);
+                }
+                bar.set_position(items);
+                let rate = items as f64 / bar.elapsed().as_secs_f64().max(0.001);
+                bar.set_message(format!(
+                    "({rate:.0}/s, {:.1} read units)",
+                    counters.read_units()
+                ));
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         });
@@ -262,11 +291,15 @@ impl PipelineObserver for Bars {
         self.header.inc(1);
         if let Some(bar) = self.segments.lock().expect("not poisoned").remove(&segment) {
             match result {
-                Ok(m) => bar.finish_with_message(format!(
-                    "done: {} rows, {} ms",
-                    m.rows(),
-                    m.duration_ms
-                )),
+                Ok(m) => {
+                    bar.set_length(m.items_scanned);
+                    bar.set_position(m.items_scanned);
+                    bar.finish_with_message(format!(
+                        "done: {} rows, {} ms",
+                        m.rows(),
+                        m.duration_ms
+                    ));
+                }
                 Err(e) => bar.abandon_with_message(format!("failed: {e}")),
             }
         }

@@ -121,6 +121,18 @@ pub async fn key_attributes(
     Ok(keys.into_iter().map(|(_, name)| name).collect())
 }
 
+/// DynamoDB's approximate item count of a table (refreshed by the service about every six hours);
+/// only used to estimate progress.
+pub async fn approximate_item_count(client: &aws_sdk_dynamodb::Client, table: &str) -> Option<u64> {
+    let out = client
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .ok()?;
+    out.table()?.item_count().map(|n| n.max(0) as u64)
+}
+
 /// Scans one segment and sends its pages to `pages`. Returns when the segment is exhausted.
 pub async fn scan_segment(
     client: &aws_sdk_dynamodb::Client,
