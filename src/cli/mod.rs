@@ -317,3 +317,41 @@ impl SegmentChoice {
 pub fn default_schemas_dir() -> PathBuf {
     PathBuf::from("schemas")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// DESIGN.md: every flag also reads an `ETL_*` environment variable (positional arguments of
+    /// the runbook's retry commands excepted).
+    #[test]
+    fn every_flag_has_an_etl_environment_variable() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.is_positional() || id == "help" || id == "version" {
+                    continue;
+                }
+                match arg.get_env() {
+                    Some(name) if name.to_string_lossy().starts_with("ETL_") => {}
+                    _ => missing.push(format!("{path} --{id}")),
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "dynamo-etl", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "flags without an ETL_* variable: {missing:?}"
+        );
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

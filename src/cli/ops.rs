@@ -29,7 +29,7 @@ pub struct GcArgs {
     #[arg(long, env = "ETL_GC_KEEP_SNAPSHOTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     pub keep_snapshots: u32,
     /// Delete for real; without it gc only reports what it would delete.
-    #[arg(long)]
+    #[arg(long, env = "ETL_GC_APPLY")]
     pub apply: bool,
 }
 

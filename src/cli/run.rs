@@ -53,7 +53,7 @@ pub struct RunArgs {
     #[arg(long, env = "ETL_CONCURRENCY")]
     pub concurrency: Option<usize>,
     /// Scan segments again even when an earlier attempt of the run committed them.
-    #[arg(long)]
+    #[arg(long, env = "ETL_RESCAN")]
     pub rescan: bool,
     #[command(flatten)]
     pub scan: ScanArgs,

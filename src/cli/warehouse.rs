@@ -118,7 +118,7 @@ pub struct PrepareArgs {
     #[command(flatten)]
     pub warehouse: WarehouseArgs,
     /// Print the SQL instead of running it.
-    #[arg(long)]
+    #[arg(long, env = "ETL_DRY_RUN")]
     pub dry_run: bool,
 }
 
@@ -150,7 +150,7 @@ pub struct ReplaceArgs {
     #[command(flatten)]
     pub warehouse: WarehouseArgs,
     /// Print the swap SQL instead of running it (the gate is not checked).
-    #[arg(long)]
+    #[arg(long, env = "ETL_DRY_RUN")]
     pub dry_run: bool,
 }
 
@@ -162,7 +162,7 @@ pub struct RollbackArgs {
     #[command(flatten)]
     pub warehouse: WarehouseArgs,
     /// Print the SQL instead of running it.
-    #[arg(long)]
+    #[arg(long, env = "ETL_DRY_RUN")]
     pub dry_run: bool,
 }
 
