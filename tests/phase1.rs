@@ -436,3 +436,43 @@ async fn bad_usage_exits_2_with_a_clear_message() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scan_failing_part_way_writes_no_parts_at_all() {
+    let env = TestEnv::with_demo("midfail", 6).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    // The third Scan page fails for good; the first two were already converted.
+    let proxy = FaultProxy::start(
+        &env.stack.dynamodb,
+        Arc::new(move |head| {
+            let is_scan = head
+                .header("x-amz-target")
+                .is_some_and(|t| t.ends_with(".Scan"));
+            (is_scan && counted.fetch_add(1, Ordering::SeqCst) == 2)
+                .then(Injected::dynamodb_validation)
+        }),
+    )
+    .await;
+    let mut args = segment_args("m", "1", "0", &env.table);
+    args.extend(["--max-read-units", "8"]); // small pages
+    let out = env.run(&args, &[("ETL_DYNAMODB_ENDPOINT", proxy.url.clone())]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        calls.load(Ordering::SeqCst) >= 3,
+        "the scan had pages before failing"
+    );
+    let left = env.keys("dynamo-etl/runs/m/segments/0/").await;
+    assert!(
+        left.is_empty(),
+        "a failed scan must not leave finished parts: {left:?}"
+    );
+    let uploads = env
+        .s3
+        .list_multipart_uploads()
+        .bucket(&env.bucket)
+        .send()
+        .await
+        .unwrap();
+    assert!(uploads.uploads().is_empty());
+}

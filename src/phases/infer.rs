@@ -174,7 +174,11 @@ async fn infer_segment(
         retry: settings.retry,
     };
     let (tx, mut rx) = mpsc::channel::<Vec<Item>>(PAGES_IN_FLIGHT);
-    let scan = scan_segment(client, &spec, counters, tx);
+    let scan = async move {
+        let result = scan_segment(client, &spec, counters, &tx).await;
+        drop(tx);
+        result
+    };
     let summarise = async {
         let mut out = SegmentOutcome::default();
         'pages: while let Some(page) = rx.recv().await {

@@ -129,7 +129,9 @@ pub async fn run_segment_with(
         chunk_rx,
         ctx.parts.max_in_flight,
     ));
+    let scan_ok = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let transform = {
+        let scan_ok = scan_ok.clone();
         let layout = ctx.layout.clone();
         let settings = ctx.parts;
         let run_id = run_id.clone();
@@ -139,6 +141,7 @@ pub async fn run_segment_with(
                 page_rx,
                 chunk_tx,
                 settings,
+                &scan_ok,
                 move |table, index| layout.part(&run_id, segment, table, index),
             )
         })
@@ -152,7 +155,14 @@ pub async fn run_segment_with(
         key_attributes: plan.key_attributes.clone(),
         retry: ctx.retry,
     };
-    let scan = scan_segment(&ctx.dynamodb, &spec, &counters, page_tx);
+    let scan = async {
+        let result = scan_segment(&ctx.dynamodb, &spec, &counters, &page_tx).await;
+        // Tell the transform how the scan ended before it sees the channel close: after a failed
+        // scan it must not finish (and so commit) the parts.
+        scan_ok.store(result.is_ok(), Ordering::SeqCst);
+        drop(page_tx);
+        result
+    };
     let scan_result = {
         let reporter = report_progress(&counters, &run_id, segment, ctx.progress_every, started);
         tokio::pin!(scan);
@@ -169,8 +179,8 @@ pub async fn run_segment_with(
     let upload_result = upload_result.map_err(SegmentError::from);
     let out = match (scan_result, transform_result, upload_result) {
         (Ok(()), Some(t), Ok(_)) => t,
-        (_, _, Err(e)) => return Err(e),
         (Err(e), _, _) if !matches!(e, ScanError::Downstream { .. }) => return Err(e.into()),
+        (_, _, Err(e)) => return Err(e),
         (_, None, _) | (Err(_), _, _) => {
             return Err(internal("the transform stopped without a result".into()))
         }
@@ -218,6 +228,7 @@ fn transform_pages(
     mut pages: mpsc::Receiver<Vec<Item>>,
     chunks: mpsc::Sender<Chunk>,
     settings: PartSettings,
+    scan_ok: &std::sync::atomic::AtomicBool,
     key_of: impl Fn(&str, u32) -> String + Send + Sync + Clone + 'static,
 ) -> Option<TransformResult> {
     let names: Vec<String> = transformer.tables().map(|s| s.table.clone()).collect();
@@ -243,6 +254,10 @@ fn transform_pages(
                 Err(rejection) => rejected.push(rejection),
             }
         }
+    }
+    if !scan_ok.load(Ordering::SeqCst) {
+        // Dropping the writers leaves their parts unfinished; the uploader aborts them.
+        return None;
     }
     let mut tables = BTreeMap::new();
     for (name, writer) in names.into_iter().zip(writers) {

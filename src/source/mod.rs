@@ -133,12 +133,13 @@ pub async fn approximate_item_count(client: &aws_sdk_dynamodb::Client, table: &s
     out.table()?.item_count().map(|n| n.max(0) as u64)
 }
 
-/// Scans one segment and sends its pages to `pages`. Returns when the segment is exhausted.
+/// Scans one segment and sends its pages to `pages`. Returns when the segment is exhausted. The
+/// caller owns the sender, so it can record how the scan ended before closing the channel.
 pub async fn scan_segment(
     client: &aws_sdk_dynamodb::Client,
     spec: &ScanSpec,
     counters: &Arc<ScanCounters>,
-    pages: mpsc::Sender<Vec<Item>>,
+    pages: &mpsc::Sender<Vec<Item>>,
 ) -> Result<(), ScanError> {
     let mut budget = spec.max_read_units.map(ReadBudget::new);
     let unit_per_item_read = if spec.consistent_read { 1.0 } else { 0.5 };

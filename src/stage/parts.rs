@@ -268,6 +268,18 @@ pub async fn upload_chunks(
                 done.push(chunk.key);
             }
         }
+        // The writer went away with parts unfinished (it failed or was told to stop): they must
+        // not be completed.
+        if let Some(key) = open.keys().next() {
+            return Err(StoreError::Request {
+                op: "CompleteMultipartUpload",
+                bucket: store.bucket().to_string(),
+                key: key.clone(),
+                detail: "the writer stopped before the part was complete; the upload is aborted"
+                    .into(),
+                retriable: true,
+            });
+        }
         Ok::<(), StoreError>(())
     }
     .await;
