@@ -7,6 +7,10 @@ the stack and provides boto3). Measures, on one table and with one segment count
   load      dynamo-etl upload: one process per segment of the phase1 run, all at once, after
             prepare; against psql \\copy of the same CSV (decompressed beforehand) into fresh
             tables of the same definitions, one psql per segment, all at once
+  rss       one phase-1 process (--total-segments 1) streaming 100k and then 1M items from
+            replay_scan.py, which repeats a real page of the table: DynamoDB Local's Scan slows
+            down with every page of a segment, so it cannot feed one process a million items
+            in reasonable time
 
 Each figure is the wall time of the whole step and, per process, user+sys CPU and peak RSS as GNU
 time reports them. Nothing here asserts a time: the targets are reported as met or missed.
@@ -55,8 +59,9 @@ def parse_args():
     )
     p.add_argument("--items", type=int, help="items in the table (default 1,000,000; 2,000 with --smoke)")
     p.add_argument("--segments", type=int, help="segments = parallel scans/processes (default 4; 2 with --smoke)")
-    p.add_argument("--only", default="bare,phase1,baseline,load",
-                   help="comma-separated steps to run: bare, phase1, baseline, load (load needs phase1)")
+    p.add_argument("--only", default="bare,phase1,baseline,load,rss",
+                   help="comma-separated steps to run: bare, phase1, baseline, load (needs phase1), rss")
+    p.add_argument("--rss-items", help="items of the two rss runs (default 100000,1000000; 2000,20000 with --smoke)")
     p.add_argument("--smoke", action="store_true",
                    help="a quick check of the harness: small table on the stack's DynamoDB, debug build, table deleted afterwards")
     p.add_argument("--table", help="DynamoDB table (default bench_items_<items>); reused when it holds exactly --items items")
@@ -85,7 +90,8 @@ def parse_args():
         args.drop_table = True
         args.no_warmup = True
     args.steps = [s.strip() for s in args.only.split(",") if s.strip()]
-    unknown = set(args.steps) - {"bare", "phase1", "baseline", "load"}
+    args.rss_items = [int(n) for n in (args.rss_items or ("2000,20000" if args.smoke else "100000,1000000")).split(",")]
+    unknown = set(args.steps) - {"bare", "phase1", "baseline", "load", "rss"}
     if unknown:
         p.error(f"unknown steps in --only: {', '.join(sorted(unknown))}")
     if "load" in args.steps and "phase1" not in args.steps:
@@ -388,6 +394,34 @@ def step_load(args, env, logs, run_id, target, s3, bucket, prefix, work):
     return ours, theirs
 
 
+def step_rss(args, env, logs, run_id, schemas_dir, items):
+    """One phase-1 process over `items` items served by replay_scan.py."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "jobs", "bench", "replay_scan.py"), "--source-endpoint",
+         env["ETL_DYNAMODB_ENDPOINT"], "--table", args.table, "--items", str(items), "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=open(os.path.join(logs, f"replay-{items}.err"), "wb"), env=env)
+    try:
+        server.stdout.readline()  # printed once it is about to serve
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        replay_env = dict(env, ETL_DYNAMODB_ENDPOINT=f"http://127.0.0.1:{port}")
+        cmd = [os.path.join(args.bin_dir, "dynamo-etl"), "segment", "--table", args.table, "--run-id",
+               f"{run_id}-rss-{items}", "--total-segments", "1", "--segment", "0", "--schemas-dir", schemas_dir]
+        step, (out,) = run_step(f"rss-{items}", f"e  one phase-1 process, {items:,} items (replayed)", [cmd],
+                                replay_env, logs)
+    finally:
+        server.kill()
+        server.wait()
+    step.units = int(re.search(r": (\d+) items scanned", out).group(1))
+    step.extra = {"expected_items": items}
+    return step
+
+
 # ---------------------------------------------------------------------------------------------
 # report
 
@@ -411,14 +445,14 @@ def report(args, steps, results):
     def fmt_row(s):
         unit = "rows/s" if s.name in ("upload", "psql") else "items/s"
         per = f"{s.cpu / s.units * 1e6:8.1f}" if s.units else "       -"
-        return (f"{s.label:<48} {s.wall:8.2f} {s.cpu:8.2f} {per} {s.peak_rss_mb:9.1f} "
+        return (f"{s.label:<52} {s.wall:8.2f} {s.cpu:8.2f} {per} {s.peak_rss_mb:9.1f} "
                 f"{s.rate():11,.0f} {unit}")
 
     print()
     print(f"table {args.table}: {args.items:,} items, {args.segments} segments, {args.profile} build, "
           f"{results['machine']['cores']} cores / {results['machine']['mem_gib']} GiB")
-    print(f"{'step':<48} {'wall s':>8} {'cpu s':>8} {'cpu µs/it':>8} {'peak RSS':>9} {'throughput':>11}")
-    print(f"{'':<48} {'':>8} {'(u+s)':>8} {'':>8} {'MB/proc':>9}")
+    print(f"{'step':<52} {'wall s':>8} {'cpu s':>8} {'cpu µs/it':>8} {'peak RSS':>9} {'throughput':>11}")
+    print(f"{'':<52} {'':>8} {'(u+s)':>8} {'':>8} {'MB/proc':>9}")
     for s in steps.values():
         print(fmt_row(s))
     ratios, checks = results["ratios"], results["targets"]
@@ -452,6 +486,16 @@ def ratios_and_targets(steps):
     if b:
         targets["phase1 segment peak RSS <= 100 MB"] = {
             "measured": b.peak_rss_mb, "target": TARGET_SEGMENT_RSS_MB, "met": b.peak_rss_mb <= TARGET_SEGMENT_RSS_MB}
+    rss = sorted((s for s in steps.values() if s.name.startswith("rss-")), key=lambda s: s.units)
+    if len(rss) == 2:
+        small, large = rss
+        ratios["rss large/small"] = large.peak_rss_mb / small.peak_rss_mb
+        targets["phase1 process peak RSS <= 100 MB at the larger size"] = {
+            "measured": large.peak_rss_mb, "target": TARGET_SEGMENT_RSS_MB,
+            "met": large.peak_rss_mb <= TARGET_SEGMENT_RSS_MB}
+        targets[f"phase1 process peak RSS flat (within 20%) from {small.units:,} to {large.units:,} items"] = {
+            "measured": round(ratios["rss large/small"], 3), "target": 1.2,
+            "met": ratios["rss large/small"] <= 1.2}
     if d1 and d2:
         ratios["upload/psql throughput"] = d1.rate() / d2.rate()
         targets["load >= 0.9 x psql \\copy throughput"] = {
@@ -518,13 +562,18 @@ def main():
             log("d: dynamo-etl upload vs psql \\copy")
             steps["upload"], steps["psql"] = step_load(args, env, logs, run_id, target, s3, bucket,
                                                         env["ETL_PREFIX"], work)
+        if "rss" in args.steps:
+            for items in args.rss_items:
+                log(f"e: one phase-1 process over {items} replayed items")
+                steps[f"rss-{items}"] = step_rss(args, env, logs, run_id, schemas_dir, items)
     finally:
         if not args.keep:
             cleanup(env, s3, bucket, prefix, target)
         if args.drop_table:
             ddb.delete_table(TableName=args.table)
 
-    problems = [f"{s.label} moved {s.units} items, not {args.items}" for s in steps.values() if s.units != args.items]
+    problems = [f"{s.label} moved {s.units} items, not {s.extra.get('expected_items', args.items)}"
+                for s in steps.values() if s.units != s.extra.get("expected_items", args.items)]
     ratios, targets = ratios_and_targets(steps)
     results = {
         "started": stamp,
