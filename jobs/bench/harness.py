@@ -142,6 +142,36 @@ class Step:
         }
 
 
+# Processes of the local services whose CPU is recorded around every step: a step that is slow
+# because a server was busy shows it here (their CPU is not part of the step's own figures).
+SERVERS = {}
+
+
+def server_cpu():
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for name, pid in SERVERS.items():
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # utime, stime and the reaped children's (PostgreSQL's backends exit into its postmaster)
+        out[name] = sum(int(f) for f in fields[11:15]) / tick
+    return out
+
+
+def find_servers(args, env):
+    stack = env.get("ETL_STACK_DIR", os.path.join(ROOT, ".stack"))
+    for name in ("s3", "postgres") + (("dynamodb",) if args.dynamodb == "stack" else ()):
+        try:
+            SERVERS[name] = int(open(os.path.join(stack, f"{name}.pid")).read())
+        except (OSError, ValueError):
+            pass
+    own = own_dynamodb_running(own_dynamodb_dir(args)) if args.dynamodb == "own" else None
+    if own:
+        SERVERS["dynamodb"] = own[0]
+
+
 def run_step(name, label, commands, env, logs):
     """Starts every command at once and waits for all; returns the step and each one's stdout.
 
@@ -149,6 +179,8 @@ def run_step(name, label, commands, env, logs):
     reaped by this Python directly would report at least this interpreter's RSS: Linux carries
     the peak of the forking process over the exec.)"""
     step = Step(name, label)
+    servers_before = server_cpu()
+    load_before = os.getloadavg()[0]
     started = time.monotonic()
     running = []
     for i, cmd in enumerate(commands):
@@ -176,6 +208,10 @@ def run_step(name, label, commands, env, logs):
         })
         out.close()
         err.close()
+    servers_after = server_cpu()
+    step.extra["server_cpu_s"] = {k: round(servers_after[k] - servers_before[k], 2)
+                                  for k in servers_after if k in servers_before}
+    step.extra["loadavg_1min_before_after"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     return step, outputs
 
 
@@ -343,8 +379,8 @@ def step_baseline(args, env, logs, schemas_dir, prefix, work):
     step, (out,) = run_step("baseline", f"c  python boto3 baseline (1 process, {args.segments} threads)", [cmd], env, logs)
     result = json.loads(out.strip().splitlines()[-1])
     step.units = result["items"]
-    step.extra = {"bytes_uploaded": result["bytes"], "rows": result["rows"],
-                  "gzip_level": args.baseline_gzip_level}
+    step.extra.update({"bytes_uploaded": result["bytes"], "rows": result["rows"],
+                       "gzip_level": args.baseline_gzip_level})
     return step
 
 
@@ -418,7 +454,7 @@ def step_rss(args, env, logs, run_id, schemas_dir, items):
         server.kill()
         server.wait()
     step.units = int(re.search(r": (\d+) items scanned", out).group(1))
-    step.extra = {"expected_items": items}
+    step.extra["expected_items"] = items
     return step
 
 
@@ -455,6 +491,11 @@ def report(args, steps, results):
     print(f"{'':<52} {'':>8} {'(u+s)':>8} {'':>8} {'MB/proc':>9}")
     for s in steps.values():
         print(fmt_row(s))
+    print()
+    print("  CPU of the local services during each step (not in the figures above), 1-min load before/after:")
+    for s in steps.values():
+        cpu = ", ".join(f"{k} {v:.1f} s" for k, v in s.extra.get("server_cpu_s", {}).items())
+        print(f"  {s.label:<52} {cpu}   load {s.extra.get('loadavg_1min_before_after')}")
     ratios, checks = results["ratios"], results["targets"]
     if ratios:
         print()
@@ -527,6 +568,7 @@ def main():
     elif args.dynamodb != "stack":
         env["ETL_DYNAMODB_ENDPOINT"] = args.dynamodb
     env.update({"ETL_LOG_FORMAT": "json", "ETL_PROGRESS_SECONDS": "3600", "PYTHONUNBUFFERED": "1"})
+    find_servers(args, env)
     env.pop("RUST_BACKTRACE", None)
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
@@ -541,6 +583,12 @@ def main():
     ddb = boto3.client("dynamodb", endpoint_url=env["ETL_DYNAMODB_ENDPOINT"])
     s3 = boto3.client("s3", endpoint_url=env["ETL_S3_ENDPOINT"])
 
+    # DynamoDB Local's Scan costs grow with the segment's size: about 3e-9 s x N^2 / S per scan,
+    # measured on a 2-core machine (100k items: 33 s in 1 segment, 7-11 s in 4, 2 s in 16).
+    scan_estimate = 3e-9 * args.items ** 2 / args.segments
+    if scan_estimate > 120:
+        log(f"note: on DynamoDB Local each scan of {args.items:,} items in {args.segments} segments takes about "
+            f"{scan_estimate / 60:.0f} min (its Scan slows down with segment size); more --segments shorten it")
     seed_seconds = ensure_table(args, env, ddb)
     schemas_dir = write_schemas(args, work)
     load_before = os.getloadavg()

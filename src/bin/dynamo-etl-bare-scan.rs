@@ -54,10 +54,7 @@ async fn main() -> anyhow::Result<()> {
                     .send()
                     .await
                     .map_err(|e| {
-                        anyhow::anyhow!(
-                            "segment {segment}: {}",
-                            dynamo_etl::retry::describe(&e)
-                        )
+                        anyhow::anyhow!("segment {segment}: {}", dynamo_etl::retry::describe(&e))
                     })?;
                 items += page.items().len() as u64;
                 pages += 1;

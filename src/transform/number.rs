@@ -313,17 +313,32 @@ mod tests {
 
     #[test]
     fn canonical_plain_text_is_what_to_plain_renders() {
-        for text in ["0", "7", "-7", "1200", "10.5", "0.05", "-0.05", "123456789.01", "-9223372036854775808"] {
+        for text in [
+            "0",
+            "7",
+            "-7",
+            "1200",
+            "10.5",
+            "0.05",
+            "-0.05",
+            "123456789.01",
+            "-9223372036854775808",
+        ] {
             let (digits, scale) = canonical_plain(text).unwrap_or_else(|| panic!("{text}"));
             let d = Decimal::parse(text).unwrap();
             assert_eq!(d.to_plain(), text);
             assert_eq!((digits, scale), (d.integer_digits(), d.scale()), "{text}");
         }
-        for text in ["", "-", "-0", "+1", "01", "1.", ".5", "1.50", "1e3", "1E3", "0.0", "1,5", " 1", "--1"] {
+        for text in [
+            "", "-", "-0", "+1", "01", "1.", ".5", "1.50", "1e3", "1E3", "0.0", "1,5", " 1", "--1",
+        ] {
             assert_eq!(canonical_plain(text), None, "{text:?}");
         }
         assert!(plain_integer_fits_i64("-999999999999999999"));
-        assert!(!plain_integer_fits_i64("1000000000000000000"), "19 digits take the exact path");
+        assert!(
+            !plain_integer_fits_i64("1000000000000000000"),
+            "19 digits take the exact path"
+        );
         assert!(!plain_integer_fits_i64("1.5"));
         assert!(plain_fits_decimal("123.45", 5, 2));
         assert!(!plain_fits_decimal("1234.5", 5, 2));

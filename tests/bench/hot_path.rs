@@ -68,7 +68,12 @@ impl ValueFormatter for CpuFormatter {
         "ms cpu"
     }
 
-    fn scale_throughputs(&self, _typical: f64, throughput: &Throughput, values: &mut [f64]) -> &'static str {
+    fn scale_throughputs(
+        &self,
+        _typical: f64,
+        throughput: &Throughput,
+        values: &mut [f64],
+    ) -> &'static str {
         let (per_iteration, divisor, unit) = match *throughput {
             Throughput::Elements(n) => (n as f64, 1e3, "K items/s/core"),
             Throughput::Bytes(n) | Throughput::BytesDecimal(n) => (n as f64, 1e6, "MB/s/core"),
