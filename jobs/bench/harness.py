@@ -645,7 +645,8 @@ def main():
     with open(path, "w") as f:
         json.dump(results, f, indent=2)
     print(f"results: {path}")
-    shutil.rmtree(work, ignore_errors=True) if not args.keep else None
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
     if problems:
         die("; ".join(problems))
 
