@@ -1,29 +1,28 @@
 //! The reviewed static data-schemas in `schemas/` must be exactly what inference produces for the
-//! demo dataset. Regenerate them after an intended change with `ETL_BLESS=1 cargo test --test schemas`.
+//! demo dataset (`schemas/platform`) and the benchmark dataset (`schemas/bench`, used by
+//! `jobs/bench/run`). Regenerate them after an intended change with
+//! `ETL_BLESS=1 cargo test --test schemas`.
 
 mod support;
 
 use dynamo_etl::fixtures;
 use dynamo_etl::schema::infer::{Classification, Inference};
 use dynamo_etl::schema::SchemaSet;
+use dynamo_etl::transform::Item;
 
-#[test]
-fn static_schemas_match_inference_of_the_demo_dataset() {
+/// Infers the data-schemas of `items` as source table `table` and compares them with
+/// `schemas/<table>/`, rewriting the files first when `ETL_BLESS` is set.
+fn check_static_schemas(table: &str, items: impl IntoIterator<Item = Item>) {
     let classification = Classification {
         attribute: "pk".into(),
         delimiter: Some('#'),
     };
     let mut inference = Inference::default();
-    for item in fixtures::demo_items(20) {
+    for item in items {
         inference.observe(&item, &classification);
     }
-    let schemas = inference.to_schemas(
-        "platform",
-        &["pk".into(), "sk".into()],
-        &classification,
-        &[],
-    );
-    let inferred = SchemaSet::new("platform", schemas, "inference").unwrap();
+    let schemas = inference.to_schemas(table, &["pk".into(), "sk".into()], &classification, &[]);
+    let inferred = SchemaSet::new(table, schemas, "inference").unwrap();
     let dir = support::repo_root().join("schemas");
     if std::env::var("ETL_BLESS").is_ok() {
         for (path, text) in inferred.to_files() {
@@ -32,7 +31,7 @@ fn static_schemas_match_inference_of_the_demo_dataset() {
             std::fs::write(path, text).unwrap();
         }
     }
-    let on_disk = SchemaSet::read_dir(&dir, "platform")
+    let on_disk = SchemaSet::read_dir(&dir, table)
         .unwrap_or_else(|e| panic!("{e}; run ETL_BLESS=1 cargo test --test schemas"));
     for (path, text) in inferred.to_files() {
         let current = std::fs::read_to_string(dir.join(&path)).unwrap_or_default();
@@ -41,6 +40,18 @@ fn static_schemas_match_inference_of_the_demo_dataset() {
     assert_eq!(
         on_disk.schemas.len(),
         inferred.schemas.len(),
-        "schemas/platform has extra files"
+        "schemas/{table} has extra files"
     );
+}
+
+#[test]
+fn static_schemas_match_inference_of_the_demo_dataset() {
+    check_static_schemas("platform", fixtures::demo_items(20));
+}
+
+/// 30,000 items cover every value range of the generator (the widest decimal appears in about
+/// nine of ten organizations), so every item of a large benchmark table fits its columns.
+#[test]
+fn bench_schemas_match_inference_of_the_bench_dataset() {
+    check_static_schemas("bench", fixtures::bench_items(30_000, 7));
 }

@@ -32,8 +32,35 @@ pub enum JsonError {
     UnknownType { path: String },
 }
 
+/// Where a value sits inside an attribute, for error messages. Kept as borrowed links and only
+/// rendered when an error needs it: building the text for every nested value cost more than
+/// writing the value itself.
+#[derive(Clone, Copy)]
+enum Path<'a> {
+    Root(&'a str),
+    Index(&'a Path<'a>, usize),
+    Key(&'a Path<'a>, &'a str),
+}
+
+impl Path<'_> {
+    fn render(&self) -> String {
+        match self {
+            Path::Root(name) => name.to_string(),
+            Path::Index(parent, i) => format!("{}[{i}]", parent.render()),
+            Path::Key(parent, key) => match parent {
+                Path::Root("") => key.to_string(),
+                _ => format!("{}.{key}", parent.render()),
+            },
+        }
+    }
+}
+
 /// Appends the JSON for `value` to `out`. `path` names the attribute for errors.
 pub fn write_value(out: &mut Vec<u8>, value: &AttributeValue, path: &str) -> Result<(), JsonError> {
+    write_value_at(out, value, &Path::Root(path))
+}
+
+fn write_value_at(out: &mut Vec<u8>, value: &AttributeValue, path: &Path) -> Result<(), JsonError> {
     match value {
         AttributeValue::S(s) => write_string(out, s),
         AttributeValue::N(n) => write_number(out, n, path)?,
@@ -80,14 +107,14 @@ pub fn write_value(out: &mut Vec<u8>, value: &AttributeValue, path: &str) -> Res
                 if i > 0 {
                     out.push(b',');
                 }
-                write_value(out, v, &format!("{path}[{i}]"))?;
+                write_value_at(out, v, &Path::Index(path, i))?;
             }
             out.push(b']');
         }
-        AttributeValue::M(map) => write_object(out, map.iter(), path)?,
+        AttributeValue::M(map) => write_object_at(out, map.iter(), path)?,
         _ => {
             return Err(JsonError::UnknownType {
-                path: path.to_string(),
+                path: path.render(),
             })
         }
     }
@@ -101,6 +128,14 @@ pub fn write_object<'a>(
     entries: impl Iterator<Item = (&'a String, &'a AttributeValue)>,
     path: &str,
 ) -> Result<(), JsonError> {
+    write_object_at(out, entries, &Path::Root(path))
+}
+
+fn write_object_at<'a>(
+    out: &mut Vec<u8>,
+    entries: impl Iterator<Item = (&'a String, &'a AttributeValue)>,
+    path: &Path,
+) -> Result<(), JsonError> {
     let mut entries: Vec<_> = entries.collect();
     entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
     out.push(b'{');
@@ -108,13 +143,11 @@ pub fn write_object<'a>(
         if i > 0 {
             out.push(b',');
         }
-        let child = if path.is_empty() {
-            key.clone()
-        } else {
-            format!("{path}.{key}")
-        };
+        let child = Path::Key(path, key);
         if key.contains('\0') {
-            return Err(JsonError::NulInKey { path: child });
+            return Err(JsonError::NulInKey {
+                path: child.render(),
+            });
         }
         if key.starts_with('$') {
             let escaped = format!("${key}");
@@ -123,7 +156,7 @@ pub fn write_object<'a>(
             write_plain_string(out, key);
         }
         out.push(b':');
-        write_value(out, value, &child)?;
+        write_value_at(out, value, &child)?;
     }
     out.push(b'}');
     Ok(())
@@ -157,9 +190,9 @@ fn write_base64(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
 }
 
-fn write_number(out: &mut Vec<u8>, n: &str, path: &str) -> Result<(), JsonError> {
+fn write_number(out: &mut Vec<u8>, n: &str, path: &Path) -> Result<(), JsonError> {
     let d = Decimal::parse(n).map_err(|_| JsonError::BadNumber {
-        path: path.to_string(),
+        path: path.render(),
         value: n.to_string(),
     })?;
     let mut text = String::new();

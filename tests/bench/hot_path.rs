@@ -1,0 +1,188 @@
+//! The per-item hot path of phase 1 on one core: a scanned page of benchmark items is classified
+//! and converted (`Transformer::convert`), CSV-encoded and gzipped at level 1 by the same
+//! `PartWriter` phase 1 uses. The chunks it produces go to a thread that drops them, so no
+//! network is involved.
+//!
+//! ```text
+//! cargo bench --bench hot_path
+//! ```
+//! `items` reports items/s, `csv_bytes` the same work as MB/s of CSV produced. Times are the
+//! benchmark thread's CPU time, not wall time, so the figures are per core and stay meaningful
+//! on a machine shared with other work (wall time would count the time the thread waited for a
+//! core). The page's sizes are printed first, so either figure converts into the other.
+
+use criterion::measurement::{Measurement, ValueFormatter};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use dynamo_etl::fixtures;
+use dynamo_etl::schema::SchemaSet;
+use dynamo_etl::source::value_size;
+use dynamo_etl::stage::csv::CsvEncoder;
+use dynamo_etl::stage::parts::{PartSettings, PartWriter};
+use dynamo_etl::transform::{Item, Transformer};
+use std::path::Path;
+use tokio::sync::mpsc;
+
+/// CPU time of the calling thread, in nanoseconds.
+struct ThreadCpuTime;
+
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec it is given.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "CLOCK_THREAD_CPUTIME_ID is available on Linux");
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+impl Measurement for ThreadCpuTime {
+    type Intermediate = u64;
+    type Value = u64;
+    fn start(&self) -> u64 {
+        thread_cpu_ns()
+    }
+    fn end(&self, started: u64) -> u64 {
+        thread_cpu_ns() - started
+    }
+    fn add(&self, a: &u64, b: &u64) -> u64 {
+        a + b
+    }
+    fn zero(&self) -> u64 {
+        0
+    }
+    fn to_f64(&self, value: &u64) -> f64 {
+        *value as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        &CpuFormatter
+    }
+}
+
+/// Shows CPU nanoseconds as ms of CPU, and throughputs per CPU-second (= per core).
+struct CpuFormatter;
+
+impl ValueFormatter for CpuFormatter {
+    fn scale_values(&self, _typical_ns: f64, values: &mut [f64]) -> &'static str {
+        values.iter_mut().for_each(|v| *v /= 1e6);
+        "ms cpu"
+    }
+
+    fn scale_throughputs(
+        &self,
+        _typical: f64,
+        throughput: &Throughput,
+        values: &mut [f64],
+    ) -> &'static str {
+        let (per_iteration, divisor, unit) = match *throughput {
+            Throughput::Elements(n) => (n as f64, 1e3, "K items/s/core"),
+            Throughput::Bytes(n) | Throughput::BytesDecimal(n) => (n as f64, 1e6, "MB/s/core"),
+            Throughput::Bits(n) => (n as f64, 1e6, "Mbit/s/core"),
+        };
+        values
+            .iter_mut()
+            .for_each(|ns| *ns = per_iteration / (*ns / 1e9) / divisor);
+        unit
+    }
+
+    fn scale_for_machines(&self, _values: &mut [f64]) -> &'static str {
+        "ns"
+    }
+}
+
+/// DynamoDB returns at most 1 MB of items per Scan page.
+const PAGE_BYTES: usize = 1 << 20;
+
+/// Benchmark items (the generator `dynamo-etl-seed bench` loads) up to one full page.
+fn page() -> Vec<Item> {
+    let mut rng = fixtures::Rng::new(7);
+    let mut bytes = 0;
+    let mut items = Vec::new();
+    for i in 0.. {
+        let item = fixtures::bench_item(i, &mut rng);
+        bytes += item
+            .iter()
+            .map(|(k, v)| k.len() + value_size(v))
+            .sum::<usize>();
+        if bytes > PAGE_BYTES {
+            break;
+        }
+        items.push(item);
+    }
+    items
+}
+
+/// Phase 1's writers, one per table, with their chunks dropped by a draining thread.
+struct Sink {
+    writers: Vec<PartWriter>,
+}
+
+impl Sink {
+    fn new(tables: usize) -> Self {
+        let (tx, mut rx) = mpsc::channel(1);
+        std::thread::spawn(move || while rx.blocking_recv().is_some() {});
+        let writers = (0..tables)
+            .map(|t| {
+                PartWriter::new(
+                    Box::new(move |i| format!("bench/{t}/part-{i:05}.csv.gz")),
+                    PartSettings::default(),
+                    tx.clone(),
+                )
+            })
+            .collect();
+        Sink { writers }
+    }
+}
+
+fn convert_page(transformer: &mut Transformer, sink: &mut Sink, page: &[Item]) {
+    for item in page {
+        let row = transformer.convert(item).expect("bench items convert");
+        sink.writers[row.table]
+            .write_row(&row.fields)
+            .expect("the draining thread runs");
+    }
+}
+
+fn hot_path(c: &mut Criterion<ThreadCpuTime>) {
+    let schemas_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+    let schemas = SchemaSet::read_dir(&schemas_dir, "bench").expect("schemas/bench");
+    let keys = ["pk".to_string(), "sk".to_string()];
+    let page = page();
+    let item_bytes: usize = page
+        .iter()
+        .flat_map(|it| it.iter().map(|(k, v)| k.len() + value_size(v)))
+        .sum();
+    // Size of the page as CSV, for the bytes figure.
+    let mut transformer = Transformer::new(&schemas, &keys);
+    let mut csv = CsvEncoder::new();
+    let mut csv_out = Vec::new();
+    for item in &page {
+        csv.write_row(&mut csv_out, &transformer.convert(item).unwrap().fields);
+    }
+    println!(
+        "page: {} items, {:.0} KiB of item data, {:.0} KiB of CSV ({} bytes of CSV per item)",
+        page.len(),
+        item_bytes as f64 / 1024.0,
+        csv_out.len() as f64 / 1024.0,
+        csv_out.len() / page.len()
+    );
+
+    let mut group = c.benchmark_group("hot_path");
+    let mut sink = Sink::new(transformer.table_count());
+    group.throughput(Throughput::Elements(page.len() as u64));
+    group.bench_function("items", |b| {
+        b.iter(|| convert_page(&mut transformer, &mut sink, &page))
+    });
+    group.throughput(Throughput::BytesDecimal(csv_out.len() as u64));
+    group.bench_function("csv_bytes", |b| {
+        b.iter(|| convert_page(&mut transformer, &mut sink, &page))
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(ThreadCpuTime);
+    targets = hot_path
+}
+criterion_main!(benches);
