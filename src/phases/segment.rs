@@ -113,9 +113,6 @@ pub async fn run_segment(
     let transformer = Transformer::new(&schemas, &plan.key_attributes);
     let counters = Arc::new(ScanCounters::default());
     let (page_tx, page_rx) = mpsc::channel::<Vec<Item>>(PAGES_IN_FLIGHT);
-    // Converted pages come back to be freed on the thread that parsed them: glibc frees and
-    // reuses memory faster on the thread that allocated it than across threads.
-    let (spent_tx, mut spent_rx) = mpsc::channel::<Vec<Item>>(PAGES_IN_FLIGHT);
     let (chunk_tx, chunk_rx) = mpsc::channel::<Chunk>(1);
 
     let uploader = tokio::spawn(upload_chunks(
@@ -131,7 +128,6 @@ pub async fn run_segment(
             transform_pages(
                 transformer,
                 page_rx,
-                spent_tx,
                 chunk_tx,
                 settings,
                 move |table, index| layout.part(&run_id, segment, table, index),
@@ -151,20 +147,12 @@ pub async fn run_segment(
     let scan_result = {
         let reporter = report_progress(&counters, &run_id, segment, ctx.progress_every, started);
         tokio::pin!(scan);
-        // Never finishes either: once the transform is done it just waits with the others.
-        let free_spent = async {
-            while spent_rx.recv().await.is_some() {}
-            std::future::pending::<()>().await
-        };
         tokio::pin!(reporter);
-        tokio::pin!(free_spent);
         tokio::select! {
             r = &mut scan => r,
             _ = &mut reporter => unreachable!("the reporter never finishes"),
-            _ = &mut free_spent => unreachable!("freeing spent pages never finishes"),
         }
     };
-    drop(spent_rx);
     let transform_result = transform.await.expect("transform thread does not panic");
     let upload_result = uploader.await.expect("uploader does not panic");
 
@@ -219,7 +207,6 @@ pub async fn run_segment(
 fn transform_pages(
     mut transformer: Transformer,
     mut pages: mpsc::Receiver<Vec<Item>>,
-    spent: mpsc::Sender<Vec<Item>>,
     chunks: mpsc::Sender<Chunk>,
     settings: PartSettings,
     key_of: impl Fn(&str, u32) -> String + Send + Sync + Clone + 'static,
@@ -247,9 +234,6 @@ fn transform_pages(
                 Err(rejection) => rejected.push(rejection),
             }
         }
-        // Hand the page back to be freed by the scan's thread; when that side is busy or gone, it
-        // is freed here (the error owns the page).
-        let _ = spent.try_send(page);
     }
     let mut tables = BTreeMap::new();
     for (name, writer) in names.into_iter().zip(writers) {
