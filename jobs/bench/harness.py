@@ -645,8 +645,7 @@ def main():
     with open(path, "w") as f:
         json.dump(results, f, indent=2)
     print(f"results: {path}")
-    if not args.keep:
-        shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True) if not args.keep else None
     if problems:
         die("; ".join(problems))
 

@@ -122,9 +122,6 @@ pub async fn run_segment_with(
     let schemas = plan.schema_set().map_err(|e| internal(e.to_string()))?;
     let transformer = Transformer::new(&schemas, &plan.key_attributes);
     let (page_tx, page_rx) = mpsc::channel::<Vec<Item>>(PAGES_IN_FLIGHT);
-    // Converted pages come back to be freed on the thread that parsed them: glibc frees and
-    // reuses memory faster on the thread that allocated it than across threads.
-    let (spent_tx, mut spent_rx) = mpsc::channel::<Vec<Item>>(PAGES_IN_FLIGHT);
     let (chunk_tx, chunk_rx) = mpsc::channel::<Chunk>(1);
 
     let uploader = tokio::spawn(upload_chunks(
@@ -142,7 +139,6 @@ pub async fn run_segment_with(
             transform_pages(
                 transformer,
                 page_rx,
-                spent_tx,
                 chunk_tx,
                 settings,
                 &scan_ok,
@@ -170,20 +166,12 @@ pub async fn run_segment_with(
     let scan_result = {
         let reporter = report_progress(&counters, &run_id, segment, ctx.progress_every, started);
         tokio::pin!(scan);
-        // Never finishes either: once the transform is done it just waits with the others.
-        let free_spent = async {
-            while spent_rx.recv().await.is_some() {}
-            std::future::pending::<()>().await
-        };
         tokio::pin!(reporter);
-        tokio::pin!(free_spent);
         tokio::select! {
             r = &mut scan => r,
             _ = &mut reporter => unreachable!("the reporter never finishes"),
-            _ = &mut free_spent => unreachable!("freeing spent pages never finishes"),
         }
     };
-    drop(spent_rx);
     let transform_result = transform.await.expect("transform thread does not panic");
     let upload_result = uploader.await.expect("uploader does not panic");
 
@@ -238,7 +226,6 @@ pub async fn run_segment_with(
 fn transform_pages(
     mut transformer: Transformer,
     mut pages: mpsc::Receiver<Vec<Item>>,
-    spent: mpsc::Sender<Vec<Item>>,
     chunks: mpsc::Sender<Chunk>,
     settings: PartSettings,
     scan_ok: &std::sync::atomic::AtomicBool,
@@ -267,9 +254,6 @@ fn transform_pages(
                 Err(rejection) => rejected.push(rejection),
             }
         }
-        // Hand the page back to be freed by the scan's thread; when that side is busy or gone, it
-        // is freed here (the error owns the page).
-        let _ = spent.try_send(page);
     }
     if !scan_ok.load(Ordering::SeqCst) {
         // Dropping the writers leaves their parts unfinished; the uploader aborts them.
