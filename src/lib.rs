@@ -8,6 +8,7 @@
 pub mod aws;
 pub mod cli;
 pub mod fixtures;
+pub mod item;
 pub mod phases;
 pub mod retry;
 pub mod schema;

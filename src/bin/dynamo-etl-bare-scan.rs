@@ -1,7 +1,8 @@
 //! The scan-only baseline for `jobs/bench/run`: scans every segment of a table in parallel with the
-//! same request shape as phase 1 (1 MB pages, no `Limit`, eventually consistent unless
-//! `--consistent-read`, consumed capacity requested) and throws the items away. What phase 1 takes
-//! beyond this program's wall time is the cost of converting, compressing and uploading.
+//! same requests as phase 1 (1 MB pages, no `Limit`, eventually consistent unless
+//! `--consistent-read`, consumed capacity requested, the response body taken as bytes and only
+//! its envelope read) and throws the items away unparsed. What phase 1 takes beyond this
+//! program's wall time is the cost of parsing, converting, compressing and uploading.
 //!
 //! ```text
 //! dynamo-etl-bare-scan --table bench_items_1000000 --total-segments 4
@@ -10,6 +11,7 @@
 
 use aws_sdk_dynamodb::types::ReturnConsumedCapacity;
 use clap::Parser;
+use dynamo_etl::source::page::{CaptureBody, RawPage};
 use std::time::Instant;
 
 #[derive(Parser)]
@@ -43,7 +45,8 @@ async fn main() -> anyhow::Result<()> {
             let (mut items, mut pages) = (0u64, 0u64);
             let mut start_key = None;
             loop {
-                let page = client
+                let capture = CaptureBody::default();
+                client
                     .scan()
                     .table_name(&table)
                     .segment(segment)
@@ -51,14 +54,21 @@ async fn main() -> anyhow::Result<()> {
                     .consistent_read(consistent)
                     .return_consumed_capacity(ReturnConsumedCapacity::Total)
                     .set_exclusive_start_key(start_key)
+                    .customize()
+                    .interceptor(capture.clone())
                     .send()
                     .await
                     .map_err(|e| {
                         anyhow::anyhow!("segment {segment}: {}", dynamo_etl::retry::describe(&e))
                     })?;
-                items += page.items().len() as u64;
+                let body = capture
+                    .take()
+                    .ok_or_else(|| anyhow::anyhow!("segment {segment}: no response body"))?;
+                let (_, meta) = RawPage::split(body)
+                    .map_err(|e| anyhow::anyhow!("segment {segment}: not a Scan page: {e}"))?;
+                items += meta.count;
                 pages += 1;
-                start_key = page.last_evaluated_key.filter(|k| !k.is_empty());
+                start_key = meta.last_evaluated_key;
                 if start_key.is_none() {
                     return anyhow::Ok((items, pages));
                 }

@@ -15,8 +15,8 @@ use tokio::task::JoinSet;
 
 use crate::retry::RetryPolicy;
 use crate::schema::infer::{Classification, Inference};
+use crate::source::page::RawPage;
 use crate::source::{scan_segment, ScanCounters, ScanError, ScanSpec};
-use crate::transform::Item;
 
 /// Pages waiting to be summarised, per segment.
 const PAGES_IN_FLIGHT: usize = 2;
@@ -155,6 +155,8 @@ struct SegmentOutcome {
     items: u64,
     /// The item limit was reached while this segment still had pages.
     stopped: bool,
+    /// Why a page's items could not be read, if one could not.
+    bad_page: Option<String>,
 }
 
 async fn infer_segment(
@@ -173,7 +175,7 @@ async fn infer_segment(
         key_attributes: settings.key_attributes.clone(),
         retry: settings.retry,
     };
-    let (tx, mut rx) = mpsc::channel::<Vec<Item>>(PAGES_IN_FLIGHT);
+    let (tx, mut rx) = mpsc::channel::<RawPage>(PAGES_IN_FLIGHT);
     let scan = async move {
         let result = scan_segment(client, &spec, counters, &tx).await;
         drop(tx);
@@ -182,13 +184,21 @@ async fn infer_segment(
     let summarise = async {
         let mut out = SegmentOutcome::default();
         'pages: while let Some(page) = rx.recv().await {
-            for item in &page {
+            let items = match page.items() {
+                Ok(items) => items,
+                Err(e) => {
+                    out.bad_page = Some(e.to_string());
+                    break 'pages;
+                }
+            };
+            for item in &items {
                 let n = claimed.fetch_add(1, Ordering::Relaxed);
                 if settings.max_items.is_some_and(|max| n >= max) {
                     out.stopped = true;
                     break 'pages;
                 }
-                out.inference.observe(item, &settings.classification);
+                out.inference
+                    .observe(&item.to_sdk(), &settings.classification);
                 out.items += 1;
             }
         }
@@ -196,7 +206,17 @@ async fn infer_segment(
         drop(rx);
         out
     };
-    let (scanned, out) = tokio::join!(scan, summarise);
+    let (scanned, mut out) = tokio::join!(scan, summarise);
+    if let Some(problem) = out.bad_page.take() {
+        return Err(ScanError::Request {
+            table: settings.table.clone(),
+            segment,
+            total_segments: settings.segments,
+            last_key: None,
+            detail: format!("a page's items cannot be read: {problem}"),
+            retriable: false,
+        });
+    }
     match scanned {
         Ok(()) => Ok(out),
         Err(ScanError::Downstream { .. }) if out.stopped => Ok(out),

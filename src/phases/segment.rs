@@ -13,13 +13,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use crate::retry::RetryPolicy;
+use crate::source::page::RawPage;
 use crate::source::{scan_segment, ScanCounters, ScanError, ScanSpec};
 use crate::stage::manifest::{SegmentManifest, TableOutput, MANIFEST_FORMAT};
 use crate::stage::parts::{upload_chunks, Chunk, PartSettings, PartWriter};
 use crate::stage::plan::RunPlan;
 use crate::stage::store::{ObjectStore, StoreError};
 use crate::stage::Layout;
-use crate::transform::{Item, Rejection, Transformer};
+use crate::transform::{Rejection, Transformer};
 
 /// How phase 1 reaches its services and shapes its output.
 #[derive(Clone)]
@@ -121,7 +122,7 @@ pub async fn run_segment_with(
 
     let schemas = plan.schema_set().map_err(|e| internal(e.to_string()))?;
     let transformer = Transformer::new(&schemas, &plan.key_attributes);
-    let (page_tx, page_rx) = mpsc::channel::<Vec<Item>>(PAGES_IN_FLIGHT);
+    let (page_tx, page_rx) = mpsc::channel::<RawPage>(PAGES_IN_FLIGHT);
     let (chunk_tx, chunk_rx) = mpsc::channel::<Chunk>(1);
 
     let uploader = tokio::spawn(upload_chunks(
@@ -178,10 +179,17 @@ pub async fn run_segment_with(
     // Report the cause, not the knock-on "pipeline stopped" errors of the other stages.
     let upload_result = upload_result.map_err(SegmentError::from);
     let out = match (scan_result, transform_result, upload_result) {
-        (Ok(()), Some(t), Ok(_)) => t,
+        (Ok(()), Ok(t), Ok(_)) => t,
+        (_, Err(TransformStop::BadPage(problem)), _) => {
+            return Err(internal(format!(
+                "table {}: {problem}; DynamoDB should never send such a page: retry the segment \
+                 (dynamo-etl retry phase-1 {} {segment}) and report it if it happens again",
+                plan.source_table, plan.total_segments
+            )))
+        }
         (Err(e), _, _) if !matches!(e, ScanError::Downstream { .. }) => return Err(e.into()),
         (_, _, Err(e)) => return Err(e),
-        (_, None, _) | (Err(_), _, _) => {
+        (_, Err(TransformStop::Downstream), _) | (Err(_), _, _) => {
             return Err(internal("the transform stopped without a result".into()))
         }
     };
@@ -221,22 +229,36 @@ pub async fn run_segment_with(
     Ok(manifest)
 }
 
-/// The transform thread: pages in, chunks out. Returns `None` when the uploader went away (its
-/// error is reported instead).
+/// Why the transform thread stopped early.
+enum TransformStop {
+    /// The uploader or the scan failed; their error is reported instead.
+    Downstream,
+    /// A page's items could not be read.
+    BadPage(String),
+}
+
+/// The transform thread: pages in, chunks out.
 fn transform_pages(
     mut transformer: Transformer,
-    mut pages: mpsc::Receiver<Vec<Item>>,
+    mut pages: mpsc::Receiver<RawPage>,
     chunks: mpsc::Sender<Chunk>,
     settings: PartSettings,
     scan_ok: &std::sync::atomic::AtomicBool,
     key_of: impl Fn(&str, u32) -> String + Send + Sync + Clone + 'static,
-) -> Option<TransformResult> {
+) -> Result<TransformResult, TransformStop> {
     let names: Vec<String> = transformer.tables().map(|s| s.table.clone()).collect();
     let mut writers: Vec<Option<PartWriter>> = (0..names.len()).map(|_| None).collect();
     let mut rejected = Vec::new();
     let mut items = 0u64;
+    let mut page_number = 0u64;
     while let Some(page) = pages.blocking_recv() {
-        for item in &page {
+        page_number += 1;
+        let page_items = page.items().map_err(|e| {
+            TransformStop::BadPage(format!(
+                "scan page {page_number} (after {items} items) cannot be read: {e}"
+            ))
+        })?;
+        for item in &page_items {
             items += 1;
             match transformer.convert(item) {
                 Ok(row) => {
@@ -249,7 +271,9 @@ fn transform_pages(
                             chunks.clone(),
                         )
                     });
-                    writer.write_row(&row.fields).ok()?;
+                    writer
+                        .write_row(&row.fields)
+                        .map_err(|_| TransformStop::Downstream)?;
                 }
                 Err(rejection) => rejected.push(rejection),
             }
@@ -257,17 +281,17 @@ fn transform_pages(
     }
     if !scan_ok.load(Ordering::SeqCst) {
         // Dropping the writers leaves their parts unfinished; the uploader aborts them.
-        return None;
+        return Err(TransformStop::Downstream);
     }
     let mut tables = BTreeMap::new();
     for (name, writer) in names.into_iter().zip(writers) {
         let output = match writer {
-            Some(w) => w.finish().ok()?,
+            Some(w) => w.finish().map_err(|_| TransformStop::Downstream)?,
             None => TableOutput::default(),
         };
         tables.insert(name, output);
     }
-    Some(TransformResult {
+    Ok(TransformResult {
         tables,
         rejected,
         drift: transformer.drift(),

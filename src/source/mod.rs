@@ -3,6 +3,7 @@
 //! more than a couple of pages.
 
 pub mod budget;
+pub mod page;
 
 use aws_sdk_dynamodb::types::{AttributeValue, KeyType, ReturnConsumedCapacity};
 use std::collections::HashMap;
@@ -10,9 +11,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
+use crate::item::ItemView;
 use crate::retry::{describe, is_retriable, is_throttling_code, RetryPolicy};
-use crate::transform::{item_key, Item};
+use crate::transform::item_key;
 use budget::ReadBudget;
+use page::{CaptureBody, RawPage};
 
 /// One Scan page at most this many bytes (DynamoDB's own cap).
 const PAGE_BYTES: f64 = 1024.0 * 1024.0;
@@ -139,7 +142,7 @@ pub async fn scan_segment(
     client: &aws_sdk_dynamodb::Client,
     spec: &ScanSpec,
     counters: &Arc<ScanCounters>,
-    pages: &mpsc::Sender<Vec<Item>>,
+    pages: &mpsc::Sender<RawPage>,
 ) -> Result<(), ScanError> {
     let mut budget = spec.max_read_units.map(ReadBudget::new);
     let unit_per_item_read = if spec.consistent_read { 1.0 } else { 0.5 };
@@ -159,8 +162,18 @@ pub async fn scan_segment(
                 .unwrap_or(PAGE_BYTES / 4096.0 * unit_per_item_read);
             b.wait_for(estimate).await;
         }
-        let output = spec
-            .retry
+        let capture = CaptureBody::default();
+        let failed = |detail: String, retriable: bool| ScanError::Request {
+            table: spec.table.clone(),
+            segment: spec.segment,
+            total_segments: spec.total_segments,
+            last_key: start_key
+                .as_ref()
+                .map(|k| item_key(&ItemView::from_sdk(k), &spec.key_attributes)),
+            detail,
+            retriable,
+        };
+        spec.retry
             .run(
                 || {
                     client
@@ -172,6 +185,8 @@ pub async fn scan_segment(
                         .return_consumed_capacity(ReturnConsumedCapacity::Total)
                         .set_limit(limit)
                         .set_exclusive_start_key(start_key.clone())
+                        .customize()
+                        .interceptor(capture.clone())
                         .send()
                 },
                 is_retriable,
@@ -189,38 +204,32 @@ pub async fn scan_segment(
                 },
             )
             .await
-            .map_err(|e| ScanError::Request {
-                table: spec.table.clone(),
-                segment: spec.segment,
-                total_segments: spec.total_segments,
-                last_key: start_key
-                    .as_ref()
-                    .map(|k| item_key(k, &spec.key_attributes)),
-                detail: describe(&e),
-                retriable: is_retriable(&e),
-            })?;
-        let items = output.items.unwrap_or_default();
-        let scanned = output.scanned_count.max(items.len() as i32).max(0) as u64;
-        let units = output
-            .consumed_capacity
-            .as_ref()
-            .and_then(|c| c.capacity_units)
-            .unwrap_or_else(|| estimate_units(&items, unit_per_item_read));
+            .map_err(|e| failed(describe(&e), is_retriable(&e)))?;
+        let body = capture.take().ok_or_else(|| {
+            failed(
+                "the Scan response body was not captured (an SDK change?)".into(),
+                false,
+            )
+        })?;
+        // A body that is not JSON came damaged in transit: worth a retry of the segment.
+        let (page, meta) = RawPage::split(body)
+            .map_err(|e| failed(format!("the Scan response is not valid JSON: {e}"), true))?;
+        let units = meta
+            .capacity_units
+            .unwrap_or_else(|| estimate_units(&page, unit_per_item_read));
         if let Some(b) = budget.as_mut() {
             b.charge(units);
         }
-        if scanned > 0 {
-            units_per_item = (units / scanned as f64).max(0.01);
+        if meta.scanned_count > 0 {
+            units_per_item = (units / meta.scanned_count as f64).max(0.01);
         }
         counters.pages.fetch_add(1, Ordering::Relaxed);
-        counters
-            .items
-            .fetch_add(items.len() as u64, Ordering::Relaxed);
+        counters.items.fetch_add(meta.count, Ordering::Relaxed);
         counters
             .read_milliunits
             .fetch_add((units * 1000.0).round() as u64, Ordering::Relaxed);
-        start_key = output.last_evaluated_key.filter(|k| !k.is_empty());
-        if !items.is_empty() && pages.send(items).await.is_err() {
+        start_key = meta.last_evaluated_key;
+        if !page.is_empty() && pages.send(page).await.is_err() {
             return Err(ScanError::Downstream {
                 table: spec.table.clone(),
                 segment: spec.segment,
@@ -233,36 +242,8 @@ pub async fn scan_segment(
 }
 
 /// Read units of a page when the service does not report them: DynamoDB rounds the page's total
-/// item size up to 4 KB blocks.
-fn estimate_units(items: &[Item], per_block: f64) -> f64 {
-    let bytes: usize = items
-        .iter()
-        .map(|item| {
-            item.iter()
-                .map(|(k, v)| k.len() + value_size(v))
-                .sum::<usize>()
-        })
-        .sum();
-    (bytes as f64 / 4096.0).ceil() * per_block
-}
-
-/// Approximate stored size of a value, per DynamoDB's item-size rules.
-pub fn value_size(v: &AttributeValue) -> usize {
-    match v {
-        AttributeValue::S(s) => s.len(),
-        AttributeValue::N(n) => n.len() / 2 + 1,
-        AttributeValue::B(b) => b.as_ref().len(),
-        AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
-        AttributeValue::Ss(x) => x.iter().map(String::len).sum(),
-        AttributeValue::Ns(x) => x.iter().map(|n| n.len() / 2 + 1).sum(),
-        AttributeValue::Bs(x) => x.iter().map(|b| b.as_ref().len()).sum(),
-        AttributeValue::L(x) => 3 + x.iter().map(|v| 1 + value_size(v)).sum::<usize>(),
-        AttributeValue::M(m) => {
-            3 + m
-                .iter()
-                .map(|(k, v)| 1 + k.len() + value_size(v))
-                .sum::<usize>()
-        }
-        _ => 0,
-    }
+/// item size up to 4 KB blocks. The items' JSON text stands in for their size (an over-estimate,
+/// which errs on the side of the budget).
+fn estimate_units(page: &RawPage, per_block: f64) -> f64 {
+    (page.items_bytes() as f64 / 4096.0).ceil() * per_block
 }

@@ -20,6 +20,7 @@ use base64::Engine;
 use std::collections::HashMap;
 
 use super::number::Decimal;
+use crate::item::Value;
 
 /// Why a value has no JSON form; carries the attribute path for the error report.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,8 +29,8 @@ pub enum JsonError {
     NulInKey { path: String },
     #[error("attribute {path} holds {value:?}, which is not a DynamoDB number")]
     BadNumber { path: String, value: String },
-    #[error("attribute {path} has a DynamoDB type this version does not know")]
-    UnknownType { path: String },
+    #[error("attribute {path} has a DynamoDB type this version does not know ({tag}); a newer dynamo-etl may")]
+    UnknownType { path: String, tag: String },
 }
 
 /// Where a value sits inside an attribute, for error messages. Kept as borrowed links and only
@@ -56,22 +57,22 @@ impl Path<'_> {
 }
 
 /// Appends the JSON for `value` to `out`. `path` names the attribute for errors.
-pub fn write_value(out: &mut Vec<u8>, value: &AttributeValue, path: &str) -> Result<(), JsonError> {
+pub fn write_value(out: &mut Vec<u8>, value: &Value, path: &str) -> Result<(), JsonError> {
     write_value_at(out, value, &Path::Root(path))
 }
 
-fn write_value_at(out: &mut Vec<u8>, value: &AttributeValue, path: &Path) -> Result<(), JsonError> {
+fn write_value_at(out: &mut Vec<u8>, value: &Value, path: &Path) -> Result<(), JsonError> {
     match value {
-        AttributeValue::S(s) => write_string(out, s),
-        AttributeValue::N(n) => write_number(out, n, path)?,
-        AttributeValue::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-        AttributeValue::Null(_) => out.extend_from_slice(b"null"),
-        AttributeValue::B(b) => {
+        Value::S(s) => write_string(out, s),
+        Value::N(n) => write_number(out, n, path)?,
+        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::B(b) => {
             out.extend_from_slice(b"{\"$b\":");
             write_base64(out, b.as_ref());
             out.push(b'}');
         }
-        AttributeValue::Ss(items) => {
+        Value::Ss(items) => {
             out.extend_from_slice(b"{\"$ss\":[");
             for (i, s) in items.iter().enumerate() {
                 if i > 0 {
@@ -81,7 +82,7 @@ fn write_value_at(out: &mut Vec<u8>, value: &AttributeValue, path: &Path) -> Res
             }
             out.extend_from_slice(b"]}");
         }
-        AttributeValue::Ns(items) => {
+        Value::Ns(items) => {
             out.extend_from_slice(b"{\"$ns\":[");
             for (i, n) in items.iter().enumerate() {
                 if i > 0 {
@@ -91,7 +92,7 @@ fn write_value_at(out: &mut Vec<u8>, value: &AttributeValue, path: &Path) -> Res
             }
             out.extend_from_slice(b"]}");
         }
-        AttributeValue::Bs(items) => {
+        Value::Bs(items) => {
             out.extend_from_slice(b"{\"$bs\":[");
             for (i, b) in items.iter().enumerate() {
                 if i > 0 {
@@ -101,7 +102,7 @@ fn write_value_at(out: &mut Vec<u8>, value: &AttributeValue, path: &Path) -> Res
             }
             out.extend_from_slice(b"]}");
         }
-        AttributeValue::L(items) => {
+        Value::L(items) => {
             out.push(b'[');
             for (i, v) in items.iter().enumerate() {
                 if i > 0 {
@@ -111,10 +112,11 @@ fn write_value_at(out: &mut Vec<u8>, value: &AttributeValue, path: &Path) -> Res
             }
             out.push(b']');
         }
-        AttributeValue::M(map) => write_object_at(out, map.iter(), path)?,
-        _ => {
+        Value::M(map) => write_object_at(out, map.iter().map(|(k, v)| (k.as_ref(), v)), path)?,
+        Value::Unknown(tag) => {
             return Err(JsonError::UnknownType {
                 path: path.render(),
+                tag: tag.clone(),
             })
         }
     }
@@ -123,17 +125,17 @@ fn write_value_at(out: &mut Vec<u8>, value: &AttributeValue, path: &Path) -> Res
 
 /// Appends a JSON object of `(key, value)` pairs with keys sorted, so output is deterministic
 /// (DynamoDB maps have no order).
-pub fn write_object<'a>(
+pub fn write_object<'a, 'v: 'a>(
     out: &mut Vec<u8>,
-    entries: impl Iterator<Item = (&'a String, &'a AttributeValue)>,
+    entries: impl Iterator<Item = (&'a str, &'a Value<'v>)>,
     path: &str,
 ) -> Result<(), JsonError> {
     write_object_at(out, entries, &Path::Root(path))
 }
 
-fn write_object_at<'a>(
+fn write_object_at<'a, 'v: 'a>(
     out: &mut Vec<u8>,
-    entries: impl Iterator<Item = (&'a String, &'a AttributeValue)>,
+    entries: impl Iterator<Item = (&'a str, &'a Value<'v>)>,
     path: &Path,
 ) -> Result<(), JsonError> {
     let mut entries: Vec<_> = entries.collect();
@@ -202,7 +204,7 @@ fn write_number(out: &mut Vec<u8>, n: &str, path: &Path) -> Result<(), JsonError
 }
 
 /// JSON text for a whole value, as a `String`.
-pub fn to_json(value: &AttributeValue, path: &str) -> Result<String, JsonError> {
+pub fn to_json(value: &Value, path: &str) -> Result<String, JsonError> {
     let mut out = Vec::new();
     write_value(&mut out, value, path)?;
     Ok(String::from_utf8(out).expect("JSON writer emits UTF-8"))
@@ -333,8 +335,12 @@ mod tests {
         )
     }
 
+    fn json(v: &AttributeValue, path: &str) -> Result<String, JsonError> {
+        to_json(&Value::from_sdk(v), path)
+    }
+
     fn round_trip(v: AttributeValue) {
-        let text = to_json(&v, "a").unwrap();
+        let text = json(&v, "a").unwrap();
         let back = decode(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
         assert!(values_equal(&v, &back), "{v:?} -> {text} -> {back:?}");
     }
@@ -377,13 +383,13 @@ mod tests {
             ("s", AttributeValue::S("x".into())),
             ("l", AttributeValue::L(vec![AttributeValue::Bool(true)])),
         ]);
-        assert_eq!(to_json(&v, "a").unwrap(), r#"{"l":[true],"n":1.5,"s":"x"}"#);
+        assert_eq!(json(&v, "a").unwrap(), r#"{"l":[true],"n":1.5,"s":"x"}"#);
     }
 
     #[test]
     fn nul_in_a_map_key_is_an_error_naming_the_path() {
         let v = map(&[("inner", map(&[("bad\0key", AttributeValue::Bool(true))]))]);
-        let err = to_json(&v, "doc").unwrap_err();
+        let err = json(&v, "doc").unwrap_err();
         assert!(err.to_string().contains("doc.inner.bad"), "{err}");
     }
 }

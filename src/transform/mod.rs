@@ -19,13 +19,15 @@ use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
+use crate::item::{ItemView, Value};
 use crate::schema::{
     naming, varchar_width, Column, DataSchema, LogicalType, SchemaSet, FORMAT_VERSION,
     UNCLASSIFIED_TABLE,
 };
 use number::Decimal;
 
-/// A DynamoDB item as the SDK returns it.
+/// A DynamoDB item in the SDK's form (seeding, schema inference, tests). Phase 1 converts
+/// [`ItemView`]s borrowed from the Scan pages instead.
 pub type Item = HashMap<String, AttributeValue>;
 
 /// How many example keys drift and rejection reports keep per attribute.
@@ -145,9 +147,9 @@ impl Transformer {
 
     /// Which table an item belongs to: the first rule that matches, else the catch-all table,
     /// else `_unclassified` (always the last index).
-    pub fn classify(&self, item: &Item) -> usize {
+    pub fn classify(&self, item: &ItemView) -> usize {
         // Rules nearly always test the same attribute (the partition key): look it up once.
-        let mut looked_up: Option<(&str, Option<&AttributeValue>)> = None;
+        let mut looked_up: Option<(&str, Option<&Value>)> = None;
         for (i, t) in self.tables.iter().enumerate() {
             if let Some(rule) = &t.schema.rule {
                 let value = match looked_up {
@@ -158,7 +160,7 @@ impl Transformer {
                         value
                     }
                 };
-                if let Some(AttributeValue::S(s)) = value {
+                if let Some(Value::S(s)) = value {
                     if s.starts_with(&rule.prefix) {
                         return i;
                     }
@@ -169,19 +171,19 @@ impl Transformer {
     }
 
     /// The item's key attributes as JSON (for reports and error messages).
-    pub fn item_key(&self, item: &Item) -> String {
+    pub fn item_key(&self, item: &ItemView) -> String {
         item_key(item, &self.key_attributes)
     }
 
     /// Converts one item into a row of its table.
-    pub fn convert<'a>(&mut self, item: &'a Item) -> Result<Row<'a>, Rejection> {
+    pub fn convert<'a>(&mut self, item: &'a ItemView<'_>) -> Result<Row<'a>, Rejection> {
         let table = self.classify(item);
         let layout = &self.tables[table];
         let ncols = layout.schema.columns.len();
         let mut fields: Vec<Option<Cow<'a, str>>> = vec![None; ncols + 1];
-        let mut extra: Vec<(&'a String, &'a AttributeValue)> = Vec::new();
+        let mut extra: Vec<(&'a str, &'a Value)> = Vec::new();
         let mut drifted: Vec<(String, &'static str)> = Vec::new();
-        for (name, value) in item {
+        for (name, value) in item.iter() {
             match layout.column_of.get(name) {
                 Some(&i) => {
                     let column = &layout.schema.columns[i];
@@ -190,7 +192,7 @@ impl Transformer {
                         Ok(None) => extra.push((name, value)),
                         Err(Misfit::Drift(reason)) => {
                             extra.push((name, value));
-                            drifted.push((name.clone(), reason));
+                            drifted.push((name.to_string(), reason));
                         }
                         Err(Misfit::Unrepresentable(e)) => {
                             return Err(self.reject(item, e.to_string()))
@@ -200,7 +202,7 @@ impl Transformer {
                 None => {
                     extra.push((name, value));
                     if table != self.tables.len() - 1 {
-                        drifted.push((name.clone(), "not in the data-schema"));
+                        drifted.push((name.to_string(), "not in the data-schema"));
                     }
                 }
             }
@@ -230,7 +232,7 @@ impl Transformer {
         Ok(Row { table, fields })
     }
 
-    fn reject(&self, item: &Item, reason: String) -> Rejection {
+    fn reject(&self, item: &ItemView, reason: String) -> Rejection {
         Rejection {
             key: self.item_key(item),
             reason,
@@ -239,9 +241,11 @@ impl Transformer {
 }
 
 /// Renders the key attributes of an item as a JSON object (missing key attributes are skipped).
-pub fn item_key(item: &Item, key_attributes: &[String]) -> String {
+pub fn item_key(item: &ItemView, key_attributes: &[String]) -> String {
     let mut out = Vec::new();
-    let entries = key_attributes.iter().filter_map(|k| item.get_key_value(k));
+    let entries = key_attributes
+        .iter()
+        .filter_map(|k| item.get(k).map(|v| (k.as_str(), v)));
     if json::write_object(&mut out, entries, "").is_err() {
         // A key with a NUL in a map key cannot happen (keys are S, N or B); fall back to debug.
         return format!(
@@ -266,12 +270,12 @@ enum Misfit {
 /// Text for one column value. `Ok(None)` means "keep in `_extra` without counting drift" (an
 /// explicit NULL in a non-JSON column).
 fn convert_value<'a>(
-    value: &'a AttributeValue,
+    value: &'a Value,
     logical_type: LogicalType,
     name: &str,
 ) -> Result<Option<Cow<'a, str>>, Misfit> {
-    use AttributeValue as V;
-    if let (V::Null(_), t) = (value, logical_type) {
+    use Value as V;
+    if let (V::Null, t) = (value, logical_type) {
         return if t == LogicalType::Json {
             Ok(Some(Cow::Borrowed("null")))
         } else {
@@ -282,15 +286,15 @@ fn convert_value<'a>(
         // Fast paths: a number already in canonical plain form is its own column text, which
         // spares parsing it into digits and rendering it back (most numbers DynamoDB returns).
         (LogicalType::Bigint, V::N(n)) if number::plain_integer_fits_i64(n) => {
-            Cow::Borrowed(n.as_str())
+            Cow::Borrowed(n.as_ref())
         }
         (LogicalType::Decimal { precision, scale }, V::N(n))
             if number::plain_fits_decimal(n, precision, scale) =>
         {
-            Cow::Borrowed(n.as_str())
+            Cow::Borrowed(n.as_ref())
         }
         (LogicalType::NumericText, V::N(n)) if number::canonical_plain(n).is_some() => {
-            Cow::Borrowed(n.as_str())
+            Cow::Borrowed(n.as_ref())
         }
         (LogicalType::Bigint, V::N(n)) => {
             let d = Decimal::parse(n).map_err(|_| Misfit::Drift("not a number"))?;
@@ -306,26 +310,26 @@ fn convert_value<'a>(
         }
         (LogicalType::NumericText, V::N(n)) => {
             Decimal::parse(n).map_err(|_| Misfit::Drift("not a number"))?;
-            Cow::Borrowed(n.as_str())
+            Cow::Borrowed(n.as_ref())
         }
         (LogicalType::Text { max_bytes }, V::S(s)) => {
             if s.contains('\0') {
                 return Err(Misfit::Drift("string contains U+0000"));
             }
-            if s == crate::stage::csv::NULL_MARKER {
+            if s.as_ref() == crate::stage::csv::NULL_MARKER {
                 // Exactly the CSV NULL marker: kept in `_extra` so no warehouse can mistake it.
                 return Ok(None);
             }
             if s.len() > varchar_width(max_bytes) as usize {
                 return Err(Misfit::Drift("string longer than the column's width"));
             }
-            Cow::Borrowed(s.as_str())
+            Cow::Borrowed(s.as_ref())
         }
         (LogicalType::Timestamp, V::S(s)) => {
             if !is_timestamp(s) {
                 return Err(Misfit::Drift("not an RFC 3339 timestamp with offset"));
             }
-            Cow::Borrowed(s.as_str())
+            Cow::Borrowed(s.as_ref())
         }
         (LogicalType::Boolean, V::Bool(b)) => Cow::Borrowed(if *b { "true" } else { "false" }),
         (LogicalType::Binary, V::B(b)) => Cow::Owned(BASE64.encode(b.as_ref())),
@@ -534,7 +538,8 @@ mod tests {
     }
 
     fn round_trip(t: &mut Transformer, it: &Item) -> Item {
-        let row = t.convert(it).unwrap();
+        let view = ItemView::from_sdk(it);
+        let row = t.convert(&view).unwrap();
         let schema = t.tables().nth(row.table).unwrap().clone();
         let fields: Vec<Option<String>> = row
             .fields
@@ -547,9 +552,15 @@ mod tests {
     #[test]
     fn classifies_by_prefix_and_falls_back_to_unclassified() {
         let t = Transformer::new(&schemas(), &["pk".into()]);
-        assert_eq!(t.classify(&item(&[("pk", s("ORG#1"))])), 0);
-        assert_eq!(t.classify(&item(&[("pk", s("USER#1"))])), 1);
-        assert_eq!(t.classify(&item(&[("pk", n("1"))])), 1);
+        assert_eq!(
+            t.classify(&ItemView::from_sdk(&item(&[("pk", s("ORG#1"))]))),
+            0
+        );
+        assert_eq!(
+            t.classify(&ItemView::from_sdk(&item(&[("pk", s("USER#1"))]))),
+            1
+        );
+        assert_eq!(t.classify(&ItemView::from_sdk(&item(&[("pk", n("1"))]))), 1);
         assert_eq!(t.tables().nth(1).unwrap().table, "_unclassified");
     }
 
@@ -566,7 +577,8 @@ mod tests {
             ("tags", AttributeValue::Ss(vec!["a".into()])),
             ("note", s("")),
         ]);
-        let row = t.convert(&it).unwrap();
+        let view = ItemView::from_sdk(&it);
+        let row = t.convert(&view).unwrap();
         let f: Vec<Option<&str>> = row.fields.iter().map(|f| f.as_deref()).collect();
         assert_eq!(
             f,
@@ -603,7 +615,8 @@ mod tests {
             ("surprise", n("1")),
             ("active", AttributeValue::Null(true)),
         ]);
-        let row = t.convert(&it).unwrap();
+        let view = ItemView::from_sdk(&it);
+        let row = t.convert(&view).unwrap();
         assert!(row.fields[..8].iter().skip(1).all(Option::is_none));
         let extra = json::decode_object(row.fields[8].as_deref().unwrap()).unwrap();
         assert_eq!(extra.len(), 6);
@@ -625,7 +638,8 @@ mod tests {
     fn unclassified_items_keep_their_key_and_everything_else() {
         let mut t = Transformer::new(&schemas(), &["pk".into(), "sk".into()]);
         let it = item(&[("pk", s("THING#1")), ("sk", n("5")), ("x", s("y"))]);
-        let row = t.convert(&it).unwrap();
+        let view = ItemView::from_sdk(&it);
+        let row = t.convert(&view).unwrap();
         assert_eq!(row.table, 1);
         assert_eq!(row.fields[0].as_deref(), Some("\"THING#1\""));
         assert_eq!(row.fields[1].as_deref(), Some("5"));
@@ -642,7 +656,7 @@ mod tests {
         let mut inner = HashMap::new();
         inner.insert("bad\0".to_string(), s("x"));
         let it = item(&[("pk", s("ORG#3")), ("odd", AttributeValue::M(inner))]);
-        let r = t.convert(&it).unwrap_err();
+        let r = t.convert(&ItemView::from_sdk(&it)).unwrap_err();
         assert_eq!(r.key, r#"{"pk":"ORG#3"}"#);
         assert!(r.reason.contains("U+0000"), "{}", r.reason);
     }
@@ -651,7 +665,8 @@ mod tests {
     fn the_null_marker_string_goes_to_extra_without_drift() {
         let mut t = Transformer::new(&schemas(), &["pk".into()]);
         let it = item(&[("pk", s("ORG#5")), ("note", s("\\N"))]);
-        let row = t.convert(&it).unwrap();
+        let view = ItemView::from_sdk(&it);
+        let row = t.convert(&view).unwrap();
         assert!(row.fields[7].is_none());
         assert!(row.fields[8].as_deref().unwrap().contains("note"));
         assert!(t.drift().is_empty());

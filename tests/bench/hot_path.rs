@@ -1,7 +1,7 @@
-//! The per-item hot path of phase 1 on one core: a scanned page of benchmark items is classified
-//! and converted (`Transformer::convert`), CSV-encoded and gzipped at level 1 by the same
-//! `PartWriter` phase 1 uses. The chunks it produces go to a thread that drops them, so no
-//! network is involved.
+//! The per-item hot path of phase 1 on one core: a Scan page of benchmark items, as the bytes
+//! DynamoDB sends, is parsed into items (`RawPage::items`), classified and converted
+//! (`Transformer::convert`), CSV-encoded and gzipped at level 1 by the same `PartWriter` phase 1
+//! uses. The chunks it produces go to a thread that drops them, so no network is involved.
 //!
 //! ```text
 //! cargo bench --bench hot_path
@@ -14,11 +14,12 @@
 use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use dynamo_etl::fixtures;
+use dynamo_etl::item::{scan_response_json, ItemView};
 use dynamo_etl::schema::SchemaSet;
-use dynamo_etl::source::value_size;
+use dynamo_etl::source::page::RawPage;
 use dynamo_etl::stage::csv::CsvEncoder;
 use dynamo_etl::stage::parts::{PartSettings, PartWriter};
-use dynamo_etl::transform::{Item, Transformer};
+use dynamo_etl::transform::Transformer;
 use std::path::Path;
 use tokio::sync::mpsc;
 
@@ -93,23 +94,23 @@ impl ValueFormatter for CpuFormatter {
 /// DynamoDB returns at most 1 MB of items per Scan page.
 const PAGE_BYTES: usize = 1 << 20;
 
-/// Benchmark items (the generator `dynamo-etl-seed bench` loads) up to one full page.
-fn page() -> Vec<Item> {
+/// Benchmark items (the generator `dynamo-etl-seed bench` loads) up to one full page, as the
+/// Scan response body DynamoDB would send; and their DynamoDB size.
+fn page() -> (RawPage, usize) {
     let mut rng = fixtures::Rng::new(7);
     let mut bytes = 0;
     let mut items = Vec::new();
     for i in 0.. {
         let item = fixtures::bench_item(i, &mut rng);
-        bytes += item
-            .iter()
-            .map(|(k, v)| k.len() + value_size(v))
-            .sum::<usize>();
-        if bytes > PAGE_BYTES {
+        let size = ItemView::from_sdk(&item).size();
+        if bytes + size > PAGE_BYTES {
             break;
         }
+        bytes += size;
         items.push(item);
     }
-    items
+    let (page, _) = RawPage::split(scan_response_json(&items).into()).expect("a valid page");
+    (page, bytes)
 }
 
 /// Phase 1's writers, one per table, with their chunks dropped by a draining thread.
@@ -134,8 +135,8 @@ impl Sink {
     }
 }
 
-fn convert_page(transformer: &mut Transformer, sink: &mut Sink, page: &[Item]) {
-    for item in page {
+fn convert_page(transformer: &mut Transformer, sink: &mut Sink, page: &RawPage) {
+    for item in &page.items().expect("the page parses") {
         let row = transformer.convert(item).expect("bench items convert");
         sink.writers[row.table]
             .write_row(&row.fields)
@@ -147,29 +148,27 @@ fn hot_path(c: &mut Criterion<ThreadCpuTime>) {
     let schemas_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
     let schemas = SchemaSet::read_dir(&schemas_dir, "bench").expect("schemas/bench");
     let keys = ["pk".to_string(), "sk".to_string()];
-    let page = page();
-    let item_bytes: usize = page
-        .iter()
-        .flat_map(|it| it.iter().map(|(k, v)| k.len() + value_size(v)))
-        .sum();
+    let (page, item_bytes) = page();
     // Size of the page as CSV, for the bytes figure.
     let mut transformer = Transformer::new(&schemas, &keys);
     let mut csv = CsvEncoder::new();
     let mut csv_out = Vec::new();
-    for item in &page {
+    for item in &page.items().unwrap() {
         csv.write_row(&mut csv_out, &transformer.convert(item).unwrap().fields);
     }
     println!(
-        "page: {} items, {:.0} KiB of item data, {:.0} KiB of CSV ({} bytes of CSV per item)",
+        "page: {} items, {:.0} KiB of item data ({:.0} KiB of DynamoDB JSON), {:.0} KiB of CSV \
+         ({} bytes of CSV per item)",
         page.len(),
         item_bytes as f64 / 1024.0,
+        page.items_bytes() as f64 / 1024.0,
         csv_out.len() as f64 / 1024.0,
-        csv_out.len() / page.len()
+        csv_out.len() as u64 / page.len()
     );
 
     let mut group = c.benchmark_group("hot_path");
     let mut sink = Sink::new(transformer.table_count());
-    group.throughput(Throughput::Elements(page.len() as u64));
+    group.throughput(Throughput::Elements(page.len()));
     group.bench_function("items", |b| {
         b.iter(|| convert_page(&mut transformer, &mut sink, &page))
     });

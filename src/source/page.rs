@@ -1,0 +1,286 @@
+//! Scan pages kept as the bytes DynamoDB sent.
+//!
+//! The SDK still builds, signs and sends each Scan request (endpoint, credentials, timeouts and
+//! error responses stay its business), but for a successful response the [`CaptureBody`]
+//! interceptor takes the body before the SDK deserialises it and hands the SDK an empty object
+//! instead. [`RawPage::split`] then reads only the page's envelope (count, last key, consumed
+//! capacity) on the scan's task and leaves the `Items` array as a byte range; the transform thread
+//! parses that range into [`ItemView`]s with [`RawPage::items`], so items are allocated and freed
+//! on the same thread and the scan task goes straight on to the next request.
+
+use aws_sdk_dynamodb::config::interceptors::BeforeDeserializationInterceptorContextMut;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_smithy_types::body::SdkBody;
+use bytes::{Bytes, BytesMut};
+use http_body::{Body, Frame};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::ops::Range;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use crate::item::ItemView;
+
+/// Takes the body of a successful response for the caller and gives the SDK `{}` to deserialise.
+/// One per request attempt: [`CaptureBody::take`] after `send()` returns.
+#[derive(Debug, Clone, Default)]
+pub struct CaptureBody {
+    slot: Arc<Mutex<Option<Bytes>>>,
+}
+
+impl CaptureBody {
+    /// The captured body of the last successful response, if any.
+    pub fn take(&self) -> Option<Bytes> {
+        self.slot.lock().expect("capture lock").take()
+    }
+}
+
+impl Intercept for CaptureBody {
+    fn name(&self) -> &'static str {
+        "CaptureBody"
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        context: &mut BeforeDeserializationInterceptorContextMut<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let response = context.response_mut();
+        if !response.status().is_success() {
+            // Errors stay the SDK's to parse into typed service errors.
+            return Ok(());
+        }
+        let expected = response
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0);
+        let inner = std::mem::replace(response.body_mut(), SdkBody::taken());
+        *response.body_mut() = SdkBody::from_body_1_x(Capturing {
+            inner,
+            buffer: BytesMut::with_capacity(expected),
+            slot: self.slot.clone(),
+            finished: false,
+        });
+        Ok(())
+    }
+}
+
+/// A body that collects its inner body's bytes into the slot and yields `{}` at the end.
+struct Capturing {
+    inner: SdkBody,
+    buffer: BytesMut,
+    slot: Arc<Mutex<Option<Bytes>>>,
+    finished: bool,
+}
+
+impl Body for Capturing {
+    type Data = Bytes;
+    type Error = aws_smithy_types::body::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        loop {
+            if self.finished {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut self.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        self.buffer.extend_from_slice(data);
+                    }
+                }
+                Poll::Ready(None) => {
+                    self.finished = true;
+                    let body = self.buffer.split().freeze();
+                    *self.slot.lock().expect("capture lock") = Some(body);
+                    return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"{}")))));
+                }
+            }
+        }
+    }
+}
+
+/// The envelope of a Scan page, everything but the items.
+#[derive(Debug, Default)]
+pub struct PageMeta {
+    /// Items in the page (`Count`).
+    pub count: u64,
+    /// Items read to produce the page (`ScannedCount`; equals `count` without a filter).
+    pub scanned_count: u64,
+    /// Where the next page starts; `None` at the end of the segment.
+    pub last_evaluated_key: Option<HashMap<String, AttributeValue>>,
+    /// Consumed read units, when DynamoDB reported them.
+    pub capacity_units: Option<f64>,
+}
+
+/// A Scan page's body with the byte range of its `Items` array.
+#[derive(Debug, Clone)]
+pub struct RawPage {
+    body: Bytes,
+    items: Range<usize>,
+    /// `Count` of the envelope, checked against the parsed items.
+    count: u64,
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "Items", borrow, default)]
+    items: Option<&'a serde_json::value::RawValue>,
+    #[serde(rename = "Count", default)]
+    count: u64,
+    #[serde(rename = "ScannedCount", default)]
+    scanned_count: u64,
+    #[serde(rename = "LastEvaluatedKey", borrow, default)]
+    last_evaluated_key: Option<ItemView<'a>>,
+    #[serde(rename = "ConsumedCapacity", default)]
+    consumed_capacity: Option<Capacity>,
+}
+
+#[derive(Deserialize)]
+struct Capacity {
+    #[serde(rename = "CapacityUnits", default)]
+    capacity_units: Option<f64>,
+}
+
+impl RawPage {
+    /// Reads the envelope of a Scan response body. The items are only checked to be well-formed
+    /// JSON here; [`RawPage::items`] parses them.
+    pub fn split(body: Bytes) -> Result<(RawPage, PageMeta), serde_json::Error> {
+        let envelope: Envelope = serde_json::from_slice(&body)?;
+        let items = match envelope.items {
+            Some(raw) => {
+                let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
+                start..start + raw.get().len()
+            }
+            None => 0..0,
+        };
+        let meta = PageMeta {
+            count: envelope.count,
+            scanned_count: envelope.scanned_count.max(envelope.count),
+            last_evaluated_key: envelope
+                .last_evaluated_key
+                .filter(|k| !k.is_empty())
+                .map(|k| k.to_sdk()),
+            capacity_units: envelope.consumed_capacity.and_then(|c| c.capacity_units),
+        };
+        let page = RawPage {
+            count: envelope.count,
+            body,
+            items,
+        };
+        Ok((page, meta))
+    }
+
+    /// Items in the page, as the envelope counts them.
+    pub fn len(&self) -> u64 {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Size of the items' JSON text: an upper bound of their DynamoDB size.
+    pub fn items_bytes(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Parses the page's items; their strings borrow from the page.
+    pub fn items(&self) -> Result<Vec<ItemView<'_>>, PageError> {
+        if self.items.is_empty() {
+            return if self.count == 0 {
+                Ok(Vec::new())
+            } else {
+                Err(PageError(format!(
+                    "the page counts {} items but has no Items array",
+                    self.count
+                )))
+            };
+        }
+        let items: Vec<ItemView> = serde_json::from_slice(&self.body[self.items.clone()])
+            .map_err(|e| PageError(format!("its items are not DynamoDB JSON: {e}")))?;
+        if items.len() as u64 != self.count {
+            return Err(PageError(format!(
+                "the page counts {} items but holds {}",
+                self.count,
+                items.len()
+            )));
+        }
+        Ok(items)
+    }
+}
+
+/// A page whose items cannot be read. Says what is wrong; the caller names table and segment.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct PageError(pub String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::bench_items;
+    use crate::item::scan_response_json;
+    use crate::transform::items_equal;
+
+    #[test]
+    fn splits_the_envelope_from_the_items() {
+        let body = br#"{"Items":[{"pk":{"S":"a"}},{"pk":{"S":"b"},"LastEvaluatedKey":{"S":"x"}}],
+            "Count":2,"ScannedCount":3,"LastEvaluatedKey":{"pk":{"S":"b"}},
+            "ConsumedCapacity":{"TableName":"t","CapacityUnits":1.5}}"#;
+        let (page, meta) = RawPage::split(Bytes::from_static(body)).unwrap();
+        assert_eq!((meta.count, meta.scanned_count), (2, 3));
+        assert_eq!(meta.capacity_units, Some(1.5));
+        assert_eq!(
+            meta.last_evaluated_key.unwrap()["pk"],
+            AttributeValue::S("b".into())
+        );
+        let items = page.items().unwrap();
+        assert_eq!(items.len(), 2);
+        assert_eq!(
+            items[1].get("LastEvaluatedKey"),
+            Some(&crate::item::Value::S("x".into())),
+            "an attribute named like an envelope field stays in its item"
+        );
+    }
+
+    #[test]
+    fn the_last_page_has_no_key() {
+        let (page, meta) = RawPage::split(Bytes::from_static(
+            br#"{"Items":[],"Count":0,"ScannedCount":0}"#,
+        ))
+        .unwrap();
+        assert!(meta.last_evaluated_key.is_none());
+        assert!(page.items().unwrap().is_empty());
+    }
+
+    #[test]
+    fn generated_pages_round_trip() {
+        let items = bench_items(500, 3);
+        let (page, meta) = RawPage::split(scan_response_json(&items).into()).unwrap();
+        assert_eq!(meta.count, 500);
+        let parsed = page.items().unwrap();
+        assert!(parsed
+            .iter()
+            .zip(&items)
+            .all(|(p, i)| items_equal(&p.to_sdk(), i)));
+    }
+
+    #[test]
+    fn a_count_that_disagrees_with_the_items_is_an_error() {
+        let (page, _) = RawPage::split(Bytes::from_static(
+            br#"{"Items":[{"pk":{"S":"a"}}],"Count":2,"ScannedCount":2}"#,
+        ))
+        .unwrap();
+        let err = page.items().unwrap_err().to_string();
+        assert!(err.contains("counts 2 items but holds 1"), "{err}");
+        assert!(RawPage::split(Bytes::from_static(br#"{"Items":[{"pk":"#)).is_err());
+    }
+}
