@@ -245,7 +245,8 @@ async fn an_upload_failure_commits_nothing_and_aborts_multipart_uploads() {
     .await;
     let mut args = segment_args("f", "1", "0", &env.table);
     // Parts this small go out as single PUTs; tests/staging.rs covers multipart uploads.
-    args.extend(["--upload-chunk-mib", "5", "--gzip-level", "0"]);
+    args.extend(["--upload-chunk-mib", "5"]);
+    args.extend(["--part-compression", "gzip", "--compression-level", "0"]);
     let out = env.run(
         &args,
         &[

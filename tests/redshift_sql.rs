@@ -7,6 +7,7 @@ mod support;
 
 use dynamo_etl::phases::load;
 use dynamo_etl::schema::SchemaSet;
+use dynamo_etl::stage::codec::PartCompression;
 use dynamo_etl::stage::manifest::PartFile;
 use dynamo_etl::stage::plan::{RunPlan, PLAN_FORMAT};
 use dynamo_etl::warehouse::redshift::{copy_manifest, copy_statement};
@@ -54,12 +55,14 @@ fn statements() -> Vec<(&'static str, Vec<String>)> {
     let staging = config.staging();
     let mut upload = dialect.session_setup(&config);
     upload.extend(dialect.claim_segment(&staging, &plan.run_id, 2));
-    for table in load::run_tables(&plan) {
+    for (i, table) in load::run_tables(&plan).into_iter().enumerate() {
         let url = format!(
             "s3://etl-bucket/dynamo-etl/runs/{}/load/2/{}.manifest",
             plan.run_id, table.table
         );
-        upload.push(copy_statement(&staging, &table, &url, &config));
+        // Both codecs: zstd is the default, gzip parts load the same way.
+        let codec = [PartCompression::Zstd, PartCompression::Gzip][i % 2];
+        upload.push(copy_statement(&staging, &table, &url, codec, &config));
     }
     upload.push("SELECT pg_last_copy_count()".into());
     upload.push(load::record_segment_statement(

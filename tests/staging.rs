@@ -56,7 +56,8 @@ fn settings() -> PartSettings {
         part_bytes: 12 << 20,
         chunk_bytes: 5 << 20,
         max_in_flight: 2,
-        gzip_level: 0,
+        compression: dynamo_etl::stage::codec::PartCompression::Gzip,
+        level: 0,
     }
 }
 

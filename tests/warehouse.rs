@@ -7,6 +7,7 @@ mod support;
 use aws_sdk_dynamodb::types::AttributeValue;
 use dynamo_etl::fixtures;
 use dynamo_etl::schema::{DataSchema, LogicalType};
+use dynamo_etl::stage::codec::{decompress, PartCompression, PartEncoder};
 use dynamo_etl::transform::{decode_row, items_equal, unclassified_schema, Item};
 use sqlx::{Executor, Row};
 use std::time::{Duration, Instant};
@@ -80,7 +81,31 @@ async fn every_value_survives_phase_1_to_replace() {
     env.load(all).await;
     let schemas = infer(&env.table, &items);
     env.write_schemas(&schemas);
-    env.pipeline("v1", 3);
+    // Segment 1 writes gzip parts, the others zstd (the default): both must load exactly.
+    for k in 0..3 {
+        let codec = if k == 1 { "gzip" } else { "zstd" };
+        env.phase1_with("v1", 3, k, &[("ETL_PART_COMPRESSION", codec.to_string())]);
+        let manifest = env.manifest("v1", k).await.unwrap();
+        let keys: Vec<&str> = manifest
+            .tables
+            .values()
+            .flat_map(|t| t.files.iter().map(|f| f.key.as_str()))
+            .collect();
+        assert!(!keys.is_empty(), "segment {k} wrote parts");
+        assert!(
+            keys.iter().all(|k| k.ends_with(if codec == "gzip" {
+                ".csv.gz"
+            } else {
+                ".csv.zst"
+            })),
+            "segment {k}: {keys:?}"
+        );
+    }
+    env.run_ok(&["prepare", "--run-id", "v1"]);
+    for k in 0..3 {
+        env.run_ok(&["upload", "--run-id", "v1", "--segment", &k.to_string()]);
+    }
+    env.run_ok(&["replace", "--run-id", "v1"]);
 
     let mut tables = schemas.clone();
     tables.push(unclassified_schema(&env.table, &["pk".into(), "sk".into()]));
@@ -588,11 +613,12 @@ async fn a_bad_part_fails_the_load_naming_table_part_and_line_and_commits_nothin
                 .unwrap()
         }
     };
-    let gzip = |text: &str| {
-        use std::io::Write;
-        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        e.write_all(text.as_bytes()).unwrap();
-        e.finish().unwrap()
+    // Replacement parts in the codec the part's key names.
+    let codec = PartCompression::of_part(&org_part).unwrap();
+    let compress = |text: &str| {
+        let mut e = PartEncoder::new(codec, 1, 0);
+        e.write_all(text.as_bytes());
+        e.finish()
     };
     let org = infer(&env.table, &fixtures::demo_items(2))
         .into_iter()
@@ -609,7 +635,7 @@ async fn a_bad_part_fails_the_load_naming_table_part_and_line_and_commits_nothin
         .collect();
     fields[0] = "\"ORG#bad\"".into();
     fields[employees] = "\"many\"".into();
-    put(gzip(&format!("{}\n", fields.join(",")))).await;
+    put(compress(&format!("{}\n", fields.join(",")))).await;
     let out = env.run(&["upload", "--run-id", "b", "--segment", "0"], &[]);
     assert_eq!(
         out.status.code(),
@@ -641,16 +667,9 @@ async fn a_bad_part_fails_the_load_naming_table_part_and_line_and_commits_nothin
     }
 
     // A part with fewer rows than its manifest says: refused, nothing committed.
-    let text = {
-        use std::io::Read;
-        let mut s = String::new();
-        flate2::read::MultiGzDecoder::new(&original[..])
-            .read_to_string(&mut s)
-            .unwrap();
-        s
-    };
+    let text = String::from_utf8(decompress(&org_part, &original).unwrap()).unwrap();
     let fewer: String = text.lines().skip(1).map(|l| format!("{l}\n")).collect();
-    put(gzip(&fewer)).await;
+    put(compress(&fewer)).await;
     let out = env.run(&["upload", "--run-id", "b", "--segment", "0"], &[]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(

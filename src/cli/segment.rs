@@ -9,6 +9,7 @@ use crate::phases::segment::{run_segment, SegmentContext};
 use crate::schema::cache::SnapshotCache;
 use crate::schema::resolve::{ResolveError, SchemaResolver};
 use crate::stage::check_run_id;
+use crate::stage::codec::PartCompression;
 use crate::stage::parts::{PartSettings, MIN_CHUNK_BYTES};
 use crate::stage::plan::RunPlan;
 
@@ -57,10 +58,18 @@ pub struct ScanArgs {
     /// Upload chunks on the wire at once.
     #[arg(long, env = "ETL_UPLOADS_IN_FLIGHT", default_value_t = 2)]
     pub uploads_in_flight: usize,
-    /// gzip level (1 fastest … 9 smallest).
-    #[arg(long, env = "ETL_GZIP_LEVEL", default_value_t = 1,
-          value_parser = clap::value_parser!(u32).range(0..=9))]
-    pub gzip_level: u32,
+    /// How CSV parts are compressed: zstd (`.csv.zst`, the default) or gzip (`.csv.gz`).
+    /// Both warehouses load both.
+    #[arg(long, env = "ETL_PART_COMPRESSION", value_enum, default_value_t = PartCompression::Zstd)]
+    pub part_compression: PartCompression,
+    /// The codec's level: zstd -7 (fastest) … 19, gzip 0 … 9. Level 1 is fast for both.
+    #[arg(
+        long,
+        env = "ETL_COMPRESSION_LEVEL",
+        default_value_t = 1,
+        allow_hyphen_values = true
+    )]
+    pub compression_level: i32,
     /// Seconds between progress log lines.
     #[arg(long, env = "ETL_PROGRESS_SECONDS", default_value_t = 10)]
     pub progress_seconds: u64,
@@ -99,11 +108,15 @@ impl ScanArgs {
                 )));
             }
         }
+        self.part_compression
+            .check_level(self.compression_level)
+            .map_err(|e| Failure::Fatal(anyhow!("--compression-level: {e}")))?;
         Ok(PartSettings {
             part_bytes: self.part_size_mib << 20,
             chunk_bytes,
             max_in_flight: self.uploads_in_flight,
-            gzip_level: self.gzip_level,
+            compression: self.part_compression,
+            level: self.compression_level,
         })
     }
 }

@@ -143,7 +143,9 @@ pub async fn run_segment_with(
                 chunk_tx,
                 settings,
                 &scan_ok,
-                move |table, index| layout.part(&run_id, segment, table, index),
+                move |table, index| {
+                    layout.part(&run_id, segment, table, index, settings.compression)
+                },
             )
         })
     };

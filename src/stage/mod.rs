@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! <prefix>/runs/<run-id>/run.json                        the plan (written once)
-//! <prefix>/runs/<run-id>/segments/<k>/<table>/part-00000.csv.gz
+//! <prefix>/runs/<run-id>/segments/<k>/<table>/part-00000.csv.zst   (.csv.gz with gzip parts)
 //! <prefix>/runs/<run-id>/segments/<k>/manifest.json      written last: the segment's commit point
 //! <prefix>/runs/<run-id>/load/<k>/<table>.manifest       Redshift COPY manifests (phase 3)
 //! <prefix>/runs/<run-id>/swapped.json                    written after the swap committed
@@ -11,12 +11,15 @@
 //! <prefix>/schemas/<snapshot-id>/...                     schema cache snapshots
 //! ```
 
+pub mod codec;
 pub mod csv;
 pub mod manifest;
 pub mod parts;
 pub mod plan;
 pub mod runs;
 pub mod store;
+
+use codec::PartCompression;
 
 /// Object keys of the staging area under one prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,10 +73,18 @@ impl Layout {
         format!("{}manifest.json", self.segment(run_id, segment))
     }
 
-    pub fn part(&self, run_id: &str, segment: u32, table: &str, index: u32) -> String {
+    pub fn part(
+        &self,
+        run_id: &str,
+        segment: u32,
+        table: &str,
+        index: u32,
+        compression: PartCompression,
+    ) -> String {
         format!(
-            "{}{table}/part-{index:05}.csv.gz",
-            self.segment(run_id, segment)
+            "{}{table}/part-{index:05}{}",
+            self.segment(run_id, segment),
+            compression.extension()
         )
     }
 
@@ -118,7 +129,7 @@ mod tests {
             "etl/prod/runs/r1/segments/3/manifest.json"
         );
         assert_eq!(
-            l.part("r1", 3, "group", 12),
+            l.part("r1", 3, "group", 12, PartCompression::Gzip),
             "etl/prod/runs/r1/segments/3/group/part-00012.csv.gz"
         );
         assert_eq!(Layout::new("").run("x"), "runs/x/");

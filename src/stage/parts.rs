@@ -1,20 +1,18 @@
 //! Streaming rows into compressed CSV part objects with bounded memory.
 //!
-//! The synchronous side ([`PartWriter`], on the transform thread) encodes rows, gzips them and
-//! cuts the compressed stream into upload chunks; the async side ([`upload_chunks`]) turns chunks
+//! The synchronous side ([`PartWriter`], on the transform thread) encodes rows, compresses them
+//! (zstd or gzip, see [`super::codec`]) and cuts the compressed stream into upload chunks; the async side ([`upload_chunks`]) turns chunks
 //! into single PUTs (small parts) or multipart uploads with at most `max_in_flight` parts on the
 //! wire. The channel between them holds one chunk, so a slow store slows the scan instead of
 //! filling memory. On failure every open multipart upload is aborted.
 
 use bytes::Bytes;
-use flate2::write::GzEncoder;
-use flate2::Compression;
 use std::collections::HashMap;
-use std::io::Write;
 use std::sync::Arc;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
+use super::codec::{PartCompression, PartEncoder};
 use super::csv::CsvEncoder;
 use super::manifest::{PartFile, TableOutput};
 use super::store::{ObjectStore, StoreError};
@@ -28,8 +26,10 @@ pub struct PartSettings {
     pub chunk_bytes: usize,
     /// Chunks uploading at once, per segment.
     pub max_in_flight: usize,
-    /// gzip level 0–9; 1 is several times faster than 6 for nearly the same size.
-    pub gzip_level: u32,
+    /// The parts' codec.
+    pub compression: PartCompression,
+    /// Its level (checked with [`PartCompression::check_level`]); 1 is fast for both codecs.
+    pub level: i32,
 }
 
 impl Default for PartSettings {
@@ -38,9 +38,17 @@ impl Default for PartSettings {
             part_bytes: 64 << 20,
             chunk_bytes: 8 << 20,
             max_in_flight: 2,
-            gzip_level: 1,
+            compression: PartCompression::default(),
+            level: 1,
         }
     }
+}
+
+/// The content type of a part object, from its key.
+pub fn content_type_of(key: &str) -> &'static str {
+    PartCompression::of_key(key)
+        .map(PartCompression::content_type)
+        .unwrap_or("application/octet-stream")
 }
 
 /// S3's smallest multipart part (except the last).
@@ -55,7 +63,7 @@ pub struct Chunk {
     pub last: bool,
 }
 
-/// CSV rows accumulate here before they are handed to gzip in larger writes.
+/// CSV rows accumulate here before they are handed to the compressor in larger writes.
 const CSV_BATCH: usize = 256 << 10;
 
 /// Writes the parts of one table of one segment.
@@ -65,7 +73,7 @@ pub struct PartWriter {
     tx: mpsc::Sender<Chunk>,
     csv: CsvEncoder,
     batch: Vec<u8>,
-    gzip: Option<GzEncoder<Vec<u8>>>,
+    encoder: Option<PartEncoder>,
     part_index: u32,
     chunk_index: u32,
     part_rows: u64,
@@ -92,7 +100,7 @@ impl PartWriter {
             tx,
             csv: CsvEncoder::new(),
             batch: Vec::with_capacity(CSV_BATCH + 4096),
-            gzip: None,
+            encoder: None,
             part_index: 0,
             chunk_index: 0,
             part_rows: 0,
@@ -115,20 +123,20 @@ impl PartWriter {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let level = self.settings.gzip_level;
-        let chunk_bytes = self.settings.chunk_bytes;
-        let gzip = self.gzip.get_or_insert_with(|| {
-            GzEncoder::new(
-                Vec::with_capacity(chunk_bytes + (1 << 20)),
-                Compression::new(level),
-            )
-        });
-        gzip.write_all(&self.batch)
-            .expect("writing to a Vec cannot fail");
+        let PartSettings {
+            compression,
+            level,
+            chunk_bytes,
+            ..
+        } = self.settings;
+        let encoder = self
+            .encoder
+            .get_or_insert_with(|| PartEncoder::new(compression, level, chunk_bytes + (1 << 20)));
+        encoder.write_all(&self.batch);
         self.part_csv_bytes += self.batch.len() as u64;
         self.batch.clear();
-        if gzip.get_ref().len() >= chunk_bytes {
-            let data = std::mem::take(gzip.get_mut());
+        if encoder.output().len() >= chunk_bytes {
+            let data = std::mem::take(encoder.output());
             self.send(data, false)?;
         }
         if self.part_sent_bytes >= self.settings.part_bytes as u64 {
@@ -150,10 +158,10 @@ impl PartWriter {
     }
 
     fn close_part(&mut self) -> Result<(), UploaderGone> {
-        let Some(gzip) = self.gzip.take() else {
+        let Some(encoder) = self.encoder.take() else {
             return Ok(());
         };
-        let rest = gzip.finish().expect("writing to a Vec cannot fail");
+        let rest = encoder.finish();
         self.send(rest, true)?;
         let file = PartFile {
             key: (self.key_of)(self.part_index),
@@ -207,7 +215,7 @@ pub async fn upload_chunks(
                     .await
                     .expect("semaphore open");
                 store
-                    .put(&chunk.key, chunk.data, "application/gzip")
+                    .put(&chunk.key, chunk.data, content_type_of(&chunk.key))
                     .await?;
                 drop(permit);
                 done.push(chunk.key);

@@ -377,7 +377,7 @@ impl ObjectStore {
                         .create_multipart_upload()
                         .bucket(&self.bucket)
                         .key(key)
-                        .content_type("application/gzip")
+                        .content_type(crate::stage::parts::content_type_of(key))
                         .send()
                 },
                 is_retriable,

@@ -1,7 +1,8 @@
-//! PostgreSQL: parts are streamed from S3 through gzip decompression into `COPY … FROM STDIN`,
+//! PostgreSQL: parts are streamed from S3 through zstd or gzip decompression (by the part's key)
+//! into `COPY … FROM STDIN`,
 //! one megabyte at a time, so nothing touches disk and memory stays flat.
 
-use async_compression::tokio::bufread::GzipDecoder;
+use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
 use async_trait::async_trait;
 use sqlx::PgConnection;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use super::{
     Dialect, DialectName, WarehouseConfig, WarehouseError, LEDGER_TABLE,
 };
 use crate::schema::LogicalType;
+use crate::stage::codec::PartCompression;
 use crate::stage::store::ObjectStore;
 
 /// Bytes handed to the server per CopyData message.
@@ -87,9 +89,22 @@ impl Dialect for Postgres {
                 detail,
                 retriable,
             };
-            let body = store.get_stream(&file.key).await?;
-            let mut decoder = GzipDecoder::new(body.into_async_read());
-            decoder.multiple_members(true);
+            let compression =
+                PartCompression::of_part(&file.key).map_err(|e| load_error(e, false))?;
+            let body = store.get_stream(&file.key).await?.into_async_read();
+            let mut decoder: std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>> = match compression
+            {
+                PartCompression::Zstd => {
+                    let mut d = ZstdDecoder::new(body);
+                    d.multiple_members(true);
+                    Box::pin(d)
+                }
+                PartCompression::Gzip => {
+                    let mut d = GzipDecoder::new(body);
+                    d.multiple_members(true);
+                    Box::pin(d)
+                }
+            };
             let mut copy = conn
                 .copy_in_raw(&statement)
                 .await

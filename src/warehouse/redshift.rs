@@ -13,6 +13,7 @@ use super::{
     WarehouseConfig, WarehouseError, LEDGER_TABLE,
 };
 use crate::schema::{varchar_width, LogicalType};
+use crate::stage::codec::PartCompression;
 use crate::stage::store::ObjectStore;
 
 /// Widest VARCHAR Redshift allows, in bytes.
@@ -31,11 +32,12 @@ pub fn copy_statement(
     schema: &str,
     table: &crate::schema::DataSchema,
     manifest_url: &str,
+    compression: PartCompression,
     config: &WarehouseConfig,
 ) -> String {
     let columns: Vec<String> = table.column_names().into_iter().map(quote_ident).collect();
     let mut sql = format!(
-        "COPY {} ({}) FROM {} IAM_ROLE {} MANIFEST FORMAT AS CSV GZIP NULL AS {} TIMEFORMAT 'auto' DATEFORMAT 'auto' COMPUPDATE OFF STATUPDATE OFF",
+        "COPY {} ({}) FROM {} IAM_ROLE {} MANIFEST FORMAT AS CSV {} NULL AS {} TIMEFORMAT 'auto' DATEFORMAT 'auto' COMPUPDATE OFF STATUPDATE OFF",
         qualified(schema, &table.table),
         columns.join(", "),
         literal(manifest_url),
@@ -44,6 +46,7 @@ pub fn copy_statement(
             None | Some("default") => "default".to_string(),
             Some(arn) => literal(arn),
         },
+        compression.redshift_option(),
         literal(crate::stage::csv::NULL_MARKER),
     );
     if let Some(region) = &config.s3_region {
@@ -123,6 +126,17 @@ impl Dialect for Redshift {
         config: &WarehouseConfig,
         target: CopyTarget<'_>,
     ) -> Result<u64, WarehouseError> {
+        let compression = PartCompression::of_parts(target.files.iter().map(|f| f.key.as_str()))
+            .map_err(|detail| WarehouseError::Load {
+                table: target.table.table.clone(),
+                part: target
+                    .files
+                    .first()
+                    .map(|f| format!("s3://{}/{}", store.bucket(), f.key))
+                    .unwrap_or_default(),
+                detail,
+                retriable: false,
+            })?;
         let manifest_key = format!("{}{}.manifest", target.scratch_prefix, target.table.table);
         store
             .put(
@@ -132,7 +146,13 @@ impl Dialect for Redshift {
             )
             .await?;
         let manifest_url = format!("s3://{}/{manifest_key}", store.bucket());
-        let sql = copy_statement(target.schema, target.table, &manifest_url, config);
+        let sql = copy_statement(
+            target.schema,
+            target.table,
+            &manifest_url,
+            compression,
+            config,
+        );
         let part = manifest_url.clone();
         execute(conn, &sql, "COPY").await.map_err(|e| match e {
             WarehouseError::Sql {

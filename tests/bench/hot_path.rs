@@ -1,7 +1,8 @@
 //! The per-item hot path of phase 1 on one core: a Scan page of benchmark items, as the bytes
 //! DynamoDB sends, is parsed into items (`RawPage::items`), classified and converted
 //! (`Transformer::convert`), CSV-encoded and gzipped at level 1 by the same `PartWriter` phase 1
-//! uses. The chunks it produces go to a thread that drops them, so no network is involved.
+//! uses, with its default codec (zstd level 1). The chunks it produces go to a thread that drops
+//! them, so no network is involved. `ETL_BENCH_COMPRESSION=gzip` measures gzip level 1 instead.
 //!
 //! ```text
 //! cargo bench --bench hot_path
@@ -17,6 +18,7 @@ use dynamo_etl::fixtures;
 use dynamo_etl::item::{scan_response_json, ItemView};
 use dynamo_etl::schema::SchemaSet;
 use dynamo_etl::source::page::RawPage;
+use dynamo_etl::stage::codec::{PartCompression, PartEncoder};
 use dynamo_etl::stage::csv::CsvEncoder;
 use dynamo_etl::stage::parts::{PartSettings, PartWriter};
 use dynamo_etl::transform::Transformer;
@@ -118,6 +120,17 @@ struct Sink {
     writers: Vec<PartWriter>,
 }
 
+/// Phase 1's part settings, with the codec `ETL_BENCH_COMPRESSION` names (zstd by default).
+fn settings() -> PartSettings {
+    let mut settings = PartSettings::default();
+    match std::env::var("ETL_BENCH_COMPRESSION").as_deref() {
+        Ok("gzip") => settings.compression = PartCompression::Gzip,
+        Ok("zstd") | Err(_) => settings.compression = PartCompression::Zstd,
+        Ok(other) => panic!("ETL_BENCH_COMPRESSION={other}: use zstd or gzip"),
+    }
+    settings
+}
+
 impl Sink {
     fn new(tables: usize) -> Self {
         let (tx, mut rx) = mpsc::channel(1);
@@ -125,8 +138,13 @@ impl Sink {
         let writers = (0..tables)
             .map(|t| {
                 PartWriter::new(
-                    Box::new(move |i| format!("bench/{t}/part-{i:05}.csv.gz")),
-                    PartSettings::default(),
+                    Box::new(move |i| {
+                        format!(
+                            "bench/{t}/part-{i:05}{}",
+                            settings().compression.extension()
+                        )
+                    }),
+                    settings(),
                     tx.clone(),
                 )
             })
@@ -164,6 +182,22 @@ fn hot_path(c: &mut Criterion<ThreadCpuTime>) {
         page.items_bytes() as f64 / 1024.0,
         csv_out.len() as f64 / 1024.0,
         csv_out.len() as u64 / page.len()
+    );
+    for codec in [PartCompression::Zstd, PartCompression::Gzip] {
+        let mut encoder = PartEncoder::new(codec, 1, 0);
+        encoder.write_all(&csv_out);
+        let compressed = encoder.finish().len();
+        println!(
+            "{} level 1: {:.0} KiB ({:.1}% of the CSV)",
+            codec.name(),
+            compressed as f64 / 1024.0,
+            compressed as f64 * 100.0 / csv_out.len() as f64
+        );
+    }
+    println!(
+        "measuring parts written with {} level {} (ETL_BENCH_COMPRESSION=zstd|gzip)",
+        settings().compression.name(),
+        settings().level
     );
 
     let mut group = c.benchmark_group("hot_path");

@@ -13,7 +13,6 @@ use dynamo_etl::schema::DataSchema;
 use dynamo_etl::stage::manifest::SegmentManifest;
 use dynamo_etl::transform::{decode_row, Item};
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::Output;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -207,17 +206,33 @@ impl TestEnv {
 
     /// Phase 1 for one segment of `run` (planning it from this env's table if needed).
     pub fn phase1(&self, run: &str, total: u32, segment: u32) -> Output {
-        self.run_ok(&[
+        self.phase1_with(run, total, segment, &[])
+    }
+
+    /// [`TestEnv::phase1`] with extra environment variables (settings such as
+    /// `ETL_PART_COMPRESSION`).
+    pub fn phase1_with(
+        &self,
+        run: &str,
+        total: u32,
+        segment: u32,
+        vars: &[(&str, String)],
+    ) -> Output {
+        let (total, segment) = (total.to_string(), segment.to_string());
+        let args = [
             "segment",
             "--run-id",
             run,
             "--table",
             &self.table,
             "--total-segments",
-            &total.to_string(),
+            &total,
             "--segment",
-            &segment.to_string(),
-        ])
+            &segment,
+        ];
+        let out = self.run(&args, vars);
+        assert!(out.status.success(), "{args:?} {vars:?}: {}", show(&out));
+        out
     }
 
     /// Runs the binary and fails the test unless it exits 0.
@@ -414,15 +429,13 @@ impl TestEnv {
                     .find(|s| &s.table == table)
                     .unwrap_or_else(|| panic!("no schema for table {table}"));
                 for file in &output.files {
-                    let gz = self
+                    let compressed = self
                         .get(&file.key)
                         .await
                         .expect("part listed in manifest exists");
-                    assert_eq!(gz.len() as u64, file.bytes, "{}", file.key);
-                    let mut csv = Vec::new();
-                    flate2::read::MultiGzDecoder::new(&gz[..])
-                        .read_to_end(&mut csv)
-                        .unwrap();
+                    assert_eq!(compressed.len() as u64, file.bytes, "{}", file.key);
+                    let csv = dynamo_etl::stage::codec::decompress(&file.key, &compressed)
+                        .unwrap_or_else(|e| panic!("{}: {e}", file.key));
                     assert_eq!(csv.len() as u64, file.csv_bytes, "{}", file.key);
                     let rows = dynamo_etl::stage::csv::decode_rows(&csv).unwrap();
                     assert_eq!(rows.len() as u64, file.rows, "{}", file.key);
