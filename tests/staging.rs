@@ -5,7 +5,7 @@ mod support;
 use dynamo_etl::fixtures::Rng;
 use dynamo_etl::retry::RetryPolicy;
 use dynamo_etl::stage::parts::{upload_chunks, Chunk, PartSettings, PartWriter};
-use dynamo_etl::stage::store::ObjectStore;
+use dynamo_etl::stage::store::{ObjectStore, PartReader};
 use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
@@ -165,5 +165,46 @@ async fn conditional_puts_let_exactly_one_writer_win() {
         body,
         format!("writer {winner}"),
         "the winner's content stays"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_part_reader_returns_each_part_whatever_the_order_of_opening() {
+    let env = TestEnv::new("reader").await;
+    let store = ObjectStore::new(env.s3.clone(), &env.bucket, RetryPolicy::default());
+    let keys: Vec<String> = (0..4).map(|i| format!("reader/part-{i}.csv.zst")).collect();
+    for (i, key) in keys.iter().enumerate() {
+        let body = format!("part {i} ").repeat(1000 * (i + 1));
+        store.put(key, body.into(), "text/plain").await.unwrap();
+    }
+    async fn read(reader: &PartReader, keys: &[String], i: usize) {
+        let body = reader
+            .open(&keys[i])
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        assert_eq!(
+            body.into_bytes(),
+            format!("part {i} ").repeat(1000 * (i + 1)).as_bytes(),
+            "{}",
+            keys[i]
+        );
+    }
+    // In the announced order, each part read ahead of its turn.
+    let reader = PartReader::new(store.clone(), keys.clone());
+    for i in 0..4 {
+        read(&reader, &keys, i).await;
+    }
+    // Skipping ahead, going back and opening a key that was never announced still work.
+    let reader = PartReader::new(store.clone(), keys[..3].to_vec());
+    for i in [0, 2, 1, 3, 3] {
+        read(&reader, &keys, i).await;
+    }
+    let missing = reader.open("reader/none.csv.zst").await.err().unwrap();
+    assert!(
+        missing.to_string().contains("reader/none.csv.zst"),
+        "{missing}"
     );
 }

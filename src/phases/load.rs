@@ -12,7 +12,7 @@ use crate::retry::RetryPolicy;
 use crate::schema::DataSchema;
 use crate::stage::manifest::SegmentManifest;
 use crate::stage::plan::RunPlan;
-use crate::stage::store::ObjectStore;
+use crate::stage::store::{ObjectStore, PartReader};
 use crate::stage::Layout;
 use crate::transform::unclassified_schema;
 use crate::warehouse::{
@@ -91,9 +91,7 @@ pub async fn prepared_run(
     conn: &mut PgConnection,
     schema: &str,
 ) -> Result<Option<String>, WarehouseError> {
-    if !schema_exists(conn, schema).await? {
-        return Ok(None);
-    }
+    // No row when the schema is missing too: one lookup answers both.
     let exists = query_strings(
         conn,
         &format!(
@@ -137,16 +135,36 @@ pub async fn upload(
     segment: u32,
 ) -> Result<UploadOutcome, WarehouseError> {
     let run_id = &plan.run_id;
-    let manifest = read_manifest(store, layout, run_id, segment).await?.ok_or_else(|| {
+    let staging = config.staging();
+    // The manifest comes from S3 while the warehouse connection is set up.
+    let connected = async {
+        let mut conn = connect(config, dialect).await?;
+        let prepared = prepared_run(&mut conn, &staging).await?;
+        Ok::<_, WarehouseError>((conn, prepared))
+    };
+    // Only PostgreSQL reads the parts through us (Redshift fetches them from S3 itself); the
+    // reader starts on the first part as soon as the manifest names it.
+    let with_reader = async {
+        let manifest = read_manifest(store, layout, run_id, segment).await?;
+        let keys = match (&manifest, dialect.name()) {
+            (Some(m), DialectName::Postgres) => m
+                .tables
+                .values()
+                .flat_map(|t| t.files.iter().map(|f| f.key.clone()))
+                .collect(),
+            _ => Vec::new(),
+        };
+        Ok::<_, WarehouseError>((manifest, PartReader::new(store.clone(), keys)))
+    };
+    let ((manifest, reader), (mut conn, prepared)) = tokio::try_join!(with_reader, connected)?;
+    let manifest = manifest.ok_or_else(|| {
         WarehouseError::Refused(format!(
             "segment {segment} of run {run_id} has no manifest (phase 1 did not commit it); run: dynamo-etl retry phase-1 {} {segment} --run-id {run_id}",
             plan.total_segments
         ))
     })?;
     let tables = run_tables(plan);
-    let mut conn = connect(config, dialect).await?;
-    let staging = config.staging();
-    match prepared_run(&mut conn, &staging).await? {
+    match prepared {
         Some(r) if &r == run_id => {}
         found => {
             return Err(WarehouseError::Refused(format!(
@@ -193,6 +211,7 @@ pub async fn upload(
             table,
             files: &output.files,
             scratch_prefix: &scratch,
+            reader: &reader,
         };
         let copied = match dialect.copy_parts(&mut tx, store, config, target).await {
             Ok(n) => n,

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use crate::schema::{DataSchema, LogicalType};
 use crate::stage::manifest::PartFile;
-use crate::stage::store::ObjectStore;
+use crate::stage::store::{ObjectStore, PartReader};
 
 /// Suffix of the schema that a run is loaded into.
 pub const STAGING_SUFFIX: &str = "_staging";
@@ -319,6 +319,9 @@ pub struct CopyTarget<'a> {
     pub files: &'a [PartFile],
     /// A key prefix under which the dialect may write helper objects (Redshift COPY manifests).
     pub scratch_prefix: &'a str,
+    /// Opens the parts for dialects that stream them themselves (PostgreSQL), reading ahead
+    /// across the segment's tables.
+    pub reader: &'a PartReader,
 }
 
 /// The dialect implementation for a name.

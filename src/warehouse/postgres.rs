@@ -91,7 +91,7 @@ impl Dialect for Postgres {
             };
             let compression =
                 PartCompression::of_part(&file.key).map_err(|e| load_error(e, false))?;
-            let body = store.get_stream(&file.key).await?.into_async_read();
+            let body = target.reader.open(&file.key).await?.into_async_read();
             let mut decoder: std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>> = match compression
             {
                 PartCompression::Zstd => {
