@@ -71,6 +71,8 @@ def parse_args():
                    help="-Xmx of the own DynamoDB Local (default 6g)")
     p.add_argument("--no-warmup", action="store_true",
                    help="skip the unrecorded bare scan that warms DynamoDB Local's JIT up before measuring")
+    p.add_argument("--load-rounds", type=int, default=3,
+                   help="rounds of the load step, each side alternately first; the median round is reported (default 3)")
     p.add_argument("--baseline-gzip-level", type=int, default=1,
                    help="gzip level of the Python baseline (default 1, the fastest; Python 3.11 has no zstd in its standard library)")
     p.add_argument("--keep", action="store_true", help="keep the S3 objects and warehouse schemas of this run")
@@ -403,13 +405,19 @@ def decompress(key, data):
 
 
 def step_load(args, env, logs, run_id, target, s3, bucket, prefix, work):
-    etl = os.path.join(args.bin_dir, "dynamo-etl")
-    subprocess.run([etl, "prepare", "--run-id", run_id, "--target", target], env=env, check=True,
-                   stdout=subprocess.DEVNULL)
-    cmds = [[etl, "upload", "--run-id", run_id, "--segment", str(k), "--target", target] for k in range(args.segments)]
-    ours, outs = run_step("upload", f"d1 dynamo-etl upload ({args.segments} processes)", cmds, env, logs)
-    ours.units = sum(int(re.search(r": (\d+) rows", o).group(1)) for o in outs)
+    """d1/d2: `dynamo-etl upload` of every segment against `psql \\copy` of the same CSV.
 
+    Each side runs --load-rounds times, alternating which goes first, on freshly reset tables
+    (untimed); the step reported for each side is its median round by wall time, and every
+    round's figures go to the JSON. A load of 100k rows takes about half a second here, so one
+    round moves by ±20% with whatever else the machine does."""
+    etl = os.path.join(args.bin_dir, "dynamo-etl")
+
+    def prepare():
+        subprocess.run([etl, "prepare", "--run-id", run_id, "--target", target], env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+
+    prepare()
     # The same CSV, decompressed to local files beforehand (not timed).
     staging, fresh = f"{target}_staging", f"{target}_psql"
     scripts, tables = [], set()
@@ -429,14 +437,38 @@ def step_load(args, env, logs, run_id, target, s3, bucket, prefix, work):
         with open(script, "w") as f:
             f.write("\n".join(lines) + "\n")
         scripts.append(script)
-    sql(env, f'DROP SCHEMA IF EXISTS "{fresh}" CASCADE; CREATE SCHEMA "{fresh}"; '
-        + " ".join(f'CREATE TABLE "{fresh}"."{t}" (LIKE "{staging}"."{t}" INCLUDING ALL);' for t in sorted(tables)))
-    url = psql_url(env["ETL_WAREHOUSE_URL"])
-    cmds = [["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-d", url, "-f", s] for s in scripts]
-    theirs, _ = run_step("psql", f"d2 psql \\copy ({args.segments} processes)", cmds, env, logs)
-    theirs.units = sum(int(sql(env, f'SELECT count(*) FROM "{fresh}"."{t}"')) for t in sorted(tables))
+
+    def ours():
+        prepare()
+        cmds = [[etl, "upload", "--run-id", run_id, "--segment", str(k), "--target", target] for k in range(args.segments)]
+        step, outs = run_step("upload", f"d1 dynamo-etl upload ({args.segments} processes)", cmds, env, logs)
+        step.units = sum(int(re.search(r": (\d+) rows", o).group(1)) for o in outs)
+        return step
+
+    def theirs():
+        sql(env, f'DROP SCHEMA IF EXISTS "{fresh}" CASCADE; CREATE SCHEMA "{fresh}"; '
+            + " ".join(f'CREATE TABLE "{fresh}"."{t}" (LIKE "{staging}"."{t}" INCLUDING ALL);' for t in sorted(tables)))
+        url = psql_url(env["ETL_WAREHOUSE_URL"])
+        cmds = [["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-d", url, "-f", s] for s in scripts]
+        step, _ = run_step("psql", f"d2 psql \\copy ({args.segments} processes)", cmds, env, logs)
+        step.units = sum(int(sql(env, f'SELECT count(*) FROM "{fresh}"."{t}"')) for t in sorted(tables))
+        return step
+
+    rounds = {"upload": [], "psql": []}
+    for r in range(args.load_rounds):
+        for side in (("upload", "psql") if r % 2 == 0 else ("psql", "upload")):
+            rounds[side].append(ours() if side == "upload" else theirs())
     shutil.rmtree(os.path.join(work, "csv"), ignore_errors=True)
-    return ours, theirs
+    picked = []
+    for side in ("upload", "psql"):
+        by_wall = sorted(rounds[side], key=lambda s: s.wall)
+        median = by_wall[len(by_wall) // 2]
+        median.extra["rounds_wall_s"] = [round(s.wall, 3) for s in rounds[side]]
+        median.extra["rounds_cpu_s"] = [round(s.cpu, 3) for s in rounds[side]]
+        median.extra["rounds_units"] = [s.units for s in rounds[side]]
+        median.label += f", median of {len(by_wall)}"
+        picked.append(median)
+    return picked[0], picked[1]
 
 
 def step_rss(args, env, logs, run_id, schemas_dir, items):
