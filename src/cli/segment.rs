@@ -52,8 +52,9 @@ pub struct ScanArgs {
     /// Close a CSV part after this many compressed MiB.
     #[arg(long, env = "ETL_PART_SIZE_MIB", default_value_t = 64)]
     pub part_size_mib: usize,
-    /// Multipart upload chunk in MiB (at least 5).
-    #[arg(long, env = "ETL_UPLOAD_CHUNK_MIB", default_value_t = 8)]
+    /// Multipart upload chunk in MiB (at least 5). Each table being written holds up to one
+    /// chunk, so this sets most of phase 1's memory.
+    #[arg(long, env = "ETL_UPLOAD_CHUNK_MIB", default_value_t = 5)]
     pub upload_chunk_mib: usize,
     /// Upload chunks on the wire at once.
     #[arg(long, env = "ETL_UPLOADS_IN_FLIGHT", default_value_t = 2)]

@@ -2,9 +2,10 @@
 //! so the loaders need no other record of it, and both warehouses read both: PostgreSQL through
 //! our own streaming decoders, Redshift through COPY's `ZSTD` or `GZIP` option.
 //!
-//! zstd is the default: at level 1 it compressed the benchmark's CSV about twice as fast as gzip
-//! level 1 into smaller parts, and decompresses several times faster, which is most of phase 3's
-//! CPU on PostgreSQL. gzip stays for stores and tools that only know it.
+//! zstd is the default: at level 1 it compresses the benchmark's CSV to 54% of its size where gzip
+//! level 1 gives 78%, phase 1's per-item hot path runs about 1.6 times as fast with it, and
+//! decompressing it costs phase 3 less (see the README's Benchmarks). gzip stays for stores and
+//! tools that only know it.
 
 use flate2::write::GzEncoder;
 use std::io::Write;

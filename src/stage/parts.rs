@@ -36,7 +36,9 @@ impl Default for PartSettings {
     fn default() -> Self {
         PartSettings {
             part_bytes: 64 << 20,
-            chunk_bytes: 8 << 20,
+            // S3's smallest part: each table holds up to one chunk, so memory is
+            // about tables × chunk plus the chunks on the wire.
+            chunk_bytes: MIN_CHUNK_BYTES,
             max_in_flight: 2,
             compression: PartCompression::default(),
             level: 1,
