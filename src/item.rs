@@ -4,9 +4,9 @@
 //! value, and hashing every name: for the benchmark's items that was more CPU than converting,
 //! writing and compressing them together. A Scan page is instead kept as the bytes DynamoDB sent
 //! and parsed into [`ItemView`]s whose names and strings point into those bytes (only strings with
-//! JSON escapes and binary values are copied). The transform reads these views; the rest of the
-//! code (seeding, schema inference, tests) keeps the SDK's types and converts with
-//! [`ItemView::from_sdk`] and [`ItemView::to_sdk`].
+//! JSON escapes and binary values are copied). The transform and schema inference read these
+//! views; seeding and tests build the SDK's types and convert with [`ItemView::from_sdk`] and
+//! [`ItemView::to_sdk`].
 //!
 //! The wire format is DynamoDB's JSON: every value an object with exactly one type key (`S`, `N`,
 //! `B`, `BOOL`, `NULL`, `SS`, `NS`, `BS`, `L`, `M`). A type key this version does not know becomes
@@ -86,9 +86,8 @@ impl<'a> ItemView<'a> {
         }
     }
 
-    /// The SDK's form of this item (owned). The SDK cannot hold a value of a type this version
-    /// does not know, so such values are left out (phase 1 rejects those items; schema inference
-    /// could not type them anyway).
+    /// The SDK's form of this item (owned; for the scan's start key and for tests). The SDK
+    /// cannot hold a value of a type this version does not know, so such values are left out.
     pub fn to_sdk(&self) -> HashMap<String, AttributeValue> {
         sdk_map(&self.attributes)
     }

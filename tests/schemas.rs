@@ -6,6 +6,7 @@
 mod support;
 
 use dynamo_etl::fixtures;
+use dynamo_etl::item::ItemView;
 use dynamo_etl::schema::infer::{Classification, Inference};
 use dynamo_etl::schema::SchemaSet;
 use dynamo_etl::transform::Item;
@@ -19,7 +20,7 @@ fn check_static_schemas(table: &str, items: impl IntoIterator<Item = Item>) {
     };
     let mut inference = Inference::default();
     for item in items {
-        inference.observe(&item, &classification);
+        inference.observe(&ItemView::from_sdk(&item), &classification);
     }
     let schemas = inference.to_schemas(table, &["pk".into(), "sk".into()], &classification, &[]);
     let inferred = SchemaSet::new(table, schemas, "inference").unwrap();

@@ -197,8 +197,7 @@ async fn infer_segment(
                     out.stopped = true;
                     break 'pages;
                 }
-                out.inference
-                    .observe(&item.to_sdk(), &settings.classification);
+                out.inference.observe(item, &settings.classification);
                 out.items += 1;
             }
         }

@@ -6,14 +6,13 @@
 //! bigint ⊂ decimal(p,s) ⊂ numeric text; timestamp ⊂ text; two different families (or any
 //! set/list/map, or a string holding U+0000) → json.
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::{BTreeMap, HashSet};
 
 use super::naming;
 use super::{Column, DataSchema, LogicalType, MatchRule, FORMAT_VERSION, MAX_DECIMAL_PRECISION};
+use crate::item::{ItemView, Value};
 use crate::transform::is_timestamp;
 use crate::transform::number::Decimal;
-use crate::transform::Item;
 
 /// Longest string a bounded warehouse text type holds; longer strings make the column json.
 const MAX_TEXT_BYTES: u32 = 65535;
@@ -39,10 +38,10 @@ pub enum Seen {
 }
 
 impl Seen {
-    pub fn of(value: &AttributeValue) -> Seen {
+    pub fn of(value: &Value) -> Seen {
         match value {
-            AttributeValue::Null(_) => Seen::Nothing,
-            AttributeValue::N(n) => match Decimal::parse(n) {
+            Value::Null => Seen::Nothing,
+            Value::N(n) => match Decimal::parse(n) {
                 Ok(d) => Seen::Number {
                     all_i64: d.to_i64().is_some(),
                     int_digits: d.integer_digits(),
@@ -50,15 +49,13 @@ impl Seen {
                 },
                 Err(_) => Seen::Json,
             },
-            AttributeValue::S(s) if s.contains('\0') || s.len() > MAX_TEXT_BYTES as usize => {
-                Seen::Json
-            }
-            AttributeValue::S(s) => Seen::Text {
+            Value::S(s) if s.contains('\0') || s.len() > MAX_TEXT_BYTES as usize => Seen::Json,
+            Value::S(s) => Seen::Text {
                 max_bytes: s.len() as u32,
                 all_timestamps: is_timestamp(s),
             },
-            AttributeValue::Bool(_) => Seen::Boolean,
-            AttributeValue::B(_) => Seen::Binary,
+            Value::Bool(_) => Seen::Boolean,
+            Value::B(_) => Seen::Binary,
             _ => Seen::Json,
         }
     }
@@ -182,12 +179,16 @@ pub struct TableStats {
 }
 
 impl TableStats {
-    pub fn observe(&mut self, item: &Item) {
+    pub fn observe(&mut self, item: &ItemView) {
         self.items += 1;
-        for (name, value) in item {
-            let entry = self.attributes.entry(name.clone()).or_default();
+        for (name, value) in item.iter() {
+            // Names repeat item after item: allocate one only the first time it is seen.
+            let entry = match self.attributes.get_mut(name) {
+                Some(entry) => entry,
+                None => self.attributes.entry(name.to_string()).or_default(),
+            };
             entry.seen = entry.seen.join(Seen::of(value));
-            if !matches!(value, AttributeValue::Null(_)) {
+            if !matches!(value, Value::Null) {
                 entry.non_null += 1;
             }
         }
@@ -214,12 +215,12 @@ pub struct Classification {
 }
 
 /// Which group an item falls in: its prefix (e.g. `ORG#`), or "" for the catch-all group.
-pub fn group_of(item: &Item, classification: &Classification) -> String {
+pub fn group_of(item: &ItemView, classification: &Classification) -> String {
     let Some(delimiter) = classification.delimiter else {
         return String::new();
     };
     match item.get(&classification.attribute) {
-        Some(AttributeValue::S(s)) => match s.find(delimiter) {
+        Some(Value::S(s)) => match s.find(delimiter) {
             Some(i) if i > 0 => s[..i + delimiter.len_utf8()].to_string(),
             _ => String::new(),
         },
@@ -234,7 +235,7 @@ pub struct Inference {
 }
 
 impl Inference {
-    pub fn observe(&mut self, item: &Item, classification: &Classification) {
+    pub fn observe(&mut self, item: &ItemView, classification: &Classification) {
         self.groups
             .entry(group_of(item, classification))
             .or_default()
@@ -497,6 +498,23 @@ pub fn narrowings(previous: &[DataSchema], next: &[DataSchema]) -> Vec<Narrowing
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transform::Item;
+    use aws_sdk_dynamodb::types::AttributeValue;
+
+    fn seen(v: &AttributeValue) -> Seen {
+        Seen::of(&Value::from_sdk(v))
+    }
+
+    /// Observing the SDK's items, as the tests build them.
+    trait ObserveSdk {
+        fn observe_sdk(&mut self, item: &Item, classification: &Classification);
+    }
+
+    impl ObserveSdk for Inference {
+        fn observe_sdk(&mut self, item: &Item, classification: &Classification) {
+            self.observe(&ItemView::from_sdk(item), classification)
+        }
+    }
 
     fn n(v: &str) -> AttributeValue {
         AttributeValue::N(v.into())
@@ -508,7 +526,7 @@ mod tests {
     fn type_of(values: &[AttributeValue]) -> LogicalType {
         values
             .iter()
-            .fold(Seen::Nothing, |acc, v| acc.join(Seen::of(v)))
+            .fold(Seen::Nothing, |acc, v| acc.join(seen(v)))
             .logical_type()
     }
 
@@ -590,7 +608,7 @@ mod tests {
     fn join_is_commutative_associative_and_idempotent() {
         for seed in 0..300 {
             let v = values(seed, 3);
-            let (a, b, c) = (Seen::of(&v[0]), Seen::of(&v[1]), Seen::of(&v[2]));
+            let (a, b, c) = (seen(&v[0]), seen(&v[1]), seen(&v[2]));
             assert_eq!(a.join(b), b.join(a), "{v:?}");
             assert_eq!(a.join(b).join(c), a.join(b.join(c)), "{v:?}");
             assert_eq!(a.join(a), a);
@@ -616,7 +634,9 @@ mod tests {
                 })
                 .collect();
             let mut whole = Inference::default();
-            items.iter().for_each(|i| whole.observe(i, &classification));
+            items
+                .iter()
+                .for_each(|i| whole.observe_sdk(i, &classification));
             // Split into 4 "segments" and merge them in two different orders.
             let parts: Vec<Inference> = (0..4)
                 .map(|k| {
@@ -625,7 +645,7 @@ mod tests {
                         .iter()
                         .skip(k)
                         .step_by(4)
-                        .for_each(|i| p.observe(i, &classification));
+                        .for_each(|i| p.observe_sdk(i, &classification));
                     p
                 })
                 .collect();
@@ -654,7 +674,7 @@ mod tests {
                 .collect()
         };
         let mut first = Inference::default();
-        first.observe(
+        first.observe_sdk(
             &item(&[("pk", s("ORG#1")), ("size", n("5")), ("Name", s("acme"))]),
             &classification,
         );
@@ -664,7 +684,7 @@ mod tests {
         assert_eq!(names, ["pk", "name", "size"]);
 
         let mut second = Inference::default();
-        second.observe(
+        second.observe_sdk(
             &item(&[
                 ("pk", s("ORG#2")),
                 ("size", n("5.5")),
@@ -673,7 +693,7 @@ mod tests {
             ]),
             &classification,
         );
-        second.observe(&item(&[("pk", s("USER#1"))]), &classification);
+        second.observe_sdk(&item(&[("pk", s("USER#1"))]), &classification);
         let v2 = second.to_schemas("t", &keys, &classification, &v1);
         let org = &v2[0];
         let names: Vec<_> = org.columns.iter().map(|c| c.column.as_str()).collect();
@@ -714,18 +734,18 @@ mod tests {
             item
         };
         let mut both = Inference::default();
-        both.observe(&item("A#1", Some("a")), &classification);
-        both.observe(&item("B#1", Some("b")), &classification);
+        both.observe_sdk(&item("A#1", Some("a")), &classification);
+        both.observe_sdk(&item("B#1", Some("b")), &classification);
         let v1 = both.to_schemas("t", &keys, &classification, &[]);
         assert!(v1.iter().flat_map(|t| &t.columns).all(|c| !c.nullable));
         // A sample that only saw A says nothing about B: nothing changes.
         let mut only_a = Inference::default();
-        only_a.observe(&item("A#2", Some("a")), &classification);
+        only_a.observe_sdk(&item("A#2", Some("a")), &classification);
         let v2 = only_a.to_schemas("t", &keys, &classification, &v1);
         assert_eq!(v2, v1);
         // A B item without x is evidence: B's x becomes nullable, A's stays as it was.
         let mut b_without_x = Inference::default();
-        b_without_x.observe(&item("B#2", None), &classification);
+        b_without_x.observe_sdk(&item("B#2", None), &classification);
         let v3 = b_without_x.to_schemas("t", &keys, &classification, &v2);
         let nullable = |table: &str| -> Vec<bool> {
             let t = v3.iter().find(|t| t.table == table).unwrap();
@@ -851,9 +871,9 @@ mod tests {
                 item.insert("pk".into(), s(if i % 2 == 0 { "A#1" } else { "B#1" }));
                 item.insert(format!("a{}", i % 5), v);
                 if i < 20 {
-                    before.observe(&item, &classification);
+                    before.observe_sdk(&item, &classification);
                 } else {
-                    after.observe(&item, &classification);
+                    after.observe_sdk(&item, &classification);
                 }
             }
             let v1 = before.to_schemas("t", &keys, &classification, &[]);

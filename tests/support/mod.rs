@@ -9,6 +9,7 @@ pub mod fault_proxy;
 use aws_sdk_dynamodb::Client as DynamoClient;
 use aws_sdk_s3::Client as S3Client;
 use dynamo_etl::aws::AwsArgs;
+use dynamo_etl::item::ItemView;
 use dynamo_etl::schema::DataSchema;
 use dynamo_etl::stage::manifest::SegmentManifest;
 use dynamo_etl::transform::{decode_row, Item};
@@ -470,7 +471,7 @@ pub fn infer(table: &str, items: &[Item]) -> Vec<DataSchema> {
     };
     let mut inference = Inference::default();
     for item in items {
-        inference.observe(item, &classification);
+        inference.observe(&ItemView::from_sdk(item), &classification);
     }
     inference.to_schemas(table, &["pk".into(), "sk".into()], &classification, &[])
 }
