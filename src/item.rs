@@ -211,18 +211,6 @@ impl<'de> Deserialize<'de> for Bytes64 {
 }
 
 /// A JSON array read element by element with `convert`, without an intermediate vector.
-fn seq_of<'de, A, T, U>(seq: &mut A, convert: impl Fn(T) -> U) -> Result<Vec<U>, A::Error>
-where
-    A: SeqAccess<'de>,
-    T: Deserialize<'de>,
-{
-    let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(4));
-    while let Some(x) = seq.next_element::<T>()? {
-        out.push(convert(x));
-    }
-    Ok(out)
-}
-
 struct SeqOf<T, U, F>(F, PhantomData<(T, U)>);
 
 impl<'de, T: Deserialize<'de>, U, F: Fn(T) -> U> de::DeserializeSeed<'de> for SeqOf<T, U, F> {
@@ -235,7 +223,11 @@ impl<'de, T: Deserialize<'de>, U, F: Fn(T) -> U> de::DeserializeSeed<'de> for Se
                 f.write_str("an array")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<U>, A::Error> {
-                seq_of(&mut seq, self.0)
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(4));
+                while let Some(x) = seq.next_element::<T>()? {
+                    out.push((self.0)(x));
+                }
+                Ok(out)
             }
         }
         d.deserialize_seq(V(self.0, PhantomData))

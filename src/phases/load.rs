@@ -142,12 +142,12 @@ pub async fn upload(
         let prepared = prepared_run(&mut conn, &staging).await?;
         Ok::<_, WarehouseError>((conn, prepared))
     };
-    // Only PostgreSQL reads the parts through us (Redshift fetches them from S3 itself); the
-    // reader starts on the first part as soon as the manifest names it.
+    // The reader starts on the first part as soon as the manifest names it, for dialects that
+    // read the parts through it.
     let with_reader = async {
         let manifest = read_manifest(store, layout, run_id, segment).await?;
-        let keys = match (&manifest, dialect.name()) {
-            (Some(m), DialectName::Postgres) => m
+        let keys = match &manifest {
+            Some(m) if dialect.streams_parts() => m
                 .tables
                 .values()
                 .flat_map(|t| t.files.iter().map(|f| f.key.clone()))

@@ -284,6 +284,10 @@ pub fn qualified(schema: &str, table: &str) -> String {
 pub trait Dialect: Send + Sync {
     fn name(&self) -> DialectName;
 
+    /// Whether [`Dialect::copy_parts`] reads the parts through [`CopyTarget::reader`] (and so
+    /// benefits from reading ahead), rather than letting the warehouse fetch them from S3.
+    fn streams_parts(&self) -> bool;
+
     /// The column type for a logical type.
     fn column_type(&self, t: LogicalType) -> String;
 

@@ -27,6 +27,10 @@ impl Dialect for Postgres {
         DialectName::Postgres
     }
 
+    fn streams_parts(&self) -> bool {
+        true
+    }
+
     fn column_type(&self, t: LogicalType) -> String {
         match t {
             LogicalType::Bigint => "bigint".into(),

@@ -77,6 +77,11 @@ impl Dialect for Redshift {
         DialectName::Redshift
     }
 
+    /// COPY reads the parts from S3 itself.
+    fn streams_parts(&self) -> bool {
+        false
+    }
+
     fn column_type(&self, t: LogicalType) -> String {
         match t {
             LogicalType::Bigint => "BIGINT".into(),
