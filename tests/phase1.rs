@@ -425,6 +425,14 @@ async fn bad_usage_exits_2_with_a_clear_message() {
             vec![],
             "--table",
         ),
+        (
+            segment_args("u", "1", "0", "x"),
+            vec![
+                ("ETL_PART_COMPRESSION", "gzip".into()),
+                ("ETL_COMPRESSION_LEVEL", "12".into()),
+            ],
+            "compression level 12 is not valid for gzip; use 0 to 9",
+        ),
     ];
     for (args, extra, expected) in cases {
         let out = env.run(&args, &extra);
@@ -476,4 +484,89 @@ async fn a_scan_failing_part_way_writes_no_parts_at_all() {
         .await
         .unwrap();
     assert!(uploads.uploads().is_empty());
+}
+
+/// A Scan answered with `body` (status 200) by a proxy in front of DynamoDB Local.
+async fn scan_answered_with(env: &TestEnv, body: &'static str) -> FaultProxy {
+    FaultProxy::start(
+        &env.stack.dynamodb,
+        Arc::new(move |head| {
+            let is_scan = head
+                .header("x-amz-target")
+                .is_some_and(|t| t.ends_with(".Scan"));
+            is_scan.then(|| Injected {
+                hang: false,
+                status: 200,
+                content_type: "application/x-amz-json-1.0",
+                body: body.into(),
+            })
+        }),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_phase_1_cannot_read_fail_the_segment_and_unknown_types_reject_only_their_item() {
+    let env = TestEnv::with_demo("pages", 1).await;
+    let table_named = format!("table {}", env.table);
+
+    // A well-formed page with an item of a DynamoDB type this version does not know: that item
+    // is rejected by key with the type named, and the segment commits.
+    let proxy = scan_answered_with(
+        &env,
+        r#"{"Items":[{"pk":{"S":"ORG#new"},"sk":{"S":"META"},"shape":{"VECTOR":[1,2]}}],"Count":1,"ScannedCount":1}"#,
+    )
+    .await;
+    let out = env.run(
+        &segment_args("p1", "1", "0", &env.table),
+        &[("ETL_DYNAMODB_ENDPOINT", proxy.url.clone())],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let manifest = env.manifest("p1", 0).await.unwrap();
+    assert_eq!(manifest.items_scanned, 1);
+    assert_eq!(manifest.items_rejected.len(), 1, "{manifest:?}");
+    let rejection = &manifest.items_rejected[0];
+    assert_eq!(rejection.key, r#"{"pk":"ORG#new","sk":"META"}"#);
+    assert!(rejection.reason.contains("VECTOR"), "{}", rejection.reason);
+
+    // An item that is not DynamoDB JSON: exit 2 naming table, segment and page, nothing committed.
+    let proxy = scan_answered_with(
+        &env,
+        r#"{"Items":[{"pk":{"S":"ORG#1"},"sk":{}}],"Count":1,"ScannedCount":1}"#,
+    )
+    .await;
+    let out = env.run(
+        &segment_args("p2", "1", "0", &env.table),
+        &[("ETL_DYNAMODB_ENDPOINT", proxy.url.clone())],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        table_named.as_str(),
+        "segment 0",
+        "scan page 1",
+        "no type key",
+        "retry phase-1 1 0",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "{expected:?} missing in\n{stderr}"
+        );
+    }
+    assert!(env.manifest("p2", 0).await.is_none());
+
+    // A body that is not JSON at all came damaged: exit 1 (retry), naming table and segment.
+    let proxy = scan_answered_with(&env, r#"{"Items":[{"pk":"#).await;
+    let out = env.run(
+        &segment_args("p3", "1", "0", &env.table),
+        &[("ETL_DYNAMODB_ENDPOINT", proxy.url.clone())],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{table_named} segment 0 of 1")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("not valid JSON"), "{stderr}");
+    assert!(env.manifest("p3", 0).await.is_none());
 }
