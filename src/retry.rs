@@ -3,9 +3,12 @@
 //!
 //! What is retried: throttling (`ProvisionedThroughputExceededException`, `ThrottlingException`,
 //! `RequestLimitExceeded`, S3 `SlowDown`), HTTP 5xx and 429, timeouts and dropped connections.
-//! What is not: anything else (bad requests, missing tables or buckets, access denied), which fails
-//! at once. Delays grow exponentially from `min_delay` to `max_delay` with full jitter; at most
-//! `max_attempts` attempts and `max_total` of summed delay.
+//! An endpoint that refuses connections or whose name does not resolve is tried
+//! [`UNREACHABLE_ATTEMPTS`] times only: a wrong endpoint should be reported in a second, not
+//! after minutes of backoff. What is not retried: anything else (bad requests, missing tables or
+//! buckets, access denied, missing credentials), which fails at once. Delays grow exponentially
+//! from `min_delay` to `max_delay` with full jitter; at most `max_attempts` attempts and
+//! `max_total` of summed delay.
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -70,8 +73,8 @@ impl RetryPolicy {
     pub async fn run<T, E, Fut, Op>(
         &self,
         op: Op,
-        retriable: impl Fn(&E) -> bool,
-        mut on_retry: impl FnMut(&E, Duration),
+        retriable: impl FnMut(&E) -> bool,
+        on_retry: impl FnMut(&E, Duration),
     ) -> Result<T, E>
     where
         Op: FnMut() -> Fut,
@@ -79,9 +82,61 @@ impl RetryPolicy {
     {
         op.retry(self.backoff())
             .sleep(tokio::time::sleep)
-            .when(|e| retriable(e))
-            .notify(|e, d| on_retry(e, d))
+            .when(retriable)
+            .notify(on_retry)
             .await
+    }
+
+    /// [`RetryPolicy::run`] for an AWS SDK call, with [`sdk_retry_filter`]'s decision.
+    pub async fn run_sdk<T, E, Fut, Op>(
+        &self,
+        op: Op,
+        on_retry: impl FnMut(&SdkError<E, HttpResponse>, Duration),
+    ) -> Result<T, SdkError<E, HttpResponse>>
+    where
+        E: ProvideErrorMetadata,
+        Op: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    {
+        self.run(op, sdk_retry_filter(), on_retry).await
+    }
+}
+
+/// How many times a call is tried against an endpoint that refuses connections (or whose name
+/// does not resolve).
+pub const UNREACHABLE_ATTEMPTS: usize = 3;
+
+/// What kind of failure an AWS SDK error is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SdkFailure {
+    /// The service asked to slow down.
+    Throttled,
+    /// A 5xx, a timeout, a dropped connection: worth another attempt.
+    Transient,
+    /// Nothing answers at the endpoint (connection refused, unknown host).
+    Unreachable,
+    /// A bad request, a missing resource, denied access, missing credentials.
+    Permanent,
+}
+
+impl SdkFailure {
+    pub fn is_retriable(self) -> bool {
+        self != SdkFailure::Permanent
+    }
+}
+
+/// The retry decision of one call: throttled and transient errors until the policy runs out, an
+/// unreachable endpoint [`UNREACHABLE_ATTEMPTS`] times, anything else never.
+pub fn sdk_retry_filter<E: ProvideErrorMetadata>() -> impl FnMut(&SdkError<E, HttpResponse>) -> bool
+{
+    let mut unreachable = 0;
+    move |e| match sdk_failure(e) {
+        SdkFailure::Throttled | SdkFailure::Transient => true,
+        SdkFailure::Unreachable => {
+            unreachable += 1;
+            unreachable < UNREACHABLE_ATTEMPTS
+        }
+        SdkFailure::Permanent => false,
     }
 }
 
@@ -90,21 +145,62 @@ pub fn is_throttling_code(code: Option<&str>) -> bool {
     code.is_some_and(|c| THROTTLING_CODES.contains(&c))
 }
 
-/// The retry decision for any AWS SDK call (all SDKs share the smithy response type).
-pub fn is_retriable<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
+/// What kind of failure an AWS SDK error is (all SDKs share the smithy response type).
+pub fn sdk_failure<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> SdkFailure {
     match err {
-        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
-        SdkError::DispatchFailure(f) => f.is_io() || f.is_timeout() || f.is_other(),
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => SdkFailure::Transient,
+        SdkError::DispatchFailure(f)
+            if f.is_io()
+                && f.as_connector_error()
+                    .is_some_and(|c| refused_or_unresolved(c)) =>
+        {
+            SdkFailure::Unreachable
+        }
+        SdkError::DispatchFailure(f)
+            if f.is_io()
+                || f.is_timeout()
+                || f.as_other() == Some(aws_smithy_types::retry::ErrorKind::TransientError) =>
+        {
+            SdkFailure::Transient
+        }
         SdkError::ServiceError(e) => {
             let status = e.raw().status().as_u16();
             let code = e.err().code();
-            status >= 500
-                || status == 429
-                || is_throttling_code(code)
-                || code.is_some_and(|c| TRANSIENT_CODES.contains(&c))
+            if status == 429 || is_throttling_code(code) {
+                SdkFailure::Throttled
+            } else if status >= 500 || code.is_some_and(|c| TRANSIENT_CODES.contains(&c)) {
+                SdkFailure::Transient
+            } else {
+                SdkFailure::Permanent
+            }
         }
-        _ => false,
+        // Construction failures, missing credentials and other dispatch failures: trying again
+        // changes nothing.
+        _ => SdkFailure::Permanent,
     }
+}
+
+/// True when an error may go away by itself.
+pub fn is_retriable<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
+    sdk_failure(err).is_retriable()
+}
+
+/// A connection that was refused, or a host name that did not resolve, somewhere in the chain.
+fn refused_or_unresolved(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return true;
+            }
+        }
+        let text = e.to_string().to_ascii_lowercase();
+        if text.contains("connection refused") || text.contains("dns error") {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// A short, credential-free description of an SDK error: code, message and HTTP status.

@@ -9,6 +9,8 @@
 //! ```
 //! Prints one line: items, pages and seconds. No retries: a failed page fails the run.
 
+mod shared;
+
 use aws_sdk_dynamodb::types::ReturnConsumedCapacity;
 use clap::Parser;
 use dynamo_etl::source::page::{CaptureBody, RawPage};
@@ -21,7 +23,7 @@ use std::time::Instant;
 )]
 struct Args {
     #[command(flatten)]
-    aws: dynamo_etl::aws::AwsArgs,
+    endpoints: shared::Endpoints,
     #[arg(long)]
     table: String,
     #[arg(long, default_value_t = 4)]
@@ -34,8 +36,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     // The same client settings as the real binary (timeouts, SDK retries off).
-    let sdk = dynamo_etl::aws::load(&args.aws).await?;
-    let client = dynamo_etl::aws::dynamodb(&sdk, &args.aws);
+    let client = args.endpoints.dynamodb().await?;
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for segment in 0..args.total_segments {

@@ -6,8 +6,10 @@
 //! ```
 //! The table is (re)created as an on-demand table keyed by `pk`/`sk`.
 
+mod shared;
+
 use clap::{Parser, Subcommand};
-use dynamo_etl::fixtures::{self, Rng};
+use dynamo_etl::testkit::fixtures::{self, Rng};
 use std::time::Instant;
 
 #[derive(Parser)]
@@ -17,7 +19,7 @@ use std::time::Instant;
 )]
 struct Args {
     #[command(flatten)]
-    aws: dynamo_etl::aws::AwsArgs,
+    endpoints: shared::Endpoints,
     #[command(subcommand)]
     dataset: Dataset,
 }
@@ -45,8 +47,7 @@ enum Dataset {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let sdk = dynamo_etl::aws::load(&args.aws).await?;
-    let client = dynamo_etl::aws::dynamodb(&sdk, &args.aws);
+    let client = args.endpoints.dynamodb().await?;
     let started = Instant::now();
     let (table, count) = match args.dataset {
         Dataset::Demo {

@@ -6,10 +6,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::schema::cache::{SnapshotCache, SNAPSHOT_MANIFEST};
-use crate::stage::runs::list_runs;
-use crate::stage::store::{ObjectStore, StoreError};
-use crate::stage::Layout;
+use crate::staging::plan::RunPlan;
+use crate::staging::runs::list_runs;
+use crate::staging::schema_cache::{SnapshotCache, SNAPSHOT_MANIFEST};
+use crate::staging::Staging;
+use crate::storage::{delete_prefix, StoreError};
 
 /// One run and what `gc` decided about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,12 +23,8 @@ pub struct GcEntry {
 }
 
 /// Decides what goes. Lists each doomed run's objects to report sizes.
-pub async fn plan_gc(
-    store: &ObjectStore,
-    layout: &Layout,
-    keep: usize,
-) -> Result<Vec<GcEntry>, StoreError> {
-    let runs = list_runs(store, layout).await?;
+pub async fn plan_gc(staging: &Staging, keep: usize) -> Result<Vec<GcEntry>, StoreError> {
+    let runs = list_runs(staging).await?;
     let successful: Vec<&str> = runs
         .iter()
         .filter(|r| r.swap.is_some() && r.plan.is_some())
@@ -56,7 +53,7 @@ pub async fn plan_gc(
             }
         };
         let (objects, bytes) = if kept_because.is_none() {
-            let listed = store.list(&layout.run(&run.run_id)).await?;
+            let listed = staging.store.list(&staging.layout.run(&run.run_id)).await?;
             (listed.len(), listed.iter().map(|o| o.size).sum())
         } else {
             (0, 0)
@@ -73,16 +70,13 @@ pub async fn plan_gc(
 
 /// Deletes the runs `plan_gc` marked; each run's plan goes last, so an interrupted gc is finished
 /// by the next one.
-pub async fn apply(
-    store: &ObjectStore,
-    layout: &Layout,
-    entries: &[GcEntry],
-) -> Result<usize, StoreError> {
+pub async fn apply(staging: &Staging, entries: &[GcEntry]) -> Result<usize, StoreError> {
+    let store = &staging.store;
     let mut deleted = 0;
     for entry in entries.iter().filter(|e| e.kept_because.is_none()) {
-        let plan_key = layout.run_plan(&entry.run_id);
+        let plan_key = staging.layout.run_plan(&entry.run_id);
         let keys: Vec<String> = store
-            .list(&layout.run(&entry.run_id))
+            .list(&staging.layout.run(&entry.run_id))
             .await?
             .into_iter()
             .map(|o| o.key)
@@ -107,12 +101,12 @@ pub struct SnapshotEntry {
 
 /// Decides which snapshots go, given the runs `plan_gc` keeps.
 pub async fn plan_snapshot_gc(
-    store: &ObjectStore,
-    layout: &Layout,
+    staging: &Staging,
     runs: &[GcEntry],
     keep_newest: usize,
 ) -> Result<Vec<SnapshotEntry>, StoreError> {
-    let root = layout.schemas();
+    let store = &staging.store;
+    let root = staging.layout.schemas();
     // snapshot id → (source tables in it, object count)
     let mut folders: BTreeMap<String, (BTreeSet<String>, usize)> = BTreeMap::new();
     for object in store.list(&root).await? {
@@ -128,14 +122,13 @@ pub async fn plan_snapshot_gc(
     // Pinned by a run that stays.
     let mut pinned = BTreeSet::new();
     for run in runs.iter().filter(|r| r.kept_because.is_some()) {
-        if let Ok(Some(plan)) = crate::stage::plan::RunPlan::load(store, layout, &run.run_id).await
-        {
-            if let Some(id) = plan.schema_source.strip_prefix("snapshot:") {
+        if let Ok(Some(plan)) = RunPlan::load(staging, &run.run_id).await {
+            if let Some(id) = plan.schema_source.snapshot_id() {
                 pinned.insert(id.to_string());
             }
         }
     }
-    let cache = SnapshotCache::new(store.clone(), layout.clone());
+    let cache = SnapshotCache::new(staging.clone());
     let tables: BTreeSet<String> = folders
         .values()
         .flat_map(|(t, _)| t.iter().cloned())
@@ -184,18 +177,95 @@ pub async fn plan_snapshot_gc(
 /// Deletes the snapshots marked to go; each loses its manifest first, so a half-deleted snapshot
 /// is never taken for a valid one.
 pub async fn apply_snapshots(
-    store: &ObjectStore,
-    layout: &Layout,
+    staging: &Staging,
     entries: &[SnapshotEntry],
 ) -> Result<usize, StoreError> {
     let mut deleted = 0;
     for entry in entries.iter().filter(|e| e.kept_because.is_none()) {
-        let folder = layout.schema_snapshot(&entry.snapshot_id);
-        store
+        let folder = staging.layout.schema_snapshot(&entry.snapshot_id);
+        staging
+            .store
             .delete_keys(&[format!("{folder}{SNAPSHOT_MANIFEST}")])
             .await?;
-        deleted += store.delete_prefix(&folder).await? + 1;
+        deleted += delete_prefix(staging.store.as_ref(), &folder).await? + 1;
         tracing::info!(snapshot = %entry.snapshot_id, "schema snapshot deleted");
     }
     Ok(deleted)
+}
+
+/// What `gc` would delete, and why the rest stays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GcPlan {
+    pub runs: Vec<GcEntry>,
+    pub snapshots: Vec<SnapshotEntry>,
+}
+
+impl GcPlan {
+    fn doomed_runs(&self) -> impl Iterator<Item = &GcEntry> {
+        self.runs.iter().filter(|e| e.kept_because.is_none())
+    }
+
+    fn doomed_snapshots(&self) -> usize {
+        self.snapshots
+            .iter()
+            .filter(|s| s.kept_because.is_none())
+            .count()
+    }
+
+    /// One line per run and snapshot, then what a dry run would delete.
+    pub fn render(&self, apply: bool) -> String {
+        let mut out = String::new();
+        for e in &self.runs {
+            out.push_str(&match &e.kept_because {
+                None => format!(
+                    "delete  {}  ({} objects, {} bytes)\n",
+                    e.run_id, e.objects, e.bytes
+                ),
+                Some(why) => format!("keep    {}  ({why})\n", e.run_id),
+            });
+        }
+        for s in &self.snapshots {
+            out.push_str(&match &s.kept_because {
+                None => format!(
+                    "delete  schema snapshot {} ({})\n",
+                    s.snapshot_id,
+                    s.tables.join(", ")
+                ),
+                Some(why) => format!("keep    schema snapshot {} ({why})\n", s.snapshot_id),
+            });
+        }
+        if !apply {
+            out.push_str(&format!(
+                "dry run: {} runs ({} bytes) and {} schema snapshots would be deleted; run again with --apply to delete them\n",
+                self.doomed_runs().count(),
+                self.doomed_runs().map(|e| e.bytes).sum::<u64>(),
+                self.doomed_snapshots()
+            ));
+        }
+        out
+    }
+}
+
+/// Decides what goes: runs older than the last `keep` successful ones, and schema snapshots no
+/// kept run pins beyond each table's active and newest `keep_snapshots`.
+pub async fn plan(
+    staging: &Staging,
+    keep: usize,
+    keep_snapshots: usize,
+) -> Result<GcPlan, StoreError> {
+    let runs = plan_gc(staging, keep).await?;
+    let snapshots = plan_snapshot_gc(staging, &runs, keep_snapshots).await?;
+    Ok(GcPlan { runs, snapshots })
+}
+
+/// Deletes what `plan` marked; returns a line saying what went.
+pub async fn apply_plan(staging: &Staging, plan: &GcPlan) -> Result<String, StoreError> {
+    let deleted = apply(staging, &plan.runs).await?;
+    let deleted_snapshots = apply_snapshots(staging, &plan.snapshots).await?;
+    Ok(format!(
+        "deleted {} runs ({deleted} objects, {} bytes) and {} schema snapshots ({deleted_snapshots} objects)",
+        plan.doomed_runs().count(),
+        plan.doomed_runs().map(|e| e.bytes).sum::<u64>(),
+        plan.doomed_snapshots()
+    ))
 }

@@ -1,9 +1,104 @@
-//! The pipeline's phases, each usable on its own (AWS Batch runs one per job) or chained by `run`.
+//! The pipeline's phases, one module per command: each usable on its own (AWS Batch runs one per
+//! job) or chained by [`run`]. A phase takes plain settings, does its work through the layers
+//! below, and returns what happened — or an [`Error`] that says whether to retry and which
+//! runbook command fixes it. Nothing here writes SQL or prints.
 
+pub mod drift;
 pub mod gc;
-pub mod infer;
-pub mod load;
-pub mod pipeline;
+pub mod infer_schema;
 pub mod plan;
+pub mod prepare;
+pub mod replace;
+pub mod run;
 pub mod segment;
 pub mod status;
+pub mod upload;
+
+use std::sync::Arc;
+
+use crate::aws::AwsConfig;
+use crate::error::Error;
+use crate::retry::RetryPolicy;
+use crate::source::DynamoDb;
+use crate::staging::commands::Runbook;
+use crate::staging::{Layout, Staging};
+use crate::storage::s3::S3Store;
+
+/// Where the staging area is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagingConfig {
+    /// `None` when not given; phases that need it say so.
+    pub bucket: Option<String>,
+    pub prefix: String,
+}
+
+/// The connections a phase may use, built once the settings are checked.
+#[derive(Clone)]
+pub struct Context {
+    pub dynamodb: DynamoDb,
+    staging: Option<Staging>,
+    pub retry: RetryPolicy,
+}
+
+impl Context {
+    /// Loads the SDK configuration (credentials checked) and builds the clients; no request is
+    /// sent to DynamoDB or S3 yet.
+    pub async fn connect(
+        aws: &AwsConfig,
+        staging: &StagingConfig,
+        retry: RetryPolicy,
+    ) -> Result<Context, Error> {
+        let sdk = crate::aws::load(aws).await?;
+        let dynamodb = DynamoDb {
+            client: crate::aws::dynamodb(&sdk, aws),
+            endpoint: crate::aws::dynamodb_endpoint(&sdk, aws),
+        };
+        let staging = staging.bucket.as_deref().map(|bucket| {
+            let store = S3Store::new(
+                crate::aws::s3(&sdk, aws),
+                bucket,
+                crate::aws::s3_endpoint(&sdk, aws),
+                retry,
+            );
+            Staging::new(Arc::new(store), Layout::new(&staging.prefix))
+        });
+        Ok(Context {
+            dynamodb,
+            staging,
+            retry,
+        })
+    }
+
+    /// A context over a given staging area (tests use an in-memory store).
+    pub fn with_staging(dynamodb: DynamoDb, staging: Staging, retry: RetryPolicy) -> Context {
+        Context {
+            dynamodb,
+            staging: Some(staging),
+            retry,
+        }
+    }
+
+    /// The staging area, or the error that says how to name it.
+    pub fn staging(&self) -> Result<&Staging, Error> {
+        self.staging
+            .as_ref()
+            .ok_or_else(|| Error::fatal("no staging bucket: pass --bucket or set ETL_BUCKET"))
+    }
+
+    /// The runbook for commands about `run_id` (and the warehouse target, when known).
+    pub fn runbook(&self, run_id: &str, target: Option<&str>) -> Runbook {
+        let (bucket, prefix) = match &self.staging {
+            Some(s) => (s.store.bucket().to_string(), s.layout.prefix().to_string()),
+            None => (
+                String::new(),
+                crate::staging::layout::DEFAULT_PREFIX.to_string(),
+            ),
+        };
+        Runbook {
+            run_id: run_id.to_string(),
+            target: target.map(str::to_string),
+            bucket,
+            prefix,
+        }
+    }
+}

@@ -1,12 +1,26 @@
-//! Planning a run: pick its id, read the source table's key, pin its data-schemas, and store
-//! `run.json` once (DESIGN.md invariant 4). Every later phase of the run reads that plan.
+//! Planning a run: its id, the source table's key, its data-schemas (resolved once and pinned),
+//! stored as `run.json` exactly once. Every later phase of the run reads that plan; phase 1 and
+//! `run` plan a run that has none yet, or resume the one that exists.
 
-use crate::retry::RetryPolicy;
-use crate::schema::SchemaSet;
-use crate::source::{key_attributes, ScanError};
-use crate::stage::plan::{PlanError, RunPlan, PLAN_FORMAT};
-use crate::stage::store::ObjectStore;
-use crate::stage::{check_run_id, Layout};
+use std::path::PathBuf;
+
+use crate::error::Error;
+use crate::source::key_attributes;
+use crate::staging::check_run_id;
+use crate::staging::plan::{RunPlan, PLAN_FORMAT};
+use crate::staging::resolve::SchemaResolver;
+use crate::staging::schema_cache::SnapshotCache;
+
+use super::Context;
+
+/// Where a new run's data-schemas come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaOptions {
+    /// The reviewed static folder (`<dir>/<table>/*.json`), the fallback.
+    pub dir: PathBuf,
+    /// Whether the schema cache is consulted first.
+    pub use_cache: bool,
+}
 
 /// The run id: the given one, else one derived from `AWS_BATCH_JOB_ID` (so all jobs of a Batch
 /// execution agree), else today's UTC date (so a nightly run that is restarted the same day
@@ -25,57 +39,112 @@ pub fn derive_run_id(given: Option<&str>) -> String {
     chrono::Utc::now().format("%Y-%m-%d").to_string()
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum PlanningError {
-    #[error("{0}")]
-    BadRunId(String),
-    #[error(transparent)]
-    Table(#[from] ScanError),
-    #[error(transparent)]
-    Plan(#[from] PlanError),
+/// The resolver of the schema cache (unless switched off) and the static folder.
+pub fn resolver(ctx: &Context, schemas: &SchemaOptions) -> Result<SchemaResolver, Error> {
+    let cache = match schemas.use_cache {
+        true => Some(SnapshotCache::new(ctx.staging()?.clone())),
+        false => None,
+    };
+    Ok(SchemaResolver::new(cache, &schemas.dir))
 }
 
-impl PlanningError {
-    pub fn is_retriable(&self) -> bool {
-        match self {
-            PlanningError::Table(e) => e.is_retriable(),
-            PlanningError::Plan(PlanError::Store(e)) => e.is_retriable(),
-            _ => false,
-        }
-    }
-}
-
-/// Pins a run, or returns the existing plan when the run was already planned the same way.
-#[allow(clippy::too_many_arguments)]
-pub async fn plan_run(
-    dynamodb: &aws_sdk_dynamodb::Client,
-    store: &ObjectStore,
-    layout: &Layout,
-    retry: &RetryPolicy,
+/// Pins a new run (or returns its plan when it was already planned the same way).
+pub async fn plan_new(
+    ctx: &Context,
     run_id: &str,
     table: &str,
     total_segments: u32,
-    schemas: SchemaSet,
-    schema_source: String,
-) -> Result<RunPlan, PlanningError> {
-    check_run_id(run_id).map_err(PlanningError::BadRunId)?;
-    let keys = key_attributes(dynamodb, table, retry).await?;
+    schemas: &SchemaOptions,
+) -> Result<RunPlan, Error> {
+    check_run_id(run_id).map_err(Error::fatal)?;
+    let chosen = resolver(ctx, schemas)?.resolve(table, None).await?;
+    let keys = key_attributes(&ctx.dynamodb, table, &ctx.retry).await?;
     let plan = RunPlan {
         format: PLAN_FORMAT,
         run_id: run_id.to_string(),
         source_table: table.to_string(),
         total_segments,
         key_attributes: keys,
-        schema_source,
-        schemas: schemas.schemas,
+        schema_source: chosen.source,
+        schemas: chosen.schemas.schemas,
         created_at: chrono::Utc::now().to_rfc3339(),
     };
-    Ok(plan.store_once(store, layout).await?)
+    Ok(plan.store_once(ctx.staging()?).await?)
+}
+
+/// What a phase that may start a run asks for.
+#[derive(Debug, Clone)]
+pub struct RunRequest<'a> {
+    pub run_id: &'a str,
+    /// Needed to plan a new run; checked against an existing plan.
+    pub table: Option<&'a str>,
+    /// Needed to plan a new run; checked against an existing plan.
+    pub total_segments: Option<u32>,
+    /// Used for a new run when `total_segments` is not given.
+    pub default_total_segments: Option<u32>,
+    pub schemas: &'a SchemaOptions,
+}
+
+/// A plan and whether it existed before.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub plan: RunPlan,
+    pub resumed: bool,
+}
+
+/// The run's plan when it has one (checked against what the caller expects), else a new plan.
+pub async fn plan_or_resume(ctx: &Context, request: RunRequest<'_>) -> Result<Planned, Error> {
+    let run_id = request.run_id;
+    check_run_id(run_id).map_err(Error::fatal)?;
+    if let Some(plan) = RunPlan::load(ctx.staging()?, run_id).await? {
+        if let Some(total) = request.total_segments.filter(|t| *t != plan.total_segments) {
+            return Err(Error::fatal(format!(
+                "run {run_id} was planned with {} total segments, not {total}; use {}",
+                plan.total_segments, plan.total_segments
+            )));
+        }
+        if let Some(table) = request.table.filter(|t| *t != plan.source_table) {
+            return Err(Error::fatal(format!(
+                "run {run_id} copies table {}, not {table}; use a new --run-id for another table",
+                plan.source_table
+            )));
+        }
+        // Logs that the run's pinned data-schemas are used.
+        resolver(ctx, request.schemas)?
+            .resolve(&plan.source_table, Some(&plan))
+            .await?;
+        return Ok(Planned {
+            plan,
+            resumed: true,
+        });
+    }
+    let table = request.table.ok_or_else(|| {
+        Error::fatal(format!(
+            "run {run_id} has no plan yet; pass --table (or set ETL_TABLE) to plan it"
+        ))
+    })?;
+    let total = request
+        .total_segments
+        .or(request.default_total_segments)
+        .ok_or_else(|| {
+            Error::fatal(format!(
+                "run {run_id} has no plan yet; pass --total-segments to plan it"
+            ))
+        })?;
+    let plan = plan_new(ctx, run_id, table, total, request.schemas).await?;
+    Ok(Planned {
+        plan,
+        resumed: false,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema::{Column, DataSchema, LogicalType, SchemaSource, FORMAT_VERSION};
+    use crate::staging::{Layout, Staging};
+    use crate::storage::memory::MemoryStore;
+    use std::sync::Arc;
 
     #[test]
     fn run_ids_come_from_the_flag_then_batch_then_the_date() {
@@ -87,5 +156,82 @@ mod tests {
         let today = derive_run_id(None);
         assert_eq!(today.len(), 10);
         assert!(check_run_id(&today).is_ok());
+    }
+
+    fn plan(run_id: &str, total: u32) -> RunPlan {
+        RunPlan {
+            format: PLAN_FORMAT,
+            run_id: run_id.into(),
+            source_table: "t".into(),
+            total_segments: total,
+            key_attributes: vec!["pk".into()],
+            schema_source: SchemaSource::Static("schemas".into()),
+            schemas: vec![DataSchema {
+                format: FORMAT_VERSION,
+                source_table: "t".into(),
+                table: "t".into(),
+                rule: None,
+                columns: vec![Column {
+                    attribute: "pk".into(),
+                    column: "pk".into(),
+                    logical_type: LogicalType::Text { max_bytes: 8 },
+                    nullable: false,
+                }],
+            }],
+            created_at: "2026-12-01T00:00:00Z".into(),
+        }
+    }
+
+    fn staging() -> Staging {
+        Staging::new(Arc::new(MemoryStore::new("b")), Layout::new("p"))
+    }
+
+    #[tokio::test]
+    async fn a_plan_is_stored_once_and_a_different_one_is_refused() {
+        let staging = staging();
+        let first = plan("r1", 4).store_once(&staging).await.unwrap();
+        // The same settings later: the stored plan is returned, with its original time.
+        let mut again = plan("r1", 4);
+        again.created_at = "2026-12-02T00:00:00Z".into();
+        assert_eq!(again.store_once(&staging).await.unwrap(), first);
+        let err = plan("r1", 8).store_once(&staging).await.unwrap_err();
+        assert!(err.to_string().contains("4 total segments vs 8"), "{err}");
+        let loaded = RunPlan::require(&staging, "r1").await.unwrap();
+        assert_eq!(loaded, first);
+        let missing = RunPlan::require(&staging, "r2").await.unwrap_err();
+        assert!(
+            missing.to_string().contains("s3://b/p/runs/r2/run.json"),
+            "{missing}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_plan_under_another_run_id_or_format_is_not_used() {
+        let staging = staging();
+        let text = serde_json::to_string(&plan("other", 2)).unwrap();
+        staging
+            .store
+            .put(
+                &staging.layout.run_plan("r1"),
+                text.into(),
+                "application/json",
+            )
+            .await
+            .unwrap();
+        let err = RunPlan::load(&staging, "r1").await.unwrap_err();
+        assert!(err.to_string().contains("belongs to run other"), "{err}");
+        let mut future = serde_json::to_value(plan("r3", 2)).unwrap();
+        future["format"] = 99.into();
+        staging
+            .store
+            .put(
+                &staging.layout.run_plan("r3"),
+                future.to_string().into(),
+                "application/json",
+            )
+            .await
+            .unwrap();
+        let err = RunPlan::load(&staging, "r3").await.unwrap_err();
+        assert!(err.to_string().contains("format 99"), "{err}");
     }
 }

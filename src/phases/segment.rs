@@ -12,25 +12,25 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-use crate::retry::RetryPolicy;
+use super::Context;
+use crate::error::{Class, Classify, Error};
 use crate::source::page::RawPage;
 use crate::source::{scan_segment, ScanCounters, ScanError, ScanSpec};
-use crate::stage::manifest::{SegmentManifest, TableOutput, MANIFEST_FORMAT};
-use crate::stage::parts::{upload_chunks, Chunk, PartSettings, PartWriter};
-use crate::stage::plan::RunPlan;
-use crate::stage::store::{ObjectStore, StoreError};
-use crate::stage::Layout;
-use crate::transform::{Rejection, Transformer};
+use crate::staging::commands::Step;
+use crate::staging::manifest::{
+    Rejection, SegmentManifest, TableDrift, TableOutput, MANIFEST_FORMAT,
+};
+use crate::staging::parts::writer::{upload_chunks, Chunk, PartSettings, PartWriter};
+use crate::staging::plan::RunPlan;
+use crate::storage::{delete_prefix, StoreError};
+use crate::transform::Transformer;
 
-/// How phase 1 reaches its services and shapes its output.
-#[derive(Clone)]
-pub struct SegmentContext {
-    pub dynamodb: aws_sdk_dynamodb::Client,
-    pub store: ObjectStore,
-    pub layout: Layout,
+/// How phase 1 reads and shapes its output.
+#[derive(Debug, Clone, Copy)]
+pub struct SegmentSettings {
     pub parts: PartSettings,
-    pub retry: RetryPolicy,
     pub consistent_read: bool,
+    /// Read units per second for this segment.
     pub max_read_units: Option<f64>,
     /// How often progress is logged.
     pub progress_every: Duration,
@@ -50,12 +50,12 @@ pub enum SegmentError {
     },
 }
 
-impl SegmentError {
-    pub fn is_retriable(&self) -> bool {
+impl Classify for SegmentError {
+    fn class(&self) -> Class {
         match self {
-            SegmentError::Scan(e) => e.is_retriable(),
-            SegmentError::Store(e) => e.is_retriable(),
-            SegmentError::Internal { .. } => false,
+            SegmentError::Scan(e) => e.class(),
+            SegmentError::Store(e) => e.class(),
+            SegmentError::Internal { .. } => Class::Fatal,
         }
     }
 }
@@ -67,22 +67,37 @@ const PAGES_IN_FLIGHT: usize = 2;
 struct TransformResult {
     tables: BTreeMap<String, TableOutput>,
     rejected: Vec<Rejection>,
-    drift: BTreeMap<String, crate::transform::TableDrift>,
+    drift: BTreeMap<String, TableDrift>,
     items: u64,
 }
 
-/// Runs phase 1 for one segment and returns the committed manifest.
+/// Runs phase 1 for one segment and returns the committed manifest. `counters` show progress
+/// while it runs. A failure names the command that retries the segment.
 pub async fn run_segment(
-    ctx: &SegmentContext,
+    ctx: &Context,
+    settings: &SegmentSettings,
     plan: &RunPlan,
     segment: u32,
-) -> Result<SegmentManifest, SegmentError> {
-    run_segment_with(ctx, plan, segment, Arc::new(ScanCounters::default())).await
+    counters: Arc<ScanCounters>,
+) -> Result<SegmentManifest, Error> {
+    scan_and_commit(ctx, settings, plan, segment, counters)
+        .await
+        .map_err(|e| {
+            Error::from(e)
+                .context(format!(
+                    "phase 1 for segment {segment} of run {} did not commit",
+                    plan.run_id
+                ))
+                .next(ctx.runbook(&plan.run_id, None).command(Step::RetryPhase1 {
+                    total_segments: plan.total_segments,
+                    segment,
+                }))
+        })
 }
 
-/// [`run_segment`] with the caller's counters, for progress display.
-pub async fn run_segment_with(
-    ctx: &SegmentContext,
+async fn scan_and_commit(
+    ctx: &Context,
+    settings: &SegmentSettings,
     plan: &RunPlan,
     segment: u32,
     counters: Arc<ScanCounters>,
@@ -103,14 +118,17 @@ pub async fn run_segment_with(
     let run_id = plan.run_id.clone();
 
     // Un-commit first, then clear: a crash in between leaves no manifest.
-    let manifest_key = ctx.layout.segment_manifest(&run_id, segment);
-    ctx.store
+    let staging = ctx.staging().map_err(|e| internal(e.to_string()))?;
+    let manifest_key = staging.layout.segment_manifest(&run_id, segment);
+    staging
+        .store
         .delete_keys(std::slice::from_ref(&manifest_key))
         .await?;
-    let removed = ctx
-        .store
-        .delete_prefix(&ctx.layout.segment(&run_id, segment))
-        .await?;
+    let removed = delete_prefix(
+        staging.store.as_ref(),
+        &staging.layout.segment(&run_id, segment),
+    )
+    .await?;
     if removed > 0 {
         tracing::info!(
             run_id,
@@ -126,26 +144,24 @@ pub async fn run_segment_with(
     let (chunk_tx, chunk_rx) = mpsc::channel::<Chunk>(1);
 
     let uploader = tokio::spawn(upload_chunks(
-        ctx.store.clone(),
+        staging.store.clone(),
         chunk_rx,
-        ctx.parts.max_in_flight,
+        settings.parts.max_in_flight,
     ));
     let scan_ok = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let transform = {
         let scan_ok = scan_ok.clone();
-        let layout = ctx.layout.clone();
-        let settings = ctx.parts;
+        let layout = staging.layout.clone();
+        let parts = settings.parts;
         let run_id = run_id.clone();
         tokio::task::spawn_blocking(move || {
             transform_pages(
                 transformer,
                 page_rx,
                 chunk_tx,
-                settings,
+                parts,
                 &scan_ok,
-                move |table, index| {
-                    layout.part(&run_id, segment, table, index, settings.compression)
-                },
+                move |table, index| layout.part(&run_id, segment, table, index, parts.compression),
             )
         })
     };
@@ -153,8 +169,8 @@ pub async fn run_segment_with(
         table: plan.source_table.clone(),
         segment,
         total_segments: plan.total_segments,
-        consistent_read: ctx.consistent_read,
-        max_read_units: ctx.max_read_units,
+        consistent_read: settings.consistent_read,
+        max_read_units: settings.max_read_units,
         key_attributes: plan.key_attributes.clone(),
         retry: ctx.retry,
     };
@@ -167,7 +183,13 @@ pub async fn run_segment_with(
         result
     };
     let scan_result = {
-        let reporter = report_progress(&counters, &run_id, segment, ctx.progress_every, started);
+        let reporter = report_progress(
+            &counters,
+            &run_id,
+            segment,
+            settings.progress_every,
+            started,
+        );
         tokio::pin!(scan);
         tokio::pin!(reporter);
         tokio::select! {
@@ -185,8 +207,8 @@ pub async fn run_segment_with(
         (_, Err(TransformStop::BadPage(problem)), _) => {
             return Err(internal(format!(
                 "table {}: {problem}; DynamoDB should never send such a page: retry the segment \
-                 (dynamo-etl retry phase-1 {} {segment}) and report it if it happens again",
-                plan.source_table, plan.total_segments
+                 and report it if it happens again",
+                plan.source_table
             )))
         }
         (Err(e), _, _) if !matches!(e, ScanError::Downstream { .. }) => return Err(e.into()),
@@ -209,7 +231,7 @@ pub async fn run_segment_with(
         drift: out.drift,
         read_units: counters.read_units(),
         pages: counters.pages.load(Ordering::Relaxed),
-        retries: counters.retries.load(Ordering::Relaxed) + ctx.store.retries(),
+        retries: counters.retries.load(Ordering::Relaxed) + staging.store.retries(),
         started_at,
         finished_at: chrono::Utc::now().to_rfc3339(),
         duration_ms: started.elapsed().as_millis() as u64,
@@ -222,7 +244,8 @@ pub async fn run_segment_with(
             manifest.items_scanned
         )));
     }
-    ctx.store
+    staging
+        .store
         .put(&manifest_key, manifest.to_json().into(), "application/json")
         .await?;
     for r in &manifest.items_rejected {

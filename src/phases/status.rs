@@ -1,24 +1,40 @@
 //! Where a run stands, segment by segment and for the swap, and for every gap the exact command
-//! that closes it. Reads the staging area and, when a warehouse is configured, its ledgers.
+//! that closes it. [`gather`] reads the staging area (and the warehouse, when one is given);
+//! [`decide`] turns what was read into the status.
 
 use std::collections::BTreeSet;
 
-use crate::phases::load::prepared_run;
-use crate::stage::manifest::SegmentManifest;
-use crate::stage::plan::RunPlan;
-use crate::stage::store::ObjectStore;
-use crate::stage::Layout;
-use crate::warehouse::{
-    connect, qualified, query_strings, schema_exists, Dialect, WarehouseConfig, WarehouseError,
-    LEDGER_TABLE,
-};
+use super::Context;
+use crate::error::Error;
+use crate::staging::commands::{Runbook, Step};
+use crate::staging::manifest::{self, Committed};
+use crate::staging::plan::RunPlan;
+use crate::staging::runs::swap_record;
+use crate::warehouse::{Warehouse, WarehouseState};
+
+/// What phase 1 committed for one segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedSegment {
+    pub items_scanned: u64,
+    pub rows: u64,
+    pub rejected: usize,
+    pub duration_ms: u64,
+}
+
+/// One segment's state in phase 1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase1 {
+    Committed(CommittedSegment),
+    Missing,
+    /// A manifest is there but cannot be used.
+    Damaged(String),
+}
 
 /// One segment's state across phases 1 and 3.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentState {
     pub segment: u32,
-    /// Phase 1 committed: items scanned, rows written, items rejected, duration.
-    pub committed: Option<(u64, u64, usize, u64)>,
+    pub phase1: Phase1,
     /// Phase 3 committed; `None` when the warehouse was not consulted.
     pub loaded: Option<bool>,
 }
@@ -38,15 +54,21 @@ pub enum SwapState {
     Unknown { swapped: bool },
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// Something left to do, and the command that does it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gap {
+    pub what: String,
+    pub command: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunStatus {
     pub run_id: String,
     pub source_table: String,
     pub total_segments: u32,
     pub segments: Vec<SegmentState>,
     pub swap: SwapState,
-    /// (what is wrong, the command that fixes it)
-    pub gaps: Vec<(String, String)>,
+    pub gaps: Vec<Gap>,
     pub rejected_items: usize,
 }
 
@@ -65,11 +87,13 @@ impl RunStatus {
             "segment", "phase 1 (scan → commit)", "phase 3 (load)"
         ));
         for s in &self.segments {
-            let p1 = match s.committed {
-                Some((items, rows, rejected, ms)) => {
-                    format!("committed: {items} items, {rows} rows, {rejected} rejected, {ms} ms")
-                }
-                None => "missing".to_string(),
+            let p1 = match &s.phase1 {
+                Phase1::Committed(c) => format!(
+                    "committed: {} items, {} rows, {} rejected, {} ms",
+                    c.items_scanned, c.rows, c.rejected, c.duration_ms
+                ),
+                Phase1::Missing => "missing".to_string(),
+                Phase1::Damaged(_) => "damaged manifest".to_string(),
             };
             let p3 = match s.loaded {
                 Some(true) => "loaded",
@@ -103,140 +127,273 @@ impl RunStatus {
             out.push_str("  nothing to do\n");
         } else {
             out.push_str("  to do:\n");
-            for (what, command) in &self.gaps {
-                out.push_str(&format!("    {what}:\n      {command}\n"));
+            for gap in &self.gaps {
+                out.push_str(&format!("    {}:\n      {}\n", gap.what, gap.command));
             }
         }
         out
     }
 }
 
-/// Gathers the status of `plan`'s run.
-pub async fn run_status(
-    store: &ObjectStore,
-    layout: &Layout,
-    plan: &RunPlan,
-    warehouse: Option<(&dyn Dialect, &WarehouseConfig)>,
-) -> Result<RunStatus, WarehouseError> {
-    let run_id = &plan.run_id;
-    let n = plan.total_segments;
-    let mut manifests: Vec<Option<SegmentManifest>> = Vec::new();
-    for k in 0..n {
-        let key = layout.segment_manifest(run_id, k);
-        manifests.push(match store.get(&key).await? {
-            Some(b) => Some(SegmentManifest::from_json(&b, &key).map_err(WarehouseError::Refused)?),
-            None => None,
-        });
-    }
-    let swapped_record = store.get(&layout.run_swap_record(run_id)).await?.is_some();
-    let (swap, loaded): (SwapState, Option<BTreeSet<u32>>) = match warehouse {
-        None => (
+/// What the warehouse says of this run.
+fn swap_state(
+    run_id: &str,
+    n: u32,
+    swap_recorded: bool,
+    warehouse: Option<&WarehouseState>,
+) -> (SwapState, Option<BTreeSet<u32>>) {
+    let Some(w) = warehouse else {
+        return (
             SwapState::Unknown {
-                swapped: swapped_record,
+                swapped: swap_recorded,
             },
             None,
-        ),
-        Some((dialect, config)) => {
-            let mut conn = connect(config, dialect).await?;
-            let staging = config.staging();
-            if prepared_run(&mut conn, &config.target).await?.as_deref() == Some(run_id.as_str()) {
-                (SwapState::Serving, Some((0..n).collect()))
-            } else if prepared_run(&mut conn, &staging).await?.as_deref() == Some(run_id.as_str()) {
-                let rows = query_strings(
-                    &mut conn,
-                    &format!(
-                        "SELECT segment::varchar FROM {} WHERE row_count >= 0",
-                        qualified(&staging, LEDGER_TABLE)
-                    ),
-                    "reading the ledger",
-                )
-                .await?;
-                let set = rows
-                    .iter()
-                    .filter_map(|r| r.first().cloned().flatten())
-                    .filter_map(|s| s.trim().parse().ok())
-                    .collect();
-                (SwapState::Staged, Some(set))
-            } else if swapped_record
-                || (schema_exists(&mut conn, &config.previous()).await?
-                    && prepared_run(&mut conn, &config.previous())
-                        .await?
-                        .as_deref()
-                        == Some(run_id.as_str()))
-            {
-                (SwapState::Replaced, Some((0..n).collect()))
-            } else {
-                (SwapState::NotPrepared, Some(BTreeSet::new()))
-            }
-        }
+        );
     };
+    if w.serving.as_deref() == Some(run_id) {
+        return (SwapState::Serving, Some((0..n).collect()));
+    }
+    if let Some(staged) = w.staged.as_ref().filter(|s| s.run_id == run_id) {
+        return (SwapState::Staged, Some(staged.loaded.clone()));
+    }
+    if swap_recorded || w.previous.as_deref() == Some(run_id) {
+        return (SwapState::Replaced, Some((0..n).collect()));
+    }
+    (SwapState::NotPrepared, Some(BTreeSet::new()))
+}
+
+/// The status of `plan`'s run from what was read.
+pub fn decide(
+    plan: &RunPlan,
+    manifests: &[Committed],
+    swap_recorded: bool,
+    warehouse: Option<&WarehouseState>,
+    runbook: &Runbook,
+) -> RunStatus {
+    let n = plan.total_segments;
+    let (swap, loaded) = swap_state(&plan.run_id, n, swap_recorded, warehouse);
     let mut gaps = Vec::new();
+    let mut gap = |what: String, step: Step| {
+        gaps.push(Gap {
+            what,
+            command: runbook.command(step).to_string(),
+        })
+    };
     let mut segments = Vec::new();
     let mut rejected_items = 0;
-    for (k, m) in manifests.iter().enumerate() {
-        let k = k as u32;
-        rejected_items += m.as_ref().map_or(0, |m| m.items_rejected.len());
+    for k in 0..n {
+        let state = manifests.get(k as usize).unwrap_or(&Committed::Missing);
         let is_loaded = loaded.as_ref().map(|set| set.contains(&k));
-        if m.is_none() {
-            gaps.push((
-                format!("segment {k}: phase 1 has not committed"),
-                format!("dynamo-etl retry phase-1 {n} {k} --run-id {run_id}"),
-            ));
-        }
+        let rescan = Step::RetryPhase1 {
+            total_segments: n,
+            segment: k,
+        };
+        let phase1 = match state {
+            Committed::Manifest(m) => {
+                rejected_items += m.items_rejected.len();
+                Phase1::Committed(CommittedSegment {
+                    items_scanned: m.items_scanned,
+                    rows: m.rows(),
+                    rejected: m.items_rejected.len(),
+                    duration_ms: m.duration_ms,
+                })
+            }
+            Committed::Missing => {
+                gap(format!("segment {k}: phase 1 has not committed"), rescan);
+                Phase1::Missing
+            }
+            Committed::Damaged(problem) => {
+                gap(format!("segment {k}: {problem}"), rescan);
+                Phase1::Damaged(problem.clone())
+            }
+        };
         if swap == SwapState::Staged && is_loaded == Some(false) {
-            gaps.push((
+            gap(
                 format!("segment {k}: not loaded into staging"),
-                format!("dynamo-etl retry phase-3 {k} --run-id {run_id}"),
-            ));
+                Step::RetryPhase3 { segment: k },
+            );
         }
         segments.push(SegmentState {
             segment: k,
-            committed: m.as_ref().map(|m| {
-                (
-                    m.items_scanned,
-                    m.rows(),
-                    m.items_rejected.len(),
-                    m.duration_ms,
-                )
-            }),
+            phase1,
             loaded: is_loaded,
         });
     }
     match swap {
         SwapState::NotPrepared => {
-            gaps.push((
-                "staging is not prepared for this run".into(),
-                format!("dynamo-etl prepare --run-id {run_id}"),
-            ));
-            gaps.push((
+            gap("staging is not prepared for this run".into(), Step::Prepare);
+            gap(
                 "then every segment must be loaded".into(),
-                format!(
-                    "dynamo-etl upload --run-id {run_id} --segment <k>   (k = 0..{})",
-                    n - 1
-                ),
-            ));
-            gaps.push((
-                "then swap it in".into(),
-                format!("dynamo-etl replace --run-id {run_id}"),
-            ));
+                Step::UploadEach { total_segments: n },
+            );
+            gap("then swap it in".into(), Step::Replace);
         }
-        SwapState::Staged => gaps.push((
-            "the run is not swapped in".into(),
-            format!("dynamo-etl replace --run-id {run_id}"),
-        )),
-        SwapState::Unknown { swapped: false } => gaps.push((
+        SwapState::Staged => gap("the run is not swapped in".into(), Step::Replace),
+        SwapState::Unknown { swapped: false } => gap(
             "no swap recorded (pass --warehouse-url for the warehouse's view)".into(),
-            format!("dynamo-etl replace --run-id {run_id}"),
-        )),
+            Step::Replace,
+        ),
         _ => {}
     }
-    Ok(RunStatus {
-        run_id: run_id.clone(),
+    RunStatus {
+        run_id: plan.run_id.clone(),
         source_table: plan.source_table.clone(),
         total_segments: n,
         segments,
         swap,
         gaps,
         rejected_items,
-    })
+    }
+}
+
+/// Reads what the status is decided on: the manifests, the swap record and, when a warehouse
+/// is given, its state for the target.
+pub async fn gather(
+    ctx: &Context,
+    plan: &RunPlan,
+    warehouse: Option<&dyn Warehouse>,
+) -> Result<RunStatus, Error> {
+    let staging = ctx.staging()?;
+    let manifests = manifest::read_all(staging, plan).await?;
+    let swapped = swap_record(staging, &plan.run_id).await?.is_some();
+    let state = match warehouse {
+        Some(w) => Some(w.state().await?),
+        None => None,
+    };
+    let target = warehouse.map(|w| w.config().target.as_str());
+    let runbook = ctx.runbook(&plan.run_id, target);
+    Ok(decide(plan, &manifests, swapped, state.as_ref(), &runbook))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::SchemaSource;
+    use crate::staging::manifest::{SegmentManifest, MANIFEST_FORMAT};
+    use crate::warehouse::Staged;
+    use std::collections::BTreeMap;
+
+    fn plan() -> RunPlan {
+        RunPlan {
+            format: crate::staging::plan::PLAN_FORMAT,
+            run_id: "s".into(),
+            source_table: "t".into(),
+            total_segments: 2,
+            key_attributes: vec!["pk".into()],
+            schema_source: SchemaSource::Static("schemas".into()),
+            schemas: vec![],
+            created_at: String::new(),
+        }
+    }
+
+    fn committed(segment: u32) -> Committed {
+        Committed::Manifest(Box::new(SegmentManifest {
+            format: MANIFEST_FORMAT,
+            run_id: "s".into(),
+            source_table: "t".into(),
+            segment,
+            total_segments: 2,
+            schema_source: SchemaSource::Static("schemas".into()),
+            tables: BTreeMap::new(),
+            items_scanned: 0,
+            items_rejected: vec![],
+            drift: BTreeMap::new(),
+            read_units: 0.0,
+            pages: 0,
+            retries: 0,
+            started_at: String::new(),
+            finished_at: String::new(),
+            duration_ms: 5,
+        }))
+    }
+
+    fn runbook() -> Runbook {
+        Runbook {
+            run_id: "s".into(),
+            target: Some("w".into()),
+            bucket: "b".into(),
+            prefix: "dynamo-etl".into(),
+        }
+    }
+
+    fn commands(status: &RunStatus) -> Vec<&str> {
+        status.gaps.iter().map(|g| g.command.as_str()).collect()
+    }
+
+    #[test]
+    fn each_kind_of_gap_names_its_command() {
+        let p = plan();
+        // Segment 1 missing, segment 0 damaged, nothing prepared.
+        let s = decide(
+            &p,
+            &[Committed::Damaged("not valid".into()), Committed::Missing],
+            false,
+            Some(&WarehouseState::default()),
+            &runbook(),
+        );
+        assert_eq!(s.swap, SwapState::NotPrepared);
+        assert_eq!(
+            commands(&s)[..3],
+            [
+                "dynamo-etl retry phase-1 2 0 --run-id s --bucket b",
+                "dynamo-etl retry phase-1 2 1 --run-id s --bucket b",
+                "dynamo-etl prepare --run-id s --target w --bucket b",
+            ]
+        );
+        assert!(s.render().contains("damaged manifest"), "{}", s.render());
+        // Staged with segment 0 loaded.
+        let staged = WarehouseState {
+            staged: Some(Staged {
+                run_id: "s".into(),
+                loaded: [0].into(),
+            }),
+            ..WarehouseState::default()
+        };
+        let s = decide(
+            &p,
+            &[committed(0), committed(1)],
+            false,
+            Some(&staged),
+            &runbook(),
+        );
+        assert_eq!(
+            commands(&s),
+            [
+                "dynamo-etl retry phase-3 1 --run-id s --target w --bucket b",
+                "dynamo-etl replace --run-id s --target w --bucket b",
+            ]
+        );
+        assert!(!s.is_complete());
+    }
+
+    #[test]
+    fn a_served_or_replaced_run_has_nothing_to_do() {
+        let p = plan();
+        let all = [committed(0), committed(1)];
+        let serving = WarehouseState {
+            serving: Some("s".into()),
+            ..WarehouseState::default()
+        };
+        let s = decide(&p, &all, true, Some(&serving), &runbook());
+        assert_eq!(s.swap, SwapState::Serving);
+        assert!(s.is_complete() && s.render().contains("nothing to do"));
+        let replaced = WarehouseState {
+            serving: Some("newer".into()),
+            previous: Some("s".into()),
+            ..WarehouseState::default()
+        };
+        assert_eq!(
+            decide(&p, &all, false, Some(&replaced), &runbook()).swap,
+            SwapState::Replaced
+        );
+        // Without a warehouse the swap record decides.
+        let s = decide(&p, &all, true, None, &runbook());
+        assert_eq!(s.swap, SwapState::Unknown { swapped: true });
+        assert!(s.is_complete());
+        let s = decide(&p, &all, false, None, &runbook());
+        assert_eq!(
+            commands(&s),
+            ["dynamo-etl replace --run-id s --target w --bucket b"]
+        );
+    }
 }

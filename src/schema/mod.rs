@@ -5,14 +5,13 @@
 //! (column lists); `infer-schema` writes them. Unknown fields are rejected on read so that a typo in
 //! a reviewed file fails loudly instead of being ignored.
 
-pub mod cache;
+pub mod evolve;
 pub mod infer;
 pub mod naming;
-pub mod resolve;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Format version written into every data-schema document.
 pub const FORMAT_VERSION: u32 = 1;
@@ -68,8 +67,8 @@ pub struct Column {
     pub nullable: bool,
 }
 
-/// How a column's values are represented. Ordered from narrow to wide within each family; see
-/// DESIGN.md for the warehouse types each maps to.
+/// How a column's values are represented. Ordered from narrow to wide within each family; each
+/// warehouse dialect says which column type holds each one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum LogicalType {
@@ -91,7 +90,7 @@ pub enum LogicalType {
     Boolean,
     /// `B` values, written as standard base64.
     Binary,
-    /// Anything else (sets, lists, maps, mixed types), as JSON (see `transform::json`).
+    /// Anything else (sets, lists, maps, mixed types), as JSON (see `value::json`).
     Json,
 }
 
@@ -228,6 +227,81 @@ impl DataSchema {
     }
 }
 
+/// The synthetic data-schema of `_unclassified`: the key attributes as JSON columns; everything
+/// else of the item lands in `_extra`.
+pub fn unclassified_schema(source_table: &str, key_attributes: &[String]) -> DataSchema {
+    let mut taken = std::collections::HashSet::new();
+    DataSchema {
+        format: FORMAT_VERSION,
+        source_table: source_table.to_string(),
+        table: UNCLASSIFIED_TABLE.to_string(),
+        rule: None,
+        columns: key_attributes
+            .iter()
+            .map(|a| Column {
+                attribute: a.clone(),
+                column: naming::assign(a, &mut taken),
+                logical_type: LogicalType::Json,
+                nullable: false,
+            })
+            .collect(),
+    }
+}
+
+/// Where a set of data-schemas came from: a schema cache snapshot or the reviewed static folder.
+/// Run plans and segment manifests record it as `snapshot:<id>` or `static:<dir>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaSource {
+    Snapshot(String),
+    Static(PathBuf),
+}
+
+impl std::fmt::Display for SchemaSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SchemaSource::Snapshot(id) => write!(f, "snapshot:{id}"),
+            SchemaSource::Static(dir) => write!(f, "static:{}", dir.display()),
+        }
+    }
+}
+
+impl std::str::FromStr for SchemaSource {
+    type Err = String;
+    fn from_str(text: &str) -> Result<SchemaSource, String> {
+        if let Some(id) = text.strip_prefix("snapshot:") {
+            return Ok(SchemaSource::Snapshot(id.to_string()));
+        }
+        text.strip_prefix("static:")
+            .map(|dir| SchemaSource::Static(PathBuf::from(dir)))
+            .ok_or_else(|| {
+                format!("schema source {text:?} is neither snapshot:<id> nor static:<dir>")
+            })
+    }
+}
+
+impl SchemaSource {
+    /// The snapshot id, for a source that is a snapshot.
+    pub fn snapshot_id(&self) -> Option<&str> {
+        match self {
+            SchemaSource::Snapshot(id) => Some(id),
+            SchemaSource::Static(_) => None,
+        }
+    }
+}
+
+impl Serialize for SchemaSource {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for SchemaSource {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// All data-schemas of one source table, in classification order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SchemaSet {
@@ -343,6 +417,14 @@ impl SchemaSet {
     pub fn get(&self, table: &str) -> Option<&DataSchema> {
         self.schemas.iter().find(|s| s.table == table)
     }
+
+    /// Every warehouse table of a run with these data-schemas: each of them, then
+    /// `_unclassified` for the items none claims.
+    pub fn warehouse_tables(&self, key_attributes: &[String]) -> Vec<DataSchema> {
+        let mut tables = self.schemas.clone();
+        tables.push(unclassified_schema(&self.source_table, key_attributes));
+        tables
+    }
 }
 
 #[cfg(test)]
@@ -411,6 +493,17 @@ mod tests {
     fn two_catch_alls_are_refused() {
         let err = SchemaSet::new("t", vec![schema("a", None), schema("b", None)], "test");
         assert!(err.is_err());
+    }
+
+    #[test]
+    fn schema_sources_round_trip_through_their_text_form() {
+        for source in [
+            SchemaSource::Snapshot("20261121T084500.250Z-0a1b2c3d".into()),
+            SchemaSource::Static(PathBuf::from("schemas")),
+        ] {
+            assert_eq!(source.to_string().parse::<SchemaSource>(), Ok(source));
+        }
+        assert!("cache".parse::<SchemaSource>().is_err());
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use crate::item::ItemView;
+use crate::value::ItemView;
 
 /// Takes the body of a successful response for the caller and gives the SDK `{}` to deserialise.
 /// One per request attempt: [`CaptureBody::take`] after `send()` returns.
@@ -226,9 +226,9 @@ pub struct PageError(pub String);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::bench_items;
-    use crate::item::scan_response_json;
-    use crate::transform::items_equal;
+    use crate::testkit::decode::items_equal;
+    use crate::testkit::fixtures::bench_items;
+    use crate::testkit::wire::scan_response_json;
 
     #[test]
     fn splits_the_envelope_from_the_items() {
@@ -246,7 +246,7 @@ mod tests {
         assert_eq!(items.len(), 2);
         assert_eq!(
             items[1].get("LastEvaluatedKey"),
-            Some(&crate::item::Value::S("x".into())),
+            Some(&crate::value::Value::S("x".into())),
             "an attribute named like an envelope field stays in its item"
         );
     }

@@ -14,14 +14,15 @@
 
 use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use dynamo_etl::fixtures;
-use dynamo_etl::item::{scan_response_json, ItemView};
 use dynamo_etl::schema::SchemaSet;
 use dynamo_etl::source::page::RawPage;
-use dynamo_etl::stage::codec::{PartCompression, PartEncoder};
-use dynamo_etl::stage::csv::CsvEncoder;
-use dynamo_etl::stage::parts::{PartSettings, PartWriter};
+use dynamo_etl::staging::parts::codec::{PartCompression, PartEncoder};
+use dynamo_etl::staging::parts::csv::CsvEncoder;
+use dynamo_etl::staging::parts::writer::{PartSettings, PartWriter};
+use dynamo_etl::testkit::fixtures;
+use dynamo_etl::testkit::wire::scan_response_json;
 use dynamo_etl::transform::Transformer;
+use dynamo_etl::value::ItemView;
 use std::path::Path;
 use tokio::sync::mpsc;
 

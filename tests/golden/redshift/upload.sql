@@ -16,4 +16,4 @@ COPY "platform_staging"."_unclassified" ("pk", "sk", "_extra") FROM 's3://etl-bu
 
 SELECT pg_last_copy_count();
 
-UPDATE "platform_staging"."_dynamo_etl_ledger" SET row_count = 1234, table_counts = '{"org":20,"vuln":480}', loaded_at = GETDATE() WHERE segment = 2;
+UPDATE "platform_staging"."_dynamo_etl_ledger" SET row_count = 500, table_counts = '{"org":20,"vuln":480}', loaded_at = GETDATE() WHERE segment = 2;

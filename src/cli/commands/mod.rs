@@ -1,0 +1,27 @@
+//! One file per subcommand: its arguments, and `run`: check them, call one phase, print.
+
+pub mod drift;
+pub mod gc;
+pub mod infer_schema;
+pub mod plan;
+pub mod prepare;
+pub mod replace;
+pub mod rollback;
+pub mod run;
+pub mod segment;
+pub mod status;
+pub mod upload;
+
+use dynamo_etl::error::Error;
+use dynamo_etl::phases::Context;
+use dynamo_etl::staging::plan::RunPlan;
+
+use super::Cli;
+
+/// The context and the plan of the run named by `run_id`.
+pub async fn planned(cli: &Cli, run_id: &str) -> Result<(Context, RunPlan), Error> {
+    dynamo_etl::staging::check_run_id(run_id).map_err(Error::fatal)?;
+    let ctx = cli.context().await?;
+    let plan = RunPlan::require(ctx.staging()?, run_id).await?;
+    Ok((ctx, plan))
+}

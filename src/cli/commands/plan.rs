@@ -1,0 +1,37 @@
+//! `plan`: pin a run for AWS Batch and print its id.
+
+use super::super::flags::{RunFlag, SchemaFlags, TableFlag, TotalSegmentsFlag};
+use super::super::output::line;
+use super::super::Cli;
+use dynamo_etl::error::Error;
+use dynamo_etl::phases::plan::{derive_run_id, plan_new};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub table: TableFlag,
+    #[command(flatten)]
+    pub total_segments: TotalSegmentsFlag,
+    /// Default run id: from AWS_BATCH_JOB_ID, else today's UTC date.
+    #[command(flatten)]
+    pub run: RunFlag,
+    #[command(flatten)]
+    pub schemas: SchemaFlags,
+}
+
+pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
+    let table = args.table.table.as_deref().ok_or_else(|| {
+        Error::fatal("plan needs the source table: pass --table or set ETL_TABLE")
+    })?;
+    let total = args
+        .total_segments
+        .total_segments
+        .ok_or_else(|| Error::fatal("plan needs --total-segments (or ETL_TOTAL_SEGMENTS)"))?;
+    let run_id = derive_run_id(args.run.run_id.as_deref());
+    let ctx = cli.context().await?;
+    let plan = plan_new(&ctx, &run_id, table, total, &args.schemas.options()).await?;
+    tracing::info!(run_id = %plan.run_id, table = %plan.source_table, segments = plan.total_segments,
+        tables = plan.schemas.len(), schema_source = %plan.schema_source, "run planned");
+    line(&plan.run_id);
+    Ok(())
+}

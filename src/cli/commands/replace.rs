@@ -1,0 +1,42 @@
+//! `replace` (phase 4).
+
+use super::super::flags::{DryRunFlag, RunFlag, WarehouseFlags};
+use super::super::output::line;
+use super::super::Cli;
+use dynamo_etl::error::Error;
+use dynamo_etl::warehouse::swap::SwapKind;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub run: RunFlag,
+    #[command(flatten)]
+    pub warehouse: WarehouseFlags,
+    /// Print the swap SQL instead of running it (the gate is not checked).
+    #[command(flatten)]
+    pub dry_run: DryRunFlag,
+}
+
+pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
+    let (ctx, plan) = super::planned(cli, args.run.required()?).await?;
+    let warehouse = dynamo_etl::warehouse::open(args.warehouse.config(Some(&plan.source_table))?);
+    let config = warehouse.config();
+    if args.dry_run.dry_run {
+        line(format!(
+            "-- gate: every segment 0..{} in the ledger, staged counts equal the manifests",
+            plan.total_segments - 1
+        ));
+        for s in warehouse.swap_sql(SwapKind::Replace) {
+            line(format!("{s};"));
+        }
+        return Ok(());
+    }
+    dynamo_etl::phases::replace::replace(&ctx, warehouse.as_ref(), &plan).await?;
+    line(format!(
+        "run {} is now served from {}; the previous generation is kept in {}",
+        plan.run_id,
+        config.target,
+        config.previous()
+    ));
+    Ok(())
+}

@@ -1,0 +1,101 @@
+//! `run`: every phase in one process, with progress bars on a terminal and a report.
+
+use std::io::IsTerminal;
+
+use super::super::flags::{
+    RunFlag, ScanFlags, SchemaFlags, TableFlag, TotalSegmentsFlag, WarehouseFlags,
+};
+use super::super::output::{line, out};
+use super::super::progress::Bars;
+use super::super::{Cli, LogFormat};
+use dynamo_etl::error::Error;
+use dynamo_etl::phases::plan::{derive_run_id, plan_or_resume, RunRequest};
+use dynamo_etl::phases::run::{run as run_all, Observer, Quiet, RunOptions};
+use dynamo_etl::source::approximate_item_count;
+
+/// Segments of a new run when none is given.
+const DEFAULT_TOTAL_SEGMENTS: u32 = 4;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// May be omitted when resuming a planned run.
+    #[command(flatten)]
+    pub table: TableFlag,
+    /// Default for a new run: 4.
+    #[command(flatten)]
+    pub total_segments: TotalSegmentsFlag,
+    /// Default: from AWS_BATCH_JOB_ID, else today's UTC date. An existing run resumes.
+    #[command(flatten)]
+    pub run: RunFlag,
+    /// Segments scanned and loaded at once (default: total segments, at most 8).
+    #[arg(long, env = "ETL_CONCURRENCY")]
+    pub concurrency: Option<usize>,
+    /// Scan segments again even when an earlier attempt of the run committed them.
+    #[arg(long, env = "ETL_RESCAN")]
+    pub rescan: bool,
+    #[command(flatten)]
+    pub schemas: SchemaFlags,
+    #[command(flatten)]
+    pub scan: ScanFlags,
+    #[command(flatten)]
+    pub warehouse: WarehouseFlags,
+}
+
+pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
+    let segment = args.scan.settings()?;
+    let ctx = cli.context().await?;
+    let run_id = derive_run_id(args.run.run_id.as_deref());
+    let planned = plan_or_resume(
+        &ctx,
+        RunRequest {
+            run_id: &run_id,
+            table: args.table.table.as_deref(),
+            total_segments: args.total_segments.total_segments,
+            default_total_segments: Some(DEFAULT_TOTAL_SEGMENTS),
+            schemas: &args.schemas.options(),
+        },
+    )
+    .await?;
+    if planned.resumed {
+        tracing::info!(run_id, "resuming the planned run");
+    }
+    let plan = planned.plan;
+    let warehouse = dynamo_etl::warehouse::open(args.warehouse.config(Some(&plan.source_table))?);
+    let options = RunOptions {
+        concurrency: args
+            .concurrency
+            .unwrap_or(plan.total_segments.min(8) as usize)
+            .max(1),
+        rescan: args.rescan,
+        segment,
+    };
+    let show_bars = std::io::stderr().is_terminal() && cli.log_format != LogFormat::Json;
+    // Progress bars get a length from DynamoDB's approximate item count, for an ETA.
+    let per_segment = match show_bars {
+        true => approximate_item_count(&ctx.dynamodb, &plan.source_table)
+            .await
+            .filter(|n| *n > 0)
+            .map(|n| n.div_ceil(u64::from(plan.total_segments))),
+        false => None,
+    };
+    let bars = Bars::new(plan.total_segments, per_segment);
+    let observer: &dyn Observer = if show_bars { &bars } else { &Quiet };
+    let outcome = run_all(&ctx, warehouse.as_ref(), &plan, options, observer).await;
+    bars.finish();
+    out(&outcome.report.render());
+    let staging = ctx.staging()?;
+    let key = staging.layout.run_report(&plan.run_id);
+    let text = serde_json::to_string_pretty(&outcome.report).expect("report serialises");
+    match staging
+        .store
+        .put(&key, text.into(), "application/json")
+        .await
+    {
+        Ok(()) => line(format!("  report saved to {}", staging.url(&key))),
+        Err(e) => tracing::warn!(error = %e, "the report could not be saved"),
+    }
+    match outcome.failure {
+        None => Ok(()),
+        Some(e) => Err(e),
+    }
+}

@@ -1,0 +1,126 @@
+//! `segment` (phase 1 of one segment) and `retry phase-1`.
+
+use std::sync::Arc;
+
+use super::super::flags::{
+    RunFlag, ScanFlags, SchemaFlags, SegmentFlag, TableFlag, TotalSegmentsFlag,
+};
+use super::super::output::line;
+use super::super::Cli;
+use dynamo_etl::error::Error;
+use dynamo_etl::phases::plan::{plan_or_resume, RunRequest};
+use dynamo_etl::phases::segment::run_segment;
+use dynamo_etl::source::ScanCounters;
+
+pub const RETRY_EXAMPLE: &str = "Example (scan segment 3 of run 2026-11-21's 8 segments again):\n  dynamo-etl retry phase-1 8 3 --run-id 2026-11-21 --bucket etl-staging";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub run: RunFlag,
+    /// May be omitted when the run is already planned.
+    #[command(flatten)]
+    pub table: TableFlag,
+    #[command(flatten)]
+    pub total_segments: TotalSegmentsFlag,
+    #[command(flatten)]
+    pub segment: SegmentFlag,
+    #[command(flatten)]
+    pub schemas: SchemaFlags,
+    #[command(flatten)]
+    pub scan: ScanFlags,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RetryArgs {
+    /// Total segments of the run (must match its plan).
+    pub total_segments: u32,
+    /// The segment to scan again.
+    pub segment: u32,
+    #[command(flatten)]
+    pub run: RunFlag,
+    #[command(flatten)]
+    pub schemas: SchemaFlags,
+    #[command(flatten)]
+    pub scan: ScanFlags,
+}
+
+pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
+    let total = args
+        .total_segments
+        .total_segments
+        .ok_or_else(|| Error::fatal("phase 1 needs --total-segments (or ETL_TOTAL_SEGMENTS)"))?;
+    let segment = args.segment.segment.resolve()?;
+    let job = Job {
+        run_id: args.run.required()?,
+        table: args.table.table.as_deref(),
+        total,
+        segment,
+        schemas: &args.schemas,
+        scan: &args.scan,
+    };
+    phase1(cli, job).await
+}
+
+pub async fn retry(cli: &Cli, args: &RetryArgs) -> Result<(), Error> {
+    let job = Job {
+        run_id: args.run.required()?,
+        table: None,
+        total: args.total_segments,
+        segment: args.segment,
+        schemas: &args.schemas,
+        scan: &args.scan,
+    };
+    phase1(cli, job).await
+}
+
+struct Job<'a> {
+    run_id: &'a str,
+    table: Option<&'a str>,
+    total: u32,
+    segment: u32,
+    schemas: &'a SchemaFlags,
+    scan: &'a ScanFlags,
+}
+
+async fn phase1(cli: &Cli, job: Job<'_>) -> Result<(), Error> {
+    let (run_id, total, segment) = (job.run_id, job.total, job.segment);
+    if segment >= total {
+        return Err(Error::fatal(format!(
+            "segment {segment} does not exist: segments are numbered 0 to {} for {total} total segments",
+            total.saturating_sub(1)
+        )));
+    }
+    let settings = job.scan.settings()?;
+    let ctx = cli.context().await?;
+    let planned = plan_or_resume(
+        &ctx,
+        RunRequest {
+            run_id,
+            table: job.table,
+            total_segments: Some(total),
+            default_total_segments: None,
+            schemas: &job.schemas.options(),
+        },
+    )
+    .await?;
+    let plan = planned.plan;
+    tracing::info!(run_id, table = %plan.source_table, segment, total_segments = total, "phase 1 starting");
+    let counters = Arc::new(ScanCounters::default());
+    let m = run_segment(&ctx, &settings, &plan, segment, counters).await?;
+    let tables: Vec<String> = m
+        .tables
+        .iter()
+        .filter(|(_, t)| t.rows > 0)
+        .map(|(name, t)| format!("{name}={} rows/{} files", t.rows, t.files.len()))
+        .collect();
+    line(format!(
+        "segment {segment}/{total} of run {run_id}: {} items scanned, {} rejected, {:.1} read units, {} ms; {}",
+        m.items_scanned,
+        m.items_rejected.len(),
+        m.read_units,
+        m.duration_ms,
+        tables.join(", ")
+    ));
+    Ok(())
+}

@@ -1,0 +1,683 @@
+//! `infer-schema`, the weekly schema job: scan the table (or a sample), infer its data-schemas by
+//! evolving the previous ones, and store them as a new schema cache snapshot (and, for review,
+//! as files).
+//!
+//! The scan reads the whole table (or a sample) as a parallel Scan, summarises every item into an
+//! [`Inference`], and merges the per-segment summaries.
+//! Each segment streams pages through a bounded channel into its own summary, so memory holds a
+//! couple of pages per running segment plus the summaries (which grow with the number of distinct
+//! attributes, not with the items). At most `concurrency` segments run at once, and the read
+//! budget is shared between them. Summaries form a lattice ([`Inference::merge`] is commutative
+//! and associative), so the result does not depend on which segment finishes first.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+
+use anyhow::Context as _;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use super::plan::{resolver, SchemaOptions};
+use super::Context;
+use crate::error::{Class, Classify, Error};
+use crate::retry::RetryPolicy;
+use crate::schema::evolve::{narrowings, Narrowing};
+use crate::schema::infer::{Classification, Inference};
+use crate::schema::{DataSchema, SchemaError, SchemaSet};
+use crate::source::page::RawPage;
+use crate::source::{key_attributes, scan_segment, DynamoDb, ScanCounters, ScanError, ScanSpec};
+use crate::staging::resolve::Resolution;
+use crate::staging::schema_cache::SnapshotCache;
+use crate::storage::StoreError;
+
+/// Pages waiting to be summarised, per segment.
+const PAGES_IN_FLIGHT: usize = 2;
+
+/// What to scan and how.
+#[derive(Debug, Clone)]
+pub struct InferSettings {
+    pub table: String,
+    /// Parallel Scan segments (DynamoDB's TotalSegments).
+    pub segments: u32,
+    /// Segments scanned at the same time.
+    pub concurrency: u32,
+    /// Read units per second for the whole scan, shared evenly by the running segments.
+    pub max_read_units: Option<f64>,
+    /// Stop after this many items in total (a sample).
+    pub max_items: Option<u64>,
+    pub consistent_read: bool,
+    pub classification: Classification,
+    pub key_attributes: Vec<String>,
+    pub retry: RetryPolicy,
+    pub progress_every: Duration,
+}
+
+impl InferSettings {
+    /// The read-unit rate of one segment: the budget divided by the segments that can run at once,
+    /// so the sum over running segments never exceeds it.
+    pub fn segment_read_units(&self) -> Option<f64> {
+        let running = self.concurrency.min(self.segments).max(1);
+        self.max_read_units.map(|r| r / f64::from(running))
+    }
+}
+
+/// The merged result of a scan.
+#[derive(Debug, Clone)]
+pub struct InferScan {
+    pub inference: Inference,
+    /// Items summarised.
+    pub items: u64,
+    /// False when `max_items` stopped the scan before the table's end.
+    pub complete: bool,
+    pub read_units: f64,
+    pub pages: u64,
+    pub retries: u64,
+    pub duration: Duration,
+}
+
+/// Scans `settings.table` and summarises every item.
+pub async fn scan_and_infer(
+    client: &DynamoDb,
+    settings: &InferSettings,
+) -> Result<InferScan, ScanError> {
+    let started = Instant::now();
+    let counters = Arc::new(ScanCounters::default());
+    let claimed = Arc::new(AtomicU64::new(0));
+    let finished = Arc::new(AtomicU32::new(0));
+    let permits = Arc::new(Semaphore::new(
+        settings.concurrency.min(settings.segments).max(1) as usize,
+    ));
+    let mut tasks = JoinSet::new();
+    for segment in 0..settings.segments {
+        let client = client.clone();
+        let counters = counters.clone();
+        let claimed = claimed.clone();
+        let finished = finished.clone();
+        let permits = permits.clone();
+        let settings = settings.clone();
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await.expect("never closed");
+            let limit_reached = settings
+                .max_items
+                .is_some_and(|max| claimed.load(Ordering::Relaxed) >= max);
+            let outcome = if limit_reached {
+                Ok(SegmentOutcome::default())
+            } else {
+                infer_segment(&client, &settings, segment, &counters, &claimed).await
+            };
+            if let Ok(o) = &outcome {
+                finished.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(table = %settings.table, segment, segments = settings.segments,
+                    items = o.items, stopped_early = o.stopped, "segment summarised");
+            }
+            (segment, outcome)
+        });
+    }
+
+    let mut parts: Vec<Option<SegmentOutcome>> = vec![None; settings.segments as usize];
+    {
+        let reporter = report_progress(&counters, &finished, settings, started);
+        tokio::pin!(reporter);
+        loop {
+            let next = tokio::select! {
+                next = tasks.join_next() => next,
+                _ = &mut reporter => unreachable!("the reporter never finishes"),
+            };
+            let Some(joined) = next else { break };
+            let (segment, outcome) = joined.expect("segment tasks do not panic");
+            match outcome {
+                Ok(o) => parts[segment as usize] = Some(o),
+                Err(e) => {
+                    // The other segments would only spend read capacity on a failed job.
+                    tasks.abort_all();
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    // Merge in segment order: the result is the same in any order, this just makes it obvious.
+    let mut inference = Inference::default();
+    let mut stopped = false;
+    for part in parts.into_iter().flatten() {
+        inference.merge(&part.inference);
+        stopped |= part.stopped;
+    }
+    let items = match settings.max_items {
+        Some(max) => claimed.load(Ordering::Relaxed).min(max),
+        None => claimed.load(Ordering::Relaxed),
+    };
+    // Reaching the limit exactly at the table's end still counts as a sample: whether more items
+    // exist is unknown.
+    let complete = !stopped && settings.max_items.is_none_or(|max| items < max);
+    Ok(InferScan {
+        inference,
+        items,
+        complete,
+        read_units: counters.read_units(),
+        pages: counters.pages.load(Ordering::Relaxed),
+        retries: counters.retries.load(Ordering::Relaxed),
+        duration: started.elapsed(),
+    })
+}
+
+#[derive(Debug, Clone, Default)]
+struct SegmentOutcome {
+    inference: Inference,
+    items: u64,
+    /// The item limit was reached while this segment still had pages.
+    stopped: bool,
+    /// Why a page's items could not be read, if one could not.
+    bad_page: Option<String>,
+}
+
+async fn infer_segment(
+    client: &DynamoDb,
+    settings: &InferSettings,
+    segment: u32,
+    counters: &Arc<ScanCounters>,
+    claimed: &AtomicU64,
+) -> Result<SegmentOutcome, ScanError> {
+    let spec = ScanSpec {
+        table: settings.table.clone(),
+        segment,
+        total_segments: settings.segments,
+        consistent_read: settings.consistent_read,
+        max_read_units: settings.segment_read_units(),
+        key_attributes: settings.key_attributes.clone(),
+        retry: settings.retry,
+    };
+    let (tx, mut rx) = mpsc::channel::<RawPage>(PAGES_IN_FLIGHT);
+    let scan = async move {
+        let result = scan_segment(client, &spec, counters, &tx).await;
+        drop(tx);
+        result
+    };
+    let summarise = async {
+        let mut out = SegmentOutcome::default();
+        'pages: while let Some(page) = rx.recv().await {
+            let items = match page.items() {
+                Ok(items) => items,
+                Err(e) => {
+                    out.bad_page = Some(e.to_string());
+                    break 'pages;
+                }
+            };
+            for item in &items {
+                let n = claimed.fetch_add(1, Ordering::Relaxed);
+                if settings.max_items.is_some_and(|max| n >= max) {
+                    out.stopped = true;
+                    break 'pages;
+                }
+                out.inference.observe(item, &settings.classification);
+                out.items += 1;
+            }
+        }
+        // Closing the channel tells the scan to stop at its next page.
+        drop(rx);
+        out
+    };
+    let (scanned, mut out) = tokio::join!(scan, summarise);
+    if let Some(problem) = out.bad_page.take() {
+        return Err(ScanError::Request {
+            table: settings.table.clone(),
+            segment,
+            total_segments: settings.segments,
+            last_key: None,
+            detail: format!("a page's items cannot be read: {problem}"),
+            retriable: false,
+        });
+    }
+    match scanned {
+        Ok(()) => Ok(out),
+        Err(ScanError::Downstream { .. }) if out.stopped => Ok(out),
+        Err(e) => Err(e),
+    }
+}
+
+async fn report_progress(
+    counters: &ScanCounters,
+    finished: &AtomicU32,
+    settings: &InferSettings,
+    started: Instant,
+) {
+    let mut ticker = tokio::time::interval(settings.progress_every);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let items = counters.items.load(Ordering::Relaxed);
+        let secs = started.elapsed().as_secs_f64().max(0.001);
+        tracing::info!(
+            table = %settings.table,
+            items,
+            pages = counters.pages.load(Ordering::Relaxed),
+            read_units = counters.read_units(),
+            items_per_sec = (items as f64 / secs).round(),
+            segments_done = finished.load(Ordering::Relaxed),
+            segments = settings.segments,
+            throttled = counters.throttled.load(Ordering::Relaxed),
+            "scanning for data-schema inference"
+        );
+    }
+}
+
+/// What the schema job is asked to do.
+#[derive(Debug, Clone)]
+pub struct InferRequest {
+    pub table: String,
+    /// Parallel Scan segments.
+    pub segments: u32,
+    /// Segments scanned at the same time.
+    pub concurrency: u32,
+    /// Read units per second for the whole scan.
+    pub max_read_units: Option<f64>,
+    /// Stop after this many items in total (a sample).
+    pub max_items: Option<u64>,
+    /// The string attribute whose prefix names the entity (default: the partition key).
+    pub classify_attribute: Option<String>,
+    /// The prefix ends at this character; `None` puts every item in one table.
+    pub delimiter: Option<char>,
+    /// Infer from scratch instead of evolving the previous data-schemas.
+    pub allow_narrowing: bool,
+    /// Also write the data-schemas to `<dir>/<table>/`.
+    pub write_static: Option<PathBuf>,
+    /// Where the previous data-schemas come from; with `use_cache` the new snapshot goes there.
+    pub schemas: SchemaOptions,
+    pub consistent_read: bool,
+    pub progress_every: Duration,
+}
+
+/// Runs the schema job; returns its report.
+pub async fn infer_schema(ctx: &Context, args: &InferRequest) -> Result<String, Error> {
+    let table = args.table.as_str();
+    let policy = ctx.retry;
+    // The cache is this command's output: an unreachable bucket fails now, before the scan.
+    let cache = match args.schemas.use_cache {
+        false => None,
+        true => {
+            let staging = ctx.staging().map_err(|e| {
+                e.context("the schema cache needs a staging bucket (or use --no-schema-cache with --write-static)")
+            })?;
+            let cache = SnapshotCache::new(staging.clone());
+            cache
+                .check_access()
+                .await
+                .map_err(|e| store_failure(e, table, "reading the schema cache"))?;
+            Some(cache)
+        }
+    };
+
+    let keys = key_attributes(&ctx.dynamodb, table, &policy)
+        .await
+        .map_err(|e| Error::from(e).context(format!("infer-schema for table {table}")))?;
+    let partition_key = keys.first().cloned().ok_or_else(|| {
+        Error::fatal(format!(
+            "table {table} has no key schema in DescribeTable; check --table"
+        ))
+    })?;
+    let classification = Classification {
+        attribute: args.classify_attribute.clone().unwrap_or(partition_key),
+        delimiter: args.delimiter,
+    };
+
+    let resolver = resolver(ctx, &args.schemas)?;
+    let previous: Option<Resolution> = match resolver.resolve(table, None).await {
+        Ok(r) => Some(r),
+        Err(e) if e.is_not_found() => {
+            tracing::info!(
+                table,
+                "no previous data-schemas in the cache or the static folder; inferring from scratch"
+            );
+            None
+        }
+        Err(e) => {
+            return Err(Error::from(e).context(format!(
+                "cannot read the previous data-schemas of table {table}"
+            )))
+        }
+    };
+    let previous_schemas: Vec<DataSchema> = previous
+        .as_ref()
+        .map(|r| r.schemas.schemas.clone())
+        .unwrap_or_default();
+    if !args.allow_narrowing {
+        check_classification(&previous_schemas, &classification, previous.as_ref())?;
+    }
+
+    let settings = InferSettings {
+        table: table.to_string(),
+        segments: args.segments,
+        concurrency: args.concurrency,
+        max_read_units: args.max_read_units,
+        max_items: args.max_items,
+        consistent_read: args.consistent_read,
+        classification: classification.clone(),
+        key_attributes: keys.clone(),
+        retry: policy,
+        progress_every: args.progress_every,
+    };
+    tracing::info!(table, segments = settings.segments, concurrency = settings.concurrency,
+        max_items = ?settings.max_items, classify_attribute = %classification.attribute,
+        "scanning to infer data-schemas");
+    let scan = scan_and_infer(&ctx.dynamodb, &settings)
+        .await
+        .map_err(|e| {
+            Error::from(e).context(format!(
+                "infer-schema for table {table} stopped; nothing was written. Run the same command again"
+            ))
+        })?;
+
+    let evolve_from: &[DataSchema] = if args.allow_narrowing {
+        &[]
+    } else {
+        &previous_schemas
+    };
+    let schemas = scan
+        .inference
+        .to_schemas(table, &keys, &classification, evolve_from);
+    let lost = narrowings(&previous_schemas, &schemas);
+    if !args.allow_narrowing && !lost.is_empty() {
+        // Evolution only widens; reaching this is a bug, and writing the result could break loads.
+        return Err(Error::fatal(format!(
+            "internal error: evolving the data-schemas of table {table} narrowed {}; nothing was written",
+            lost.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let set = SchemaSet::new(table, schemas, &format!("inference of table {table}")).map_err(
+        |e| match e {
+            SchemaError::NoneForTable { .. } => Error::fatal(format!(
+                "table {table} has no items to infer data-schemas from, and there are no previous ones; load data first or write them by hand under {}/{table}/",
+                args.schemas.dir.display()
+            )),
+            other => Error::fatal(other).context(format!(
+                "the data-schemas inferred for table {table} are not valid; nothing was written"
+            )),
+        },
+    )?;
+
+    let written_static = match &args.write_static {
+        Some(dir) => Some(write_static(dir, &set).map_err(|e| Error::fatal(format!("{e:#}")))?),
+        None => None,
+    };
+    let snapshot = match &cache {
+        Some(cache) => Some(
+            cache
+                .write(&set, chrono::Utc::now())
+                .await
+                .map_err(|e| store_failure(e, table, "writing the new snapshot"))?,
+        ),
+        None => None,
+    };
+    if let Some(s) = &snapshot {
+        tracing::info!(table, snapshot = %s.snapshot_id, files = s.files.len(),
+            "schema cache snapshot written; it is active for runs planned from now on");
+    }
+
+    let report = render_report(&Report {
+        table,
+        scan: &scan,
+        segments: args.segments,
+        previous: previous.as_ref(),
+        allow_narrowing: args.allow_narrowing,
+        next: &set,
+        lost: &lost,
+        snapshot: snapshot.as_ref().map(|s| {
+            (
+                s.snapshot_id.as_str(),
+                cache.as_ref().map(|c| c.location()).unwrap_or_default(),
+            )
+        }),
+        written_static: written_static.as_deref(),
+    });
+    if args.allow_narrowing && !lost.is_empty() {
+        tracing::warn!(
+            table,
+            narrowed = lost.len(),
+            "--allow-narrowing: the new data-schemas hold less than the previous ones (listed on stdout)"
+        );
+    }
+    Ok(report)
+}
+
+/// Refuses a classification that differs from the one the previous data-schemas were made with:
+/// evolving across it would mix two ways of splitting the table.
+fn check_classification(
+    previous: &[DataSchema],
+    classification: &Classification,
+    from: Option<&Resolution>,
+) -> Result<(), Error> {
+    let Some(rule) = previous.iter().filter_map(|s| s.rule.as_ref()).find(|r| {
+        r.attribute != classification.attribute
+            || classification
+                .delimiter
+                .is_none_or(|d| !r.prefix.ends_with(d))
+    }) else {
+        return Ok(());
+    };
+    let origin = from.map(|r| r.source.to_string()).unwrap_or_default();
+    Err(Error::fatal(format!(
+        "the previous data-schemas ({origin}) classify items by {} prefixes like {:?}, but this run classifies by {} with delimiter {}. Repeat the previous --classify-attribute/--prefix-delimiter, or pass --allow-narrowing to infer from scratch (and review what it drops)",
+        rule.attribute,
+        rule.prefix,
+        classification.attribute,
+        classification
+            .delimiter
+            .map(|d| format!("{d:?}"))
+            .unwrap_or_else(|| "none".into())
+    )))
+}
+
+fn store_failure(e: StoreError, table: &str, doing: &str) -> Error {
+    let advice = match e.class() {
+        Class::Retry => "the staging bucket is unreachable, run the same command again later",
+        Class::Fatal => "check --bucket, --prefix, --s3-endpoint and the credentials",
+    };
+    Error::from(e).context(format!(
+        "infer-schema for table {table}: {doing} failed; {advice}"
+    ))
+}
+
+/// Writes the set to `dir/<source-table>/` and removes other `.json` files there, so the folder
+/// holds exactly the new set. Returns the folder.
+fn write_static(dir: &Path, set: &SchemaSet) -> anyhow::Result<PathBuf> {
+    let folder = dir.join(&set.source_table);
+    std::fs::create_dir_all(&folder)
+        .with_context(|| format!("cannot create {}", folder.display()))?;
+    let files = set.to_files();
+    let mut keep = BTreeSet::new();
+    for (path, text) in &files {
+        let target = dir.join(path);
+        std::fs::write(&target, text)
+            .with_context(|| format!("cannot write {}", target.display()))?;
+        keep.insert(target);
+    }
+    let entries =
+        std::fs::read_dir(&folder).with_context(|| format!("cannot list {}", folder.display()))?;
+    for entry in entries {
+        let path = entry
+            .with_context(|| format!("cannot list {}", folder.display()))?
+            .path();
+        if path.extension().is_some_and(|x| x == "json") && !keep.contains(&path) {
+            std::fs::remove_file(&path)
+                .with_context(|| format!("cannot remove the stale {}", path.display()))?;
+            tracing::info!(file = %path.display(), "removed a data-schema that is no longer in the set");
+        }
+    }
+    Ok(folder)
+}
+
+struct Report<'a> {
+    table: &'a str,
+    scan: &'a InferScan,
+    segments: u32,
+    previous: Option<&'a Resolution>,
+    allow_narrowing: bool,
+    next: &'a SchemaSet,
+    lost: &'a [Narrowing],
+    /// Snapshot id and cache location.
+    snapshot: Option<(&'a str, String)>,
+    written_static: Option<&'a Path>,
+}
+
+fn render_report(r: &Report) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let extent = if r.scan.complete {
+        "the whole table".to_string()
+    } else {
+        format!("a sample: stopped after {} items", r.scan.items)
+    };
+    let _ = writeln!(
+        out,
+        "infer-schema {}: {} items in {} segments ({extent}), {:.1} read units, {} pages, {} retries, {} ms",
+        r.table,
+        r.scan.items,
+        r.segments,
+        r.scan.read_units,
+        r.scan.pages,
+        r.scan.retries,
+        r.scan.duration.as_millis()
+    );
+    let previous: &[DataSchema] = r.previous.map(|p| &p.schemas.schemas[..]).unwrap_or(&[]);
+    match (r.previous, r.allow_narrowing) {
+        (None, _) => {
+            let _ = writeln!(out, "no previous data-schemas: inferred from scratch");
+        }
+        (Some(p), false) => {
+            let _ = writeln!(
+                out,
+                "evolved from {} ({}): names and order kept, types only widened",
+                p.source, p.reason
+            );
+        }
+        (Some(p), true) => {
+            let _ = writeln!(
+                out,
+                "--allow-narrowing: inferred from scratch, compared with {}",
+                p.source
+            );
+        }
+    }
+    let mut tables: Vec<&DataSchema> = r.next.schemas.iter().collect();
+    tables.sort_by(|a, b| a.table.cmp(&b.table));
+    for schema in tables {
+        let before = previous.iter().find(|p| p.table == schema.table);
+        let changes = changes(before, schema);
+        let summary = if before.is_none() {
+            "new table".to_string()
+        } else if changes.is_empty() {
+            "unchanged".to_string()
+        } else {
+            changes.join("; ")
+        };
+        let _ = writeln!(
+            out,
+            "  {} ({} columns): {summary}",
+            schema.table,
+            schema.columns.len()
+        );
+    }
+    if r.allow_narrowing {
+        if r.lost.is_empty() {
+            let _ = writeln!(
+                out,
+                "nothing narrows compared with the previous data-schemas"
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "{} change(s) narrow the previous data-schemas:",
+                r.lost.len()
+            );
+            for n in r.lost {
+                let _ = writeln!(out, "  {n}\n      would break: {}", n.consequence());
+            }
+        }
+    }
+    if let Some(dir) = r.written_static {
+        let _ = writeln!(
+            out,
+            "static copy written to {}/ ({} files); review it like code",
+            dir.display(),
+            r.next.schemas.len()
+        );
+    }
+    match &r.snapshot {
+        Some((id, location)) => {
+            let _ = writeln!(
+                out,
+                "snapshot {id} written to {location}{id}/ ({} files); runs planned from now on use it",
+                r.next.schemas.len()
+            );
+        }
+        None => {
+            let _ = writeln!(out, "no snapshot written (--no-schema-cache)");
+        }
+    }
+    out
+}
+
+/// What evolution changed in one table, for the report.
+fn changes(before: Option<&DataSchema>, after: &DataSchema) -> Vec<String> {
+    let Some(before) = before else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for c in &after.columns {
+        match before.columns.iter().find(|p| p.attribute == c.attribute) {
+            None => out.push(format!("new column {} {}", c.column, c.logical_type.name())),
+            Some(p) => {
+                if p.logical_type != c.logical_type {
+                    out.push(format!(
+                        "{} {} -> {}",
+                        c.column,
+                        p.logical_type.name(),
+                        c.logical_type.name()
+                    ));
+                }
+                if p.nullable != c.nullable {
+                    let now = if c.nullable { "nullable" } else { "not null" };
+                    out.push(format!("{} now {now}", c.column));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(segments: u32, concurrency: u32, budget: Option<f64>) -> InferSettings {
+        InferSettings {
+            table: "t".into(),
+            segments,
+            concurrency,
+            max_read_units: budget,
+            max_items: None,
+            consistent_read: false,
+            classification: Classification {
+                attribute: "pk".into(),
+                delimiter: Some('#'),
+            },
+            key_attributes: vec!["pk".into()],
+            retry: RetryPolicy::default(),
+            progress_every: Duration::from_secs(10),
+        }
+    }
+
+    #[test]
+    fn the_budget_is_split_over_the_segments_running_at_once() {
+        assert_eq!(settings(8, 8, Some(80.0)).segment_read_units(), Some(10.0));
+        assert_eq!(settings(8, 2, Some(80.0)).segment_read_units(), Some(40.0));
+        assert_eq!(settings(2, 8, Some(80.0)).segment_read_units(), Some(40.0));
+        assert_eq!(settings(4, 4, None).segment_read_units(), None);
+    }
+}

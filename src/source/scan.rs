@@ -1,0 +1,130 @@
+//! One segment of a parallel Scan, page by page, within a read budget. Pages go into a bounded
+//! channel so the transform can never fall behind by more than a couple of pages.
+
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+use super::budget::ReadBudget;
+use super::page::{CaptureBody, RawPage};
+use super::{DynamoDb, ScanCounters, ScanError, ScanSpec};
+use crate::retry::{is_throttling_code, sdk_failure};
+use crate::value::json::item_key;
+use crate::value::ItemView;
+
+/// One Scan page at most this many bytes (DynamoDB's own cap).
+const PAGE_BYTES: f64 = 1024.0 * 1024.0;
+
+/// Scans one segment and sends its pages to `pages`. Returns when the segment is exhausted. The
+/// caller owns the sender, so it can record how the scan ended before closing the channel.
+pub async fn scan_segment(
+    dynamodb: &DynamoDb,
+    spec: &ScanSpec,
+    counters: &Arc<ScanCounters>,
+    pages: &mpsc::Sender<RawPage>,
+) -> Result<(), ScanError> {
+    let mut budget = spec.max_read_units.map(ReadBudget::new);
+    let unit_per_item_read = if spec.consistent_read { 1.0 } else { 0.5 };
+    // Units per item, learned from pages; starts pessimistic (4 KB items).
+    let mut units_per_item = unit_per_item_read;
+    let mut start_key: Option<HashMap<String, AttributeValue>> = None;
+    loop {
+        let limit = budget.as_ref().and_then(|b| {
+            // Keep each page at about a quarter second of budget so pacing stays smooth.
+            let target = b.rate() / 4.0;
+            let full_page = PAGE_BYTES / 4096.0 * unit_per_item_read;
+            (target < full_page).then(|| ((target / units_per_item).floor() as i32).max(1))
+        });
+        if let Some(b) = budget.as_mut() {
+            let estimate = limit
+                .map(|l| f64::from(l) * units_per_item)
+                .unwrap_or(PAGE_BYTES / 4096.0 * unit_per_item_read);
+            b.wait_for(estimate).await;
+        }
+        let capture = CaptureBody::default();
+        let failed = |detail: String, retriable: bool| ScanError::Request {
+            table: spec.table.clone(),
+            segment: spec.segment,
+            total_segments: spec.total_segments,
+            last_key: start_key
+                .as_ref()
+                .map(|k| item_key(&ItemView::from_sdk(k), &spec.key_attributes)),
+            detail,
+            retriable,
+        };
+        spec.retry
+            .run_sdk(
+                || {
+                    dynamodb
+                        .client
+                        .scan()
+                        .table_name(&spec.table)
+                        .segment(spec.segment as i32)
+                        .total_segments(spec.total_segments as i32)
+                        .consistent_read(spec.consistent_read)
+                        .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                        .set_limit(limit)
+                        .set_exclusive_start_key(start_key.clone())
+                        .customize()
+                        .interceptor(capture.clone())
+                        .send()
+                },
+                |e, delay| {
+                    counters.retries.fetch_add(1, Ordering::Relaxed);
+                    let throttled = is_throttling_code(
+                        e.as_service_error()
+                            .and_then(aws_sdk_dynamodb::error::ProvideErrorMetadata::code),
+                    );
+                    if throttled {
+                        counters.throttled.fetch_add(1, Ordering::Relaxed);
+                    }
+                    tracing::warn!(table = %spec.table, segment = spec.segment, throttled,
+                        delay_ms = delay.as_millis() as u64, error = %dynamodb.describe(e), "scan page failed; retrying");
+                },
+            )
+            .await
+            .map_err(|e| failed(dynamodb.describe(&e), sdk_failure(&e).is_retriable()))?;
+        let body = capture.take().ok_or_else(|| {
+            failed(
+                "the Scan response body was not captured (an SDK change?)".into(),
+                false,
+            )
+        })?;
+        // A body that is not JSON came damaged in transit: worth a retry of the segment.
+        let (page, meta) = RawPage::split(body)
+            .map_err(|e| failed(format!("the Scan response is not valid JSON: {e}"), true))?;
+        let units = meta
+            .capacity_units
+            .unwrap_or_else(|| estimate_units(&page, unit_per_item_read));
+        if let Some(b) = budget.as_mut() {
+            b.charge(units);
+        }
+        if meta.scanned_count > 0 {
+            units_per_item = (units / meta.scanned_count as f64).max(0.01);
+        }
+        counters.pages.fetch_add(1, Ordering::Relaxed);
+        counters.items.fetch_add(meta.count, Ordering::Relaxed);
+        counters
+            .read_milliunits
+            .fetch_add((units * 1000.0).round() as u64, Ordering::Relaxed);
+        start_key = meta.last_evaluated_key;
+        if !page.is_empty() && pages.send(page).await.is_err() {
+            return Err(ScanError::Downstream {
+                table: spec.table.clone(),
+                segment: spec.segment,
+            });
+        }
+        if start_key.is_none() {
+            return Ok(());
+        }
+    }
+}
+
+/// Read units of a page when the service does not report them: DynamoDB rounds the page's total
+/// item size up to 4 KB blocks. The items' JSON text stands in for their size (an over-estimate,
+/// which errs on the side of the budget).
+fn estimate_units(page: &RawPage, per_block: f64) -> f64 {
+    (page.items_bytes() as f64 / 4096.0).ceil() * per_block
+}

@@ -1,0 +1,342 @@
+//! The segment manifest: what phase 1 wrote for one segment, written last as its commit point and
+//! read by phase 3 (what to load, how many rows to expect), by `replace` (the completeness gate),
+//! `status`, `drift` and `run`'s report — all through [`read`] and [`read_all`], so a missing,
+//! unreadable or damaged manifest is treated the same way everywhere.
+
+use futures::stream::{self, StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use super::plan::RunPlan;
+use super::Staging;
+use crate::error::{Class, Classify};
+use crate::schema::SchemaSource;
+use crate::storage::StoreError;
+
+/// Format 2: drift entries are typed records (format 1 keyed them by "attribute: reason" text).
+pub const MANIFEST_FORMAT: u32 = 2;
+
+/// How many example keys drift and rejection reports keep per attribute.
+pub const EXAMPLE_KEYS: usize = 3;
+
+/// An item that cannot be represented; it is reported in the segment manifest instead of loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rejection {
+    /// The item's key as JSON, e.g. `{"pk":"ORG#1","sk":"META"}`.
+    pub key: String,
+    pub reason: String,
+}
+
+/// Why an attribute's value went to `_extra` instead of its column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DriftReason {
+    /// The data-schema has no column for the attribute.
+    NotInSchema,
+    /// A number column got a value that is not a number.
+    NotANumber,
+    DoesNotFitBigint,
+    /// More digits or scale than the column's decimal holds.
+    DoesNotFitDecimal,
+    /// A text column got a string containing U+0000, which the warehouses cannot store as text.
+    ContainsNul,
+    /// Longer than the column's width.
+    TooLong,
+    /// A timestamp column got a string that is not an RFC 3339 timestamp with offset.
+    NotATimestamp,
+    /// Another DynamoDB type than the column's.
+    OtherType,
+}
+
+impl DriftReason {
+    /// In an operator's words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            DriftReason::NotInSchema => "not in the data-schema",
+            DriftReason::NotANumber => "not a number",
+            DriftReason::DoesNotFitBigint => "does not fit bigint",
+            DriftReason::DoesNotFitDecimal => "does not fit the column's decimal precision",
+            DriftReason::ContainsNul => "string contains U+0000",
+            DriftReason::TooLong => "string longer than the column's width",
+            DriftReason::NotATimestamp => "not an RFC 3339 timestamp with offset",
+            DriftReason::OtherType => "type differs from the data-schema",
+        }
+    }
+}
+
+impl std::fmt::Display for DriftReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
+/// Which attribute drifted, and why.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DriftKey {
+    pub attribute: String,
+    pub reason: DriftReason,
+}
+
+/// How often a [`DriftKey`] happened, with example item keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DriftCount {
+    pub count: u64,
+    pub examples: Vec<String>,
+}
+
+impl DriftCount {
+    /// Adds `other`'s count and examples (up to [`EXAMPLE_KEYS`], no repeats).
+    pub fn add(&mut self, count: u64, examples: &[String]) {
+        self.count += count;
+        for example in examples {
+            if self.examples.len() < EXAMPLE_KEYS && !self.examples.contains(example) {
+                self.examples.push(example.clone());
+            }
+        }
+    }
+
+    /// The manifest's record of this count.
+    pub fn entry(&self, key: &DriftKey) -> DriftEntry {
+        DriftEntry {
+            attribute: key.attribute.clone(),
+            reason: key.reason,
+            count: self.count,
+            examples: self.examples.clone(),
+        }
+    }
+}
+
+/// One attribute of one table that went to `_extra`, as the manifest records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DriftEntry {
+    pub attribute: String,
+    pub reason: DriftReason,
+    pub count: u64,
+    pub examples: Vec<String>,
+}
+
+/// Drift seen in one table, sorted by attribute and reason.
+pub type TableDrift = Vec<DriftEntry>;
+
+/// Drift summed over segments: table → (attribute, reason) → counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DriftSum {
+    pub tables: BTreeMap<String, BTreeMap<DriftKey, DriftCount>>,
+}
+
+impl DriftSum {
+    pub fn add(&mut self, drift: &BTreeMap<String, TableDrift>) {
+        for (table, entries) in drift {
+            let sums = self.tables.entry(table.clone()).or_default();
+            for e in entries {
+                let key = DriftKey {
+                    attribute: e.attribute.clone(),
+                    reason: e.reason,
+                };
+                sums.entry(key).or_default().add(e.count, &e.examples);
+            }
+        }
+    }
+
+    /// In manifest form, per table.
+    pub fn entries(&self) -> BTreeMap<String, TableDrift> {
+        self.tables
+            .iter()
+            .map(|(t, sums)| (t.clone(), sums.iter().map(|(k, c)| c.entry(k)).collect()))
+            .collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tables.values().all(BTreeMap::is_empty)
+    }
+}
+
+/// One CSV part object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartFile {
+    pub key: String,
+    pub rows: u64,
+    /// Compressed size (the object's size).
+    pub bytes: u64,
+    /// Size of the CSV before compression.
+    pub csv_bytes: u64,
+}
+
+/// Everything one segment wrote for one table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableOutput {
+    pub rows: u64,
+    pub bytes: u64,
+    pub files: Vec<PartFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentManifest {
+    pub format: u32,
+    pub run_id: String,
+    pub source_table: String,
+    pub segment: u32,
+    pub total_segments: u32,
+    /// Where the run's data-schemas came from (see `RunPlan::schema_source`).
+    pub schema_source: SchemaSource,
+    /// Per warehouse table, including `_unclassified` when it received items.
+    pub tables: BTreeMap<String, TableOutput>,
+    pub items_scanned: u64,
+    /// Items with no representation, by key, with the reason. Never silently dropped.
+    pub items_rejected: Vec<Rejection>,
+    /// Attributes that went to `_extra`, per table.
+    pub drift: BTreeMap<String, TableDrift>,
+    /// Read capacity units consumed by the scan.
+    pub read_units: f64,
+    pub pages: u64,
+    /// Calls retried after throttling or transient errors (DynamoDB and S3).
+    pub retries: u64,
+    pub started_at: String,
+    pub finished_at: String,
+    pub duration_ms: u64,
+}
+
+impl SegmentManifest {
+    /// Rows over all tables.
+    pub fn rows(&self) -> u64 {
+        self.tables.values().map(|t| t.rows).sum()
+    }
+
+    /// Every scanned item is a row or a rejection: checked before the manifest is committed.
+    pub fn check_accounting(&self) -> Result<(), String> {
+        let accounted = self.rows() + self.items_rejected.len() as u64;
+        if accounted != self.items_scanned {
+            return Err(format!(
+                "segment {}: {} items scanned but {} rows + {} rejected were written",
+                self.segment,
+                self.items_scanned,
+                self.rows(),
+                self.items_rejected.len()
+            ));
+        }
+        for (table, out) in &self.tables {
+            let in_files: u64 = out.files.iter().map(|f| f.rows).sum();
+            if in_files != out.rows {
+                return Err(format!(
+                    "segment {}: table {table} counts {} rows but its files hold {in_files}",
+                    self.segment, out.rows
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("manifest serialises")
+    }
+
+    pub fn from_json(text: &[u8]) -> Result<Self, String> {
+        let manifest: SegmentManifest =
+            serde_json::from_slice(text).map_err(|e| format!("it is not valid: {e}"))?;
+        if manifest.format != MANIFEST_FORMAT {
+            return Err(format!(
+                "it has format {} (this version reads {MANIFEST_FORMAT})",
+                manifest.format
+            ));
+        }
+        Ok(manifest)
+    }
+}
+
+/// A segment manifest that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the manifest of segment {segment} of run {run_id} ({url}) cannot be used: {problem}")]
+    Damaged {
+        run_id: String,
+        segment: u32,
+        url: String,
+        problem: String,
+    },
+}
+
+impl ManifestError {
+    /// The segment whose phase 1 must run again, when the manifest itself is the problem.
+    pub fn damaged_segment(&self) -> Option<u32> {
+        match self {
+            ManifestError::Damaged { segment, .. } => Some(*segment),
+            ManifestError::Store(_) => None,
+        }
+    }
+}
+
+impl Classify for ManifestError {
+    fn class(&self) -> Class {
+        match self {
+            ManifestError::Store(e) => e.class(),
+            // Reading it again gives the same bytes: phase 1 must write it again.
+            ManifestError::Damaged { .. } => Class::Fatal,
+        }
+    }
+}
+
+/// Segment `segment`'s manifest, or `None` when phase 1 has not committed it.
+pub async fn read(
+    staging: &Staging,
+    plan: &RunPlan,
+    segment: u32,
+) -> Result<Option<SegmentManifest>, ManifestError> {
+    let key = staging.layout.segment_manifest(&plan.run_id, segment);
+    let Some(bytes) = staging.store.get(&key).await? else {
+        return Ok(None);
+    };
+    SegmentManifest::from_json(&bytes)
+        .map(Some)
+        .map_err(|problem| ManifestError::Damaged {
+            run_id: plan.run_id.clone(),
+            segment,
+            url: staging.url(&key),
+            problem,
+        })
+}
+
+/// What the staging area holds for one segment.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Committed {
+    /// Phase 1 has not committed it.
+    Missing,
+    Manifest(Box<SegmentManifest>),
+    /// A manifest is there but cannot be used (the message says why).
+    Damaged(String),
+}
+
+impl Committed {
+    pub fn manifest(&self) -> Option<&SegmentManifest> {
+        match self {
+            Committed::Manifest(m) => Some(m),
+            _ => None,
+        }
+    }
+}
+
+/// Manifests fetched at once by [`read_all`].
+const READS_IN_FLIGHT: usize = 16;
+
+/// Every segment's manifest, in segment order. Only a store failure is an error; a damaged
+/// manifest is reported as [`Committed::Damaged`] for the caller to decide.
+pub async fn read_all(staging: &Staging, plan: &RunPlan) -> Result<Vec<Committed>, StoreError> {
+    stream::iter(0..plan.total_segments)
+        .map(|k| async move {
+            match read(staging, plan, k).await {
+                Ok(Some(m)) => Ok(Committed::Manifest(Box::new(m))),
+                Ok(None) => Ok(Committed::Missing),
+                Err(ManifestError::Store(e)) => Err(e),
+                Err(damaged) => Ok(Committed::Damaged(damaged.to_string())),
+            }
+        })
+        .buffered(READS_IN_FLIGHT)
+        .try_collect()
+        .await
+}

@@ -1,0 +1,306 @@
+//! Streaming rows into compressed CSV part objects with bounded memory.
+//!
+//! The synchronous side ([`PartWriter`], on the transform thread) encodes rows, compresses them
+//! (zstd or gzip, see [`super::codec`]) and cuts the compressed stream into upload chunks; the
+//! async side ([`upload_chunks`]) turns chunks into single PUTs (small parts) or multipart
+//! uploads with at most `max_in_flight` parts on the wire. The channel between them holds one chunk, so a slow store slows the scan instead of
+//! filling memory. On failure every open multipart upload is aborted.
+
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+
+use super::codec::{PartCompression, PartEncoder};
+use super::csv::CsvEncoder;
+use crate::staging::manifest::{PartFile, TableOutput};
+use crate::storage::{Store, StoreError, UploadedPart};
+
+/// Sizes that bound memory and shape the parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartSettings {
+    /// A part is closed once this many compressed bytes were written to it.
+    pub part_bytes: usize,
+    /// Compressed bytes per upload chunk (multipart part); at least 5 MiB for S3.
+    pub chunk_bytes: usize,
+    /// Chunks uploading at once, per segment.
+    pub max_in_flight: usize,
+    /// The parts' codec.
+    pub compression: PartCompression,
+    /// Its level (checked with [`PartCompression::check_level`]); 1 is fast for both codecs.
+    pub level: i32,
+}
+
+impl Default for PartSettings {
+    fn default() -> Self {
+        PartSettings {
+            part_bytes: 64 << 20,
+            // S3's smallest part: each table holds up to one chunk, so memory is
+            // about tables × chunk plus the chunks on the wire.
+            chunk_bytes: MIN_CHUNK_BYTES,
+            max_in_flight: 2,
+            compression: PartCompression::default(),
+            level: 1,
+        }
+    }
+}
+
+/// The content type of a part object, from its key.
+pub fn content_type_of(key: &str) -> &'static str {
+    PartCompression::of_key(key)
+        .map(PartCompression::content_type)
+        .unwrap_or("application/octet-stream")
+}
+
+/// S3's smallest multipart part (except the last).
+pub const MIN_CHUNK_BYTES: usize = 5 << 20;
+
+/// A piece of one part object, in order. `index` counts from 0 within the part.
+#[derive(Debug)]
+pub struct Chunk {
+    pub key: String,
+    pub index: u32,
+    pub data: Bytes,
+    pub last: bool,
+}
+
+/// CSV rows accumulate here before they are handed to the compressor in larger writes.
+const CSV_BATCH: usize = 256 << 10;
+
+/// Writes the parts of one table of one segment.
+pub struct PartWriter {
+    key_of: Box<dyn Fn(u32) -> String + Send>,
+    settings: PartSettings,
+    tx: mpsc::Sender<Chunk>,
+    csv: CsvEncoder,
+    batch: Vec<u8>,
+    encoder: Option<PartEncoder>,
+    part_index: u32,
+    chunk_index: u32,
+    part_rows: u64,
+    part_csv_bytes: u64,
+    part_sent_bytes: u64,
+    output: TableOutput,
+}
+
+/// The uploader has gone away (it failed; its error is the one to report).
+#[derive(Debug, thiserror::Error)]
+#[error("the uploader stopped")]
+pub struct UploaderGone;
+
+impl PartWriter {
+    /// `key_of(n)` names part `n`.
+    pub fn new(
+        key_of: Box<dyn Fn(u32) -> String + Send>,
+        settings: PartSettings,
+        tx: mpsc::Sender<Chunk>,
+    ) -> Self {
+        PartWriter {
+            key_of,
+            settings,
+            tx,
+            csv: CsvEncoder::new(),
+            batch: Vec::with_capacity(CSV_BATCH + 4096),
+            encoder: None,
+            part_index: 0,
+            chunk_index: 0,
+            part_rows: 0,
+            part_csv_bytes: 0,
+            part_sent_bytes: 0,
+            output: TableOutput::default(),
+        }
+    }
+
+    pub fn write_row<S: AsRef<str>>(&mut self, fields: &[Option<S>]) -> Result<(), UploaderGone> {
+        self.csv.write_row(&mut self.batch, fields);
+        self.part_rows += 1;
+        if self.batch.len() >= CSV_BATCH {
+            self.flush_batch()?;
+        }
+        Ok(())
+    }
+
+    fn flush_batch(&mut self) -> Result<(), UploaderGone> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let PartSettings {
+            compression,
+            level,
+            chunk_bytes,
+            ..
+        } = self.settings;
+        let encoder = self
+            .encoder
+            .get_or_insert_with(|| PartEncoder::new(compression, level, chunk_bytes + (1 << 20)));
+        encoder.write_all(&self.batch);
+        self.part_csv_bytes += self.batch.len() as u64;
+        self.batch.clear();
+        if encoder.output().len() >= chunk_bytes {
+            let data = std::mem::take(encoder.output());
+            self.send(data, false)?;
+        }
+        if self.part_sent_bytes >= self.settings.part_bytes as u64 {
+            self.close_part()?;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, data: Vec<u8>, last: bool) -> Result<(), UploaderGone> {
+        self.part_sent_bytes += data.len() as u64;
+        let chunk = Chunk {
+            key: (self.key_of)(self.part_index),
+            index: self.chunk_index,
+            data: Bytes::from(data),
+            last,
+        };
+        self.chunk_index += 1;
+        self.tx.blocking_send(chunk).map_err(|_| UploaderGone)
+    }
+
+    fn close_part(&mut self) -> Result<(), UploaderGone> {
+        let Some(encoder) = self.encoder.take() else {
+            return Ok(());
+        };
+        let rest = encoder.finish();
+        self.send(rest, true)?;
+        let file = PartFile {
+            key: (self.key_of)(self.part_index),
+            rows: self.part_rows,
+            bytes: self.part_sent_bytes,
+            csv_bytes: self.part_csv_bytes,
+        };
+        self.output.rows += file.rows;
+        self.output.bytes += file.bytes;
+        self.output.files.push(file);
+        self.part_index += 1;
+        self.chunk_index = 0;
+        self.part_rows = 0;
+        self.part_csv_bytes = 0;
+        self.part_sent_bytes = 0;
+        Ok(())
+    }
+
+    /// Closes the last part and returns what was written.
+    pub fn finish(mut self) -> Result<TableOutput, UploaderGone> {
+        self.flush_batch()?;
+        self.close_part()?;
+        Ok(self.output)
+    }
+}
+
+/// One object being written as a multipart upload.
+struct OpenUpload {
+    upload_id: String,
+    parts: JoinSet<Result<UploadedPart, StoreError>>,
+    completed: Vec<UploadedPart>,
+}
+
+/// Receives chunks until the channel closes and writes them to the store. Returns the keys of the
+/// objects completed. On error, aborts every open multipart upload before returning.
+pub async fn upload_chunks(
+    store: Store,
+    mut rx: mpsc::Receiver<Chunk>,
+    max_in_flight: usize,
+) -> Result<Vec<String>, StoreError> {
+    let permits = Arc::new(Semaphore::new(max_in_flight.max(1)));
+    let mut open: HashMap<String, OpenUpload> = HashMap::new();
+    let mut done = Vec::new();
+    let result = async {
+        while let Some(chunk) = rx.recv().await {
+            if chunk.index == 0 && chunk.last {
+                // The whole part fits one chunk: a single PUT is cheaper than a multipart upload.
+                let permit = permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore open");
+                store
+                    .put(&chunk.key, chunk.data, content_type_of(&chunk.key))
+                    .await?;
+                drop(permit);
+                done.push(chunk.key);
+                continue;
+            }
+            if chunk.index == 0 {
+                let upload_id = store
+                    .create_multipart(&chunk.key, content_type_of(&chunk.key))
+                    .await?;
+                open.insert(
+                    chunk.key.clone(),
+                    OpenUpload {
+                        upload_id,
+                        parts: JoinSet::new(),
+                        completed: Vec::new(),
+                    },
+                );
+            }
+            let upload = open
+                .get_mut(&chunk.key)
+                .expect("chunks of a part arrive in order, first chunk opens the upload");
+            let permit = permits
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("semaphore open");
+            let (s, key, id) = (store.clone(), chunk.key.clone(), upload.upload_id.clone());
+            let part_number = chunk.index as i32 + 1;
+            let data = chunk.data;
+            upload.parts.spawn(async move {
+                let result = s.upload_part(&key, &id, part_number, data).await;
+                drop(permit);
+                result
+            });
+            // Surface failures of finished parts early.
+            while let Some(joined) = upload.parts.try_join_next() {
+                upload
+                    .completed
+                    .push(joined.expect("upload task does not panic")?);
+            }
+            if chunk.last {
+                let mut upload = open.remove(&chunk.key).expect("present");
+                while let Some(joined) = upload.parts.join_next().await {
+                    match joined.expect("upload task does not panic") {
+                        Ok(part) => upload.completed.push(part),
+                        Err(e) => {
+                            open.insert(chunk.key.clone(), upload);
+                            return Err(e);
+                        }
+                    }
+                }
+                let completed = std::mem::take(&mut upload.completed);
+                if let Err(e) = store
+                    .complete_multipart(&chunk.key, &upload.upload_id, completed)
+                    .await
+                {
+                    open.insert(chunk.key.clone(), upload);
+                    return Err(e);
+                }
+                done.push(chunk.key);
+            }
+        }
+        // The writer went away with parts unfinished (it failed or was told to stop): they must
+        // not be completed.
+        if let Some(key) = open.keys().next() {
+            return Err(StoreError::Request {
+                op: "CompleteMultipartUpload",
+                url: store.url(key),
+                detail: "the writer stopped before the part was complete; the upload is aborted"
+                    .into(),
+                class: crate::error::Class::Retry,
+            });
+        }
+        Ok::<(), StoreError>(())
+    }
+    .await;
+    if let Err(e) = result {
+        rx.close();
+        for (key, mut upload) in open {
+            upload.parts.abort_all();
+            store.abort_multipart(&key, &upload.upload_id).await;
+        }
+        return Err(e);
+    }
+    Ok(done)
+}

@@ -1,0 +1,238 @@
+//! A store held in memory, for unit tests of what is decided on top of the store (plans,
+//! manifests, status, gc, the gate). It keeps S3's observable rules: keys in byte order, a
+//! conditional PUT that one writer wins, multipart uploads that are invisible until completed.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use super::{Body, ObjectInfo, ObjectStore, StoreError, UploadedPart};
+
+#[derive(Default)]
+struct State {
+    objects: BTreeMap<String, Bytes>,
+    /// upload id → (key, parts by number)
+    uploads: HashMap<String, (String, BTreeMap<i32, Bytes>)>,
+    next_upload: u64,
+}
+
+/// One bucket in memory.
+pub struct MemoryStore {
+    bucket: String,
+    state: Mutex<State>,
+}
+
+impl MemoryStore {
+    pub fn new(bucket: &str) -> Self {
+        MemoryStore {
+            bucket: bucket.to_string(),
+            state: Mutex::default(),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("memory store lock")
+    }
+
+    /// Multipart uploads started and neither completed nor aborted.
+    pub fn open_uploads(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .state()
+            .uploads
+            .values()
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.sort();
+        keys
+    }
+}
+
+#[async_trait]
+impl ObjectStore for MemoryStore {
+    fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    fn retries(&self) -> u64 {
+        0
+    }
+
+    async fn check_access(&self, _prefix: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        Ok(self.state().objects.get(key).cloned())
+    }
+
+    async fn get_stream(&self, key: &str) -> Result<Body, StoreError> {
+        match self.state().objects.get(key) {
+            Some(bytes) => Ok(Box::pin(std::io::Cursor::new(bytes.clone()))),
+            None => Err(StoreError::Request {
+                op: "GetObject",
+                url: self.url(key),
+                detail: "NoSuchKey".into(),
+                class: crate::error::Class::Fatal,
+            }),
+        }
+    }
+
+    async fn put(&self, key: &str, body: Bytes, _content_type: &str) -> Result<(), StoreError> {
+        self.state().objects.insert(key.to_string(), body);
+        Ok(())
+    }
+
+    async fn put_if_absent(
+        &self,
+        key: &str,
+        body: Bytes,
+        _content_type: &str,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        if state.objects.contains_key(key) {
+            return Ok(false);
+        }
+        state.objects.insert(key.to_string(), body);
+        Ok(true)
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        Ok(self
+            .state()
+            .objects
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| ObjectInfo {
+                key: k.clone(),
+                size: v.len() as u64,
+            })
+            .collect())
+    }
+
+    async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut dirs: Vec<String> = self
+            .list(prefix)
+            .await?
+            .into_iter()
+            .filter_map(|o| {
+                let rest = &o.key[prefix.len()..];
+                rest.split_once('/').map(|(dir, _)| dir.to_string())
+            })
+            .filter(|d| !d.is_empty())
+            .collect();
+        dirs.dedup();
+        Ok(dirs)
+    }
+
+    async fn delete_keys(&self, keys: &[String]) -> Result<(), StoreError> {
+        let mut state = self.state();
+        for k in keys {
+            state.objects.remove(k);
+        }
+        Ok(())
+    }
+
+    async fn create_multipart(&self, key: &str, _content_type: &str) -> Result<String, StoreError> {
+        let mut state = self.state();
+        state.next_upload += 1;
+        let id = format!("upload-{}", state.next_upload);
+        state
+            .uploads
+            .insert(id.clone(), (key.to_string(), BTreeMap::new()));
+        Ok(id)
+    }
+
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        body: Bytes,
+    ) -> Result<UploadedPart, StoreError> {
+        let mut state = self.state();
+        let Some((_, parts)) = state.uploads.get_mut(upload_id) else {
+            return Err(no_upload(self, key, upload_id));
+        };
+        parts.insert(number, body);
+        Ok(UploadedPart {
+            number,
+            etag: Some(format!("\"{upload_id}-{number}\"")),
+        })
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<UploadedPart>,
+    ) -> Result<(), StoreError> {
+        let mut state = self.state();
+        let Some((upload_key, stored)) = state.uploads.remove(upload_id) else {
+            return Err(no_upload(self, key, upload_id));
+        };
+        let mut body = Vec::new();
+        for part in &parts {
+            match stored.get(&part.number) {
+                Some(bytes) => body.extend_from_slice(bytes),
+                None => return Err(no_upload(self, key, upload_id)),
+            }
+        }
+        state.objects.insert(upload_key, body.into());
+        Ok(())
+    }
+
+    async fn abort_multipart(&self, _key: &str, upload_id: &str) {
+        self.state().uploads.remove(upload_id);
+    }
+}
+
+fn no_upload(store: &MemoryStore, key: &str, upload_id: &str) -> StoreError {
+    StoreError::Request {
+        op: "UploadPart",
+        url: store.url(key),
+        detail: format!("NoSuchUpload {upload_id}"),
+        class: crate::error::Class::Fatal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn behaves_like_a_bucket() {
+        let store = MemoryStore::new("b");
+        store.put("a/1", "x".into(), "t").await.unwrap();
+        store.put("a/b/2", "yy".into(), "t").await.unwrap();
+        store.put("ab", "z".into(), "t").await.unwrap();
+        let listed: Vec<String> = store
+            .list("a/")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        assert_eq!(listed, ["a/1", "a/b/2"]);
+        assert_eq!(store.list_dirs("a/").await.unwrap(), ["b"]);
+        assert!(!store.put_if_absent("a/1", "w".into(), "t").await.unwrap());
+        assert_eq!(store.get("a/1").await.unwrap().unwrap(), "x");
+        let id = store.create_multipart("m", "t").await.unwrap();
+        let p1 = store.upload_part("m", &id, 1, "he".into()).await.unwrap();
+        let p2 = store.upload_part("m", &id, 2, "llo".into()).await.unwrap();
+        assert_eq!(store.open_uploads(), ["m"]);
+        assert_eq!(
+            store.get("m").await.unwrap(),
+            None,
+            "invisible until completed"
+        );
+        store
+            .complete_multipart("m", &id, vec![p1, p2])
+            .await
+            .unwrap();
+        assert_eq!(store.get("m").await.unwrap().unwrap(), "hello");
+        assert!(store.open_uploads().is_empty());
+        assert_eq!(super::super::delete_prefix(&store, "a/").await.unwrap(), 2);
+        assert_eq!(store.get("a/1").await.unwrap(), None);
+    }
+}

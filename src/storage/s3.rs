@@ -1,0 +1,492 @@
+//! The store on S3 or any S3-compatible server, through `aws-sdk-s3`. Every call goes through
+//! [`S3Store::call`], the one place that applies the retry policy, counts retries and logs them;
+//! for whole-object reads the attempt includes reading the body, so a truncated or reset body is
+//! retried like a failed request.
+
+use async_trait::async_trait;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
+use bytes::Bytes;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::{Body, ObjectInfo, ObjectStore, StoreError, UploadedPart};
+use crate::aws::Endpoint;
+use crate::error::Class;
+use crate::retry::{describe, sdk_failure, RetryPolicy, SdkFailure, UNREACHABLE_ATTEMPTS};
+
+/// One bucket on S3.
+pub struct S3Store {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    endpoint: Endpoint,
+    retry: RetryPolicy,
+    retries: AtomicU64,
+}
+
+/// A failed attempt: the request, or reading its body. Short-lived, so its size does not
+/// matter.
+#[allow(clippy::large_enum_variant)]
+enum Attempt<E> {
+    Request(SdkError<E, HttpResponse>),
+    Body(String),
+}
+
+impl<E: ProvideErrorMetadata> Attempt<E> {
+    fn failure(&self) -> SdkFailure {
+        match self {
+            Attempt::Request(e) => sdk_failure(e),
+            Attempt::Body(_) => SdkFailure::Transient,
+        }
+    }
+}
+
+impl<E> From<SdkError<E, HttpResponse>> for Attempt<E> {
+    fn from(e: SdkError<E, HttpResponse>) -> Self {
+        Attempt::Request(e)
+    }
+}
+
+impl S3Store {
+    pub fn new(
+        client: aws_sdk_s3::Client,
+        bucket: &str,
+        endpoint: Endpoint,
+        retry: RetryPolicy,
+    ) -> Self {
+        S3Store {
+            client,
+            bucket: bucket.to_string(),
+            endpoint,
+            retry,
+            retries: AtomicU64::new(0),
+        }
+    }
+
+    /// Runs one S3 operation under the retry policy. `op` names it for errors and logs.
+    async fn call<T, E, Fut>(
+        &self,
+        op: &'static str,
+        key: &str,
+        attempt: impl FnMut() -> Fut,
+    ) -> Result<T, Attempt<E>>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        Fut: Future<Output = Result<T, Attempt<E>>>,
+    {
+        let mut unreachable = 0;
+        self.retry
+            .run(
+                attempt,
+                |e: &Attempt<E>| match e.failure() {
+                    SdkFailure::Throttled | SdkFailure::Transient => true,
+                    SdkFailure::Unreachable => {
+                        unreachable += 1;
+                        unreachable < UNREACHABLE_ATTEMPTS
+                    }
+                    SdkFailure::Permanent => false,
+                },
+                |e, delay| self.note_retry(op, key, &self.detail(e), delay),
+            )
+            .await
+    }
+
+    fn detail<E>(&self, e: &Attempt<E>) -> String
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        match e {
+            Attempt::Request(e) if sdk_failure(e) == SdkFailure::Unreachable => {
+                format!("{}: {}", self.endpoint, describe(e))
+            }
+            Attempt::Request(e) => describe(e),
+            Attempt::Body(detail) => detail.clone(),
+        }
+    }
+
+    fn fail<E>(&self, op: &'static str, key: &str, e: Attempt<E>) -> StoreError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let url = self.url(key);
+        match &e {
+            Attempt::Request(SdkError::ServiceError(s))
+                if s.err().code() == Some("NoSuchBucket") =>
+            {
+                StoreError::NoBucket {
+                    bucket: self.bucket.clone(),
+                    endpoint: self.endpoint.to_string(),
+                }
+            }
+            Attempt::Body(_) => StoreError::Body {
+                url,
+                detail: self.detail(&e),
+            },
+            Attempt::Request(_) => StoreError::Request {
+                op,
+                url,
+                detail: self.detail(&e),
+                class: if e.failure().is_retriable() {
+                    Class::Retry
+                } else {
+                    Class::Fatal
+                },
+            },
+        }
+    }
+
+    fn note_retry(&self, op: &str, key: &str, detail: &str, delay: Duration) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(op, bucket = %self.bucket, key, delay_ms = delay.as_millis() as u64,
+            error = %detail, "S3 call failed transiently; retrying");
+    }
+
+    /// One page of ListObjectsV2.
+    async fn list_page(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        token: Option<String>,
+    ) -> Result<aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output, StoreError> {
+        self.call("ListObjectsV2", prefix, || async {
+            Ok(self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_delimiter(delimiter.map(str::to_string))
+                .set_continuation_token(token.clone())
+                .send()
+                .await?)
+        })
+        .await
+        .map_err(|e| self.fail("ListObjectsV2", prefix, e))
+    }
+
+    /// Calls `each` with every page of a listing.
+    async fn for_each_page(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        mut each: impl FnMut(&aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output),
+    ) -> Result<(), StoreError> {
+        let mut token: Option<String> = None;
+        loop {
+            let page = self.list_page(prefix, delimiter, token.take()).await?;
+            each(&page);
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => return Ok(()),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl ObjectStore for S3Store {
+    fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    async fn check_access(&self, prefix: &str) -> Result<(), StoreError> {
+        self.call("ListObjectsV2", prefix, || async {
+            Ok(self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .max_keys(1)
+                .send()
+                .await?)
+        })
+        .await
+        .map(|_| ())
+        .map_err(|e| self.fail("ListObjectsV2", prefix, e))
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        let result = self
+            .call("GetObject", key, || async {
+                let output = self
+                    .client
+                    .get_object()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .send()
+                    .await?;
+                let body = output
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| Attempt::Body(crate::retry::error_chain(&e)))?;
+                Ok(body.into_bytes())
+            })
+            .await;
+        match result {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(Attempt::Request(e))
+                if e.as_service_error().is_some_and(|s| s.is_no_such_key()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(self.fail("GetObject", key, e)),
+        }
+    }
+
+    async fn get_stream(&self, key: &str) -> Result<Body, StoreError> {
+        let output = self
+            .call("GetObject", key, || async {
+                Ok(self
+                    .client
+                    .get_object()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .send()
+                    .await?)
+            })
+            .await
+            .map_err(|e| self.fail("GetObject", key, e))?;
+        Ok(Box::pin(output.body.into_async_read()))
+    }
+
+    async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), StoreError> {
+        self.call("PutObject", key, || async {
+            Ok(self
+                .client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .content_type(content_type)
+                .body(ByteStream::from(body.clone()))
+                .send()
+                .await?)
+        })
+        .await
+        .map(|_| ())
+        .map_err(|e| self.fail("PutObject", key, e))
+    }
+
+    async fn put_if_absent(
+        &self,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .call("PutObject", key, || async {
+                Ok(self
+                    .client
+                    .put_object()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .content_type(content_type)
+                    .if_none_match("*")
+                    .body(ByteStream::from(body.clone()))
+                    .send()
+                    .await?)
+            })
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(Attempt::Request(e))
+                if e.raw_response().is_some_and(|r| r.status().as_u16() == 412)
+                    || e.as_service_error().and_then(|s| s.meta().code())
+                        == Some("PreconditionFailed") =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(self.fail("PutObject", key, e)),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        let mut out = Vec::new();
+        self.for_each_page(prefix, None, |page| {
+            out.extend(page.contents().iter().filter_map(|o| {
+                o.key().map(|key| ObjectInfo {
+                    key: key.to_string(),
+                    size: o.size().unwrap_or(0).max(0) as u64,
+                })
+            }))
+        })
+        .await?;
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        self.for_each_page(prefix, Some("/"), |page| {
+            for p in page.common_prefixes() {
+                if let Some(dir) = p.prefix() {
+                    let name = dir[prefix.len().min(dir.len())..].trim_end_matches('/');
+                    if !name.is_empty() {
+                        out.push(name.to_string());
+                    }
+                }
+            }
+        })
+        .await?;
+        out.sort();
+        Ok(out)
+    }
+
+    async fn delete_keys(&self, keys: &[String]) -> Result<(), StoreError> {
+        for batch in keys.chunks(1000) {
+            let objects: Vec<ObjectIdentifier> = batch
+                .iter()
+                .map(|k| {
+                    ObjectIdentifier::builder()
+                        .key(k)
+                        .build()
+                        .expect("key is set")
+                })
+                .collect();
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .expect("objects are set");
+            let first = batch.first().map(String::as_str).unwrap_or("");
+            let output = self
+                .call("DeleteObjects", first, || async {
+                    Ok(self
+                        .client
+                        .delete_objects()
+                        .bucket(&self.bucket)
+                        .delete(delete.clone())
+                        .send()
+                        .await?)
+                })
+                .await
+                .map_err(|e| self.fail("DeleteObjects", first, e))?;
+            if let Some(e) = output.errors().first() {
+                return Err(StoreError::Request {
+                    op: "DeleteObjects",
+                    url: self.url(e.key().unwrap_or(first)),
+                    detail: format!(
+                        "{}: {}",
+                        e.code().unwrap_or("error"),
+                        e.message().unwrap_or("")
+                    ),
+                    class: Class::Retry,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn create_multipart(&self, key: &str, content_type: &str) -> Result<String, StoreError> {
+        let out = self
+            .call("CreateMultipartUpload", key, || async {
+                Ok(self
+                    .client
+                    .create_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .content_type(content_type)
+                    .send()
+                    .await?)
+            })
+            .await
+            .map_err(|e| self.fail("CreateMultipartUpload", key, e))?;
+        out.upload_id()
+            .map(str::to_string)
+            .ok_or_else(|| StoreError::Request {
+                op: "CreateMultipartUpload",
+                url: self.url(key),
+                detail: "response has no upload id".into(),
+                class: Class::Fatal,
+            })
+    }
+
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        body: Bytes,
+    ) -> Result<UploadedPart, StoreError> {
+        let out = self
+            .call("UploadPart", key, || async {
+                Ok(self
+                    .client
+                    .upload_part()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(upload_id)
+                    .part_number(number)
+                    .body(ByteStream::from(body.clone()))
+                    .send()
+                    .await?)
+            })
+            .await
+            .map_err(|e| self.fail("UploadPart", key, e))?;
+        Ok(UploadedPart {
+            number,
+            etag: out.e_tag().map(str::to_string),
+        })
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        mut parts: Vec<UploadedPart>,
+    ) -> Result<(), StoreError> {
+        parts.sort_by_key(|p| p.number);
+        let upload = CompletedMultipartUpload::builder()
+            .set_parts(Some(
+                parts
+                    .into_iter()
+                    .map(|p| {
+                        CompletedPart::builder()
+                            .part_number(p.number)
+                            .set_e_tag(p.etag)
+                            .build()
+                    })
+                    .collect(),
+            ))
+            .build();
+        self.call("CompleteMultipartUpload", key, || async {
+            Ok(self
+                .client
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .multipart_upload(upload.clone())
+                .send()
+                .await?)
+        })
+        .await
+        .map(|_| ())
+        .map_err(|e| self.fail("CompleteMultipartUpload", key, e))
+    }
+
+    async fn abort_multipart(&self, key: &str, upload_id: &str) {
+        let result = self
+            .call("AbortMultipartUpload", key, || async {
+                Ok(self
+                    .client
+                    .abort_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(upload_id)
+                    .send()
+                    .await?)
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(bucket = %self.bucket, key, upload_id, error = %self.detail(&e),
+                "could not abort a multipart upload; a bucket lifecycle rule for incomplete uploads will remove it");
+        }
+    }
+}

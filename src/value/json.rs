@@ -1,0 +1,302 @@
+//! JSON text for DynamoDB values that land in JSON columns (`json` type, `_extra`, `_unclassified`).
+//!
+//! Plain JSON where it is unambiguous — `S` → string, `N` → number (exact digits, never a float),
+//! `BOOL` → boolean, `NULL` → null, `L` → array, `M` → object — and a one-key tagged object where
+//! plain JSON would lose the DynamoDB type:
+//!
+//! | value | JSON |
+//! |---|---|
+//! | `B` | `{"$b": "<base64>"}` |
+//! | `SS` / `NS` / `BS` | `{"$ss": [..]}` / `{"$ns": [..]}` / `{"$bs": ["<base64>", ..]}` |
+//! | `S` containing U+0000 (which PostgreSQL cannot store) | `{"$s64": "<base64 of the UTF-8>"}` |
+//!
+//! Object keys that start with `$` are written with one more `$` in front, so a map can never be
+//! mistaken for a tag. The test kit's decoder inverts all of this exactly.
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+
+use super::decimal::Decimal;
+use super::{ItemView, Value};
+
+/// Why a value has no JSON form; carries the attribute path for the error report.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JsonError {
+    #[error("attribute {path} has a map key containing U+0000, which the warehouse cannot store")]
+    NulInKey { path: String },
+    #[error("attribute {path} holds {value:?}, which is not a DynamoDB number")]
+    BadNumber { path: String, value: String },
+    #[error("attribute {path} has a DynamoDB type this version does not know ({tag}); a newer dynamo-etl may")]
+    UnknownType { path: String, tag: String },
+}
+
+/// Where a value sits inside an attribute, for error messages. Kept as borrowed links and only
+/// rendered when an error needs it: building the text for every nested value cost more than
+/// writing the value itself.
+#[derive(Clone, Copy)]
+enum Path<'a> {
+    Root(&'a str),
+    Index(&'a Path<'a>, usize),
+    Key(&'a Path<'a>, &'a str),
+}
+
+impl Path<'_> {
+    fn render(&self) -> String {
+        match self {
+            Path::Root(name) => name.to_string(),
+            Path::Index(parent, i) => format!("{}[{i}]", parent.render()),
+            Path::Key(parent, key) => match parent {
+                Path::Root("") => key.to_string(),
+                _ => format!("{}.{key}", parent.render()),
+            },
+        }
+    }
+}
+
+/// Appends the JSON for `value` to `out`. `path` names the attribute for errors.
+pub fn write_value(out: &mut Vec<u8>, value: &Value, path: &str) -> Result<(), JsonError> {
+    write_value_at(out, value, &Path::Root(path))
+}
+
+fn write_value_at(out: &mut Vec<u8>, value: &Value, path: &Path) -> Result<(), JsonError> {
+    match value {
+        Value::S(s) => write_string(out, s),
+        Value::N(n) => write_number(out, n, path)?,
+        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::B(b) => {
+            out.extend_from_slice(b"{\"$b\":");
+            write_base64(out, b.as_ref());
+            out.push(b'}');
+        }
+        Value::Ss(items) => {
+            out.extend_from_slice(b"{\"$ss\":[");
+            for (i, s) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_string(out, s);
+            }
+            out.extend_from_slice(b"]}");
+        }
+        Value::Ns(items) => {
+            out.extend_from_slice(b"{\"$ns\":[");
+            for (i, n) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_number(out, n, path)?;
+            }
+            out.extend_from_slice(b"]}");
+        }
+        Value::Bs(items) => {
+            out.extend_from_slice(b"{\"$bs\":[");
+            for (i, b) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_base64(out, b.as_ref());
+            }
+            out.extend_from_slice(b"]}");
+        }
+        Value::L(items) => {
+            out.push(b'[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value_at(out, v, &Path::Index(path, i))?;
+            }
+            out.push(b']');
+        }
+        Value::M(map) => write_object_at(out, map.iter().map(|(k, v)| (k.as_ref(), v)), path)?,
+        Value::Unknown(tag) => {
+            return Err(JsonError::UnknownType {
+                path: path.render(),
+                tag: tag.clone(),
+            })
+        }
+    }
+    Ok(())
+}
+
+/// Appends a JSON object of `(key, value)` pairs with keys sorted, so output is deterministic
+/// (DynamoDB maps have no order).
+pub fn write_object<'a, 'v: 'a>(
+    out: &mut Vec<u8>,
+    entries: impl Iterator<Item = (&'a str, &'a Value<'v>)>,
+    path: &str,
+) -> Result<(), JsonError> {
+    write_object_at(out, entries, &Path::Root(path))
+}
+
+fn write_object_at<'a, 'v: 'a>(
+    out: &mut Vec<u8>,
+    entries: impl Iterator<Item = (&'a str, &'a Value<'v>)>,
+    path: &Path,
+) -> Result<(), JsonError> {
+    let mut entries: Vec<_> = entries.collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    out.push(b'{');
+    for (i, (key, value)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let child = Path::Key(path, key);
+        if key.contains('\0') {
+            return Err(JsonError::NulInKey {
+                path: child.render(),
+            });
+        }
+        if key.starts_with('$') {
+            let escaped = format!("${key}");
+            write_plain_string(out, &escaped);
+        } else {
+            write_plain_string(out, key);
+        }
+        out.push(b':');
+        write_value_at(out, value, &child)?;
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+fn write_string(out: &mut Vec<u8>, s: &str) {
+    if s.contains('\0') {
+        out.extend_from_slice(b"{\"$s64\":");
+        write_base64(out, s.as_bytes());
+        out.push(b'}');
+    } else {
+        write_plain_string(out, s);
+    }
+}
+
+fn write_plain_string(out: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
+}
+
+fn write_base64(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
+    let start = out.len();
+    out.resize(
+        start + base64::encoded_len(bytes.len(), true).unwrap_or(0),
+        0,
+    );
+    let written = BASE64
+        .encode_slice(bytes, &mut out[start..])
+        .expect("buffer sized by encoded_len");
+    out.truncate(start + written);
+    out.push(b'"');
+}
+
+fn write_number(out: &mut Vec<u8>, n: &str, path: &Path) -> Result<(), JsonError> {
+    let d = Decimal::parse(n).map_err(|_| JsonError::BadNumber {
+        path: path.render(),
+        value: n.to_string(),
+    })?;
+    let mut text = String::new();
+    d.write_json_number(&mut text);
+    out.extend_from_slice(text.as_bytes());
+    Ok(())
+}
+
+/// JSON text for a whole value, as a `String`.
+pub fn to_json(value: &Value, path: &str) -> Result<String, JsonError> {
+    let mut out = Vec::new();
+    write_value(&mut out, value, path)?;
+    Ok(String::from_utf8(out).expect("JSON writer emits UTF-8"))
+}
+
+/// Renders the key attributes of an item as a JSON object (missing key attributes are skipped).
+pub fn item_key(item: &ItemView, key_attributes: &[String]) -> String {
+    let mut out = Vec::new();
+    let entries = key_attributes
+        .iter()
+        .filter_map(|k| item.get(k).map(|v| (k.as_str(), v)));
+    if write_object(&mut out, entries, "").is_err() {
+        // A key with a NUL in a map key cannot happen (keys are S, N or B); fall back to debug.
+        return format!(
+            "{:?}",
+            key_attributes
+                .iter()
+                .map(|k| item.get(k))
+                .collect::<Vec<_>>()
+        );
+    }
+    String::from_utf8(out).expect("JSON writer emits UTF-8")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::decode::{decode, values_equal};
+    use aws_sdk_dynamodb::primitives::Blob;
+    use aws_sdk_dynamodb::types::AttributeValue;
+
+    fn map(entries: &[(&str, AttributeValue)]) -> AttributeValue {
+        AttributeValue::M(
+            entries
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        )
+    }
+
+    fn json(v: &AttributeValue, path: &str) -> Result<String, JsonError> {
+        to_json(&Value::from_sdk(v), path)
+    }
+
+    fn round_trip(v: AttributeValue) {
+        let text = json(&v, "a").unwrap();
+        let back = decode(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert!(values_equal(&v, &back), "{v:?} -> {text} -> {back:?}");
+    }
+
+    #[test]
+    fn every_type_round_trips() {
+        use AttributeValue::*;
+        round_trip(S("héllo \"quoted\" \\ \n".into()));
+        round_trip(S(String::new()));
+        round_trip(N("12345678901234567890123456789012345678".into()));
+        round_trip(N("1E-130".into()));
+        round_trip(N("-9.9999999999999999999999999999999999999E+125".into()));
+        round_trip(Bool(true));
+        round_trip(Null(true));
+        round_trip(B(Blob::new(vec![0u8, 255, 128, 10])));
+        round_trip(Ss(vec!["a".into(), "b".into()]));
+        round_trip(Ns(vec!["1".into(), "2.5".into()]));
+        round_trip(Bs(vec![Blob::new(vec![1u8]), Blob::new(vec![2u8, 3])]));
+        round_trip(L(vec![S("x".into()), N("1".into()), L(vec![])]));
+        round_trip(S("nul\0inside".into()));
+    }
+
+    #[test]
+    fn maps_that_look_like_tags_stay_maps() {
+        round_trip(map(&[("$b", AttributeValue::S("not binary".into()))]));
+        round_trip(map(&[
+            ("$$x", AttributeValue::N("1".into())),
+            ("y", AttributeValue::Bool(false)),
+        ]));
+        round_trip(map(&[(
+            "nested",
+            map(&[("$ss", AttributeValue::S("plain".into()))]),
+        )]));
+    }
+
+    #[test]
+    fn plain_values_stay_plain() {
+        let v = map(&[
+            ("n", AttributeValue::N("1.50".into())),
+            ("s", AttributeValue::S("x".into())),
+            ("l", AttributeValue::L(vec![AttributeValue::Bool(true)])),
+        ]);
+        assert_eq!(json(&v, "a").unwrap(), r#"{"l":[true],"n":1.5,"s":"x"}"#);
+    }
+
+    #[test]
+    fn nul_in_a_map_key_is_an_error_naming_the_path() {
+        let v = map(&[("inner", map(&[("bad\0key", AttributeValue::Bool(true))]))]);
+        let err = json(&v, "doc").unwrap_err();
+        assert!(err.to_string().contains("doc.inner.bad"), "{err}");
+    }
+}

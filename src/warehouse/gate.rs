@@ -1,0 +1,263 @@
+//! Phase 4's completeness gate, as a decision over what the staging area and the warehouse hold:
+//! the run is swapped in only when staging is prepared for it, every segment has a usable
+//! manifest and a completed ledger row, and every staged table holds exactly the rows its
+//! manifests add up to. Each dialect reads the inputs inside its swap transaction and asks here.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use crate::error::{Class, Classify};
+use crate::staging::commands::Step;
+use crate::staging::manifest::Committed;
+use crate::staging::plan::RunPlan;
+
+/// Why `replace` refused, with the steps that fix it. Incomplete work: once the steps ran,
+/// the same `replace` succeeds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateRefusal {
+    pub problems: Vec<String>,
+    pub steps: Vec<Step>,
+}
+
+impl fmt::Display for GateRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.problems.join("; "))
+    }
+}
+
+impl std::error::Error for GateRefusal {}
+
+impl Classify for GateRefusal {
+    fn class(&self) -> Class {
+        Class::Retry
+    }
+}
+
+fn list(segments: &[u32]) -> String {
+    segments
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The first half of the gate: staging prepared for the run, every segment committed and
+/// loaded. `prepared` is the run staging's marker names; `loaded` the completed ledger rows.
+pub fn check_segments(
+    plan: &RunPlan,
+    manifests: &[Committed],
+    prepared: Option<&str>,
+    loaded: &BTreeSet<u32>,
+) -> Option<GateRefusal> {
+    let n = plan.total_segments;
+    if prepared != Some(plan.run_id.as_str()) {
+        let staging = match prepared {
+            Some(other) => format!("prepared for run {other}"),
+            None => "missing".into(),
+        };
+        return Some(GateRefusal {
+            problems: vec![format!("the staging schema is {staging}")],
+            steps: vec![Step::Prepare, Step::UploadEach { total_segments: n }],
+        });
+    }
+    let mut refusal = GateRefusal {
+        problems: vec![],
+        steps: vec![],
+    };
+    let state = |k: u32| manifests.get(k as usize).unwrap_or(&Committed::Missing);
+    let missing: Vec<u32> = (0..n)
+        .filter(|k| matches!(state(*k), Committed::Missing))
+        .collect();
+    let unloaded: Vec<u32> = (0..n)
+        .filter(|k| !loaded.contains(k) && matches!(state(*k), Committed::Manifest(_)))
+        .collect();
+    if !missing.is_empty() {
+        refusal.problems.push(format!(
+            "segments {} of {n} have no phase-1 manifest",
+            list(&missing)
+        ));
+    }
+    for k in 0..n {
+        if let Committed::Damaged(problem) = state(k) {
+            refusal.problems.push(problem.clone());
+        }
+        if !matches!(state(k), Committed::Manifest(_)) {
+            refusal.steps.push(Step::RetryPhase1 {
+                total_segments: n,
+                segment: k,
+            });
+            refusal.steps.push(Step::RetryPhase3 { segment: k });
+        }
+    }
+    if !unloaded.is_empty() {
+        refusal.problems.push(format!(
+            "segments {} of {n} are not loaded",
+            list(&unloaded)
+        ));
+        for k in &unloaded {
+            refusal.steps.push(Step::RetryPhase3 { segment: *k });
+        }
+    }
+    (!refusal.problems.is_empty()).then_some(refusal)
+}
+
+/// The second half: every staged table's rows equal the sum of its manifests.
+pub fn check_counts(
+    plan: &RunPlan,
+    staging: &str,
+    manifests: &[Committed],
+    counted: &BTreeMap<String, u64>,
+) -> Option<GateRefusal> {
+    let mut problems = Vec::new();
+    for table in plan.warehouse_tables() {
+        let expected: u64 = manifests
+            .iter()
+            .filter_map(Committed::manifest)
+            .map(|m| m.tables.get(&table.table).map_or(0, |t| t.rows))
+            .sum();
+        let actual = counted.get(&table.table).copied().unwrap_or(u64::MAX);
+        if actual != expected {
+            problems.push(format!(
+                "table {staging}.{} has {actual} rows but the manifests add up to {expected}",
+                table.table
+            ));
+        }
+    }
+    (!problems.is_empty()).then(|| GateRefusal {
+        problems,
+        steps: vec![
+            Step::Prepare,
+            Step::UploadEach {
+                total_segments: plan.total_segments,
+            },
+        ],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::SchemaSource;
+    use crate::staging::manifest::{SegmentManifest, TableOutput, MANIFEST_FORMAT};
+    use std::path::PathBuf;
+
+    fn plan(n: u32) -> RunPlan {
+        RunPlan {
+            format: crate::staging::plan::PLAN_FORMAT,
+            run_id: "r1".into(),
+            source_table: "t".into(),
+            total_segments: n,
+            key_attributes: vec!["pk".into()],
+            schema_source: SchemaSource::Static(PathBuf::from("schemas")),
+            schemas: vec![],
+            created_at: String::new(),
+        }
+    }
+
+    fn manifest(segment: u32, rows: u64) -> Committed {
+        let mut tables = BTreeMap::new();
+        tables.insert(
+            "_unclassified".to_string(),
+            TableOutput {
+                rows,
+                ..TableOutput::default()
+            },
+        );
+        Committed::Manifest(Box::new(SegmentManifest {
+            format: MANIFEST_FORMAT,
+            run_id: "r1".into(),
+            source_table: "t".into(),
+            segment,
+            total_segments: 3,
+            schema_source: SchemaSource::Static(PathBuf::from("schemas")),
+            tables,
+            items_scanned: rows,
+            items_rejected: vec![],
+            drift: BTreeMap::new(),
+            read_units: 0.0,
+            pages: 1,
+            retries: 0,
+            started_at: String::new(),
+            finished_at: String::new(),
+            duration_ms: 0,
+        }))
+    }
+
+    #[test]
+    fn a_complete_run_passes() {
+        let p = plan(3);
+        let m = vec![manifest(0, 2), manifest(1, 3), manifest(2, 0)];
+        let loaded: BTreeSet<u32> = [0, 1, 2].into();
+        assert_eq!(check_segments(&p, &m, Some("r1"), &loaded), None);
+        let counted = BTreeMap::from([("_unclassified".to_string(), 5)]);
+        assert_eq!(check_counts(&p, "s", &m, &counted), None);
+    }
+
+    #[test]
+    fn staging_of_another_run_is_refused_with_prepare() {
+        let p = plan(2);
+        let r = check_segments(&p, &[], Some("r0"), &BTreeSet::new()).unwrap();
+        assert!(r.problems[0].contains("prepared for run r0"), "{r}");
+        assert_eq!(r.steps[0], Step::Prepare);
+        let r = check_segments(&p, &[], None, &BTreeSet::new()).unwrap();
+        assert!(r.problems[0].contains("missing"), "{r}");
+    }
+
+    #[test]
+    fn missing_damaged_and_unloaded_segments_are_each_named_with_their_retry() {
+        let p = plan(4);
+        let m = vec![
+            manifest(0, 1),
+            Committed::Missing,
+            Committed::Damaged("the manifest of segment 2 is not valid".into()),
+            manifest(3, 1),
+        ];
+        let loaded: BTreeSet<u32> = [0].into();
+        let r = check_segments(&p, &m, Some("r1"), &loaded).unwrap();
+        assert!(
+            r.problems.iter().any(|x| x.contains("segments 1, 2 of 4")),
+            "{r}"
+        );
+        assert!(
+            r.problems
+                .iter()
+                .any(|x| x.contains("segment 2 is not valid")),
+            "{r}"
+        );
+        assert!(
+            r.problems
+                .iter()
+                .any(|x| x.contains("segments 3 of 4 are not loaded")),
+            "{r}"
+        );
+        assert_eq!(
+            r.steps,
+            [
+                Step::RetryPhase1 {
+                    total_segments: 4,
+                    segment: 1
+                },
+                Step::RetryPhase3 { segment: 1 },
+                Step::RetryPhase1 {
+                    total_segments: 4,
+                    segment: 2
+                },
+                Step::RetryPhase3 { segment: 2 },
+                Step::RetryPhase3 { segment: 3 },
+            ]
+        );
+    }
+
+    #[test]
+    fn counts_that_differ_from_the_manifests_are_refused() {
+        let p = plan(2);
+        let m = vec![manifest(0, 2), manifest(1, 3)];
+        let counted = BTreeMap::from([("_unclassified".to_string(), 4)]);
+        let r = check_counts(&p, "t_staging", &m, &counted).unwrap();
+        assert!(
+            r.problems[0]
+                .contains("t_staging._unclassified has 4 rows but the manifests add up to 5"),
+            "{r}"
+        );
+    }
+}

@@ -1,0 +1,228 @@
+//! The contract between phases 2, 3 and 4 inside the warehouse, the same for every dialect:
+//!
+//! - `<target>_staging` holds one table per data-schema plus `_unclassified`, a **ledger**
+//!   (`_dynamo_etl_ledger`: one row per loaded segment, with its row counts) and a **run marker**
+//!   (`_dynamo_etl_run`: the run the schema was prepared for);
+//! - phase 3 claims a segment by inserting its ledger row with `row_count = -1` inside the load
+//!   transaction and completes the row with the counts before committing, so a committed row
+//!   with `row_count >= 0` means "loaded, exactly once";
+//! - the swap renames the whole schema, so the ledger and the marker travel with the data and the
+//!   target always says which run it serves.
+//!
+//! Catalog lookups use `information_schema`, which both servers provide.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::sql::{qualified, quote_ident, Session};
+use super::{Dialect, Staged, WarehouseError, WarehouseState};
+use crate::schema::{DataSchema, LogicalType, EXTRA_COLUMN};
+use crate::staging::plan::RunPlan;
+
+/// Ledger of loaded segments.
+pub const LEDGER_TABLE: &str = "_dynamo_etl_ledger";
+/// One row naming the run a staging schema was prepared for.
+pub const RUN_TABLE: &str = "_dynamo_etl_run";
+
+/// `CREATE TABLE` for one data-schema in `schema`; every identifier quoted.
+pub fn create_table_sql(dialect: &dyn Dialect, schema: &str, table: &DataSchema) -> String {
+    let columns: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}",
+                quote_ident(&c.column),
+                dialect.column_type(c.logical_type)
+            )
+        })
+        .chain(std::iter::once(format!(
+            "{} {}",
+            quote_ident(EXTRA_COLUMN),
+            dialect.column_type(LogicalType::Json)
+        )))
+        .collect();
+    format!(
+        "CREATE TABLE {} (\n  {}\n)",
+        qualified(schema, &table.table),
+        columns.join(",\n  ")
+    )
+}
+
+/// Phase 2: a pristine staging schema for `plan`'s run.
+pub fn prepare_sql(dialect: &dyn Dialect, plan: &RunPlan) -> Vec<String> {
+    let staging = dialect.config().staging();
+    let mut out = vec![
+        format!("DROP SCHEMA IF EXISTS {} CASCADE", quote_ident(&staging)),
+        format!("CREATE SCHEMA {}", quote_ident(&staging)),
+    ];
+    for table in plan.warehouse_tables() {
+        out.push(create_table_sql(dialect, &staging, &table));
+    }
+    out.push(format!(
+        "CREATE TABLE {} (segment INTEGER NOT NULL PRIMARY KEY, run_id VARCHAR(100) NOT NULL, loaded_at TIMESTAMPTZ NOT NULL, row_count BIGINT NOT NULL, table_counts VARCHAR(65535) NOT NULL)",
+        qualified(&staging, LEDGER_TABLE)
+    ));
+    out.push(format!(
+        "CREATE TABLE {} (run_id VARCHAR(100) NOT NULL, source_table VARCHAR(255) NOT NULL, total_segments INTEGER NOT NULL, schema_source VARCHAR(1024) NOT NULL, prepared_at TIMESTAMPTZ NOT NULL)",
+        qualified(&staging, RUN_TABLE)
+    ));
+    out.push(format!(
+        "INSERT INTO {} (run_id, source_table, total_segments, schema_source, prepared_at) VALUES ({}, {}, {}, {}, {})",
+        qualified(&staging, RUN_TABLE),
+        dialect.literal(&plan.run_id),
+        dialect.literal(&plan.source_table),
+        plan.total_segments,
+        dialect.literal(&plan.schema_source.to_string()),
+        dialect.now()
+    ));
+    out
+}
+
+/// Completes a segment's ledger row with what was loaded.
+pub fn record_segment_sql(
+    dialect: &dyn Dialect,
+    staging: &str,
+    segment: u32,
+    tables: &BTreeMap<String, u64>,
+) -> String {
+    let rows: u64 = tables.values().sum();
+    let counts = serde_json::to_string(tables).expect("counts serialise");
+    format!(
+        "UPDATE {} SET row_count = {rows}, table_counts = {}, loaded_at = {} WHERE segment = {segment}",
+        qualified(staging, LEDGER_TABLE),
+        dialect.literal(&counts),
+        dialect.now()
+    )
+}
+
+fn text_literal(text: &str) -> String {
+    // Catalog names here are our own identifiers ([a-z0-9_]), so a standard literal is exact in
+    // every dialect.
+    super::sql::standard_literal(text)
+}
+
+/// The run a schema (staging, target or previous) was prepared for, if it has a run marker.
+pub async fn run_marker(
+    session: &mut Session,
+    schema: &str,
+) -> Result<Option<String>, WarehouseError> {
+    let exists = session
+        .query_one(
+            &format!(
+                "SELECT table_name::varchar FROM information_schema.tables WHERE table_schema = {} AND table_name = {}",
+                text_literal(schema),
+                text_literal(RUN_TABLE)
+            ),
+            "looking up the run marker",
+        )
+        .await?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    session
+        .query_one(
+            &format!("SELECT run_id FROM {}", qualified(schema, RUN_TABLE)),
+            "reading the run marker",
+        )
+        .await
+}
+
+/// Segments with a completed ledger row in `schema`.
+pub async fn loaded_segments(
+    session: &mut Session,
+    schema: &str,
+) -> Result<BTreeSet<u32>, WarehouseError> {
+    let rows = session
+        .query(
+            &format!(
+                "SELECT segment::varchar FROM {} WHERE row_count >= 0",
+                qualified(schema, LEDGER_TABLE)
+            ),
+            "reading the ledger",
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| r.first().cloned().flatten())
+        .filter_map(|s| s.trim().parse().ok())
+        .collect())
+}
+
+/// Whether a schema exists.
+pub async fn schema_exists(session: &mut Session, schema: &str) -> Result<bool, WarehouseError> {
+    Ok(session
+        .query_one(
+            &format!(
+                "SELECT schema_name::varchar FROM information_schema.schemata WHERE schema_name = {}",
+                text_literal(schema)
+            ),
+            "looking up a schema",
+        )
+        .await?
+        .is_some())
+}
+
+/// Rows of every staged table, by table name.
+pub async fn staged_counts(
+    session: &mut Session,
+    staging: &str,
+    tables: &[DataSchema],
+) -> Result<BTreeMap<String, u64>, WarehouseError> {
+    let mut out = BTreeMap::new();
+    for table in tables {
+        let counted = session
+            .query_one(
+                &format!(
+                    "SELECT COUNT(*)::varchar FROM {}",
+                    qualified(staging, &table.table)
+                ),
+                "counting staged rows",
+            )
+            .await?;
+        let rows = counted
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(u64::MAX);
+        out.insert(table.table.clone(), rows);
+    }
+    Ok(out)
+}
+
+/// What the warehouse holds for `dialect`'s target.
+pub async fn state(
+    dialect: &dyn Dialect,
+    session: &mut Session,
+) -> Result<WarehouseState, WarehouseError> {
+    let config = dialect.config();
+    let staging = config.staging();
+    let staged = match run_marker(session, &staging).await? {
+        Some(run_id) => Some(Staged {
+            run_id,
+            loaded: loaded_segments(session, &staging).await?,
+        }),
+        None => None,
+    };
+    Ok(WarehouseState {
+        serving: run_marker(session, &config.target).await?,
+        previous: run_marker(session, &config.previous()).await?,
+        staged,
+    })
+}
+
+/// Fails unless staging is prepared for `run_id`.
+pub async fn require_prepared(
+    session: &mut Session,
+    staging: &str,
+    run_id: &str,
+) -> Result<(), WarehouseError> {
+    match run_marker(session, staging).await? {
+        Some(r) if r == run_id => Ok(()),
+        found => Err(WarehouseError::NotPrepared {
+            run_id: run_id.to_string(),
+            staging: staging.to_string(),
+            found: match found {
+                Some(other) => format!("prepared for run {other}"),
+                None => "not prepared".to_string(),
+            },
+        }),
+    }
+}

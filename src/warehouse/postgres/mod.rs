@@ -1,0 +1,225 @@
+//! PostgreSQL: the staging tables take PostgreSQL's own types, a segment is claimed with
+//! `INSERT … ON CONFLICT DO NOTHING` on the ledger's primary key, and the parts are streamed from
+//! the staging area through their decompressor into `COPY … FROM STDIN` ([`copy`]).
+
+mod copy;
+
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::ledger::{self, LEDGER_TABLE};
+use super::sql::{self, qualified, quote_ident, Session};
+use super::swap::{self, Swap, SwapKind};
+use super::{
+    load, Dialect, Grantee, SwapOutcome, UploadOutcome, Warehouse, WarehouseConfig, WarehouseError,
+    WarehouseState,
+};
+use crate::retry::RetryPolicy;
+use crate::schema::LogicalType;
+use crate::staging::manifest::{self, Committed};
+use crate::staging::parts::reader::PartReader;
+use crate::staging::plan::RunPlan;
+use crate::staging::Staging;
+
+pub struct Postgres {
+    config: WarehouseConfig,
+}
+
+impl Postgres {
+    pub fn new(config: WarehouseConfig) -> Self {
+        Postgres { config }
+    }
+
+    fn claim_sql(&self, staging: &str, run_id: &str, segment: u32) -> String {
+        format!(
+            "INSERT INTO {} (segment, run_id, loaded_at, row_count, table_counts) VALUES ({segment}, {}, now(), -1, '') ON CONFLICT (segment) DO NOTHING",
+            qualified(staging, LEDGER_TABLE),
+            self.literal(run_id)
+        )
+    }
+}
+
+/// PostgreSQL's "try again" errors are the protocol's standard ones.
+fn transient(err: &sqlx::Error) -> bool {
+    sql::is_transient(err)
+}
+
+#[async_trait(?Send)]
+impl Dialect for Postgres {
+    fn config(&self) -> &WarehouseConfig {
+        &self.config
+    }
+
+    async fn session(&self) -> Result<Session, WarehouseError> {
+        Session::open(
+            &self.config.url,
+            &["SET application_name = 'dynamo-etl'".to_string()],
+            transient,
+        )
+        .await
+    }
+
+    fn column_type(&self, t: LogicalType) -> String {
+        match t {
+            LogicalType::Bigint => "bigint".into(),
+            LogicalType::Decimal { precision, scale } => format!("numeric({precision},{scale})"),
+            LogicalType::NumericText | LogicalType::Text { .. } | LogicalType::Binary => {
+                "text".into()
+            }
+            LogicalType::Timestamp => "timestamptz".into(),
+            LogicalType::Boolean => "boolean".into(),
+            LogicalType::Json => "jsonb".into(),
+        }
+    }
+
+    /// Standard strings (`standard_conforming_strings` is on by default): quotes doubled.
+    fn literal(&self, text: &str) -> String {
+        sql::standard_literal(text)
+    }
+
+    fn now(&self) -> &'static str {
+        "now()"
+    }
+
+    fn lock_timeout(&self, timeout: Duration) -> String {
+        format!(
+            "SET LOCAL lock_timeout = '{}ms'",
+            timeout.as_millis().max(1)
+        )
+    }
+
+    /// PostgreSQL has roles only; `group:` and `role:` grantees name roles too.
+    fn grantee(&self, grantee: &Grantee) -> String {
+        match grantee {
+            Grantee::Name(n) | Grantee::Group(n) | Grantee::Role(n) => quote_ident(n),
+        }
+    }
+}
+
+#[async_trait(?Send)]
+impl Warehouse for Postgres {
+    fn config(&self) -> &WarehouseConfig {
+        &self.config
+    }
+
+    fn prepare_sql(&self, plan: &RunPlan) -> Vec<String> {
+        ledger::prepare_sql(self, plan)
+    }
+
+    async fn prepare(&self, plan: &RunPlan) -> Result<(), WarehouseError> {
+        let mut session = self.session().await?;
+        session
+            .in_transaction(&self.prepare_sql(plan), "preparing the staging schema")
+            .await
+    }
+
+    async fn load_segment(
+        &self,
+        staging: &Staging,
+        plan: &RunPlan,
+        segment: u32,
+    ) -> Result<UploadOutcome, WarehouseError> {
+        let run_id = &plan.run_id;
+        let staging_schema = self.config.staging();
+        // The manifest comes from S3 while the session is set up, and the first part's GET
+        // starts as soon as the manifest names it.
+        let connected = async {
+            let mut session = self.session().await?;
+            let prepared = ledger::require_prepared(&mut session, &staging_schema, run_id).await;
+            Ok::<_, WarehouseError>((session, prepared))
+        };
+        let with_reader = async {
+            let manifest = manifest::read(staging, plan, segment).await?;
+            let keys = manifest
+                .iter()
+                .flat_map(|m| m.tables.values())
+                .flat_map(|t| t.files.iter().map(|f| f.key.clone()))
+                .collect();
+            Ok::<_, WarehouseError>((manifest, PartReader::new(staging.store.clone(), keys)))
+        };
+        let ((manifest, reader), (mut session, prepared)) =
+            tokio::try_join!(with_reader, connected)?;
+        let manifest = manifest.ok_or_else(|| WarehouseError::NotCommitted {
+            run_id: run_id.clone(),
+            segment,
+        })?;
+        prepared?;
+        session.begin().await?;
+        let claimed = session
+            .execute(
+                &self.claim_sql(&staging_schema, run_id, segment),
+                "claiming the segment in the ledger",
+            )
+            .await?;
+        if claimed == 0 {
+            session.rollback().await;
+            return Ok(UploadOutcome::AlreadyLoaded);
+        }
+        let result = async {
+            let tables = plan.warehouse_tables();
+            let mut loaded = BTreeMap::new();
+            for (name, output) in &manifest.tables {
+                if !output.files.is_empty() {
+                    let table = load::table_of(&tables, plan, segment, name)?;
+                    let started = std::time::Instant::now();
+                    let target = copy::Target {
+                        staging,
+                        schema: &staging_schema,
+                        table,
+                        files: &output.files,
+                        reader: &reader,
+                        plan,
+                        segment,
+                    };
+                    let copied = copy::copy_parts(&mut session, target).await?;
+                    load::check_copied(plan, segment, name, output, copied)?;
+                    tracing::info!(run_id, segment, table = %name, rows = copied, files = output.files.len(),
+                        ms = started.elapsed().as_millis() as u64, "table loaded");
+                }
+                loaded.insert(name.clone(), output.rows);
+            }
+            session
+                .execute(
+                    &ledger::record_segment_sql(self, &staging_schema, segment, &loaded),
+                    "recording the segment in the ledger",
+                )
+                .await?;
+            session.commit("committing the segment").await?;
+            Ok(loaded)
+        }
+        .await;
+        match result {
+            Ok(tables) => Ok(UploadOutcome::Loaded {
+                rows: tables.values().sum(),
+                tables,
+            }),
+            Err(e) => {
+                session.rollback().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn state(&self) -> Result<WarehouseState, WarehouseError> {
+        let mut session = self.session().await?;
+        ledger::state(self, &mut session).await
+    }
+
+    fn swap_sql(&self, kind: SwapKind) -> Vec<String> {
+        swap::statements(self, kind, true)
+    }
+
+    async fn replace(
+        &self,
+        plan: &RunPlan,
+        manifests: &[Committed],
+        retry: &RetryPolicy,
+    ) -> Result<SwapOutcome, WarehouseError> {
+        swap::run(self, Swap::Replace { plan, manifests }, retry).await
+    }
+
+    async fn rollback(&self, retry: &RetryPolicy) -> Result<SwapOutcome, WarehouseError> {
+        swap::run(self, Swap::Rollback, retry).await
+    }
+}

@@ -1,0 +1,15 @@
+//! The integration tests: one test binary (each extra binary would link the whole AWS SDK
+//! again), one module per area, all against the real local stack — DynamoDB Local, the
+//! S3-compatible server and PostgreSQL — started by `jobs/stack-up`. A test finds the stack in
+//! the environment or `.stack/env` and fails, saying how to start it, when it is not up.
+
+mod support;
+
+mod infer_schema;
+mod jobs;
+mod phase1;
+mod pipeline;
+mod redshift_sql;
+mod schemas;
+mod staging;
+mod warehouse;

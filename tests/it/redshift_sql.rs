@@ -1,0 +1,193 @@
+//! Redshift cannot run here, so the SQL each phase sends it is pinned by golden files generated
+//! from the same code path as PostgreSQL's, and every statement must parse with a Redshift-dialect
+//! SQL parser. Regenerate after an intended change with `ETL_BLESS=1 cargo test --test it redshift_sql`
+//! and review the diff.
+
+use crate::support;
+use dynamo_etl::schema::{SchemaSet, SchemaSource};
+use dynamo_etl::staging::manifest::PartFile;
+use dynamo_etl::staging::parts::codec::PartCompression;
+use dynamo_etl::staging::plan::{RunPlan, PLAN_FORMAT};
+use dynamo_etl::warehouse::ledger;
+use dynamo_etl::warehouse::redshift::copy::{copy_manifest, copy_statement};
+use dynamo_etl::warehouse::redshift::{Options, Redshift};
+use dynamo_etl::warehouse::swap::{self, SwapKind};
+use dynamo_etl::warehouse::{Dialect, DialectName, WarehouseConfig, WarehouseUrl};
+use sqlparser::dialect::RedshiftSqlDialect;
+use sqlparser::parser::Parser;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+fn plan() -> RunPlan {
+    let schemas = SchemaSet::read_dir(&support::repo_root().join("schemas"), "platform").unwrap();
+    RunPlan {
+        format: PLAN_FORMAT,
+        run_id: "2026-11-21-nightly".into(),
+        source_table: "platform".into(),
+        total_segments: 4,
+        key_attributes: vec!["pk".into(), "sk".into()],
+        schema_source: SchemaSource::Static("schemas".into()),
+        schemas: schemas.schemas,
+        created_at: "2026-11-21T00:00:00Z".into(),
+    }
+}
+
+fn config() -> WarehouseConfig {
+    WarehouseConfig {
+        url: WarehouseUrl::new("redshift://etl:secret@cluster.example:5439/dev"),
+        dialect: DialectName::Redshift,
+        target: "platform".into(),
+        grantees: vec![
+            "group:analysts".parse().unwrap(),
+            "role:bi_reader".parse().unwrap(),
+            "etl_reader".parse().unwrap(),
+        ],
+        lock_timeout: Duration::from_secs(60),
+        post_swap_sql: None,
+        redshift: Options {
+            iam_role: Some("arn:aws:iam::123456789012:role/dynamo-etl-copy".into()),
+            s3_region: Some("eu-west-1".into()),
+            query_group: Some("dynamo-etl".into()),
+        },
+    }
+}
+
+/// Every statement of every phase, by golden file name, from the functions the dialect runs.
+fn statements() -> Vec<(&'static str, Vec<String>)> {
+    let (plan, config) = (plan(), config());
+    let redshift = Redshift::new(config.clone());
+    let staging = config.staging();
+    let mut upload = redshift.session_setup();
+    upload.extend(redshift.claim_sql(&staging, &plan.run_id, 2));
+    for (i, table) in plan.warehouse_tables().into_iter().enumerate() {
+        let url = format!(
+            "s3://etl-bucket/dynamo-etl/runs/{}/load/2/{}.manifest",
+            plan.run_id, table.table
+        );
+        // Both codecs: zstd is the default, gzip parts load the same way.
+        let codec = [PartCompression::Zstd, PartCompression::Gzip][i % 2];
+        upload.push(copy_statement(
+            &staging,
+            &table,
+            &url,
+            codec,
+            &config.redshift,
+        ));
+    }
+    upload.push("SELECT pg_last_copy_count()".into());
+    let counts = BTreeMap::from([("org".to_string(), 20), ("vuln".to_string(), 480)]);
+    upload.push(ledger::record_segment_sql(&redshift, &staging, 2, &counts));
+    let lock = redshift.lock_timeout(config.lock_timeout);
+    let with_lock = |kind, exists| {
+        let mut out = vec![lock.clone()];
+        out.extend(swap::statements(&redshift, kind, exists));
+        out
+    };
+    vec![
+        ("prepare", ledger::prepare_sql(&redshift, &plan)),
+        ("upload", upload.clone()),
+        ("replace", with_lock(SwapKind::Replace, true)),
+        ("replace_first_run", with_lock(SwapKind::Replace, false)),
+        ("rollback", with_lock(SwapKind::Rollback, true)),
+    ]
+}
+
+fn render(statements: &[String]) -> String {
+    statements
+        .iter()
+        .map(|s| format!("{s};\n"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn generated_redshift_sql_matches_the_golden_files() {
+    let dir = support::repo_root().join("tests/golden/redshift");
+    for (name, sql) in statements() {
+        let path = dir.join(format!("{name}.sql"));
+        let text = render(&sql);
+        if std::env::var("ETL_BLESS").is_ok() {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, &text).unwrap();
+        }
+        let golden = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}; bless with ETL_BLESS=1", path.display()));
+        assert_eq!(
+            golden,
+            text,
+            "{} differs from the generated SQL; review, then bless with ETL_BLESS=1",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn every_generated_statement_parses_as_redshift_sql() {
+    for (name, sql) in statements() {
+        for statement in sql {
+            if let Err(e) = Parser::parse_sql(&RedshiftSqlDialect {}, &statement) {
+                panic!("{name}: the Redshift parser rejects\n{statement}\n{e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn identifiers_from_data_are_always_quoted() {
+    for (name, sql) in statements() {
+        for statement in sql {
+            for table in [
+                "org",
+                "group",
+                "fin",
+                "vuln",
+                "_unclassified",
+                "_dynamo_etl_ledger",
+            ] {
+                let bare = format!(".{table} ");
+                assert!(
+                    !statement.contains(&bare),
+                    "{name}: unquoted table {table} in {statement}"
+                );
+            }
+        }
+    }
+    // A hostile target or column name stays inside its quotes.
+    let mut plan = plan();
+    plan.schemas[0].columns[0].column = "x\"; DROP TABLE y; --".into();
+    let statements = ledger::prepare_sql(&Redshift::new(config()), &plan);
+    let create = statements
+        .iter()
+        .find(|s| s.contains("DROP TABLE y"))
+        .unwrap();
+    assert!(create.contains("\"x\"\"; DROP TABLE y; --\""), "{create}");
+    Parser::parse_sql(&RedshiftSqlDialect {}, create).expect("still one CREATE TABLE statement");
+}
+
+#[test]
+fn copy_manifests_list_every_part_as_mandatory() {
+    let files = vec![
+        PartFile {
+            key: "p/runs/r/segments/0/org/part-00000.csv.gz".into(),
+            rows: 10,
+            bytes: 123,
+            csv_bytes: 456,
+        },
+        PartFile {
+            key: "p/runs/r/segments/0/org/part-00001.csv.gz".into(),
+            rows: 5,
+            bytes: 77,
+            csv_bytes: 99,
+        },
+    ];
+    let manifest: serde_json::Value =
+        serde_json::from_str(&copy_manifest("bucket", &files)).unwrap();
+    let entries = manifest["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(
+        entries[1]["url"],
+        "s3://bucket/p/runs/r/segments/0/org/part-00001.csv.gz"
+    );
+    assert!(entries.iter().all(|e| e["mandatory"] == true));
+    assert_eq!(entries[0]["meta"]["content_length"], 123);
+}
