@@ -68,15 +68,15 @@ pub enum AwsError {
     NoRegion,
     #[error("no AWS credentials found ({detail}); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE naming a profile in ~/.aws/config, or run where an instance, task or web-identity role provides them")]
     NoCredentials { detail: String },
-    #[error("reading AWS credentials failed: {detail}")]
-    CredentialsUnavailable { detail: String },
+    #[error("the AWS credential providers did not answer within {seconds} s; run the same command again, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)")]
+    CredentialsTimedOut { seconds: u64 },
 }
 
 impl Classify for AwsError {
     fn class(&self) -> Class {
         match self {
             AwsError::NoRegion | AwsError::NoCredentials { .. } => Class::Fatal,
-            AwsError::CredentialsUnavailable { .. } => Class::Retry,
+            AwsError::CredentialsTimedOut { .. } => Class::Retry,
         }
     }
 }
@@ -115,17 +115,20 @@ async fn check_credentials(sdk: &SdkConfig) -> Result<(), AwsError> {
     };
     match tokio::time::timeout(CREDENTIALS_TIMEOUT, provider.provide_credentials()).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(CredentialsError::CredentialsNotLoaded(_))) => Err(AwsError::NoCredentials {
-            detail: "no provider in the chain had any".into(),
-        }),
-        Ok(Err(e)) => Err(AwsError::CredentialsUnavailable {
-            detail: crate::retry::error_chain(&e),
-        }),
-        Err(_) => Err(AwsError::CredentialsUnavailable {
-            detail: format!(
-                "the credential providers gave no answer within {} s",
-                CREDENTIALS_TIMEOUT.as_secs()
-            ),
+        Ok(Err(CredentialsError::ProviderTimedOut(_))) | Err(_) => {
+            Err(AwsError::CredentialsTimedOut {
+                seconds: CREDENTIALS_TIMEOUT.as_secs(),
+            })
+        }
+        // Every provider of the chain was asked and none had credentials; the last one's
+        // complaint (often the instance metadata service's) is the detail.
+        Ok(Err(e)) => Err(AwsError::NoCredentials {
+            detail: match e {
+                CredentialsError::CredentialsNotLoaded(_) => {
+                    "no provider in the chain had any".to_string()
+                }
+                other => crate::retry::error_chain(&other),
+            },
         }),
     }
 }

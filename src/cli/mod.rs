@@ -139,7 +139,8 @@ async fn run(cli: &Cli) -> Result<(), Error> {
 }
 
 /// Logs go to stderr. When `run` draws progress bars on a terminal, only warnings are logged so
-/// the bars stay readable (ETL_LOG overrides).
+/// the bars stay readable (ETL_LOG overrides). The SDK's config loader only logs errors: its
+/// warnings are the credential chain's attempts, which our own message sums up.
 fn init_logging(format: LogFormat, draws_bars: bool) {
     use tracing_subscriber::EnvFilter;
     let json = match format {
@@ -154,7 +155,7 @@ fn init_logging(format: LogFormat, draws_bars: bool) {
     };
     let filter = EnvFilter::try_from_env("ETL_LOG").unwrap_or_else(|_| {
         EnvFilter::new(format!(
-            "{level},aws_config=warn,aws_smithy_runtime=warn,sqlx=warn"
+            "{level},aws_config=error,aws_smithy_runtime=warn,sqlx=warn"
         ))
     });
     let builder = tracing_subscriber::fmt()

@@ -500,6 +500,7 @@ async fn scan_answered_with(env: &TestEnv, body: &'static str) -> FaultProxy {
                 .is_some_and(|t| t.ends_with(".Scan"));
             is_scan.then(|| Injected {
                 hang: false,
+                drop: false,
                 status: 200,
                 content_type: "application/x-amz-json-1.0",
                 body: body.into(),

@@ -29,6 +29,8 @@ impl RequestHead {
 pub struct Injected {
     /// Hold the connection open without answering (a stalled service), instead of an error.
     pub hang: bool,
+    /// Close the connection without answering (a dropped connection), instead of an error.
+    pub drop: bool,
     pub status: u16,
     pub content_type: &'static str,
     pub body: String,
@@ -39,6 +41,7 @@ impl Injected {
     pub fn dynamodb_throttle() -> Injected {
         Injected {
             hang: false,
+            drop: false,
             status: 400,
             content_type: "application/x-amz-json-1.0",
             body: r#"{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException","message":"injected by the test proxy"}"#.into(),
@@ -49,6 +52,7 @@ impl Injected {
     pub fn dynamodb_validation() -> Injected {
         Injected {
             hang: false,
+            drop: false,
             status: 400,
             content_type: "application/x-amz-json-1.0",
             body: r#"{"__type":"com.amazon.coral.validate#ValidationException","message":"injected validation failure"}"#.into(),
@@ -59,6 +63,7 @@ impl Injected {
     pub fn s3_internal_error() -> Injected {
         Injected {
             hang: false,
+            drop: false,
             status: 500,
             content_type: "application/xml",
             body: "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>InternalError</Code><Message>injected by the test proxy</Message></Error>".into(),
@@ -71,9 +76,32 @@ impl Injected {
     pub fn hang() -> Injected {
         Injected {
             hang: true,
+            drop: false,
             status: 0,
             content_type: "",
             body: String::new(),
+        }
+    }
+
+    /// Close the connection at once.
+    pub fn drop_connection() -> Injected {
+        Injected {
+            hang: false,
+            drop: true,
+            status: 0,
+            content_type: "",
+            body: String::new(),
+        }
+    }
+
+    /// An S3 error response with `code`.
+    pub fn s3_error(status: u16, code: &str) -> Injected {
+        Injected {
+            hang: false,
+            drop: false,
+            status,
+            content_type: "application/xml",
+            body: format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>injected by the test proxy</Message></Error>"),
         }
     }
 }
@@ -145,6 +173,10 @@ async fn serve(mut client: TcpStream, upstream: &str, rule: Rule) -> std::io::Re
     if let Some(injected) = rule(&head) {
         if injected.hang {
             tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+            return Ok(());
+        }
+        if injected.drop {
+            drop(client);
             return Ok(());
         }
         // Read (and drop) the request body so the client sees a clean response.

@@ -187,13 +187,19 @@ impl TestEnv {
         env
     }
 
-    /// Runs the real binary with this environment plus `extra`.
-    pub fn run(&self, args: &[&str], extra: &[(&str, String)]) -> Output {
+    /// The real binary with this environment, ready to run.
+    pub fn command(&self, args: &[&str]) -> std::process::Command {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_dynamo-etl"));
         cmd.args(args).env_remove("RUST_BACKTRACE");
         for (k, v) in self.env() {
             cmd.env(k, v);
         }
+        cmd
+    }
+
+    /// Runs the real binary with this environment plus `extra`.
+    pub fn run(&self, args: &[&str], extra: &[(&str, String)]) -> Output {
+        let mut cmd = self.command(args);
         for (k, v) in extra {
             cmd.env(k, v);
         }
