@@ -269,3 +269,114 @@ pub async fn apply_plan(staging: &Staging, plan: &GcPlan) -> Result<String, Stor
         plan.doomed_snapshots()
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{DataSchema, SchemaSource, FORMAT_VERSION};
+    use crate::staging::plan::PLAN_FORMAT;
+    use crate::staging::runs::record_swap;
+    use crate::staging::Layout;
+    use crate::storage::memory::MemoryStore;
+    use std::sync::Arc;
+
+    /// A run planned at `hour` with one part, swapped in when `swapped`.
+    async fn run(staging: &Staging, id: &str, hour: u32, swapped: bool) {
+        let plan = RunPlan {
+            format: PLAN_FORMAT,
+            run_id: id.into(),
+            source_table: "t".into(),
+            total_segments: 1,
+            key_attributes: vec!["pk".into()],
+            schema_source: SchemaSource::Static("schemas".into()),
+            schemas: vec![DataSchema {
+                format: FORMAT_VERSION,
+                source_table: "t".into(),
+                table: "t".into(),
+                rule: None,
+                columns: vec![],
+            }],
+            created_at: format!("2026-12-01T{hour:02}:00:00Z"),
+        };
+        plan.store_once(staging).await.unwrap();
+        let part = staging.layout.segment(id, 0) + "t/part-00000.csv.zst";
+        staging
+            .store
+            .put(&part, vec![0u8; 100].into(), "application/zstd")
+            .await
+            .unwrap();
+        if swapped {
+            record_swap(staging, id, "t").await.unwrap();
+        }
+    }
+
+    fn staging() -> Staging {
+        Staging::new(Arc::new(MemoryStore::new("b")), Layout::new("p"))
+    }
+
+    #[tokio::test]
+    async fn old_runs_go_and_the_last_successful_and_newer_ones_stay() {
+        let staging = staging();
+        run(&staging, "r1", 1, true).await;
+        run(&staging, "r2", 2, false).await;
+        run(&staging, "r3", 3, true).await;
+        run(&staging, "r4", 4, true).await;
+        run(&staging, "r5", 5, false).await;
+        // A folder without a plan (an interrupted first phase) is never touched.
+        staging
+            .store
+            .put("p/runs/orphan/segments/0/x", "x".into(), "t")
+            .await
+            .unwrap();
+        let plan = plan(&staging, 2, 5).await.unwrap();
+        let decided: Vec<(&str, bool)> = plan
+            .runs
+            .iter()
+            .map(|e| (e.run_id.as_str(), e.kept_because.is_none()))
+            .collect();
+        assert_eq!(
+            decided,
+            [
+                ("orphan", false),
+                ("r1", true),
+                ("r2", true),
+                ("r3", false),
+                ("r4", false),
+                ("r5", false)
+            ]
+        );
+        let r1 = &plan.runs[1];
+        assert_eq!((r1.objects, r1.bytes > 100), (3, true), "{r1:?}");
+        assert!(
+            plan.render(false).contains("dry run: 2 runs"),
+            "{}",
+            plan.render(false)
+        );
+        // The dry run deleted nothing; applying deletes exactly the two runs.
+        assert!(RunPlan::load(&staging, "r1").await.unwrap().is_some());
+        let done = apply_plan(&staging, &plan).await.unwrap();
+        assert!(done.starts_with("deleted 2 runs"), "{done}");
+        for (id, gone) in [("r1", true), ("r2", true), ("r3", false), ("r5", false)] {
+            let left = staging.store.list(&staging.layout.run(id)).await.unwrap();
+            assert_eq!(left.is_empty(), gone, "{id}: {left:?}");
+        }
+        assert!(!staging
+            .store
+            .list("p/runs/orphan/")
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn with_no_more_successful_runs_than_kept_nothing_goes() {
+        let staging = staging();
+        run(&staging, "r1", 1, true).await;
+        run(&staging, "r2", 2, false).await;
+        let plan = plan(&staging, 3, 5).await.unwrap();
+        assert!(
+            plan.runs.iter().all(|e| e.kept_because.is_some()),
+            "{plan:?}"
+        );
+    }
+}

@@ -340,3 +340,143 @@ pub async fn read_all(staging: &Staging, plan: &RunPlan) -> Result<Vec<Committed
         .try_collect()
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::staging::Layout;
+    use crate::storage::memory::MemoryStore;
+    use std::sync::Arc;
+
+    fn plan() -> RunPlan {
+        RunPlan {
+            format: crate::staging::plan::PLAN_FORMAT,
+            run_id: "r".into(),
+            source_table: "t".into(),
+            total_segments: 3,
+            key_attributes: vec!["pk".into()],
+            schema_source: SchemaSource::Static("schemas".into()),
+            schemas: vec![],
+            created_at: String::new(),
+        }
+    }
+
+    fn manifest(segment: u32) -> SegmentManifest {
+        let file = |key: &str, rows| PartFile {
+            key: key.into(),
+            rows,
+            bytes: 10,
+            csv_bytes: 20,
+        };
+        let tables = BTreeMap::from([(
+            "org".to_string(),
+            TableOutput {
+                rows: 5,
+                bytes: 20,
+                files: vec![file("a", 2), file("b", 3)],
+            },
+        )]);
+        SegmentManifest {
+            format: MANIFEST_FORMAT,
+            run_id: "r".into(),
+            source_table: "t".into(),
+            segment,
+            total_segments: 3,
+            schema_source: SchemaSource::Static("schemas".into()),
+            tables,
+            items_scanned: 6,
+            items_rejected: vec![Rejection {
+                key: r#"{"pk":"x"}"#.into(),
+                reason: "U+0000 in a map key".into(),
+            }],
+            drift: BTreeMap::new(),
+            read_units: 1.0,
+            pages: 1,
+            retries: 0,
+            started_at: String::new(),
+            finished_at: String::new(),
+            duration_ms: 1,
+        }
+    }
+
+    #[test]
+    fn every_scanned_item_is_a_row_or_a_rejection() {
+        let good = manifest(0);
+        assert_eq!(good.rows(), 5);
+        assert!(good.check_accounting().is_ok());
+        let mut lost = manifest(0);
+        lost.items_scanned = 7;
+        let err = lost.check_accounting().unwrap_err();
+        assert!(
+            err.contains("7 items scanned but 5 rows + 1 rejected"),
+            "{err}"
+        );
+        let mut uneven = manifest(0);
+        uneven.tables.get_mut("org").unwrap().files[1].rows = 4;
+        let err = uneven.check_accounting().unwrap_err();
+        assert!(
+            err.contains("table org counts 5 rows but its files hold 6"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn manifests_are_read_as_committed_missing_or_damaged() {
+        let staging = Staging::new(Arc::new(MemoryStore::new("b")), Layout::new("p"));
+        let put = |segment: u32, text: String| {
+            let staging = staging.clone();
+            async move {
+                let key = staging.layout.segment_manifest("r", segment);
+                staging
+                    .store
+                    .put(&key, text.into(), "application/json")
+                    .await
+                    .unwrap();
+            }
+        };
+        put(0, manifest(0).to_json()).await;
+        put(2, "{ not json".into()).await;
+        let found = read_all(&staging, &plan()).await.unwrap();
+        assert_eq!(found[0], Committed::Manifest(Box::new(manifest(0))));
+        assert_eq!(found[1], Committed::Missing);
+        let Committed::Damaged(problem) = &found[2] else {
+            panic!("{:?}", found[2]);
+        };
+        assert!(
+            problem.contains("segment 2 of run r")
+                && problem.contains("s3://b/p/runs/r/segments/2/manifest.json"),
+            "{problem}"
+        );
+        // One reader, one policy: a damaged manifest is an error that names its segment.
+        let err = read(&staging, &plan(), 2).await.unwrap_err();
+        assert_eq!(err.damaged_segment(), Some(2));
+        assert_eq!(err.class(), Class::Fatal);
+        // A manifest of another format version is not used.
+        let mut old = serde_json::to_value(manifest(1)).unwrap();
+        old["format"] = 1.into();
+        put(1, old.to_string()).await;
+        let err = read(&staging, &plan(), 1).await.unwrap_err();
+        assert!(err.to_string().contains("format 1"), "{err}");
+    }
+
+    #[test]
+    fn drift_sums_keep_counts_and_a_few_examples() {
+        let entry = |count, examples: &[&str]| DriftEntry {
+            attribute: "budget".into(),
+            reason: DriftReason::NotInSchema,
+            count,
+            examples: examples.iter().map(|e| e.to_string()).collect(),
+        };
+        let mut sum = DriftSum::default();
+        sum.add(&BTreeMap::from([(
+            "org".to_string(),
+            vec![entry(2, &["a", "b"])],
+        )]));
+        sum.add(&BTreeMap::from([(
+            "org".to_string(),
+            vec![entry(3, &["b", "c", "d"])],
+        )]));
+        assert_eq!(sum.entries()["org"], vec![entry(5, &["a", "b", "c"])]);
+        assert!(!sum.is_empty());
+    }
+}

@@ -215,7 +215,9 @@ mod tests {
         let loaded: BTreeSet<u32> = [0].into();
         let r = check_segments(&p, &m, Some("r1"), &loaded).unwrap();
         assert!(
-            r.problems.iter().any(|x| x.contains("segments 1, 2 of 4")),
+            r.problems
+                .iter()
+                .any(|x| x.contains("segments 1 of 4 have no phase-1 manifest")),
             "{r}"
         );
         assert!(
