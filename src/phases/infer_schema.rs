@@ -293,24 +293,9 @@ pub struct InferRequest {
 /// Runs the schema job; returns its report.
 pub async fn infer_schema(ctx: &Context, args: &InferRequest) -> Result<String, Error> {
     let table = args.table.as_str();
-    let policy = ctx.retry;
     // The cache is this command's output: an unreachable bucket fails now, before the scan.
-    let cache = match args.schemas.use_cache {
-        false => None,
-        true => {
-            let staging = ctx.staging().map_err(|e| {
-                e.context("the schema cache needs a staging bucket (or use --no-schema-cache with --write-static)")
-            })?;
-            let cache = SnapshotCache::new(staging.clone());
-            cache
-                .check_access()
-                .await
-                .map_err(|e| store_failure(e, table, "reading the schema cache"))?;
-            Some(cache)
-        }
-    };
-
-    let keys = key_attributes(&ctx.dynamodb, table, &policy)
+    let cache = open_cache(ctx, args).await?;
+    let keys = key_attributes(&ctx.dynamodb, table, &ctx.retry)
         .await
         .map_err(|e| Error::from(e).context(format!("infer-schema for table {table}")))?;
     let partition_key = keys.first().cloned().ok_or_else(|| {
@@ -322,31 +307,14 @@ pub async fn infer_schema(ctx: &Context, args: &InferRequest) -> Result<String, 
         attribute: args.classify_attribute.clone().unwrap_or(partition_key),
         delimiter: args.delimiter,
     };
-
-    let resolver = resolver(ctx, &args.schemas)?;
-    let previous: Option<Resolution> = match resolver.resolve(table, None).await {
-        Ok(r) => Some(r),
-        Err(e) if e.is_not_found() => {
-            tracing::info!(
-                table,
-                "no previous data-schemas in the cache or the static folder; inferring from scratch"
-            );
-            None
-        }
-        Err(e) => {
-            return Err(Error::from(e).context(format!(
-                "cannot read the previous data-schemas of table {table}"
-            )))
-        }
-    };
-    let previous_schemas: Vec<DataSchema> = previous
+    let previous = previous_schemas(ctx, args).await?;
+    let previous_schemas: &[DataSchema] = previous
         .as_ref()
-        .map(|r| r.schemas.schemas.clone())
-        .unwrap_or_default();
+        .map(|r| &r.schemas.schemas[..])
+        .unwrap_or(&[]);
     if !args.allow_narrowing {
-        check_classification(&previous_schemas, &classification, previous.as_ref())?;
+        check_classification(previous_schemas, &classification, previous.as_ref())?;
     }
-
     let settings = InferSettings {
         table: table.to_string(),
         segments: args.segments,
@@ -356,7 +324,7 @@ pub async fn infer_schema(ctx: &Context, args: &InferRequest) -> Result<String, 
         consistent_read: args.consistent_read,
         classification: classification.clone(),
         key_attributes: keys.clone(),
-        retry: policy,
+        retry: ctx.retry,
         progress_every: args.progress_every,
     };
     tracing::info!(table, segments = settings.segments, concurrency = settings.concurrency,
@@ -369,38 +337,16 @@ pub async fn infer_schema(ctx: &Context, args: &InferRequest) -> Result<String, 
                 "infer-schema for table {table} stopped; nothing was written. Run the same command again"
             ))
         })?;
-
-    let evolve_from: &[DataSchema] = if args.allow_narrowing {
+    let evolve_from = if args.allow_narrowing {
         &[]
     } else {
-        &previous_schemas
+        previous_schemas
     };
     let schemas = scan
         .inference
         .to_schemas(table, &keys, &classification, evolve_from);
-    let lost = narrowings(&previous_schemas, &schemas);
-    if !args.allow_narrowing && !lost.is_empty() {
-        // Evolution only widens; reaching this is a bug, and writing the result could break loads.
-        return Err(Error::fatal(format!(
-            "internal error: evolving the data-schemas of table {table} narrowed {}; nothing was written",
-            lost.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    }
-    let set = SchemaSet::new(table, schemas, &format!("inference of table {table}")).map_err(
-        |e| match e {
-            SchemaError::NoneForTable { .. } => Error::fatal(format!(
-                "table {table} has no items to infer data-schemas from, and there are no previous ones; load data first or write them by hand under {}/{table}/",
-                args.schemas.dir.display()
-            )),
-            other => Error::fatal(other).context(format!(
-                "the data-schemas inferred for table {table} are not valid; nothing was written"
-            )),
-        },
-    )?;
-
+    let lost = narrowings(previous_schemas, &schemas);
+    let set = checked_set(args, schemas, &lost)?;
     let written_static = match &args.write_static {
         Some(dir) => Some(write_static(dir, &set).map_err(|e| Error::fatal(format!("{e:#}")))?),
         None => None,
@@ -418,8 +364,14 @@ pub async fn infer_schema(ctx: &Context, args: &InferRequest) -> Result<String, 
         tracing::info!(table, snapshot = %s.snapshot_id, files = s.files.len(),
             "schema cache snapshot written; it is active for runs planned from now on");
     }
-
-    let report = render_report(&Report {
+    if args.allow_narrowing && !lost.is_empty() {
+        tracing::warn!(
+            table,
+            narrowed = lost.len(),
+            "--allow-narrowing: the new data-schemas hold less than the previous ones (listed on stdout)"
+        );
+    }
+    Ok(render_report(&Report {
         table,
         scan: &scan,
         segments: args.segments,
@@ -434,15 +386,71 @@ pub async fn infer_schema(ctx: &Context, args: &InferRequest) -> Result<String, 
             )
         }),
         written_static: written_static.as_deref(),
-    });
-    if args.allow_narrowing && !lost.is_empty() {
-        tracing::warn!(
-            table,
-            narrowed = lost.len(),
-            "--allow-narrowing: the new data-schemas hold less than the previous ones (listed on stdout)"
-        );
+    }))
+}
+
+/// The schema cache the new snapshot goes to, checked reachable; `None` with the cache off.
+async fn open_cache(ctx: &Context, args: &InferRequest) -> Result<Option<SnapshotCache>, Error> {
+    if !args.schemas.use_cache {
+        return Ok(None);
     }
-    Ok(report)
+    let staging = ctx.staging().map_err(|e| {
+        e.context(
+            "the schema cache needs a staging bucket (or use --no-schema-cache with --write-static)",
+        )
+    })?;
+    let cache = SnapshotCache::new(staging.clone());
+    cache
+        .check_access()
+        .await
+        .map_err(|e| store_failure(e, &args.table, "reading the schema cache"))?;
+    Ok(Some(cache))
+}
+
+/// The data-schemas inference evolves from, if the table has any yet.
+async fn previous_schemas(ctx: &Context, args: &InferRequest) -> Result<Option<Resolution>, Error> {
+    let table = args.table.as_str();
+    match resolver(ctx, &args.schemas)?.resolve(table, None).await {
+        Ok(r) => Ok(Some(r)),
+        Err(e) if e.is_not_found() => {
+            tracing::info!(
+                table,
+                "no previous data-schemas in the cache or the static folder; inferring from scratch"
+            );
+            Ok(None)
+        }
+        Err(e) => Err(Error::from(e).context(format!(
+            "cannot read the previous data-schemas of table {table}"
+        ))),
+    }
+}
+
+/// The inferred data-schemas as a valid set; evolution must not have narrowed anything.
+fn checked_set(
+    args: &InferRequest,
+    schemas: Vec<DataSchema>,
+    lost: &[Narrowing],
+) -> Result<SchemaSet, Error> {
+    let table = args.table.as_str();
+    if !args.allow_narrowing && !lost.is_empty() {
+        // Evolution only widens; reaching this is a bug, and writing the result could break loads.
+        return Err(Error::fatal(format!(
+            "internal error: evolving the data-schemas of table {table} narrowed {}; nothing was written",
+            lost.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    SchemaSet::new(table, schemas, &format!("inference of table {table}")).map_err(|e| match e {
+        SchemaError::NoneForTable { .. } => Error::fatal(format!(
+            "table {table} has no items to infer data-schemas from, and there are no previous ones; load data first or write them by hand under {}/{table}/",
+            args.schemas.dir.display()
+        )),
+        other => Error::fatal(other).context(format!(
+            "the data-schemas inferred for table {table} are not valid; nothing was written"
+        )),
+    })
 }
 
 /// Refuses a classification that differs from the one the previous data-schemas were made with:

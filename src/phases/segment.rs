@@ -7,7 +7,7 @@
 //! of a fresh run.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -22,6 +22,7 @@ use crate::staging::manifest::{
 };
 use crate::staging::parts::writer::{upload_chunks, Chunk, PartSettings, PartWriter};
 use crate::staging::plan::RunPlan;
+use crate::staging::Staging;
 use crate::storage::{delete_prefix, StoreError};
 use crate::transform::Transformer;
 
@@ -115,112 +116,12 @@ async fn scan_and_commit(
     }
     let started = Instant::now();
     let started_at = chrono::Utc::now().to_rfc3339();
-    let run_id = plan.run_id.clone();
-
-    // Un-commit first, then clear: a crash in between leaves no manifest.
     let staging = ctx.staging().map_err(|e| internal(e.to_string()))?;
-    let manifest_key = staging.layout.segment_manifest(&run_id, segment);
-    staging
-        .store
-        .delete_keys(std::slice::from_ref(&manifest_key))
-        .await?;
-    let removed = delete_prefix(
-        staging.store.as_ref(),
-        &staging.layout.segment(&run_id, segment),
-    )
-    .await?;
-    if removed > 0 {
-        tracing::info!(
-            run_id,
-            segment,
-            removed,
-            "removed the output of an earlier attempt"
-        );
-    }
-
-    let schemas = plan.schema_set().map_err(|e| internal(e.to_string()))?;
-    let transformer = Transformer::new(&schemas, &plan.key_attributes);
-    let (page_tx, page_rx) = mpsc::channel::<RawPage>(PAGES_IN_FLIGHT);
-    let (chunk_tx, chunk_rx) = mpsc::channel::<Chunk>(1);
-
-    let uploader = tokio::spawn(upload_chunks(
-        staging.store.clone(),
-        chunk_rx,
-        settings.parts.max_in_flight,
-    ));
-    let scan_ok = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let transform = {
-        let scan_ok = scan_ok.clone();
-        let layout = staging.layout.clone();
-        let parts = settings.parts;
-        let run_id = run_id.clone();
-        tokio::task::spawn_blocking(move || {
-            transform_pages(
-                transformer,
-                page_rx,
-                chunk_tx,
-                parts,
-                &scan_ok,
-                move |table, index| layout.part(&run_id, segment, table, index, parts.compression),
-            )
-        })
-    };
-    let spec = ScanSpec {
-        table: plan.source_table.clone(),
-        segment,
-        total_segments: plan.total_segments,
-        consistent_read: settings.consistent_read,
-        max_read_units: settings.max_read_units,
-        key_attributes: plan.key_attributes.clone(),
-        retry: ctx.retry,
-    };
-    let scan = async {
-        let result = scan_segment(&ctx.dynamodb, &spec, &counters, &page_tx).await;
-        // Tell the transform how the scan ended before it sees the channel close: after a failed
-        // scan it must not finish (and so commit) the parts.
-        scan_ok.store(result.is_ok(), Ordering::SeqCst);
-        drop(page_tx);
-        result
-    };
-    let scan_result = {
-        let reporter = report_progress(
-            &counters,
-            &run_id,
-            segment,
-            settings.progress_every,
-            started,
-        );
-        tokio::pin!(scan);
-        tokio::pin!(reporter);
-        tokio::select! {
-            r = &mut scan => r,
-            _ = &mut reporter => unreachable!("the reporter never finishes"),
-        }
-    };
-    let transform_result = transform.await.expect("transform thread does not panic");
-    let upload_result = uploader.await.expect("uploader does not panic");
-
-    // Report the cause, not the knock-on "pipeline stopped" errors of the other stages.
-    let upload_result = upload_result.map_err(SegmentError::from);
-    let out = match (scan_result, transform_result, upload_result) {
-        (Ok(()), Ok(t), Ok(_)) => t,
-        (_, Err(TransformStop::BadPage(problem)), _) => {
-            return Err(internal(format!(
-                "table {}: {problem}; DynamoDB should never send such a page: retry the segment \
-                 and report it if it happens again",
-                plan.source_table
-            )))
-        }
-        (Err(e), _, _) if !matches!(e, ScanError::Downstream { .. }) => return Err(e.into()),
-        (_, _, Err(e)) => return Err(e),
-        (_, Err(TransformStop::Downstream), _) | (Err(_), _, _) => {
-            return Err(internal("the transform stopped without a result".into()))
-        }
-    };
-
+    clear(staging, &plan.run_id, segment).await?;
+    let out = stream(ctx, staging, settings, plan, segment, &counters, started).await?;
     let manifest = SegmentManifest {
         format: MANIFEST_FORMAT,
-        run_id: run_id.clone(),
+        run_id: plan.run_id.clone(),
         source_table: plan.source_table.clone(),
         segment,
         total_segments: plan.total_segments,
@@ -244,14 +145,143 @@ async fn scan_and_commit(
             manifest.items_scanned
         )));
     }
+    let key = staging.layout.segment_manifest(&plan.run_id, segment);
     staging
         .store
-        .put(&manifest_key, manifest.to_json().into(), "application/json")
+        .put(&key, manifest.to_json().into(), "application/json")
         .await?;
     for r in &manifest.items_rejected {
-        tracing::warn!(run_id, segment, key = %r.key, reason = %r.reason, "item rejected; it is listed in the manifest");
+        tracing::warn!(run_id = %plan.run_id, segment, key = %r.key, reason = %r.reason,
+            "item rejected; it is listed in the manifest");
     }
     Ok(manifest)
+}
+
+/// Un-commits the segment (its manifest first, so a crash in between leaves no manifest), then
+/// removes everything an earlier attempt wrote under its prefix.
+async fn clear(staging: &Staging, run_id: &str, segment: u32) -> Result<(), SegmentError> {
+    let manifest_key = staging.layout.segment_manifest(run_id, segment);
+    staging
+        .store
+        .delete_keys(std::slice::from_ref(&manifest_key))
+        .await?;
+    let removed = delete_prefix(
+        staging.store.as_ref(),
+        &staging.layout.segment(run_id, segment),
+    )
+    .await?;
+    if removed > 0 {
+        tracing::info!(
+            run_id,
+            segment,
+            removed,
+            "removed the output of an earlier attempt"
+        );
+    }
+    Ok(())
+}
+
+/// The pipeline of one segment: scan → transform thread → uploader, with bounded channels
+/// between them. Returns what the transform wrote once every part object is complete.
+async fn stream(
+    ctx: &Context,
+    staging: &Staging,
+    settings: &SegmentSettings,
+    plan: &RunPlan,
+    segment: u32,
+    counters: &Arc<ScanCounters>,
+    started: Instant,
+) -> Result<TransformResult, SegmentError> {
+    let schemas = plan.schema_set().map_err(|e| SegmentError::Internal {
+        run_id: plan.run_id.clone(),
+        segment,
+        problem: e.to_string(),
+    })?;
+    let transformer = Transformer::new(&schemas, &plan.key_attributes);
+    let (page_tx, page_rx) = mpsc::channel::<RawPage>(PAGES_IN_FLIGHT);
+    let (chunk_tx, chunk_rx) = mpsc::channel::<Chunk>(1);
+    let uploader = tokio::spawn(upload_chunks(
+        staging.store.clone(),
+        chunk_rx,
+        settings.parts.max_in_flight,
+    ));
+    let scan_ok = Arc::new(AtomicBool::new(false));
+    let transform = {
+        let scan_ok = scan_ok.clone();
+        let layout = staging.layout.clone();
+        let parts = settings.parts;
+        let run_id = plan.run_id.clone();
+        tokio::task::spawn_blocking(move || {
+            transform_pages(
+                transformer,
+                page_rx,
+                chunk_tx,
+                parts,
+                &scan_ok,
+                move |table, index| layout.part(&run_id, segment, table, index, parts.compression),
+            )
+        })
+    };
+    let spec = ScanSpec {
+        table: plan.source_table.clone(),
+        segment,
+        total_segments: plan.total_segments,
+        consistent_read: settings.consistent_read,
+        max_read_units: settings.max_read_units,
+        key_attributes: plan.key_attributes.clone(),
+        retry: ctx.retry,
+    };
+    let scan = async {
+        let result = scan_segment(&ctx.dynamodb, &spec, counters, &page_tx).await;
+        // Tell the transform how the scan ended before it sees the channel close: after a failed
+        // scan it must not finish (and so commit) the parts.
+        scan_ok.store(result.is_ok(), Ordering::SeqCst);
+        drop(page_tx);
+        result
+    };
+    let reporter = report_progress(
+        counters,
+        &plan.run_id,
+        segment,
+        settings.progress_every,
+        started,
+    );
+    let scanned = tokio::select! {
+        r = scan => r,
+        _ = reporter => unreachable!("the reporter never finishes"),
+    };
+    let transformed = transform.await.expect("transform thread does not panic");
+    let uploaded = uploader.await.expect("uploader does not panic");
+    first_cause(plan, segment, scanned, transformed, uploaded)
+}
+
+/// The outcome of a segment's three stages: the cause of a failure, not the knock-on "pipeline
+/// stopped" errors of the other stages.
+fn first_cause(
+    plan: &RunPlan,
+    segment: u32,
+    scanned: Result<(), ScanError>,
+    transformed: Result<TransformResult, TransformStop>,
+    uploaded: Result<Vec<String>, StoreError>,
+) -> Result<TransformResult, SegmentError> {
+    let internal = |problem: String| SegmentError::Internal {
+        run_id: plan.run_id.clone(),
+        segment,
+        problem,
+    };
+    match (scanned, transformed, uploaded) {
+        (Ok(()), Ok(t), Ok(_)) => Ok(t),
+        (_, Err(TransformStop::BadPage(problem)), _) => Err(internal(format!(
+            "table {}: {problem}; DynamoDB should never send such a page: retry the segment \
+             and report it if it happens again",
+            plan.source_table
+        ))),
+        (Err(e), _, _) if !matches!(e, ScanError::Downstream { .. }) => Err(e.into()),
+        (_, _, Err(e)) => Err(e.into()),
+        (_, Err(TransformStop::Downstream), _) | (Err(_), _, _) => {
+            Err(internal("the transform stopped without a result".into()))
+        }
+    }
 }
 
 /// Why the transform thread stopped early.
@@ -268,7 +298,7 @@ fn transform_pages(
     mut pages: mpsc::Receiver<RawPage>,
     chunks: mpsc::Sender<Chunk>,
     settings: PartSettings,
-    scan_ok: &std::sync::atomic::AtomicBool,
+    scan_ok: &AtomicBool,
     key_of: impl Fn(&str, u32) -> String + Send + Sync + Clone + 'static,
 ) -> Result<TransformResult, TransformStop> {
     let names: Vec<String> = transformer.tables().map(|s| s.table.clone()).collect();

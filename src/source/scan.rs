@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::budget::ReadBudget;
-use super::page::{CaptureBody, RawPage};
+use super::page::{CaptureBody, PageMeta, RawPage};
 use super::{DynamoDb, ScanCounters, ScanError, ScanSpec};
 use crate::retry::{is_throttling_code, sdk_failure};
 use crate::value::json::item_key;
@@ -25,85 +25,15 @@ pub async fn scan_segment(
     counters: &Arc<ScanCounters>,
     pages: &mpsc::Sender<RawPage>,
 ) -> Result<(), ScanError> {
-    let mut budget = spec.max_read_units.map(ReadBudget::new);
-    let unit_per_item_read = if spec.consistent_read { 1.0 } else { 0.5 };
-    // Units per item, learned from pages; starts pessimistic (4 KB items).
-    let mut units_per_item = unit_per_item_read;
+    let mut pacer = Pacer::new(spec);
     let mut start_key: Option<HashMap<String, AttributeValue>> = None;
     loop {
-        let limit = budget.as_ref().and_then(|b| {
-            // Keep each page at about a quarter second of budget so pacing stays smooth.
-            let target = b.rate() / 4.0;
-            let full_page = PAGE_BYTES / 4096.0 * unit_per_item_read;
-            (target < full_page).then(|| ((target / units_per_item).floor() as i32).max(1))
-        });
-        if let Some(b) = budget.as_mut() {
-            let estimate = limit
-                .map(|l| f64::from(l) * units_per_item)
-                .unwrap_or(PAGE_BYTES / 4096.0 * unit_per_item_read);
-            b.wait_for(estimate).await;
-        }
-        let capture = CaptureBody::default();
-        let failed = |detail: String, retriable: bool| ScanError::Request {
-            table: spec.table.clone(),
-            segment: spec.segment,
-            total_segments: spec.total_segments,
-            last_key: start_key
-                .as_ref()
-                .map(|k| item_key(&ItemView::from_sdk(k), &spec.key_attributes)),
-            detail,
-            retriable,
-        };
-        spec.retry
-            .run_sdk(
-                || {
-                    dynamodb
-                        .client
-                        .scan()
-                        .table_name(&spec.table)
-                        .segment(spec.segment as i32)
-                        .total_segments(spec.total_segments as i32)
-                        .consistent_read(spec.consistent_read)
-                        .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                        .set_limit(limit)
-                        .set_exclusive_start_key(start_key.clone())
-                        .customize()
-                        .interceptor(capture.clone())
-                        .send()
-                },
-                |e, delay| {
-                    counters.retries.fetch_add(1, Ordering::Relaxed);
-                    let throttled = is_throttling_code(
-                        e.as_service_error()
-                            .and_then(aws_sdk_dynamodb::error::ProvideErrorMetadata::code),
-                    );
-                    if throttled {
-                        counters.throttled.fetch_add(1, Ordering::Relaxed);
-                    }
-                    tracing::warn!(table = %spec.table, segment = spec.segment, throttled,
-                        delay_ms = delay.as_millis() as u64, error = %dynamodb.describe(e), "scan page failed; retrying");
-                },
-            )
-            .await
-            .map_err(|e| failed(dynamodb.describe(&e), sdk_failure(&e).is_retriable()))?;
-        let body = capture.take().ok_or_else(|| {
-            failed(
-                "the Scan response body was not captured (an SDK change?)".into(),
-                false,
-            )
-        })?;
-        // A body that is not JSON came damaged in transit: worth a retry of the segment.
-        let (page, meta) = RawPage::split(body)
-            .map_err(|e| failed(format!("the Scan response is not valid JSON: {e}"), true))?;
+        let limit = pacer.before_page().await;
+        let (page, meta) = fetch_page(dynamodb, spec, start_key.as_ref(), limit, counters).await?;
         let units = meta
             .capacity_units
-            .unwrap_or_else(|| estimate_units(&page, unit_per_item_read));
-        if let Some(b) = budget.as_mut() {
-            b.charge(units);
-        }
-        if meta.scanned_count > 0 {
-            units_per_item = (units / meta.scanned_count as f64).max(0.01);
-        }
+            .unwrap_or_else(|| estimate_units(&page, pacer.units_per_block));
+        pacer.after_page(units, meta.scanned_count);
         counters.pages.fetch_add(1, Ordering::Relaxed);
         counters.items.fetch_add(meta.count, Ordering::Relaxed);
         counters
@@ -120,6 +50,110 @@ pub async fn scan_segment(
             return Ok(());
         }
     }
+}
+
+/// Keeps a scan within its read budget: waits before each page and sizes it from the read
+/// units items have cost so far.
+struct Pacer {
+    budget: Option<ReadBudget>,
+    /// Read units per 4 KB block: 0.5 eventually consistent, 1 strongly consistent.
+    units_per_block: f64,
+    /// Units per item, learned from pages; starts pessimistic (4 KB items).
+    units_per_item: f64,
+}
+
+impl Pacer {
+    fn new(spec: &ScanSpec) -> Self {
+        let units_per_block = if spec.consistent_read { 1.0 } else { 0.5 };
+        Pacer {
+            budget: spec.max_read_units.map(ReadBudget::new),
+            units_per_block,
+            units_per_item: units_per_block,
+        }
+    }
+
+    /// Waits until the next page fits the budget; returns its `Limit`, if the budget needs one.
+    async fn before_page(&mut self) -> Option<i32> {
+        let full_page = PAGE_BYTES / 4096.0 * self.units_per_block;
+        let units_per_item = self.units_per_item;
+        let budget = self.budget.as_mut()?;
+        // Keep each page at about a quarter second of budget so pacing stays smooth.
+        let target = budget.rate() / 4.0;
+        let limit = (target < full_page).then(|| ((target / units_per_item).floor() as i32).max(1));
+        let estimate = limit.map_or(full_page, |l| f64::from(l) * units_per_item);
+        budget.wait_for(estimate).await;
+        limit
+    }
+
+    /// Charges what a page consumed.
+    fn after_page(&mut self, units: f64, scanned: u64) {
+        if let Some(b) = self.budget.as_mut() {
+            b.charge(units);
+        }
+        if scanned > 0 {
+            self.units_per_item = (units / scanned as f64).max(0.01);
+        }
+    }
+}
+
+/// One Scan request under the retry policy, its body taken as bytes and its envelope read.
+async fn fetch_page(
+    dynamodb: &DynamoDb,
+    spec: &ScanSpec,
+    start_key: Option<&HashMap<String, AttributeValue>>,
+    limit: Option<i32>,
+    counters: &ScanCounters,
+) -> Result<(RawPage, PageMeta), ScanError> {
+    let failed = |detail: String, retriable: bool| ScanError::Request {
+        table: spec.table.clone(),
+        segment: spec.segment,
+        total_segments: spec.total_segments,
+        last_key: start_key.map(|k| item_key(&ItemView::from_sdk(k), &spec.key_attributes)),
+        detail,
+        retriable,
+    };
+    let capture = CaptureBody::default();
+    spec.retry
+        .run_sdk(
+            || {
+                dynamodb
+                    .client
+                    .scan()
+                    .table_name(&spec.table)
+                    .segment(spec.segment as i32)
+                    .total_segments(spec.total_segments as i32)
+                    .consistent_read(spec.consistent_read)
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                    .set_limit(limit)
+                    .set_exclusive_start_key(start_key.cloned())
+                    .customize()
+                    .interceptor(capture.clone())
+                    .send()
+            },
+            |e, delay| {
+                counters.retries.fetch_add(1, Ordering::Relaxed);
+                let throttled = is_throttling_code(
+                    e.as_service_error()
+                        .and_then(aws_sdk_dynamodb::error::ProvideErrorMetadata::code),
+                );
+                if throttled {
+                    counters.throttled.fetch_add(1, Ordering::Relaxed);
+                }
+                tracing::warn!(table = %spec.table, segment = spec.segment, throttled,
+                    delay_ms = delay.as_millis() as u64, error = %dynamodb.describe(e), "scan page failed; retrying");
+            },
+        )
+        .await
+        .map_err(|e| failed(dynamodb.describe(&e), sdk_failure(&e).is_retriable()))?;
+    let body = capture.take().ok_or_else(|| {
+        failed(
+            "the Scan response body was not captured (an SDK change?)".into(),
+            false,
+        )
+    })?;
+    // A body that is not JSON came damaged in transit: worth a retry of the segment.
+    RawPage::split(body)
+        .map_err(|e| failed(format!("the Scan response is not valid JSON: {e}"), true))
 }
 
 /// Read units of a page when the service does not report them: DynamoDB rounds the page's total

@@ -128,7 +128,8 @@ async fn configuration_faults_exit_2_in_every_command() {
         Arc::new(|_: &RequestHead| Some(Injected::s3_error(403, "AccessDenied"))),
     )
     .await;
-    let cases: Vec<(&str, Vec<(&str, String)>, &str)> = vec![
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "a missing bucket",
             vec![("ETL_BUCKET", "no-such-bucket-anywhere".into())],

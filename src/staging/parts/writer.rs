@@ -204,103 +204,133 @@ pub async fn upload_chunks(
     mut rx: mpsc::Receiver<Chunk>,
     max_in_flight: usize,
 ) -> Result<Vec<String>, StoreError> {
-    let permits = Arc::new(Semaphore::new(max_in_flight.max(1)));
-    let mut open: HashMap<String, OpenUpload> = HashMap::new();
-    let mut done = Vec::new();
+    let mut uploader = Uploader {
+        permits: Arc::new(Semaphore::new(max_in_flight.max(1))),
+        open: HashMap::new(),
+        done: Vec::new(),
+        store,
+    };
     let result = async {
         while let Some(chunk) = rx.recv().await {
-            if chunk.index == 0 && chunk.last {
-                // The whole part fits one chunk: a single PUT is cheaper than a multipart upload.
-                let permit = permits
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .expect("semaphore open");
-                store
-                    .put(&chunk.key, chunk.data, content_type_of(&chunk.key))
-                    .await?;
-                drop(permit);
-                done.push(chunk.key);
-                continue;
-            }
-            if chunk.index == 0 {
-                let upload_id = store
-                    .create_multipart(&chunk.key, content_type_of(&chunk.key))
-                    .await?;
-                open.insert(
-                    chunk.key.clone(),
-                    OpenUpload {
-                        upload_id,
-                        parts: JoinSet::new(),
-                        completed: Vec::new(),
-                    },
-                );
-            }
-            let upload = open
-                .get_mut(&chunk.key)
-                .expect("chunks of a part arrive in order, first chunk opens the upload");
-            let permit = permits
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("semaphore open");
-            let (s, key, id) = (store.clone(), chunk.key.clone(), upload.upload_id.clone());
-            let part_number = chunk.index as i32 + 1;
-            let data = chunk.data;
-            upload.parts.spawn(async move {
-                let result = s.upload_part(&key, &id, part_number, data).await;
-                drop(permit);
-                result
-            });
-            // Surface failures of finished parts early.
-            while let Some(joined) = upload.parts.try_join_next() {
-                upload
-                    .completed
-                    .push(joined.expect("upload task does not panic")?);
-            }
-            if chunk.last {
-                let mut upload = open.remove(&chunk.key).expect("present");
-                while let Some(joined) = upload.parts.join_next().await {
-                    match joined.expect("upload task does not panic") {
-                        Ok(part) => upload.completed.push(part),
-                        Err(e) => {
-                            open.insert(chunk.key.clone(), upload);
-                            return Err(e);
-                        }
-                    }
-                }
-                let completed = std::mem::take(&mut upload.completed);
-                if let Err(e) = store
-                    .complete_multipart(&chunk.key, &upload.upload_id, completed)
-                    .await
-                {
-                    open.insert(chunk.key.clone(), upload);
-                    return Err(e);
-                }
-                done.push(chunk.key);
-            }
+            uploader.take(chunk).await?;
         }
-        // The writer went away with parts unfinished (it failed or was told to stop): they must
-        // not be completed.
-        if let Some(key) = open.keys().next() {
-            return Err(StoreError::Request {
+        uploader.check_all_finished()
+    }
+    .await;
+    match result {
+        Ok(()) => Ok(uploader.done),
+        Err(e) => {
+            rx.close();
+            uploader.abort_all().await;
+            Err(e)
+        }
+    }
+}
+
+/// The objects being uploaded, with at most `permits` chunks on the wire.
+struct Uploader {
+    store: Store,
+    permits: Arc<Semaphore>,
+    open: HashMap<String, OpenUpload>,
+    done: Vec<String>,
+}
+
+impl Uploader {
+    async fn permit(&self) -> tokio::sync::OwnedSemaphorePermit {
+        self.permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore open")
+    }
+
+    async fn take(&mut self, chunk: Chunk) -> Result<(), StoreError> {
+        if chunk.index == 0 && chunk.last {
+            // The whole part fits one chunk: a single PUT is cheaper than a multipart upload.
+            let _permit = self.permit().await;
+            self.store
+                .put(&chunk.key, chunk.data, content_type_of(&chunk.key))
+                .await?;
+            self.done.push(chunk.key);
+            return Ok(());
+        }
+        if chunk.index == 0 {
+            let upload_id = self
+                .store
+                .create_multipart(&chunk.key, content_type_of(&chunk.key))
+                .await?;
+            let upload = OpenUpload {
+                upload_id,
+                parts: JoinSet::new(),
+                completed: Vec::new(),
+            };
+            self.open.insert(chunk.key.clone(), upload);
+        }
+        let permit = self.permit().await;
+        let upload = self
+            .open
+            .get_mut(&chunk.key)
+            .expect("chunks of a part arrive in order, first chunk opens the upload");
+        let (store, key, id) = (
+            self.store.clone(),
+            chunk.key.clone(),
+            upload.upload_id.clone(),
+        );
+        let (number, data) = (chunk.index as i32 + 1, chunk.data);
+        upload.parts.spawn(async move {
+            let result = store.upload_part(&key, &id, number, data).await;
+            drop(permit);
+            result
+        });
+        // Surface failures of finished parts early.
+        while let Some(joined) = upload.parts.try_join_next() {
+            upload
+                .completed
+                .push(joined.expect("upload task does not panic")?);
+        }
+        if chunk.last {
+            self.complete(chunk.key).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for every part of `key` and completes the upload. On failure the upload stays open
+    /// (for [`Uploader::abort_all`]).
+    async fn complete(&mut self, key: String) -> Result<(), StoreError> {
+        let upload = self.open.get_mut(&key).expect("present");
+        while let Some(joined) = upload.parts.join_next().await {
+            upload
+                .completed
+                .push(joined.expect("upload task does not panic")?);
+        }
+        let completed = std::mem::take(&mut upload.completed);
+        self.store
+            .complete_multipart(&key, &upload.upload_id, completed)
+            .await?;
+        self.open.remove(&key);
+        self.done.push(key);
+        Ok(())
+    }
+
+    /// The writer went away with parts unfinished (it failed or was told to stop): they must not
+    /// be completed.
+    fn check_all_finished(&self) -> Result<(), StoreError> {
+        match self.open.keys().next() {
+            None => Ok(()),
+            Some(key) => Err(StoreError::Request {
                 op: "CompleteMultipartUpload",
-                url: store.url(key),
+                url: self.store.url(key),
                 detail: "the writer stopped before the part was complete; the upload is aborted"
                     .into(),
                 class: crate::error::Class::Retry,
-            });
+            }),
         }
-        Ok::<(), StoreError>(())
     }
-    .await;
-    if let Err(e) = result {
-        rx.close();
-        for (key, mut upload) in open {
+
+    async fn abort_all(&mut self) {
+        for (key, mut upload) in self.open.drain() {
             upload.parts.abort_all();
-            store.abort_multipart(&key, &upload.upload_id).await;
+            self.store.abort_multipart(&key, &upload.upload_id).await;
         }
-        return Err(e);
     }
-    Ok(done)
 }
