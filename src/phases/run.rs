@@ -150,6 +150,8 @@ impl RunReport {
 #[derive(Debug)]
 pub struct RunOutcome {
     pub report: RunReport,
+    /// Where the report was saved (`runs/<run-id>/report.json`), when it could be.
+    pub report_url: Option<String>,
     /// `None` when the run is swapped in; else why not, with its class and next steps.
     pub failure: Option<Error>,
 }
@@ -204,7 +206,30 @@ pub async fn run(
         .reclassify(class);
         report.next_steps.iter().fold(err, |e, s| e.next(s))
     });
-    RunOutcome { report, failure }
+    let report_url = save(ctx, &report).await;
+    RunOutcome {
+        report,
+        report_url,
+        failure,
+    }
+}
+
+/// Saves the report next to the run's plan; a failure to save is logged, not fatal.
+async fn save(ctx: &Context, report: &RunReport) -> Option<String> {
+    let staging = ctx.staging().ok()?;
+    let key = staging.layout.run_report(&report.run_id);
+    let text = serde_json::to_string_pretty(report).expect("report serialises");
+    match staging
+        .store
+        .put(&key, text.into(), "application/json")
+        .await
+    {
+        Ok(()) => Some(staging.url(&key)),
+        Err(e) => {
+            tracing::warn!(run_id = %report.run_id, error = %e, "the report could not be saved");
+            None
+        }
+    }
 }
 
 /// What the phases after the scan did, for the report.

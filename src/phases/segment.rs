@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
+use super::plan::{plan_or_resume, RunRequest};
 use super::Context;
 use crate::error::{Class, Classify, Error};
 use crate::source::page::RawPage;
@@ -70,6 +71,34 @@ struct TransformResult {
     rejected: Vec<Rejection>,
     drift: BTreeMap<String, TableDrift>,
     items: u64,
+}
+
+/// `segment` and `retry phase-1`: plans the run unless it has a plan (which must agree with the
+/// request), then runs phase 1 for one segment.
+pub async fn segment(
+    ctx: &Context,
+    request: RunRequest<'_>,
+    settings: &SegmentSettings,
+    segment: u32,
+) -> Result<SegmentManifest, Error> {
+    let total = request.total_segments.unwrap_or(0);
+    if segment >= total {
+        return Err(Error::fatal(format!(
+            "segment {segment} does not exist: segments are numbered 0 to {} for {total} total segments",
+            total.saturating_sub(1)
+        )));
+    }
+    let plan = plan_or_resume(ctx, request).await?.plan;
+    tracing::info!(run_id = %plan.run_id, table = %plan.source_table, segment,
+        total_segments = plan.total_segments, "phase 1 starting");
+    run_segment(
+        ctx,
+        settings,
+        &plan,
+        segment,
+        Arc::new(ScanCounters::default()),
+    )
+    .await
 }
 
 /// Runs phase 1 for one segment and returns the committed manifest. `counters` show progress

@@ -9,7 +9,7 @@ use crate::error::Error;
 use crate::staging::commands::{Runbook, Step};
 use crate::staging::manifest::{self, Committed};
 use crate::staging::plan::RunPlan;
-use crate::staging::runs::swap_record;
+use crate::staging::runs::{latest_run, swap_record};
 use crate::warehouse::{Warehouse, WarehouseState};
 
 /// What phase 1 committed for one segment.
@@ -244,6 +244,29 @@ pub fn decide(
         gaps,
         rejected_items,
     }
+}
+
+/// The status of `run_id` (default: the most recently planned run). `open` gets the run's plan and
+/// the target its swap record names, and opens the warehouse to consult, if any.
+pub async fn status(
+    ctx: &Context,
+    run_id: Option<&str>,
+    open: impl FnOnce(&RunPlan, Option<String>) -> Result<Option<Box<dyn Warehouse>>, Error>,
+) -> Result<RunStatus, Error> {
+    let staging = ctx.staging()?;
+    let run_id = match run_id {
+        Some(r) => r.to_string(),
+        None => latest_run(staging).await?.ok_or_else(|| {
+            Error::fatal(format!(
+                "no runs under {}; start one with dynamo-etl run (or plan)",
+                staging.url(&staging.layout.runs())
+            ))
+        })?,
+    };
+    let plan = RunPlan::require(staging, &run_id).await?;
+    let recorded = swap_record(staging, &run_id).await?.map(|r| r.target);
+    let warehouse = open(&plan, recorded)?;
+    gather(ctx, &plan, warehouse.as_deref()).await
 }
 
 /// Reads what the status is decided on: the manifests, the swap record and, when a warehouse

@@ -1,7 +1,7 @@
 //! The reviewed static data-schemas in `schemas/` must be exactly what inference produces for the
 //! demo dataset (`schemas/platform`) and the benchmark dataset (`schemas/bench`, used by
 //! `jobs/bench/run`). Regenerate them after an intended change with
-//! `ETL_BLESS=1 cargo test --test schemas`.
+//! `ETL_BLESS=1 cargo test --test it schemas`.
 
 use crate::support;
 use dynamo_etl::schema::infer::{Classification, Inference};
@@ -32,7 +32,7 @@ fn check_static_schemas(table: &str, items: impl IntoIterator<Item = Item>) {
         }
     }
     let on_disk = SchemaSet::read_dir(&dir, table)
-        .unwrap_or_else(|e| panic!("{e}; run ETL_BLESS=1 cargo test --test schemas"));
+        .unwrap_or_else(|e| panic!("{e}; run ETL_BLESS=1 cargo test --test it schemas"));
     for (path, text) in inferred.to_files() {
         let current = std::fs::read_to_string(dir.join(&path)).unwrap_or_default();
         assert_eq!(current, text, "schemas/{path} differs from what inference produces now; review and bless with ETL_BLESS=1");

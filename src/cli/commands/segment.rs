@@ -1,16 +1,12 @@
 //! `segment` (phase 1 of one segment) and `retry phase-1`.
 
-use std::sync::Arc;
-
 use super::super::flags::{
     RunFlag, ScanFlags, SchemaFlags, SegmentFlag, TableFlag, TotalSegmentsFlag,
 };
 use super::super::output::line;
 use super::super::Cli;
 use dynamo_etl::error::Error;
-use dynamo_etl::phases::plan::{plan_or_resume, RunRequest};
-use dynamo_etl::phases::segment::run_segment;
-use dynamo_etl::source::ScanCounters;
+use dynamo_etl::phases::plan::RunRequest;
 
 pub const RETRY_EXAMPLE: &str = "Example (scan segment 3 of run 2026-11-21's 8 segments again):\n  dynamo-etl retry phase-1 8 3 --run-id 2026-11-21 --bucket etl-staging";
 
@@ -85,29 +81,16 @@ struct Job<'a> {
 
 async fn phase1(cli: &Cli, job: Job<'_>) -> Result<(), Error> {
     let (run_id, total, segment) = (job.run_id, job.total, job.segment);
-    if segment >= total {
-        return Err(Error::fatal(format!(
-            "segment {segment} does not exist: segments are numbered 0 to {} for {total} total segments",
-            total.saturating_sub(1)
-        )));
-    }
     let settings = job.scan.settings()?;
     let ctx = cli.context().await?;
-    let planned = plan_or_resume(
-        &ctx,
-        RunRequest {
-            run_id,
-            table: job.table,
-            total_segments: Some(total),
-            default_total_segments: None,
-            schemas: &job.schemas.options(),
-        },
-    )
-    .await?;
-    let plan = planned.plan;
-    tracing::info!(run_id, table = %plan.source_table, segment, total_segments = total, "phase 1 starting");
-    let counters = Arc::new(ScanCounters::default());
-    let m = run_segment(&ctx, &settings, &plan, segment, counters).await?;
+    let request = RunRequest {
+        run_id,
+        table: job.table,
+        total_segments: Some(total),
+        default_total_segments: None,
+        schemas: &job.schemas.options(),
+    };
+    let m = dynamo_etl::phases::segment::segment(&ctx, request, &settings, segment).await?;
     let tables: Vec<String> = m
         .tables
         .iter()
