@@ -10,7 +10,7 @@ use crate::staging::plan::RunPlan;
 use crate::staging::runs::list_runs;
 use crate::staging::schema_cache::{SnapshotCache, SNAPSHOT_MANIFEST};
 use crate::staging::Staging;
-use crate::storage::{delete_prefix, StoreError};
+use crate::storage::{abort_uploads, delete_prefix, StoreError};
 
 /// One run and what `gc` decided about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +18,8 @@ pub struct GcEntry {
     pub run_id: String,
     pub objects: usize,
     pub bytes: u64,
+    /// Multipart uploads under the run that were never completed (a killed phase 1).
+    pub open_uploads: usize,
     /// `None` when the run goes; otherwise why it stays.
     pub kept_because: Option<String>,
 }
@@ -52,16 +54,23 @@ pub async fn plan_gc(staging: &Staging, keep: usize) -> Result<Vec<GcEntry>, Sto
                 Some(_) => None,
             }
         };
-        let (objects, bytes) = if kept_because.is_none() {
-            let listed = staging.store.list(&staging.layout.run(&run.run_id)).await?;
-            (listed.len(), listed.iter().map(|o| o.size).sum())
+        let (objects, bytes, open_uploads) = if kept_because.is_none() {
+            let prefix = staging.layout.run(&run.run_id);
+            let listed = staging.store.list(&prefix).await?;
+            let uploads = staging.store.open_uploads(&prefix).await?;
+            (
+                listed.len(),
+                listed.iter().map(|o| o.size).sum(),
+                uploads.len(),
+            )
         } else {
-            (0, 0)
+            (0, 0, 0)
         };
         out.push(GcEntry {
             run_id: run.run_id.clone(),
             objects,
             bytes,
+            open_uploads,
             kept_because,
         });
     }
@@ -74,6 +83,7 @@ pub async fn apply(staging: &Staging, entries: &[GcEntry]) -> Result<usize, Stor
     let store = &staging.store;
     let mut deleted = 0;
     for entry in entries.iter().filter(|e| e.kept_because.is_none()) {
+        let aborted = abort_uploads(store.as_ref(), &staging.layout.run(&entry.run_id)).await?;
         let plan_key = staging.layout.run_plan(&entry.run_id);
         let keys: Vec<String> = store
             .list(&staging.layout.run(&entry.run_id))
@@ -85,7 +95,8 @@ pub async fn apply(staging: &Staging, entries: &[GcEntry]) -> Result<usize, Stor
         store.delete_keys(&keys).await?;
         store.delete_keys(std::slice::from_ref(&plan_key)).await?;
         deleted += keys.len() + 1;
-        tracing::info!(run_id = %entry.run_id, objects = keys.len() + 1, "run deleted from the staging area");
+        tracing::info!(run_id = %entry.run_id, objects = keys.len() + 1, aborted_uploads = aborted,
+            "run deleted from the staging area");
     }
     Ok(deleted)
 }
@@ -218,8 +229,8 @@ impl GcPlan {
         for e in &self.runs {
             out.push_str(&match &e.kept_because {
                 None => format!(
-                    "delete  {}  ({} objects, {} bytes)\n",
-                    e.run_id, e.objects, e.bytes
+                    "delete  {}  ({} objects, {} bytes, {} unfinished uploads)\n",
+                    e.run_id, e.objects, e.bytes, e.open_uploads
                 ),
                 Some(why) => format!("keep    {}  ({why})\n", e.run_id),
             });
@@ -236,9 +247,10 @@ impl GcPlan {
         }
         if !apply {
             out.push_str(&format!(
-                "dry run: {} runs ({} bytes) and {} schema snapshots would be deleted; run again with --apply to delete them\n",
+                "dry run: {} runs ({} bytes, {} unfinished uploads) and {} schema snapshots would be deleted; run again with --apply to delete them\n",
                 self.doomed_runs().count(),
                 self.doomed_runs().map(|e| e.bytes).sum::<u64>(),
+                self.doomed_runs().map(|e| e.open_uploads).sum::<usize>(),
                 self.doomed_snapshots()
             ));
         }
@@ -322,6 +334,15 @@ mod tests {
         run(&staging, "r3", 3, true).await;
         run(&staging, "r4", 4, true).await;
         run(&staging, "r5", 5, false).await;
+        // r1 was killed while uploading: its unfinished upload goes with it.
+        let orphan = staging
+            .store
+            .create_multipart(
+                "p/runs/r1/segments/0/t/part-00001.csv.zst",
+                "application/zstd",
+            )
+            .await
+            .unwrap();
         // A folder without a plan (an interrupted first phase) is never touched.
         staging
             .store
@@ -346,7 +367,16 @@ mod tests {
             ]
         );
         let r1 = &plan.runs[1];
-        assert_eq!((r1.objects, r1.bytes > 100), (3, true), "{r1:?}");
+        assert_eq!(
+            (r1.objects, r1.bytes > 100, r1.open_uploads),
+            (3, true, 1),
+            "{r1:?}"
+        );
+        assert!(
+            plan.render(false).contains("1 unfinished uploads"),
+            "{}",
+            plan.render(false)
+        );
         assert!(
             plan.render(false).contains("dry run: 2 runs"),
             "{}",
@@ -366,6 +396,8 @@ mod tests {
             .await
             .unwrap()
             .is_empty());
+        let left = staging.store.open_uploads("p/runs/").await.unwrap();
+        assert!(left.iter().all(|u| u.upload_id != orphan), "{left:?}");
     }
 
     #[tokio::test]

@@ -9,7 +9,9 @@ use crate::source::key_attributes;
 use crate::staging::check_run_id;
 use crate::staging::plan::{RunPlan, PLAN_FORMAT};
 use crate::staging::resolve::SchemaResolver;
+use crate::staging::runs::list_runs;
 use crate::staging::schema_cache::SnapshotCache;
+use crate::warehouse::WarehouseState;
 
 use super::Context;
 
@@ -22,21 +24,68 @@ pub struct SchemaOptions {
     pub use_cache: bool,
 }
 
-/// The run id: the given one, else one derived from `AWS_BATCH_JOB_ID` (so all jobs of a Batch
-/// execution agree), else today's UTC date (so a nightly run that is restarted the same day
-/// resumes the same run).
-pub fn derive_run_id(given: Option<&str>) -> String {
-    if let Some(id) = given {
-        return id.to_string();
+/// The run id a command was given: `--run-id`, else one derived from `AWS_BATCH_JOB_ID` (so all
+/// jobs of a Batch execution agree).
+pub fn given_run_id(flag: Option<&str>) -> Option<String> {
+    if let Some(id) = flag.filter(|id| !id.is_empty()) {
+        return Some(id.to_string());
     }
-    if let Ok(job) = std::env::var("AWS_BATCH_JOB_ID") {
-        // Array children carry `<uuid>:<index>`; the run is the parent's.
-        let parent = job.split(':').next().unwrap_or_default();
-        if !parent.is_empty() {
-            return format!("batch-{parent}");
-        }
-    }
-    chrono::Utc::now().format("%Y-%m-%d").to_string()
+    let job = std::env::var("AWS_BATCH_JOB_ID").ok()?;
+    // Array children carry `<uuid>:<index>`; the run is the parent's.
+    let parent = job.split(':').next().unwrap_or_default();
+    (!parent.is_empty()).then(|| format!("batch-{parent}"))
+}
+
+/// A fresh run id: the UTC time to the millisecond and a few random hex digits, so ids sort by
+/// time and two runs started in the same millisecond still differ.
+pub fn new_run_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let now = chrono::Utc::now();
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_i64(now.timestamp_nanos_opt().unwrap_or_default());
+    h.write_u32(std::process::id());
+    format!(
+        "{}-{:04x}",
+        now.format("%Y%m%dT%H%M%S%.3fZ"),
+        h.finish() & 0xffff
+    )
+}
+
+/// What `run` continues when no run id is given: the newest run of `table` that is not swapped
+/// in and was planned after the run the target serves (`state`, when the warehouse could be
+/// read). `None`: there is none, start a new run.
+pub async fn resumable_run(
+    ctx: &Context,
+    table: &str,
+    state: Option<&WarehouseState>,
+) -> Result<Option<String>, Error> {
+    let served = |r: &str| {
+        state.is_some_and(|s| {
+            [&s.serving, &s.previous]
+                .into_iter()
+                .flatten()
+                .any(|m| m.run_id == r)
+        })
+    };
+    let served_at = state
+        .and_then(|s| s.serving.as_ref())
+        .and_then(|m| m.planned_at.as_deref())
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+    let newer = |created: &str| match (served_at, chrono::DateTime::parse_from_rfc3339(created)) {
+        (Some(served), Ok(created)) => created > served,
+        _ => true,
+    };
+    Ok(list_runs(ctx.staging()?)
+        .await?
+        .into_iter()
+        .rev()
+        .filter(|r| r.swap.is_none() && !served(&r.run_id))
+        .find(|r| {
+            r.plan
+                .as_ref()
+                .is_some_and(|p| p.source_table == table && newer(&p.created_at))
+        })
+        .map(|r| r.run_id))
 }
 
 /// The resolver of the schema cache (unless switched off) and the static folder.
@@ -147,15 +196,17 @@ mod tests {
     use std::sync::Arc;
 
     #[test]
-    fn run_ids_come_from_the_flag_then_batch_then_the_date() {
-        assert_eq!(derive_run_id(Some("given")), "given");
+    fn run_ids_come_from_the_flag_then_batch_else_a_new_one() {
+        assert_eq!(given_run_id(Some("given")).as_deref(), Some("given"));
         // SAFETY of the env change: this is the only test touching AWS_BATCH_JOB_ID.
         unsafe { std::env::set_var("AWS_BATCH_JOB_ID", "4c7e-11aa:3") };
-        assert_eq!(derive_run_id(None), "batch-4c7e-11aa");
+        assert_eq!(given_run_id(None).as_deref(), Some("batch-4c7e-11aa"));
         unsafe { std::env::remove_var("AWS_BATCH_JOB_ID") };
-        let today = derive_run_id(None);
-        assert_eq!(today.len(), 10);
-        assert!(check_run_id(&today).is_ok());
+        assert_eq!(given_run_id(None), None);
+        let (a, b) = (new_run_id(), new_run_id());
+        assert!(check_run_id(&a).is_ok(), "{a}");
+        assert_ne!(a, b, "two new runs never share an id");
+        assert_eq!(a.len(), "20261201T155538.123Z-1a2b".len(), "{a}");
     }
 
     fn plan(run_id: &str, total: u32) -> RunPlan {

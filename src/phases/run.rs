@@ -11,12 +11,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::replace::{may_replace, Replaced};
 use super::segment::{run_segment, SegmentSettings};
 use super::Context;
 use crate::error::{Class, Error};
 use crate::schema::SchemaSource;
 use crate::source::ScanCounters;
 use crate::staging::commands::{Runbook, Step};
+use crate::staging::lease::RunLease;
 use crate::staging::manifest::{self, DriftSum, Rejection, SegmentManifest, TableDrift};
 use crate::staging::plan::RunPlan;
 use crate::warehouse::{GateRefusal, UploadOutcome, Warehouse};
@@ -39,6 +41,8 @@ pub struct RunOptions {
     pub concurrency: usize,
     /// Scan committed segments again instead of keeping them.
     pub rescan: bool,
+    /// Let a run planned before the served one replace it.
+    pub allow_older: bool,
     pub segment: SegmentSettings,
 }
 
@@ -174,25 +178,34 @@ pub async fn run(
     let started_at = chrono::Utc::now().to_rfc3339();
     let runbook = ctx.runbook(&plan.run_id, Some(&warehouse.config().target));
     let mut progress = Progress::default();
-    let scanned = scan_all(ctx, plan, options, observer, &mut progress, &runbook).await;
-    if progress.failures.is_empty() {
-        load_and_swap(
-            ctx,
-            warehouse,
-            plan,
-            options,
-            observer,
-            &mut progress,
-            &runbook,
-        )
-        .await;
-    } else {
-        progress.outcome = "not reached: some segments did not scan".into();
-        progress.steps.push(format!(
-            "{}   # continues with the committed segments",
-            runbook.command(Step::Run)
-        ));
-    }
+    // One process works on a run at a time; a copy submitted twice is told who holds it.
+    let lease = match ctx.staging() {
+        Ok(staging) => RunLease::acquire(staging, &plan.run_id)
+            .await
+            .map_err(|e| Error::from(e).next(runbook.command(Step::Status))),
+        Err(e) => Err(e),
+    };
+    let leased = lease.is_ok();
+    let scanned = match lease {
+        Err(e) => {
+            progress.stopped(&e);
+            BTreeMap::new()
+        }
+        Ok(lease) => {
+            let scanned = work(
+                ctx,
+                warehouse,
+                plan,
+                options,
+                observer,
+                &mut progress,
+                &runbook,
+            )
+            .await;
+            lease.release().await;
+            scanned
+        }
+    };
     let report = RunReport::new(plan, warehouse, &scanned, &progress, started_at, started);
     let failure = (!progress.swapped).then(|| {
         let class = match progress.failures.contains(&Class::Fatal) {
@@ -206,7 +219,11 @@ pub async fn run(
         .reclassify(class);
         report.next_steps.iter().fold(err, |e, s| e.next(s))
     });
-    let report_url = save(ctx, &report).await;
+    // A copy that did not get the lease leaves the report to the one that did.
+    let report_url = match leased {
+        true => save(ctx, &report).await,
+        false => None,
+    };
     RunOutcome {
         report,
         report_url,
@@ -232,6 +249,63 @@ async fn save(ctx: &Context, report: &RunReport) -> Option<String> {
     }
 }
 
+/// Every phase, unless the run may not replace what the target serves.
+async fn work(
+    ctx: &Context,
+    warehouse: &dyn Warehouse,
+    plan: &RunPlan,
+    options: RunOptions,
+    observer: &dyn Observer,
+    progress: &mut Progress,
+    runbook: &Runbook,
+) -> BTreeMap<u32, Scanned> {
+    if let Err(e) = forward_check(warehouse, plan, options).await {
+        progress.stopped(&e);
+        return BTreeMap::new();
+    }
+    let scanned = scan_all(ctx, plan, options, observer, progress, runbook).await;
+    if progress.failures.is_empty() {
+        load_and_swap(ctx, warehouse, plan, options, observer, progress, runbook).await;
+    } else {
+        progress.outcome = "not reached: some segments did not scan".into();
+        progress.steps.push(format!(
+            "{}   # continues with the committed segments",
+            runbook.command(Step::Run)
+        ));
+    }
+    scanned
+}
+
+/// Refuses a run that may not replace what the target serves before anything is scanned. A
+/// warehouse that cannot be reached yet does not stop the scan: the load says so later.
+async fn forward_check(
+    warehouse: &dyn Warehouse,
+    plan: &RunPlan,
+    options: RunOptions,
+) -> Result<(), Error> {
+    match warehouse.state().await {
+        Ok(state) => may_replace(
+            &state,
+            &warehouse.config().target,
+            plan,
+            options.allow_older,
+        ),
+        Err(e) => {
+            tracing::warn!(run_id = %plan.run_id, error = %e,
+                "the warehouse cannot be read yet; scanning anyway, the load will need it");
+            Ok(())
+        }
+    }
+}
+
+/// Whether the target serves the run now (another process swapped it in).
+async fn served_meanwhile(warehouse: &dyn Warehouse, plan: &RunPlan) -> bool {
+    warehouse
+        .state()
+        .await
+        .is_ok_and(|s| s.serving.is_some_and(|m| m.run_id == plan.run_id))
+}
+
 /// What the phases after the scan did, for the report.
 #[derive(Default)]
 struct Progress {
@@ -245,6 +319,13 @@ struct Progress {
 }
 
 impl Progress {
+    /// The run stopped before any work: `e` says why.
+    fn stopped(&mut self, e: &Error) {
+        self.outcome = format!("refused: {}", e.chain());
+        self.failures.push(e.class());
+        self.steps.extend(e.next_steps().iter().cloned());
+    }
+
     fn failed(&mut self, e: &Error, step: String) {
         self.failures.push(e.class());
         self.steps.push(format!("{step}   # {}", e.chain()));
@@ -324,6 +405,11 @@ async fn load_and_swap(
     runbook: &Runbook,
 ) {
     observer.phase("phase 2: prepare");
+    if served_meanwhile(warehouse, plan).await {
+        progress.swapped = true;
+        progress.outcome = "already served: another process swapped this run in".into();
+        return;
+    }
     if let Err(e) = prepare_unless_staged(ctx, warehouse, plan).await {
         progress.outcome = format!("not reached: prepare failed: {}", e.chain());
         progress.failed(
@@ -375,10 +461,14 @@ async fn load_and_swap(
         return;
     }
     observer.phase("phase 4: replace");
-    match super::replace::replace(ctx, warehouse, plan).await {
-        Ok(_) => {
+    match super::replace::replace(ctx, warehouse, plan, options.allow_older).await {
+        Ok(Replaced::Swapped(_)) => {
             progress.swapped = true;
             progress.outcome = "swapped".into();
+        }
+        Ok(Replaced::AlreadyServed) => {
+            progress.swapped = true;
+            progress.outcome = "already served: another process swapped this run in".into();
         }
         Err(e) => {
             progress.outcome = match e.is::<GateRefusal>() {

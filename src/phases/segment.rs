@@ -21,10 +21,10 @@ use crate::staging::commands::Step;
 use crate::staging::manifest::{
     Rejection, SegmentManifest, TableDrift, TableOutput, MANIFEST_FORMAT,
 };
-use crate::staging::parts::writer::{upload_chunks, Chunk, PartSettings, PartWriter};
+use crate::staging::parts::writer::{upload_chunks, Chunk, PartSettings, PartWriter, Uploaded};
 use crate::staging::plan::RunPlan;
 use crate::staging::Staging;
-use crate::storage::{delete_prefix, StoreError};
+use crate::storage::{abort_uploads, delete_prefix, StoreError};
 use crate::transform::Transformer;
 
 /// How phase 1 reads and shapes its output.
@@ -187,23 +187,23 @@ async fn scan_and_commit(
 }
 
 /// Un-commits the segment (its manifest first, so a crash in between leaves no manifest), then
-/// removes everything an earlier attempt wrote under its prefix.
+/// removes everything an earlier attempt wrote under its prefix, the multipart uploads a killed
+/// attempt left unfinished included (S3 keeps, and bills, their parts until they are aborted).
 async fn clear(staging: &Staging, run_id: &str, segment: u32) -> Result<(), SegmentError> {
     let manifest_key = staging.layout.segment_manifest(run_id, segment);
+    let prefix = staging.layout.segment(run_id, segment);
     staging
         .store
         .delete_keys(std::slice::from_ref(&manifest_key))
         .await?;
-    let removed = delete_prefix(
-        staging.store.as_ref(),
-        &staging.layout.segment(run_id, segment),
-    )
-    .await?;
-    if removed > 0 {
+    let aborted = abort_uploads(staging.store.as_ref(), &prefix).await?;
+    let removed = delete_prefix(staging.store.as_ref(), &prefix).await?;
+    if removed > 0 || aborted > 0 {
         tracing::info!(
             run_id,
             segment,
             removed,
+            aborted_uploads = aborted,
             "removed the output of an earlier attempt"
         );
     }
@@ -291,7 +291,7 @@ fn first_cause(
     segment: u32,
     scanned: Result<(), ScanError>,
     transformed: Result<TransformResult, TransformStop>,
-    uploaded: Result<Vec<String>, StoreError>,
+    uploaded: Result<Uploaded, StoreError>,
 ) -> Result<TransformResult, SegmentError> {
     let internal = |problem: String| SegmentError::Internal {
         run_id: plan.run_id.clone(),
@@ -299,7 +299,20 @@ fn first_cause(
         problem,
     };
     match (scanned, transformed, uploaded) {
-        (Ok(()), Ok(t), Ok(_)) => Ok(t),
+        (Ok(()), Ok(mut t), Ok(done)) => {
+            for file in t.tables.values_mut().flat_map(|o| o.files.iter_mut()) {
+                match done.get(&file.key) {
+                    Some(etag) => file.etag = etag.clone(),
+                    None => {
+                        return Err(internal(format!(
+                            "part {} was written but its upload did not complete",
+                            file.key
+                        )))
+                    }
+                }
+            }
+            Ok(t)
+        }
         (_, Err(TransformStop::BadPage(problem)), _) => Err(internal(format!(
             "table {}: {problem}; DynamoDB should never send such a page: retry the segment \
              and report it if it happens again",

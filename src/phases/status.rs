@@ -150,13 +150,13 @@ fn swap_state(
             None,
         );
     };
-    if w.serving.as_deref() == Some(run_id) {
+    if w.serving.as_ref().is_some_and(|m| m.run_id == run_id) {
         return (SwapState::Serving, Some((0..n).collect()));
     }
     if let Some(staged) = w.staged.as_ref().filter(|s| s.run_id == run_id) {
         return (SwapState::Staged, Some(staged.loaded.clone()));
     }
-    if swap_recorded || w.previous.as_deref() == Some(run_id) {
+    if swap_recorded || w.previous.as_ref().is_some_and(|m| m.run_id == run_id) {
         return (SwapState::Replaced, Some((0..n).collect()));
     }
     (SwapState::NotPrepared, Some(BTreeSet::new()))
@@ -293,7 +293,7 @@ mod tests {
     use super::*;
     use crate::schema::SchemaSource;
     use crate::staging::manifest::{SegmentManifest, MANIFEST_FORMAT};
-    use crate::warehouse::Staged;
+    use crate::warehouse::{RunMarker, Staged};
     use std::collections::BTreeMap;
 
     fn plan() -> RunPlan {
@@ -336,6 +336,13 @@ mod tests {
             target: Some("w".into()),
             bucket: "b".into(),
             prefix: "dynamo-etl".into(),
+        }
+    }
+
+    fn marker(run_id: &str) -> RunMarker {
+        RunMarker {
+            run_id: run_id.into(),
+            planned_at: None,
         }
     }
 
@@ -394,15 +401,15 @@ mod tests {
         let p = plan();
         let all = [committed(0), committed(1)];
         let serving = WarehouseState {
-            serving: Some("s".into()),
+            serving: Some(marker("s")),
             ..WarehouseState::default()
         };
         let s = decide(&p, &all, true, Some(&serving), &runbook());
         assert_eq!(s.swap, SwapState::Serving);
         assert!(s.is_complete() && s.render().contains("nothing to do"));
         let replaced = WarehouseState {
-            serving: Some("newer".into()),
-            previous: Some("s".into()),
+            serving: Some(marker("newer")),
+            previous: Some(marker("s")),
             ..WarehouseState::default()
         };
         assert_eq!(

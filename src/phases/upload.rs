@@ -24,7 +24,7 @@ pub async fn upload(
         )));
     }
     warehouse
-        .load_segment(ctx.staging()?, plan, segment)
+        .load_segment(ctx.staging()?, plan, segment, &ctx.retry)
         .await
         .map_err(|e| {
             let runbook = ctx.runbook(&plan.run_id, Some(&warehouse.config().target));

@@ -42,6 +42,11 @@ impl Layout {
         format!("{}swapped.json", self.run(run_id))
     }
 
+    /// Held by the process working on the run with `run` (see `staging::lease`).
+    pub fn run_lease(&self, run_id: &str) -> String {
+        format!("{}lease.json", self.run(run_id))
+    }
+
     /// The report `run` writes at the end.
     pub fn run_report(&self, run_id: &str) -> String {
         format!("{}report.json", self.run(run_id))

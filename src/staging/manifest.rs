@@ -13,8 +13,9 @@ use crate::error::{Class, Classify};
 use crate::schema::SchemaSource;
 use crate::storage::StoreError;
 
-/// Format 2: drift entries are typed records (format 1 keyed them by "attribute: reason" text).
-pub const MANIFEST_FORMAT: u32 = 2;
+/// Format 3: parts carry their SHA-256 and entity tag (format 2 had neither; format 1 also keyed
+/// drift by "attribute: reason" text).
+pub const MANIFEST_FORMAT: u32 = 3;
 
 /// How many example keys drift and rejection reports keep per attribute.
 pub const EXAMPLE_KEYS: usize = 3;
@@ -163,6 +164,25 @@ pub struct PartFile {
     pub bytes: u64,
     /// Size of the CSV before compression.
     pub csv_bytes: u64,
+    /// Lowercase hex SHA-256 of the object's bytes, as phase 1 sent them.
+    pub sha256: String,
+    /// The entity tag the store gave the object when phase 1 wrote it; it changes whenever the
+    /// object is written again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+}
+
+impl PartFile {
+    /// Fails unless `size` and `sha256` are what phase 1 wrote.
+    pub fn check_content(&self, size: u64, sha256: &str) -> Result<(), String> {
+        if size == self.bytes && sha256 == self.sha256 {
+            return Ok(());
+        }
+        Err(format!(
+            "it is {size} bytes with SHA-256 {sha256}, but its manifest records {} bytes with SHA-256 {}",
+            self.bytes, self.sha256
+        ))
+    }
 }
 
 /// Everything one segment wrote for one table.
@@ -231,6 +251,42 @@ impl SegmentManifest {
         Ok(())
     }
 
+    /// Checks that the manifest belongs at segment `segment` of `plan`'s run, whose parts live
+    /// under `prefix`, and that its counts add up.
+    pub fn check_place(&self, plan: &RunPlan, segment: u32, prefix: &str) -> Result<(), String> {
+        let differs = |what: &str, found: String, expected: String| {
+            Err(format!("it names {what} {found}, not {expected}"))
+        };
+        if self.run_id != plan.run_id {
+            return differs("run", self.run_id.clone(), plan.run_id.clone());
+        }
+        if self.segment != segment {
+            return differs("segment", self.segment.to_string(), segment.to_string());
+        }
+        if self.total_segments != plan.total_segments {
+            return differs(
+                "total segments",
+                self.total_segments.to_string(),
+                plan.total_segments.to_string(),
+            );
+        }
+        if self.source_table != plan.source_table {
+            return differs(
+                "source table",
+                self.source_table.clone(),
+                plan.source_table.clone(),
+            );
+        }
+        let files = self.tables.values().flat_map(|t| &t.files);
+        if let Some(stray) = files.clone().find(|f| !f.key.starts_with(prefix)) {
+            return Err(format!(
+                "it lists part {}, which is not under its segment's prefix {prefix}",
+                stray.key
+            ));
+        }
+        self.check_accounting()
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("manifest serialises")
     }
@@ -282,7 +338,9 @@ impl Classify for ManifestError {
     }
 }
 
-/// Segment `segment`'s manifest, or `None` when phase 1 has not committed it.
+/// Segment `segment`'s manifest, or `None` when phase 1 has not committed it. A manifest is only
+/// used where it belongs: it must name this run, segment, source table and total segments, list
+/// only parts under this segment's prefix, and account for every item it says was scanned.
 pub async fn read(
     staging: &Staging,
     plan: &RunPlan,
@@ -292,7 +350,9 @@ pub async fn read(
     let Some(bytes) = staging.store.get(&key).await? else {
         return Ok(None);
     };
+    let prefix = staging.layout.segment(&plan.run_id, segment);
     SegmentManifest::from_json(&bytes)
+        .and_then(|m| m.check_place(plan, segment, &prefix).map(|()| m))
         .map(Some)
         .map_err(|problem| ManifestError::Damaged {
             run_id: plan.run_id.clone(),
@@ -362,11 +422,13 @@ mod tests {
     }
 
     fn manifest(segment: u32) -> SegmentManifest {
-        let file = |key: &str, rows| PartFile {
-            key: key.into(),
+        let file = |name: &str, rows| PartFile {
+            key: format!("p/runs/r/segments/{segment}/org/{name}"),
             rows,
             bytes: 10,
             csv_bytes: 20,
+            sha256: "00".repeat(32),
+            etag: None,
         };
         let tables = BTreeMap::from([(
             "org".to_string(),
@@ -451,12 +513,53 @@ mod tests {
         let err = read(&staging, &plan(), 2).await.unwrap_err();
         assert_eq!(err.damaged_segment(), Some(2));
         assert_eq!(err.class(), Class::Fatal);
+        // A manifest in the wrong place, for another run, with counts off, or naming parts of
+        // another segment is not used either.
+        for (k, m, expected) in [
+            (0, manifest(1), "it names segment 1, not 0"),
+            (
+                0,
+                SegmentManifest {
+                    run_id: "other".into(),
+                    ..manifest(0)
+                },
+                "it names run other, not r",
+            ),
+            (
+                0,
+                SegmentManifest {
+                    total_segments: 4,
+                    ..manifest(0)
+                },
+                "total segments 4, not 3",
+            ),
+            (
+                0,
+                SegmentManifest {
+                    items_scanned: 13,
+                    ..manifest(0)
+                },
+                "13 items scanned",
+            ),
+            (
+                1,
+                SegmentManifest {
+                    segment: 1,
+                    ..manifest(0)
+                },
+                "not under its segment's prefix",
+            ),
+        ] {
+            put(k, m.to_json()).await;
+            let err = read(&staging, &plan(), k).await.unwrap_err().to_string();
+            assert!(err.contains(expected), "{expected}: {err}");
+        }
         // A manifest of another format version is not used.
         let mut old = serde_json::to_value(manifest(1)).unwrap();
-        old["format"] = 1.into();
+        old["format"] = 2.into();
         put(1, old.to_string()).await;
         let err = read(&staging, &plan(), 1).await.unwrap_err();
-        assert!(err.to_string().contains("format 1"), "{err}");
+        assert!(err.to_string().contains("format 2"), "{err}");
     }
 
     #[test]

@@ -8,11 +8,13 @@
 //! <prefix>/runs/<run-id>/load/<k>/<table>.manifest       Redshift COPY manifests (phase 3)
 //! <prefix>/runs/<run-id>/swapped.json                    written after the swap committed
 //! <prefix>/runs/<run-id>/report.json                     the report of `dynamo-etl run`
+//! <prefix>/runs/<run-id>/lease.json                      held while `dynamo-etl run` works on it
 //! <prefix>/schemas/<snapshot-id>/...                     schema cache snapshots
 //! ```
 
 pub mod commands;
 pub mod layout;
+pub mod lease;
 pub mod manifest;
 pub mod parts;
 pub mod plan;

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use super::{Body, ObjectInfo, ObjectStore, StoreError, UploadedPart};
+use super::{Body, ObjectHead, ObjectInfo, ObjectStore, OpenUpload, StoreError, UploadedPart};
 
 #[derive(Default)]
 struct State {
@@ -34,18 +34,14 @@ impl MemoryStore {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().expect("memory store lock")
     }
+}
 
-    /// Multipart uploads started and neither completed nor aborted.
-    pub fn open_uploads(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self
-            .state()
-            .uploads
-            .values()
-            .map(|(k, _)| k.clone())
-            .collect();
-        keys.sort();
-        keys
-    }
+/// An entity tag derived from the content, as S3's is for a single PUT.
+fn etag(body: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(body);
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("\"{hex}\"")
 }
 
 #[async_trait]
@@ -78,9 +74,22 @@ impl ObjectStore for MemoryStore {
         }
     }
 
-    async fn put(&self, key: &str, body: Bytes, _content_type: &str) -> Result<(), StoreError> {
+    async fn put_object(
+        &self,
+        key: &str,
+        body: Bytes,
+        _content_type: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let tag = etag(&body);
         self.state().objects.insert(key.to_string(), body);
-        Ok(())
+        Ok(Some(tag))
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectHead>, StoreError> {
+        Ok(self.state().objects.get(key).map(|b| ObjectHead {
+            size: b.len() as u64,
+            etag: Some(etag(b)),
+        }))
     }
 
     async fn put_if_absent(
@@ -166,7 +175,7 @@ impl ObjectStore for MemoryStore {
         key: &str,
         upload_id: &str,
         parts: Vec<UploadedPart>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<String>, StoreError> {
         let mut state = self.state();
         let Some((upload_key, stored)) = state.uploads.remove(upload_id) else {
             return Err(no_upload(self, key, upload_id));
@@ -178,12 +187,28 @@ impl ObjectStore for MemoryStore {
                 None => return Err(no_upload(self, key, upload_id)),
             }
         }
+        let tag = etag(&body);
         state.objects.insert(upload_key, body.into());
-        Ok(())
+        Ok(Some(tag))
     }
 
     async fn abort_multipart(&self, _key: &str, upload_id: &str) {
         self.state().uploads.remove(upload_id);
+    }
+
+    async fn open_uploads(&self, prefix: &str) -> Result<Vec<OpenUpload>, StoreError> {
+        let mut open: Vec<OpenUpload> = self
+            .state()
+            .uploads
+            .iter()
+            .filter(|(_, (key, _))| key.starts_with(prefix))
+            .map(|(id, (key, _))| OpenUpload {
+                key: key.clone(),
+                upload_id: id.clone(),
+            })
+            .collect();
+        open.sort_by(|a, b| (&a.key, &a.upload_id).cmp(&(&b.key, &b.upload_id)));
+        Ok(open)
     }
 }
 
@@ -220,7 +245,11 @@ mod tests {
         let id = store.create_multipart("m", "t").await.unwrap();
         let p1 = store.upload_part("m", &id, 1, "he".into()).await.unwrap();
         let p2 = store.upload_part("m", &id, 2, "llo".into()).await.unwrap();
-        assert_eq!(store.open_uploads(), ["m"]);
+        let open = store.open_uploads("").await.unwrap();
+        assert_eq!(
+            open.iter().map(|u| u.key.as_str()).collect::<Vec<_>>(),
+            ["m"]
+        );
         assert_eq!(
             store.get("m").await.unwrap(),
             None,
@@ -231,7 +260,8 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(store.get("m").await.unwrap().unwrap(), "hello");
-        assert!(store.open_uploads().is_empty());
+        assert!(store.open_uploads("").await.unwrap().is_empty());
+        assert_eq!(store.head("m").await.unwrap().unwrap().size, 5);
         assert_eq!(super::super::delete_prefix(&store, "a/").await.unwrap(), 2);
         assert_eq!(store.get("a/1").await.unwrap(), None);
     }

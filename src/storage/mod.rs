@@ -27,6 +27,21 @@ pub struct ObjectInfo {
     pub size: u64,
 }
 
+/// What a HEAD of an object says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectHead {
+    pub size: u64,
+    /// The store's entity tag: it changes whenever the object is written again.
+    pub etag: Option<String>,
+}
+
+/// A multipart upload that was started and neither completed nor aborted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenUpload {
+    pub key: String,
+    pub upload_id: String,
+}
+
 /// One finished part of a multipart upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadedPart {
@@ -83,7 +98,20 @@ pub trait ObjectStore: Send + Sync {
     /// The object's body as a stream, for large objects.
     async fn get_stream(&self, key: &str) -> Result<Body, StoreError>;
 
-    async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), StoreError>;
+    /// Writes the object; returns its entity tag.
+    async fn put_object(
+        &self,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<Option<String>, StoreError>;
+
+    async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), StoreError> {
+        self.put_object(key, body, content_type).await.map(drop)
+    }
+
+    /// The object's size and entity tag, or `None` when it does not exist.
+    async fn head(&self, key: &str) -> Result<Option<ObjectHead>, StoreError>;
 
     /// Creates the object only if no object has the key; false when one exists. Of two writers
     /// racing for one key exactly one wins.
@@ -113,15 +141,29 @@ pub trait ObjectStore: Send + Sync {
         body: Bytes,
     ) -> Result<UploadedPart, StoreError>;
 
+    /// Completes the upload; returns the object's entity tag.
     async fn complete_multipart(
         &self,
         key: &str,
         upload_id: &str,
         parts: Vec<UploadedPart>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<Option<String>, StoreError>;
 
     /// Best effort: S3 keeps the parts of an unfinished upload (and bills them) until aborted.
     async fn abort_multipart(&self, key: &str, upload_id: &str);
+
+    /// Multipart uploads under `prefix` that were neither completed nor aborted (a process killed
+    /// while uploading leaves them behind).
+    async fn open_uploads(&self, prefix: &str) -> Result<Vec<OpenUpload>, StoreError>;
+}
+
+/// Aborts every unfinished multipart upload under `prefix`; returns how many there were.
+pub async fn abort_uploads(store: &dyn ObjectStore, prefix: &str) -> Result<usize, StoreError> {
+    let open = store.open_uploads(prefix).await?;
+    for upload in &open {
+        store.abort_multipart(&upload.key, &upload.upload_id).await;
+    }
+    Ok(open.len())
 }
 
 /// Deletes every object under `prefix`; returns how many there were.

@@ -13,7 +13,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::{Body, ObjectInfo, ObjectStore, StoreError, UploadedPart};
+use super::{Body, ObjectHead, ObjectInfo, ObjectStore, OpenUpload, StoreError, UploadedPart};
 use crate::aws::Endpoint;
 use crate::error::Class;
 use crate::retry::{describe, sdk_failure, RetryPolicy, SdkFailure, UNREACHABLE_ATTEMPTS};
@@ -256,7 +256,12 @@ impl ObjectStore for S3Store {
         Ok(Box::pin(output.body.into_async_read()))
     }
 
-    async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), StoreError> {
+    async fn put_object(
+        &self,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<Option<String>, StoreError> {
         self.call("PutObject", key, || async {
             Ok(self
                 .client
@@ -269,8 +274,32 @@ impl ObjectStore for S3Store {
                 .await?)
         })
         .await
-        .map(|_| ())
+        .map(|out| out.e_tag().map(str::to_string))
         .map_err(|e| self.fail("PutObject", key, e))
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectHead>, StoreError> {
+        let result = self
+            .call("HeadObject", key, || async {
+                Ok(self
+                    .client
+                    .head_object()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .send()
+                    .await?)
+            })
+            .await;
+        match result {
+            Ok(out) => Ok(Some(ObjectHead {
+                size: out.content_length().unwrap_or(0).max(0) as u64,
+                etag: out.e_tag().map(str::to_string),
+            })),
+            Err(Attempt::Request(e)) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {
+                Ok(None)
+            }
+            Err(e) => Err(self.fail("HeadObject", key, e)),
+        }
     }
 
     async fn put_if_absent(
@@ -440,7 +469,7 @@ impl ObjectStore for S3Store {
         key: &str,
         upload_id: &str,
         mut parts: Vec<UploadedPart>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<String>, StoreError> {
         parts.sort_by_key(|p| p.number);
         let upload = CompletedMultipartUpload::builder()
             .set_parts(Some(
@@ -467,7 +496,7 @@ impl ObjectStore for S3Store {
                 .await?)
         })
         .await
-        .map(|_| ())
+        .map(|out| out.e_tag().map(str::to_string))
         .map_err(|e| self.fail("CompleteMultipartUpload", key, e))
     }
 
@@ -487,6 +516,41 @@ impl ObjectStore for S3Store {
         if let Err(e) = result {
             tracing::warn!(bucket = %self.bucket, key, upload_id, error = %self.detail(&e),
                 "could not abort a multipart upload; a bucket lifecycle rule for incomplete uploads will remove it");
+        }
+    }
+
+    async fn open_uploads(&self, prefix: &str) -> Result<Vec<OpenUpload>, StoreError> {
+        let mut out = Vec::new();
+        let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
+        loop {
+            let page = self
+                .call("ListMultipartUploads", prefix, || async {
+                    Ok(self
+                        .client
+                        .list_multipart_uploads()
+                        .bucket(&self.bucket)
+                        .prefix(prefix)
+                        .set_key_marker(key_marker.clone())
+                        .set_upload_id_marker(id_marker.clone())
+                        .send()
+                        .await?)
+                })
+                .await
+                .map_err(|e| self.fail("ListMultipartUploads", prefix, e))?;
+            out.extend(page.uploads().iter().filter_map(|u| {
+                Some(OpenUpload {
+                    key: u.key()?.to_string(),
+                    upload_id: u.upload_id()?.to_string(),
+                })
+            }));
+            if page.is_truncated() != Some(true) {
+                return Ok(out);
+            }
+            key_marker = page.next_key_marker().map(str::to_string);
+            id_marker = page.next_upload_id_marker().map(str::to_string);
+            if key_marker.is_none() && id_marker.is_none() {
+                return Ok(out);
+            }
         }
     }
 }

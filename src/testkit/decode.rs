@@ -14,6 +14,15 @@ use crate::staging::parts::csv::NULL_MARKER;
 use crate::value::decimal::Decimal;
 use crate::value::Item;
 
+/// Lowercase hex SHA-256, as manifests record parts.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Decompresses a whole part held in memory, by its key's codec (tests and audits).
 pub fn decompress(key: &str, data: &[u8]) -> std::io::Result<Vec<u8>> {
     use std::io::Read;

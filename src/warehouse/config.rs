@@ -70,23 +70,59 @@ impl WarehouseUrl {
 
 impl fmt::Display for WarehouseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // scheme://user:password@host/db?params → scheme://user:***@host/db (params dropped: they
-        // may hold passwords too).
-        let without_query = self.0.split('?').next().unwrap_or_default();
-        match (without_query.find("://"), without_query.rfind('@')) {
-            (Some(s), Some(at)) if at > s => {
-                let userinfo = &without_query[s + 3..at];
-                let user = userinfo.split(':').next().unwrap_or_default();
-                let masked = if userinfo.contains(':') { ":***" } else { "" };
-                write!(
-                    f,
-                    "{}{user}{masked}{}",
-                    &without_query[..s + 3],
-                    &without_query[at..]
-                )
+        f.write_str(&masked(&self.0))
+    }
+}
+
+/// A connection URL as messages may show it: whatever stands between the scheme and the host
+/// (user and password) becomes `***`, and the query and fragment are dropped (they may hold a
+/// password too). Meant for any input, well-formed or not: a missing `//`, no scheme, or a
+/// password with unencoded `@`, `/`, `?`, `#` or `%` all keep the password out.
+pub fn masked(url: &str) -> String {
+    let scheme_end = match url.find("://") {
+        Some(i) => i + 3,
+        None => {
+            // `scheme:` without the slashes: letters first, then letters, digits, `+`, `-`, `.`.
+            let b = url.as_bytes();
+            let scheme = b.first().is_some_and(u8::is_ascii_alphabetic)
+                && url.find(':').is_some_and(|i| {
+                    b[..i]
+                        .iter()
+                        .all(|c| c.is_ascii_alphanumeric() || b"+-.".contains(c))
+                });
+            if scheme {
+                url.find(':').map_or(0, |i| i + 1)
+            } else {
+                0
             }
-            _ => f.write_str(without_query),
         }
+    };
+    let (scheme, rest) = url.split_at(scheme_end);
+    let without_query = |s: &str| s.split(['?', '#']).next().unwrap_or_default().to_string();
+    // The host follows the last `@`; a password may contain `@`, a host cannot. After it only a
+    // host (with its port) and a path are shown: an `@` inside the query leaves a remainder that
+    // is no host, and it is cut at the first character a host cannot hold.
+    if let Some(at) = rest.rfind('@') {
+        let after = &rest[at + 1..];
+        let host_end = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || "-._:[]".contains(c)))
+            .unwrap_or(after.len());
+        let (host, tail) = after.split_at(host_end);
+        let path = match tail.starts_with('/') {
+            true => without_query(tail),
+            false => String::new(),
+        };
+        return format!("{scheme}***@{host}{path}");
+    }
+    // No user info. A `name:word` authority whose word is not a port may still be a user and a
+    // password without a host: hide it.
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let port_like = authority
+        .rsplit_once(':')
+        .is_none_or(|(_, port)| port.bytes().all(|c| c.is_ascii_digit()));
+    match port_like {
+        true => format!("{scheme}{}", without_query(rest)),
+        false => format!("{scheme}***"),
     }
 }
 
@@ -165,19 +201,44 @@ mod tests {
     #[test]
     fn urls_never_show_passwords() {
         let u = WarehouseUrl::new("postgres://etl:s3cret@db.example:5432/warehouse?password=x");
-        assert_eq!(
-            u.to_string(),
-            "postgres://etl:***@db.example:5432/warehouse"
-        );
+        assert_eq!(u.to_string(), "postgres://***@db.example:5432/warehouse");
         assert!(!format!("{u:?}").contains("s3cret"));
         let r = WarehouseUrl::new("redshift://etl:p%40ss@cluster:5439/dev");
-        assert_eq!(r.to_string(), "redshift://etl:***@cluster:5439/dev");
+        assert_eq!(r.to_string(), "redshift://***@cluster:5439/dev");
         assert_eq!(r.for_driver(), "postgres://etl:p%40ss@cluster:5439/dev");
         assert_eq!(r.implied_dialect(), Some(DialectName::Redshift));
         assert_eq!(
             WarehouseUrl::new("postgres://host/db").to_string(),
             "postgres://host/db"
         );
+    }
+
+    /// Every shape of URL an operator may get wrong keeps the password out of messages.
+    #[test]
+    fn the_mask_hides_passwords_in_malformed_urls() {
+        let secret = "Pw9secret";
+        for (url, shown) in [
+            ("postgres:etl:Pw9secret@db/x", "postgres:***@db/x"),
+            ("postgres://etl:Pw9se?cret@db/x", "postgres://***@db/x"),
+            ("postgres://etl:Pw9se#cret@db/x", "postgres://***@db/x"),
+            ("postgres://etl:Pw9se@cret@db/x", "postgres://***@db/x"),
+            ("postgres://etl:Pw9se/cret@db/x", "postgres://***@db/x"),
+            ("postgres://etl:Pw9se%cret@db/x", "postgres://***@db/x"),
+            ("etl:Pw9secret@db/x", "etl:***@db/x"),
+            ("//etl:Pw9secret@db/x", "***@db/x"),
+            ("postgres://etl:Pw9secret", "postgres://***"),
+            ("postgres://etl:Pw9secret/db", "postgres://***"),
+            ("postgres://db/x?password=Pw9secret", "postgres://db/x"),
+            (
+                "postgres://db/x?user=a@b&password=Pw9secret",
+                "postgres://***@b",
+            ),
+            ("postgres://db:5432/x#Pw9secret", "postgres://db:5432/x"),
+        ] {
+            let m = masked(url);
+            assert_eq!(m, shown, "{url}");
+            assert!(!m.contains(&secret[..5]), "{url} -> {m}");
+        }
     }
 
     #[test]

@@ -1,22 +1,30 @@
-//! Phase 4's completeness gate, as a decision over what the staging area and the warehouse hold:
-//! the run is swapped in only when staging is prepared for it, every segment has a usable
-//! manifest and a completed ledger row, and every staged table holds exactly the rows its
-//! manifests add up to. Each dialect reads the inputs inside its swap transaction and asks here.
+//! Phase 4's gate, as decisions over what the staging area and the warehouse hold, read by each
+//! dialect inside its swap transaction:
+//!
+//! - the served generation only moves forward: a run already served or kept as previous is
+//!   never swapped in again, nor a run planned before the one the target serves (unless asked
+//!   for on purpose; `rollback` is the normal way back);
+//! - stale, never incomplete: staging is prepared for the run, every segment has a usable
+//!   manifest and a completed ledger row, and every staged table holds exactly the rows its
+//!   manifests add up to.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use super::RunMarker;
 use crate::error::{Class, Classify};
 use crate::staging::commands::Step;
 use crate::staging::manifest::Committed;
 use crate::staging::plan::RunPlan;
 
-/// Why `replace` refused, with the steps that fix it. Incomplete work: once the steps ran,
-/// the same `replace` succeeds.
+/// Why `replace` refused, with the steps that fix it. Incomplete work ([`Class::Retry`]): once
+/// the steps ran, the same `replace` succeeds. A refusal of the forward rule is
+/// [`Class::Fatal`]: nothing but a decision of the operator changes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GateRefusal {
     pub problems: Vec<String>,
     pub steps: Vec<Step>,
+    pub class: Class,
 }
 
 impl fmt::Display for GateRefusal {
@@ -29,7 +37,42 @@ impl std::error::Error for GateRefusal {}
 
 impl Classify for GateRefusal {
     fn class(&self) -> Class {
-        Class::Retry
+        self.class
+    }
+}
+
+/// Whether `plan`'s run may replace what the target serves. A run the target serves already is
+/// not a refusal but nothing to do; the caller decides what that means for it.
+pub fn check_forward(
+    plan: &RunPlan,
+    target: &str,
+    serving: Option<&RunMarker>,
+    previous: Option<&RunMarker>,
+    allow_older: bool,
+) -> Option<GateRefusal> {
+    let refuse = |problem: String| GateRefusal {
+        problems: vec![problem],
+        steps: vec![],
+        class: Class::Fatal,
+    };
+    if previous.is_some_and(|p| p.run_id == plan.run_id) {
+        return Some(refuse(format!(
+            "run {} is the generation {target}_previous keeps for rollback; swapping it in again would replace the newer run {} and lose the rollback generation. To serve it again, run `dynamo-etl rollback --target {target}`",
+            plan.run_id,
+            serving.map_or("(none)", |s| s.run_id.as_str())
+        )));
+    }
+    let served = serving?;
+    let (Some(served_at), false) = (served.planned_at.as_deref(), allow_older) else {
+        return None;
+    };
+    let planned = |text: &str| chrono::DateTime::parse_from_rfc3339(text).ok();
+    match (planned(&plan.created_at), planned(served_at)) {
+        (Some(ours), Some(theirs)) if ours < theirs => Some(refuse(format!(
+            "run {} was planned at {}, before run {} that {target} serves (planned at {served_at}); an older generation never replaces a newer one unless asked: pass --allow-older to serve it on purpose, or use rollback to go back one generation",
+            plan.run_id, plan.created_at, served.run_id
+        ))),
+        _ => None,
     }
 }
 
@@ -58,11 +101,13 @@ pub fn check_segments(
         return Some(GateRefusal {
             problems: vec![format!("the staging schema is {staging}")],
             steps: vec![Step::Prepare, Step::UploadEach { total_segments: n }],
+            class: Class::Retry,
         });
     }
     let mut refusal = GateRefusal {
         problems: vec![],
         steps: vec![],
+        class: Class::Retry,
     };
     let state = |k: u32| manifests.get(k as usize).unwrap_or(&Committed::Missing);
     let missing: Vec<u32> = (0..n)
@@ -79,7 +124,9 @@ pub fn check_segments(
     }
     for k in 0..n {
         if let Committed::Damaged(problem) = state(k) {
+            // Reading it again gives the same bytes: only phase 1 again fixes it.
             refusal.problems.push(problem.clone());
+            refusal.class = Class::Fatal;
         }
         if !matches!(state(k), Committed::Manifest(_)) {
             refusal.steps.push(Step::RetryPhase1 {
@@ -131,6 +178,7 @@ pub fn check_counts(
                 total_segments: plan.total_segments,
             },
         ],
+        class: Class::Retry,
     })
 }
 
@@ -247,6 +295,38 @@ mod tests {
                 Step::RetryPhase3 { segment: 2 },
                 Step::RetryPhase3 { segment: 3 },
             ]
+        );
+    }
+
+    fn marker(run_id: &str, planned_at: Option<&str>) -> RunMarker {
+        RunMarker {
+            run_id: run_id.into(),
+            planned_at: planned_at.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn the_served_generation_only_moves_forward() {
+        let mut p = plan(1);
+        p.created_at = "2026-12-01T10:00:00+00:00".into();
+        let newer = marker("r2", Some("2026-12-01T11:00:00+00:00"));
+        let older = marker("r0", Some("2026-12-01T09:00:00+00:00"));
+        // Newer than what is served: may go.
+        assert_eq!(check_forward(&p, "t", Some(&older), None, false), None);
+        // Older: refused unless asked for, and the refusal is not a retry.
+        let r = check_forward(&p, "t", Some(&newer), Some(&older), false).unwrap();
+        assert_eq!(r.class, Class::Fatal);
+        assert!(r.problems[0].contains("before run r2 that t serves"), "{r}");
+        assert!(r.problems[0].contains("--allow-older"), "{r}");
+        assert_eq!(check_forward(&p, "t", Some(&newer), None, true), None);
+        // Kept as previous: never, not even when asked for.
+        let kept = marker("r1", Some("2026-12-01T10:00:00+00:00"));
+        let r = check_forward(&p, "t", Some(&newer), Some(&kept), true).unwrap();
+        assert!(r.problems[0].contains("rollback --target t"), "{r}");
+        // A generation from before markers recorded the plan's time cannot be compared.
+        assert_eq!(
+            check_forward(&p, "t", Some(&marker("r9", None)), None, false),
+            None
         );
     }
 

@@ -6,15 +6,16 @@
 //! - phase 3 claims a segment by inserting its ledger row with `row_count = -1` inside the load
 //!   transaction and completes the row with the counts before committing, so a committed row
 //!   with `row_count >= 0` means "loaded, exactly once";
-//! - the swap renames the whole schema, so the ledger and the marker travel with the data and the
-//!   target always says which run it serves.
+//! - the swap renames the whole schema, so the ledger and the marker travel with the data: the
+//!   target always says which run it serves (and when that run was planned), `_previous` which
+//!   run it keeps.
 //!
 //! Catalog lookups use `information_schema`, which both servers provide.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::sql::{qualified, quote_ident, Session};
-use super::{Dialect, Staged, WarehouseError, WarehouseState};
+use super::{Dialect, RunMarker, Staged, WarehouseError, WarehouseState};
 use crate::schema::{DataSchema, LogicalType, EXTRA_COLUMN};
 use crate::staging::plan::RunPlan;
 
@@ -63,17 +64,18 @@ pub fn prepare_sql(dialect: &dyn Dialect, plan: &RunPlan) -> Vec<String> {
         qualified(&staging, LEDGER_TABLE)
     ));
     out.push(format!(
-        "CREATE TABLE {} (run_id VARCHAR(100) NOT NULL, source_table VARCHAR(255) NOT NULL, total_segments INTEGER NOT NULL, schema_source VARCHAR(1024) NOT NULL, prepared_at TIMESTAMPTZ NOT NULL)",
+        "CREATE TABLE {} (run_id VARCHAR(100) NOT NULL, source_table VARCHAR(255) NOT NULL, total_segments INTEGER NOT NULL, schema_source VARCHAR(1024) NOT NULL, prepared_at TIMESTAMPTZ NOT NULL, planned_at VARCHAR(64) NOT NULL)",
         qualified(&staging, RUN_TABLE)
     ));
     out.push(format!(
-        "INSERT INTO {} (run_id, source_table, total_segments, schema_source, prepared_at) VALUES ({}, {}, {}, {}, {})",
+        "INSERT INTO {} (run_id, source_table, total_segments, schema_source, prepared_at, planned_at) VALUES ({}, {}, {}, {}, {}, {})",
         qualified(&staging, RUN_TABLE),
         dialect.literal(&plan.run_id),
         dialect.literal(&plan.source_table),
         plan.total_segments,
         dialect.literal(&plan.schema_source.to_string()),
-        dialect.now()
+        dialect.now(),
+        dialect.literal(&plan.created_at)
     ));
     out
 }
@@ -102,29 +104,44 @@ fn text_literal(text: &str) -> String {
 }
 
 /// The run a schema (staging, target or previous) was prepared for, if it has a run marker.
+/// Markers written before `planned_at` existed have none.
 pub async fn run_marker(
     session: &mut Session,
     schema: &str,
-) -> Result<Option<String>, WarehouseError> {
-    let exists = session
-        .query_one(
+) -> Result<Option<RunMarker>, WarehouseError> {
+    let columns = session
+        .query(
             &format!(
-                "SELECT table_name::varchar FROM information_schema.tables WHERE table_schema = {} AND table_name = {}",
+                "SELECT column_name::varchar FROM information_schema.columns WHERE table_schema = {} AND table_name = {}",
                 text_literal(schema),
                 text_literal(RUN_TABLE)
             ),
             "looking up the run marker",
         )
         .await?;
-    if exists.is_none() {
+    if columns.is_empty() {
         return Ok(None);
     }
-    session
-        .query_one(
-            &format!("SELECT run_id FROM {}", qualified(schema, RUN_TABLE)),
+    let has_planned_at = columns
+        .iter()
+        .any(|c| c.first().cloned().flatten().as_deref() == Some("planned_at"));
+    let planned_at = if has_planned_at { "planned_at" } else { "NULL" };
+    let rows = session
+        .query(
+            &format!(
+                "SELECT run_id::varchar, {planned_at}::varchar FROM {}",
+                qualified(schema, RUN_TABLE)
+            ),
             "reading the run marker",
         )
-        .await
+        .await?;
+    Ok(rows.into_iter().next().and_then(|mut r| {
+        let planned_at = r.get_mut(1).and_then(Option::take);
+        Some(RunMarker {
+            run_id: r.first_mut()?.take()?,
+            planned_at,
+        })
+    }))
 }
 
 /// Segments with a completed ledger row in `schema`.
@@ -195,8 +212,8 @@ pub async fn state(
     let config = dialect.config();
     let staging = config.staging();
     let staged = match run_marker(session, &staging).await? {
-        Some(run_id) => Some(Staged {
-            run_id,
+        Some(marker) => Some(Staged {
+            run_id: marker.run_id,
             loaded: loaded_segments(session, &staging).await?,
         }),
         None => None,
@@ -215,12 +232,12 @@ pub async fn require_prepared(
     run_id: &str,
 ) -> Result<(), WarehouseError> {
     match run_marker(session, staging).await? {
-        Some(r) if r == run_id => Ok(()),
+        Some(r) if r.run_id == run_id => Ok(()),
         found => Err(WarehouseError::NotPrepared {
             run_id: run_id.to_string(),
             staging: staging.to_string(),
             found: match found {
-                Some(other) => format!("prepared for run {other}"),
+                Some(other) => format!("prepared for run {}", other.run_id),
                 None => "not prepared".to_string(),
             },
         }),

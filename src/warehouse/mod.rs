@@ -51,11 +51,14 @@ pub trait Warehouse {
 
     /// Phase 3 for one segment: in one transaction, claim the segment in the ledger (or find it
     /// loaded already), copy every part of its manifest, check the counts, record them, commit.
+    /// A transient failure (a body cut short, a dropped connection) rolls the transaction back
+    /// and starts the segment's load again on a fresh session, within `retry`'s budget.
     async fn load_segment(
         &self,
         staging: &Staging,
         plan: &RunPlan,
         segment: u32,
+        retry: &RetryPolicy,
     ) -> Result<UploadOutcome, WarehouseError>;
 
     /// Which runs the target, staging and previous schemas hold, and the staged segments.
@@ -64,11 +67,13 @@ pub trait Warehouse {
     /// The statements of a swap, as `--dry-run` prints them (the target assumed to exist).
     fn swap_sql(&self, kind: swap::SwapKind) -> Vec<String>;
 
-    /// Phase 4: the completeness gate, then the swap, in one transaction; conflicts retried.
+    /// Phase 4: the gate (forward only, complete), then the swap, in one transaction; conflicts
+    /// retried. `allow_older` lets a run planned before the served one replace it.
     async fn replace(
         &self,
         plan: &RunPlan,
         manifests: &[Committed],
+        allow_older: bool,
         retry: &RetryPolicy,
     ) -> Result<SwapOutcome, WarehouseError>;
 
@@ -121,17 +126,30 @@ pub enum UploadOutcome {
 /// What `replace` or `rollback` did.
 #[derive(Debug)]
 pub enum SwapOutcome {
-    Swapped { statements: Vec<String> },
+    Swapped {
+        statements: Vec<String>,
+    },
     Refused(GateRefusal),
+    /// The target already serves the run: another process swapped it in meanwhile.
+    AlreadyServed,
+}
+
+/// The run a schema holds, from its run marker.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunMarker {
+    pub run_id: String,
+    /// When the run was planned (RFC 3339); `None` for generations prepared before the marker
+    /// recorded it.
+    pub planned_at: Option<String>,
 }
 
 /// What the warehouse holds for one target.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WarehouseState {
-    /// The run the target serves (its run marker), if the target exists.
-    pub serving: Option<String>,
+    /// The run the target serves, if the target exists.
+    pub serving: Option<RunMarker>,
     /// The run kept in `<target>_previous`.
-    pub previous: Option<String>,
+    pub previous: Option<RunMarker>,
     /// The run staging is prepared for, with the segments loaded into it.
     pub staged: Option<Staged>,
 }
@@ -213,6 +231,19 @@ impl Classify for WarehouseError {
 }
 
 impl WarehouseError {
+    /// A fault of the moment (network, server, a conflict) that another attempt of the same work
+    /// may not meet, as opposed to work that is not done yet.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            WarehouseError::Connect { retriable, .. }
+            | WarehouseError::Sql { retriable, .. }
+            | WarehouseError::Load { retriable, .. } => *retriable,
+            WarehouseError::Store(e) => e.class() == Class::Retry,
+            WarehouseError::Manifest(e) => e.class() == Class::Retry,
+            _ => false,
+        }
+    }
+
     /// The steps that fix this error for segment `segment` of `plan`'s run (`None` for errors of
     /// the whole run), in order. Empty when running the same command again is the fix.
     pub fn remedy(&self, plan: &RunPlan) -> Vec<Step> {

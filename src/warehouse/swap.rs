@@ -3,10 +3,14 @@
 //! re-applied and the configured post-swap SQL run before the commit. Conflicts with concurrent
 //! transactions are retried on a fresh session; a lock timeout is final (the target is
 //! untouched, and the caller says so).
+//!
+//! Two `replace`s of one run at once (a job submitted twice): each first locks the staging
+//! ledger, so the second waits for the first to commit; it then finds staging gone and the target
+//! serving the run, and reports [`SwapOutcome::AlreadyServed`] instead of swapping again.
 
 use super::gate::{self, GateRefusal};
-use super::ledger;
-use super::sql::{quote_ident, Session};
+use super::ledger::{self, LEDGER_TABLE};
+use super::sql::{qualified, quote_ident, Session};
 use super::{Dialect, SwapOutcome, WarehouseError};
 use crate::error::{Class, Classify};
 use crate::retry::RetryPolicy;
@@ -28,6 +32,8 @@ pub enum Swap<'a> {
     Replace {
         plan: &'a RunPlan,
         manifests: &'a [Committed],
+        /// Serve a run planned before the one the target serves.
+        allow_older: bool,
     },
     Rollback,
 }
@@ -81,6 +87,15 @@ pub fn statements(dialect: &dyn Dialect, kind: SwapKind, target_exists: bool) ->
     out
 }
 
+/// The lock every `replace` of a target takes first: on its staging ledger, which phase 3's
+/// loads write too, so a swap also waits for loads in flight.
+pub fn lock_sql(dialect: &dyn Dialect) -> String {
+    format!(
+        "LOCK TABLE {}",
+        qualified(&dialect.config().staging(), LEDGER_TABLE)
+    )
+}
+
 fn is_lock_timeout(e: &WarehouseError) -> bool {
     matches!(e, WarehouseError::Sql { detail, .. } if detail.contains("55P03") || detail.contains("57014") || detail.to_ascii_lowercase().contains("timeout"))
 }
@@ -97,10 +112,18 @@ pub async fn run(
             || async {
                 let mut session = dialect.session().await?;
                 let result = once(dialect, &mut session, swap).await;
-                if result.is_err() {
-                    session.rollback().await;
+                match result {
+                    Err(e) => {
+                        session.rollback().await;
+                        // A concurrent replace of the same run may have made this one fail
+                        // (staging renamed away under it): then there is nothing left to do.
+                        match served_by_now(dialect, &mut session, swap).await {
+                            true => Ok(SwapOutcome::AlreadyServed),
+                            false => Err(e),
+                        }
+                    }
+                    ok => ok,
                 }
-                result
             },
             |e: &WarehouseError| e.class() == Class::Retry && !is_lock_timeout(e),
             |e, delay| tracing::warn!(error = %e, delay_ms = delay.as_millis() as u64, "swap conflicted; retrying"),
@@ -108,38 +131,89 @@ pub async fn run(
         .await
 }
 
+/// Whether the target serves the run a replace was about (outside any transaction).
+async fn served_by_now(dialect: &dyn Dialect, session: &mut Session, swap: Swap<'_>) -> bool {
+    let Swap::Replace { plan, .. } = swap else {
+        return false;
+    };
+    ledger::run_marker(session, &dialect.config().target)
+        .await
+        .ok()
+        .flatten()
+        .is_some_and(|m| m.run_id == plan.run_id)
+}
+
+/// What the check inside the swap transaction decided.
+enum Decision {
+    Go,
+    Refuse(GateRefusal),
+    /// The target serves the run already (a concurrent replace swapped it in).
+    AlreadyServed,
+}
+
 /// What stops the swap, read inside its transaction.
 async fn check(
     dialect: &dyn Dialect,
     session: &mut Session,
     swap: Swap<'_>,
-) -> Result<Option<GateRefusal>, WarehouseError> {
+) -> Result<Decision, WarehouseError> {
     let config = dialect.config();
-    match swap {
-        Swap::Replace { plan, manifests } => {
-            let staging = config.staging();
-            let prepared = ledger::run_marker(session, &staging).await?;
-            let loaded = match prepared {
-                Some(_) => ledger::loaded_segments(session, &staging).await?,
-                None => Default::default(),
-            };
-            if let Some(r) = gate::check_segments(plan, manifests, prepared.as_deref(), &loaded) {
-                return Ok(Some(r));
-            }
-            let counted =
-                ledger::staged_counts(session, &staging, &plan.warehouse_tables()).await?;
-            Ok(gate::check_counts(plan, &staging, manifests, &counted))
-        }
-        Swap::Rollback => Ok(
-            (!ledger::schema_exists(session, &config.previous()).await?).then(|| GateRefusal {
+    let Swap::Replace {
+        plan,
+        manifests,
+        allow_older,
+    } = swap
+    else {
+        let previous = config.previous();
+        return Ok(match ledger::schema_exists(session, &previous).await? {
+            true => Decision::Go,
+            false => Decision::Refuse(GateRefusal {
                 problems: vec![format!(
-                    "there is no previous generation ({}) to roll back to",
-                    config.previous()
+                    "there is no previous generation ({previous}) to roll back to"
                 )],
                 steps: vec![],
+                class: Class::Fatal,
             }),
-        ),
+        });
+    };
+    let staging = config.staging();
+    let prepared = ledger::run_marker(session, &staging).await?;
+    if prepared.is_some() {
+        // Serialises replaces of this target: the second waits here for the first to commit.
+        session
+            .execute(&lock_sql(dialect), "locking the staging ledger")
+            .await?;
     }
+    let serving = ledger::run_marker(session, &config.target).await?;
+    if serving.as_ref().is_some_and(|s| s.run_id == plan.run_id) {
+        return Ok(Decision::AlreadyServed);
+    }
+    let previous = ledger::run_marker(session, &config.previous()).await?;
+    let forward = gate::check_forward(
+        plan,
+        &config.target,
+        serving.as_ref(),
+        previous.as_ref(),
+        allow_older,
+    );
+    if let Some(r) = forward {
+        return Ok(Decision::Refuse(r));
+    }
+    let loaded = match prepared {
+        Some(_) => ledger::loaded_segments(session, &staging).await?,
+        None => Default::default(),
+    };
+    let prepared = prepared.map(|m| m.run_id);
+    if let Some(r) = gate::check_segments(plan, manifests, prepared.as_deref(), &loaded) {
+        return Ok(Decision::Refuse(r));
+    }
+    let counted = ledger::staged_counts(session, &staging, &plan.warehouse_tables()).await?;
+    Ok(
+        match gate::check_counts(plan, &staging, manifests, &counted) {
+            Some(r) => Decision::Refuse(r),
+            None => Decision::Go,
+        },
+    )
 }
 
 /// One attempt: check, then the renames, in one transaction with bounded lock waits.
@@ -156,9 +230,16 @@ async fn once(
             "setting the lock timeout",
         )
         .await?;
-    if let Some(refusal) = check(dialect, session, swap).await? {
-        session.rollback().await;
-        return Ok(SwapOutcome::Refused(refusal));
+    match check(dialect, session, swap).await? {
+        Decision::Go => {}
+        Decision::Refuse(refusal) => {
+            session.rollback().await;
+            return Ok(SwapOutcome::Refused(refusal));
+        }
+        Decision::AlreadyServed => {
+            session.rollback().await;
+            return Ok(SwapOutcome::AlreadyServed);
+        }
     }
     let target_exists = ledger::schema_exists(session, &config.target).await?;
     let statements = statements(dialect, swap.kind(), target_exists);

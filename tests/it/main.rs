@@ -11,6 +11,7 @@ mod jobs;
 mod phase1;
 mod pipeline;
 mod redshift_sql;
+mod safety;
 mod schemas;
 mod staging;
 mod warehouse;

@@ -501,6 +501,7 @@ async fn scan_answered_with(env: &TestEnv, body: &'static str) -> FaultProxy {
             is_scan.then(|| Injected {
                 hang: false,
                 drop: false,
+                truncate: None,
                 status: 200,
                 content_type: "application/x-amz-json-1.0",
                 body: body.into(),

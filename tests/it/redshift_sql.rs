@@ -80,6 +80,9 @@ fn statements() -> Vec<(&'static str, Vec<String>)> {
     let lock = redshift.lock_timeout(config.lock_timeout);
     let with_lock = |kind, exists| {
         let mut out = vec![lock.clone()];
+        if kind == SwapKind::Replace {
+            out.push(swap::lock_sql(&redshift));
+        }
         out.extend(swap::statements(&redshift, kind, exists));
         out
     };
@@ -172,12 +175,16 @@ fn copy_manifests_list_every_part_as_mandatory() {
             rows: 10,
             bytes: 123,
             csv_bytes: 456,
+            sha256: "ab".repeat(32),
+            etag: Some("\"e1\"".into()),
         },
         PartFile {
             key: "p/runs/r/segments/0/org/part-00001.csv.gz".into(),
             rows: 5,
             bytes: 77,
             csv_bytes: 99,
+            sha256: "cd".repeat(32),
+            etag: None,
         },
     ];
     let manifest: serde_json::Value =

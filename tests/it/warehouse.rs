@@ -574,7 +574,7 @@ async fn warehouse_commands_explain_bad_configuration() {
                 "postgres://etl:hunter2@127.0.0.1:1/db".into(),
             )],
             1,
-            "postgres://etl:***@127.0.0.1:1/db",
+            "postgres://***@127.0.0.1:1/db",
         ),
         (
             vec!["upload", "--run-id", "c", "--segment", "0"],
@@ -612,16 +612,37 @@ async fn a_bad_part_fails_the_load_naming_table_part_and_line_and_commits_nothin
     let manifest = env.manifest("b", 0).await.unwrap();
     let org_part = manifest.tables["org"].files[0].key.clone();
     let original = env.get(&org_part).await.unwrap();
+    // A replacement part that its manifest vouches for (size and SHA-256), as a phase 1 that
+    // wrote a row the warehouse rejects would leave: the warehouse's own checks must catch it.
+    let manifest_key = "dynamo-etl/runs/b/segments/0/manifest.json".to_string();
     let put = |body: Vec<u8>| {
         let (s3, bucket, key) = (env.s3.clone(), env.bucket.clone(), org_part.clone());
+        let manifest_key = manifest_key.clone();
         async move {
-            s3.put_object()
-                .bucket(bucket)
-                .key(key)
-                .body(body.into())
-                .send()
+            let get = s3.get_object().bucket(&bucket).key(&manifest_key).send();
+            let bytes = get
                 .await
                 .unwrap()
+                .body
+                .collect()
+                .await
+                .unwrap()
+                .into_bytes();
+            let mut manifest: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            let file = &mut manifest["tables"]["org"]["files"][0];
+            file["bytes"] = body.len().into();
+            file["sha256"] = dynamo_etl::testkit::decode::sha256_hex(&body).into();
+            let put = |key: &str, body: Vec<u8>| {
+                s3.put_object()
+                    .bucket(&bucket)
+                    .key(key)
+                    .body(body.into())
+                    .send()
+            };
+            put(&key, body).await.unwrap();
+            put(&manifest_key, manifest.to_string().into_bytes())
+                .await
+                .unwrap();
         }
     };
     // Replacement parts in the codec the part's key names.

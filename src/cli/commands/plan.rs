@@ -4,7 +4,7 @@ use super::super::flags::{RunFlag, SchemaFlags, TableFlag, TotalSegmentsFlag};
 use super::super::output::line;
 use super::super::Cli;
 use dynamo_etl::error::Error;
-use dynamo_etl::phases::plan::{derive_run_id, plan_new};
+use dynamo_etl::phases::plan::{given_run_id, new_run_id, plan_new};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -12,7 +12,7 @@ pub struct Args {
     pub table: TableFlag,
     #[command(flatten)]
     pub total_segments: TotalSegmentsFlag,
-    /// Default run id: from AWS_BATCH_JOB_ID, else today's UTC date.
+    /// Default run id: from AWS_BATCH_JOB_ID, else a new one.
     #[command(flatten)]
     pub run: RunFlag,
     #[command(flatten)]
@@ -27,7 +27,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
         .total_segments
         .total_segments
         .ok_or_else(|| Error::fatal("plan needs --total-segments (or ETL_TOTAL_SEGMENTS)"))?;
-    let run_id = derive_run_id(args.run.run_id.as_deref());
+    let run_id = given_run_id(args.run.run_id.as_deref()).unwrap_or_else(new_run_id);
     let ctx = cli.context().await?;
     let plan = plan_new(&ctx, &run_id, table, total, &args.schemas.options()).await?;
     tracing::info!(run_id = %plan.run_id, table = %plan.source_table, segments = plan.total_segments,

@@ -4,6 +4,7 @@ use super::super::flags::{DryRunFlag, RunFlag, WarehouseFlags};
 use super::super::output::line;
 use super::super::Cli;
 use dynamo_etl::error::Error;
+use dynamo_etl::phases::replace::Replaced;
 use dynamo_etl::warehouse::swap::SwapKind;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -15,6 +16,10 @@ pub struct Args {
     /// Print the swap SQL instead of running it (the gate is not checked).
     #[command(flatten)]
     pub dry_run: DryRunFlag,
+    /// Serve this run even though it was planned before the run the target serves (to re-serve
+    /// an old generation on purpose; `rollback` is the normal way back one generation).
+    #[arg(long, env = "ETL_ALLOW_OLDER")]
+    pub allow_older: bool,
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
@@ -31,12 +36,20 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
         }
         return Ok(());
     }
-    dynamo_etl::phases::replace::replace(&ctx, warehouse.as_ref(), &plan).await?;
-    line(format!(
-        "run {} is now served from {}; the previous generation is kept in {}",
-        plan.run_id,
-        config.target,
-        config.previous()
-    ));
+    let done =
+        dynamo_etl::phases::replace::replace(&ctx, warehouse.as_ref(), &plan, args.allow_older)
+            .await?;
+    line(match done {
+        Replaced::Swapped(_) => format!(
+            "run {} is now served from {}; the previous generation is kept in {}",
+            plan.run_id,
+            config.target,
+            config.previous()
+        ),
+        Replaced::AlreadyServed => format!(
+            "run {} is already served from {}: another process swapped it in; nothing to do",
+            plan.run_id, config.target
+        ),
+    });
     Ok(())
 }

@@ -9,8 +9,11 @@ use super::super::output::{line, out};
 use super::super::progress::Bars;
 use super::super::{Cli, LogFormat};
 use dynamo_etl::error::Error;
-use dynamo_etl::phases::plan::{derive_run_id, plan_or_resume, RunRequest};
+use dynamo_etl::phases::plan::{
+    given_run_id, new_run_id, plan_or_resume, resumable_run, RunRequest,
+};
 use dynamo_etl::phases::run::{run as run_all, Observer, Quiet, RunOptions};
+use dynamo_etl::phases::Context;
 use dynamo_etl::source::approximate_item_count;
 
 /// Segments of a new run when none is given.
@@ -24,7 +27,8 @@ pub struct Args {
     /// Default for a new run: 4.
     #[command(flatten)]
     pub total_segments: TotalSegmentsFlag,
-    /// Default: from AWS_BATCH_JOB_ID, else today's UTC date. An existing run resumes.
+    /// Default: from AWS_BATCH_JOB_ID, else the newest run of --table not swapped in yet, else a
+    /// new run. An existing run resumes.
     #[command(flatten)]
     pub run: RunFlag,
     /// Segments scanned and loaded at once (default: total segments, at most 8).
@@ -33,6 +37,10 @@ pub struct Args {
     /// Scan segments again even when an earlier attempt of the run committed them.
     #[arg(long, env = "ETL_RESCAN")]
     pub rescan: bool,
+    /// Serve this run even though it was planned before the run the target serves (to re-serve
+    /// an old generation on purpose; `rollback` is the normal way back one generation).
+    #[arg(long, env = "ETL_ALLOW_OLDER")]
+    pub allow_older: bool,
     #[command(flatten)]
     pub schemas: SchemaFlags,
     #[command(flatten)]
@@ -41,10 +49,33 @@ pub struct Args {
     pub warehouse: WarehouseFlags,
 }
 
+/// The run id: given, else the newest run of the table not swapped in, else a new one.
+async fn choose_run(ctx: &Context, args: &Args) -> Result<String, Error> {
+    if let Some(id) = given_run_id(args.run.run_id.as_deref()) {
+        return Ok(id);
+    }
+    let table = args.table.table.as_deref().ok_or_else(|| {
+        Error::fatal("pass --table (or set ETL_TABLE) to start or resume a run, or --run-id")
+    })?;
+    let warehouse = dynamo_etl::warehouse::open(args.warehouse.config(Some(table))?);
+    let state = warehouse.state().await.ok();
+    Ok(match resumable_run(ctx, table, state.as_ref()).await? {
+        Some(id) => {
+            tracing::info!(run_id = %id, table, "resuming run {id}: the newest run of table {table} that is not swapped in");
+            id
+        }
+        None => {
+            let id = new_run_id();
+            tracing::info!(run_id = %id, table, "starting run {id}: table {table} has no run to resume");
+            id
+        }
+    })
+}
+
 pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
     let segment = args.scan.settings()?;
     let ctx = cli.context().await?;
-    let run_id = derive_run_id(args.run.run_id.as_deref());
+    let run_id = choose_run(&ctx, args).await?;
     let planned = plan_or_resume(
         &ctx,
         RunRequest {
@@ -67,6 +98,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
             .unwrap_or(plan.total_segments.min(8) as usize)
             .max(1),
         rescan: args.rescan,
+        allow_older: args.allow_older,
         segment,
     };
     let show_bars = std::io::stderr().is_terminal() && cli.log_format != LogFormat::Json;

@@ -128,9 +128,15 @@ impl PartEncoder {
     pub fn new(codec: PartCompression, level: i32, capacity: usize) -> Self {
         let out = Vec::with_capacity(capacity);
         match codec {
-            PartCompression::Zstd => PartEncoder::Zstd(
-                zstd::stream::write::Encoder::new(out, level).expect("level checked beforehand"),
-            ),
+            PartCompression::Zstd => {
+                let mut e = zstd::stream::write::Encoder::new(out, level)
+                    .expect("level checked beforehand");
+                // Each frame ends with a checksum of its content, so a damaged part fails to
+                // decompress instead of loading different values.
+                e.include_checksum(true)
+                    .expect("the checksum flag is always accepted");
+                PartEncoder::Zstd(e)
+            }
             PartCompression::Gzip => PartEncoder::Gzip(GzEncoder::new(
                 out,
                 flate2::Compression::new(level.clamp(0, 9) as u32),

@@ -7,7 +7,8 @@
 //! filling memory. On failure every open multipart upload is aborted.
 
 use bytes::Bytes;
-use std::collections::HashMap;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
@@ -81,6 +82,8 @@ pub struct PartWriter {
     part_rows: u64,
     part_csv_bytes: u64,
     part_sent_bytes: u64,
+    /// SHA-256 of the bytes of the current part sent so far.
+    part_hash: Sha256,
     output: TableOutput,
 }
 
@@ -108,6 +111,7 @@ impl PartWriter {
             part_rows: 0,
             part_csv_bytes: 0,
             part_sent_bytes: 0,
+            part_hash: Sha256::new(),
             output: TableOutput::default(),
         }
     }
@@ -149,6 +153,7 @@ impl PartWriter {
 
     fn send(&mut self, data: Vec<u8>, last: bool) -> Result<(), UploaderGone> {
         self.part_sent_bytes += data.len() as u64;
+        self.part_hash.update(&data);
         let chunk = Chunk {
             key: (self.key_of)(self.part_index),
             index: self.chunk_index,
@@ -170,6 +175,8 @@ impl PartWriter {
             rows: self.part_rows,
             bytes: self.part_sent_bytes,
             csv_bytes: self.part_csv_bytes,
+            sha256: hex(&std::mem::take(&mut self.part_hash).finalize()),
+            etag: None,
         };
         self.output.rows += file.rows;
         self.output.bytes += file.bytes;
@@ -190,6 +197,14 @@ impl PartWriter {
     }
 }
 
+/// Lowercase hex.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The objects an upload completed: key → the entity tag the store gave it.
+pub type Uploaded = BTreeMap<String, Option<String>>;
+
 /// One object being written as a multipart upload.
 struct OpenUpload {
     upload_id: String,
@@ -197,17 +212,17 @@ struct OpenUpload {
     completed: Vec<UploadedPart>,
 }
 
-/// Receives chunks until the channel closes and writes them to the store. Returns the keys of the
-/// objects completed. On error, aborts every open multipart upload before returning.
+/// Receives chunks until the channel closes and writes them to the store. Returns the objects
+/// completed. On error, aborts every open multipart upload before returning.
 pub async fn upload_chunks(
     store: Store,
     mut rx: mpsc::Receiver<Chunk>,
     max_in_flight: usize,
-) -> Result<Vec<String>, StoreError> {
+) -> Result<Uploaded, StoreError> {
     let mut uploader = Uploader {
         permits: Arc::new(Semaphore::new(max_in_flight.max(1))),
         open: HashMap::new(),
-        done: Vec::new(),
+        done: Uploaded::new(),
         store,
     };
     let result = async {
@@ -232,7 +247,7 @@ struct Uploader {
     store: Store,
     permits: Arc<Semaphore>,
     open: HashMap<String, OpenUpload>,
-    done: Vec<String>,
+    done: Uploaded,
 }
 
 impl Uploader {
@@ -248,10 +263,11 @@ impl Uploader {
         if chunk.index == 0 && chunk.last {
             // The whole part fits one chunk: a single PUT is cheaper than a multipart upload.
             let _permit = self.permit().await;
-            self.store
-                .put(&chunk.key, chunk.data, content_type_of(&chunk.key))
+            let etag = self
+                .store
+                .put_object(&chunk.key, chunk.data, content_type_of(&chunk.key))
                 .await?;
-            self.done.push(chunk.key);
+            self.done.insert(chunk.key, etag);
             return Ok(());
         }
         if chunk.index == 0 {
@@ -304,11 +320,12 @@ impl Uploader {
                 .push(joined.expect("upload task does not panic")?);
         }
         let completed = std::mem::take(&mut upload.completed);
-        self.store
+        let etag = self
+            .store
             .complete_multipart(&key, &upload.upload_id, completed)
             .await?;
         self.open.remove(&key);
-        self.done.push(key);
+        self.done.insert(key, etag);
         Ok(())
     }
 

@@ -2,12 +2,17 @@
 //! decompressed by the codec its key names, and sent in one-megabyte CopyData messages, so
 //! nothing touches disk and memory stays flat.
 //!
-//! A failure says whose it is: reading the body (the network: worth a retry), decompressing it or
-//! the server rejecting its rows (the part is damaged or does not fit: phase 1 must write it
-//! again), or the server connection.
+//! Each part is checked while it streams: its size and SHA-256 must be what the manifest
+//! records, and its codec's own checksums must hold. A failure says whose it is: reading the body
+//! (the network: worth a retry), a part that differs from its manifest, does not decompress or
+//! whose rows the server rejects (it is damaged or does not fit: phase 1 must write it again),
+//! or the server connection.
 
 use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
+use sha2::{Digest, Sha256};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncReadExt, BufReader, ReadBuf};
 
@@ -40,24 +45,69 @@ pub struct Target<'a> {
 #[error("{0}")]
 struct Transport(std::io::Error);
 
-/// A body whose read errors are marked as the transport's.
-struct Marked(Body);
+/// The part's bytes differ from what its manifest records.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Mismatch(String);
 
-impl AsyncRead for Marked {
+/// A part's body as it arrives: read errors are marked as the transport's, and at its end its
+/// size and SHA-256 are checked against the manifest.
+struct Checked {
+    body: Body,
+    file: PartFile,
+    hash: Sha256,
+    bytes: u64,
+    /// Set once the whole body was read and matched.
+    verified: Arc<AtomicBool>,
+}
+
+impl AsyncRead for Checked {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        match self.0.as_mut().poll_read(cx, buf) {
+        let before = buf.filled().len();
+        match self.body.as_mut().poll_read(cx, buf) {
             Poll::Ready(Err(e)) => Poll::Ready(Err(std::io::Error::other(Transport(e)))),
-            other => other,
+            Poll::Ready(Ok(())) => {
+                let this = &mut *self;
+                let new = &buf.filled()[before..];
+                if !new.is_empty() {
+                    this.hash.update(new);
+                    this.bytes += new.len() as u64;
+                    return Poll::Ready(Ok(()));
+                }
+                // The end of the body (a decoder may ask again after it).
+                if this.verified.load(Ordering::SeqCst) {
+                    return Poll::Ready(Ok(()));
+                }
+                let sha = hex(&std::mem::take(&mut this.hash).finalize());
+                match this.file.check_content(this.bytes, &sha) {
+                    Ok(()) => {
+                        this.verified.store(true, Ordering::SeqCst);
+                        Poll::Ready(Ok(()))
+                    }
+                    Err(problem) => Poll::Ready(Err(std::io::Error::other(Mismatch(problem)))),
+                }
+            }
+            Poll::Pending => Poll::Pending,
         }
     }
 }
 
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn is_transport(e: &std::io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<Transport>())
+}
+
+fn mismatch(e: &std::io::Error) -> Option<String> {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<Mismatch>())
+        .map(|m| m.0.clone())
 }
 
 /// SQLSTATE class 22 (data exception): the rows of the part do not fit the table.
@@ -65,8 +115,8 @@ fn is_data_error(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("22")))
 }
 
-fn decoder(codec: PartCompression, body: Body) -> Pin<Box<dyn AsyncRead + Send>> {
-    let body = BufReader::with_capacity(64 << 10, Marked(body));
+fn decoder(codec: PartCompression, body: Checked) -> Pin<Box<dyn AsyncRead + Send>> {
+    let body = BufReader::with_capacity(64 << 10, body);
     match codec {
         PartCompression::Zstd => {
             let mut d = ZstdDecoder::new(body);
@@ -137,7 +187,15 @@ async fn copy_part(
         }
     };
     let codec = PartCompression::of_part(&file.key).map_err(damaged)?;
-    let mut decoded = decoder(codec, target.reader.open(&file.key).await?);
+    let verified = Arc::new(AtomicBool::new(false));
+    let body = Checked {
+        body: target.reader.open(&file.key).await?,
+        file: file.clone(),
+        hash: Sha256::new(),
+        bytes: 0,
+        verified: verified.clone(),
+    };
+    let mut decoded = decoder(codec, body);
     let mut copy = match session.connection().copy_in_raw(statement).await {
         Ok(c) => c,
         Err(e) => return Err(server(&e)),
@@ -154,6 +212,8 @@ async fn copy_part(
                     let _ = copy.abort("reading the part failed").await;
                     return Err(if is_transport(&e) {
                         transient(format!("reading the part: {e}"))
+                    } else if let Some(problem) = mismatch(&e) {
+                        damaged(problem)
                     } else {
                         damaged(format!(
                             "it cannot be decompressed as {}: {e}",
@@ -164,6 +224,12 @@ async fn copy_part(
             }
         }
         if filled == 0 {
+            if !verified.load(Ordering::SeqCst) {
+                let _ = copy.abort("the part was not read to its end").await;
+                return Err(damaged(
+                    "its compressed stream ended before the object did".into(),
+                ));
+            }
             break;
         }
         if let Err(e) = copy.send(&buf[..filled]).await {

@@ -45,76 +45,9 @@ fn transient(err: &sqlx::Error) -> bool {
     sql::is_transient(err)
 }
 
-#[async_trait(?Send)]
-impl Dialect for Postgres {
-    fn config(&self) -> &WarehouseConfig {
-        &self.config
-    }
-
-    async fn session(&self) -> Result<Session, WarehouseError> {
-        Session::open(
-            &self.config.url,
-            &["SET application_name = 'dynamo-etl'".to_string()],
-            transient,
-        )
-        .await
-    }
-
-    fn column_type(&self, t: LogicalType) -> String {
-        match t {
-            LogicalType::Bigint => "bigint".into(),
-            LogicalType::Decimal { precision, scale } => format!("numeric({precision},{scale})"),
-            LogicalType::NumericText | LogicalType::Text { .. } | LogicalType::Binary => {
-                "text".into()
-            }
-            LogicalType::Timestamp => "timestamptz".into(),
-            LogicalType::Boolean => "boolean".into(),
-            LogicalType::Json => "jsonb".into(),
-        }
-    }
-
-    /// Standard strings (`standard_conforming_strings` is on by default): quotes doubled.
-    fn literal(&self, text: &str) -> String {
-        sql::standard_literal(text)
-    }
-
-    fn now(&self) -> &'static str {
-        "now()"
-    }
-
-    fn lock_timeout(&self, timeout: Duration) -> String {
-        format!(
-            "SET LOCAL lock_timeout = '{}ms'",
-            timeout.as_millis().max(1)
-        )
-    }
-
-    /// PostgreSQL has roles only; `group:` and `role:` grantees name roles too.
-    fn grantee(&self, grantee: &Grantee) -> String {
-        match grantee {
-            Grantee::Name(n) | Grantee::Group(n) | Grantee::Role(n) => quote_ident(n),
-        }
-    }
-}
-
-#[async_trait(?Send)]
-impl Warehouse for Postgres {
-    fn config(&self) -> &WarehouseConfig {
-        &self.config
-    }
-
-    fn prepare_sql(&self, plan: &RunPlan) -> Vec<String> {
-        ledger::prepare_sql(self, plan)
-    }
-
-    async fn prepare(&self, plan: &RunPlan) -> Result<(), WarehouseError> {
-        let mut session = self.session().await?;
-        session
-            .in_transaction(&self.prepare_sql(plan), "preparing the staging schema")
-            .await
-    }
-
-    async fn load_segment(
+impl Postgres {
+    /// One attempt of phase 3 for a segment.
+    async fn load_once(
         &self,
         staging: &Staging,
         plan: &RunPlan,
@@ -200,6 +133,89 @@ impl Warehouse for Postgres {
             }
         }
     }
+}
+
+#[async_trait(?Send)]
+impl Dialect for Postgres {
+    fn config(&self) -> &WarehouseConfig {
+        &self.config
+    }
+
+    async fn session(&self) -> Result<Session, WarehouseError> {
+        Session::open(
+            &self.config.url,
+            &["SET application_name = 'dynamo-etl'".to_string()],
+            transient,
+        )
+        .await
+    }
+
+    fn column_type(&self, t: LogicalType) -> String {
+        match t {
+            LogicalType::Bigint => "bigint".into(),
+            LogicalType::Decimal { precision, scale } => format!("numeric({precision},{scale})"),
+            LogicalType::NumericText | LogicalType::Text { .. } | LogicalType::Binary => {
+                "text".into()
+            }
+            LogicalType::Timestamp => "timestamptz".into(),
+            LogicalType::Boolean => "boolean".into(),
+            LogicalType::Json => "jsonb".into(),
+        }
+    }
+
+    /// Standard strings (`standard_conforming_strings` is on by default): quotes doubled.
+    fn literal(&self, text: &str) -> String {
+        sql::standard_literal(text)
+    }
+
+    fn now(&self) -> &'static str {
+        "now()"
+    }
+
+    fn lock_timeout(&self, timeout: Duration) -> String {
+        format!(
+            "SET LOCAL lock_timeout = '{}ms'",
+            timeout.as_millis().max(1)
+        )
+    }
+
+    /// PostgreSQL has roles only; `group:` and `role:` grantees name roles too.
+    fn grantee(&self, grantee: &Grantee) -> String {
+        match grantee {
+            Grantee::Name(n) | Grantee::Group(n) | Grantee::Role(n) => quote_ident(n),
+        }
+    }
+}
+
+#[async_trait(?Send)]
+impl Warehouse for Postgres {
+    fn config(&self) -> &WarehouseConfig {
+        &self.config
+    }
+
+    fn prepare_sql(&self, plan: &RunPlan) -> Vec<String> {
+        ledger::prepare_sql(self, plan)
+    }
+
+    async fn prepare(&self, plan: &RunPlan) -> Result<(), WarehouseError> {
+        let mut session = self.session().await?;
+        session
+            .in_transaction(&self.prepare_sql(plan), "preparing the staging schema")
+            .await
+    }
+
+    async fn load_segment(
+        &self,
+        staging: &Staging,
+        plan: &RunPlan,
+        segment: u32,
+        retry: &RetryPolicy,
+    ) -> Result<UploadOutcome, WarehouseError> {
+        load::with_retries(retry, plan, segment, || {
+            self.load_once(staging, plan, segment)
+        })
+        .await
+    }
 
     async fn state(&self) -> Result<WarehouseState, WarehouseError> {
         let mut session = self.session().await?;
@@ -209,14 +225,19 @@ impl Warehouse for Postgres {
     fn swap_sql(&self, kind: SwapKind) -> Vec<String> {
         swap::statements(self, kind, true)
     }
-
     async fn replace(
         &self,
         plan: &RunPlan,
         manifests: &[Committed],
+        allow_older: bool,
         retry: &RetryPolicy,
     ) -> Result<SwapOutcome, WarehouseError> {
-        swap::run(self, Swap::Replace { plan, manifests }, retry).await
+        let swap = Swap::Replace {
+            plan,
+            manifests,
+            allow_older,
+        };
+        swap::run(self, swap, retry).await
     }
 
     async fn rollback(&self, retry: &RetryPolicy) -> Result<SwapOutcome, WarehouseError> {

@@ -102,6 +102,9 @@ impl Redshift {
                     problem,
                 }
             })?;
+        for file in files {
+            load::check_object(staging, plan, segment, file).await?;
+        }
         let manifest_key = format!("{scratch}{}.manifest", table.table);
         staging
             .store
@@ -162,6 +165,80 @@ async fn explain(session: &mut Session, err: WarehouseError) -> WarehouseError {
             }
         }
         other => other,
+    }
+}
+
+impl Redshift {
+    /// One attempt of phase 3 for a segment.
+    async fn load_once(
+        &self,
+        staging: &Staging,
+        plan: &RunPlan,
+        segment: u32,
+    ) -> Result<UploadOutcome, WarehouseError> {
+        let run_id = &plan.run_id;
+        let staging_schema = self.config.staging();
+        let (manifest, mut session) = tokio::try_join!(
+            async { Ok::<_, WarehouseError>(manifest::read(staging, plan, segment).await?) },
+            self.session()
+        )?;
+        let manifest = manifest.ok_or_else(|| WarehouseError::NotCommitted {
+            run_id: run_id.clone(),
+            segment,
+        })?;
+        ledger::require_prepared(&mut session, &staging_schema, run_id).await?;
+        session.begin().await?;
+        let mut claimed = 0;
+        for statement in self.claim_sql(&staging_schema, run_id, segment) {
+            claimed = session
+                .execute(&statement, "claiming the segment in the ledger")
+                .await?;
+        }
+        if claimed == 0 {
+            session.rollback().await;
+            return Ok(UploadOutcome::AlreadyLoaded);
+        }
+        let scratch = staging.layout.load_scratch(run_id, segment);
+        let result = async {
+            let tables = plan.warehouse_tables();
+            let mut loaded = BTreeMap::new();
+            for (name, output) in &manifest.tables {
+                if !output.files.is_empty() {
+                    let table = load::table_of(&tables, plan, segment, name)?;
+                    let copied = self
+                        .copy_table(
+                            &mut session,
+                            staging,
+                            &scratch,
+                            table,
+                            &output.files,
+                            (plan, segment),
+                        )
+                        .await?;
+                    load::check_copied(plan, segment, name, output, copied)?;
+                }
+                loaded.insert(name.clone(), output.rows);
+            }
+            session
+                .execute(
+                    &ledger::record_segment_sql(self, &staging_schema, segment, &loaded),
+                    "recording the segment in the ledger",
+                )
+                .await?;
+            session.commit("committing the segment").await?;
+            Ok(loaded)
+        }
+        .await;
+        match result {
+            Ok(tables) => Ok(UploadOutcome::Loaded {
+                rows: tables.values().sum(),
+                tables,
+            }),
+            Err(e) => {
+                session.rollback().await;
+                Err(explain(&mut session, e).await)
+            }
+        }
     }
 }
 
@@ -232,70 +309,12 @@ impl Warehouse for Redshift {
         staging: &Staging,
         plan: &RunPlan,
         segment: u32,
+        retry: &RetryPolicy,
     ) -> Result<UploadOutcome, WarehouseError> {
-        let run_id = &plan.run_id;
-        let staging_schema = self.config.staging();
-        let (manifest, mut session) = tokio::try_join!(
-            async { Ok::<_, WarehouseError>(manifest::read(staging, plan, segment).await?) },
-            self.session()
-        )?;
-        let manifest = manifest.ok_or_else(|| WarehouseError::NotCommitted {
-            run_id: run_id.clone(),
-            segment,
-        })?;
-        ledger::require_prepared(&mut session, &staging_schema, run_id).await?;
-        session.begin().await?;
-        let mut claimed = 0;
-        for statement in self.claim_sql(&staging_schema, run_id, segment) {
-            claimed = session
-                .execute(&statement, "claiming the segment in the ledger")
-                .await?;
-        }
-        if claimed == 0 {
-            session.rollback().await;
-            return Ok(UploadOutcome::AlreadyLoaded);
-        }
-        let scratch = staging.layout.load_scratch(run_id, segment);
-        let result = async {
-            let tables = plan.warehouse_tables();
-            let mut loaded = BTreeMap::new();
-            for (name, output) in &manifest.tables {
-                if !output.files.is_empty() {
-                    let table = load::table_of(&tables, plan, segment, name)?;
-                    let copied = self
-                        .copy_table(
-                            &mut session,
-                            staging,
-                            &scratch,
-                            table,
-                            &output.files,
-                            (plan, segment),
-                        )
-                        .await?;
-                    load::check_copied(plan, segment, name, output, copied)?;
-                }
-                loaded.insert(name.clone(), output.rows);
-            }
-            session
-                .execute(
-                    &ledger::record_segment_sql(self, &staging_schema, segment, &loaded),
-                    "recording the segment in the ledger",
-                )
-                .await?;
-            session.commit("committing the segment").await?;
-            Ok(loaded)
-        }
-        .await;
-        match result {
-            Ok(tables) => Ok(UploadOutcome::Loaded {
-                rows: tables.values().sum(),
-                tables,
-            }),
-            Err(e) => {
-                session.rollback().await;
-                Err(explain(&mut session, e).await)
-            }
-        }
+        load::with_retries(retry, plan, segment, || {
+            self.load_once(staging, plan, segment)
+        })
+        .await
     }
 
     async fn state(&self) -> Result<WarehouseState, WarehouseError> {
@@ -306,14 +325,19 @@ impl Warehouse for Redshift {
     fn swap_sql(&self, kind: SwapKind) -> Vec<String> {
         swap::statements(self, kind, true)
     }
-
     async fn replace(
         &self,
         plan: &RunPlan,
         manifests: &[Committed],
+        allow_older: bool,
         retry: &RetryPolicy,
     ) -> Result<SwapOutcome, WarehouseError> {
-        swap::run(self, Swap::Replace { plan, manifests }, retry).await
+        let swap = Swap::Replace {
+            plan,
+            manifests,
+            allow_older,
+        };
+        swap::run(self, swap, retry).await
     }
 
     async fn rollback(&self, retry: &RetryPolicy) -> Result<SwapOutcome, WarehouseError> {

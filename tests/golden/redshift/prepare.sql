@@ -64,6 +64,6 @@ CREATE TABLE "platform_staging"."_unclassified" (
 
 CREATE TABLE "platform_staging"."_dynamo_etl_ledger" (segment INTEGER NOT NULL PRIMARY KEY, run_id VARCHAR(100) NOT NULL, loaded_at TIMESTAMPTZ NOT NULL, row_count BIGINT NOT NULL, table_counts VARCHAR(65535) NOT NULL);
 
-CREATE TABLE "platform_staging"."_dynamo_etl_run" (run_id VARCHAR(100) NOT NULL, source_table VARCHAR(255) NOT NULL, total_segments INTEGER NOT NULL, schema_source VARCHAR(1024) NOT NULL, prepared_at TIMESTAMPTZ NOT NULL);
+CREATE TABLE "platform_staging"."_dynamo_etl_run" (run_id VARCHAR(100) NOT NULL, source_table VARCHAR(255) NOT NULL, total_segments INTEGER NOT NULL, schema_source VARCHAR(1024) NOT NULL, prepared_at TIMESTAMPTZ NOT NULL, planned_at VARCHAR(64) NOT NULL);
 
-INSERT INTO "platform_staging"."_dynamo_etl_run" (run_id, source_table, total_segments, schema_source, prepared_at) VALUES ('2026-11-21-nightly', 'platform', 4, 'static:schemas', GETDATE());
+INSERT INTO "platform_staging"."_dynamo_etl_run" (run_id, source_table, total_segments, schema_source, prepared_at, planned_at) VALUES ('2026-11-21-nightly', 'platform', 4, 'static:schemas', GETDATE(), '2026-11-21T00:00:00Z');

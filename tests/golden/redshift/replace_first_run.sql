@@ -1,5 +1,7 @@
 SET statement_timeout TO 60000;
 
+LOCK TABLE "platform_staging"."_dynamo_etl_ledger";
+
 DROP SCHEMA IF EXISTS "platform_previous" CASCADE;
 
 ALTER SCHEMA "platform_staging" RENAME TO "platform";

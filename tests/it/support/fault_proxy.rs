@@ -31,6 +31,9 @@ pub struct Injected {
     pub hang: bool,
     /// Close the connection without answering (a dropped connection), instead of an error.
     pub drop: bool,
+    /// Pass the request on, but cut the response's body after this many bytes (a connection
+    /// that breaks while the body arrives), instead of an error.
+    pub truncate: Option<usize>,
     pub status: u16,
     pub content_type: &'static str,
     pub body: String,
@@ -42,6 +45,7 @@ impl Injected {
         Injected {
             hang: false,
             drop: false,
+            truncate: None,
             status: 400,
             content_type: "application/x-amz-json-1.0",
             body: r#"{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException","message":"injected by the test proxy"}"#.into(),
@@ -53,6 +57,7 @@ impl Injected {
         Injected {
             hang: false,
             drop: false,
+            truncate: None,
             status: 400,
             content_type: "application/x-amz-json-1.0",
             body: r#"{"__type":"com.amazon.coral.validate#ValidationException","message":"injected validation failure"}"#.into(),
@@ -64,6 +69,7 @@ impl Injected {
         Injected {
             hang: false,
             drop: false,
+            truncate: None,
             status: 500,
             content_type: "application/xml",
             body: "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>InternalError</Code><Message>injected by the test proxy</Message></Error>".into(),
@@ -77,6 +83,7 @@ impl Injected {
         Injected {
             hang: true,
             drop: false,
+            truncate: None,
             status: 0,
             content_type: "",
             body: String::new(),
@@ -88,6 +95,19 @@ impl Injected {
         Injected {
             hang: false,
             drop: true,
+            truncate: None,
+            status: 0,
+            content_type: "",
+            body: String::new(),
+        }
+    }
+
+    /// The real response with its body cut after `bytes` bytes.
+    pub fn truncate_body(bytes: usize) -> Injected {
+        Injected {
+            hang: false,
+            drop: false,
+            truncate: Some(bytes),
             status: 0,
             content_type: "",
             body: String::new(),
@@ -99,6 +119,7 @@ impl Injected {
         Injected {
             hang: false,
             drop: false,
+            truncate: None,
             status,
             content_type: "application/xml",
             body: format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>injected by the test proxy</Message></Error>"),
@@ -170,7 +191,19 @@ async fn serve(mut client: TcpStream, upstream: &str, rule: Rule) -> std::io::Re
             .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
             .collect(),
     };
-    if let Some(injected) = rule(&head) {
+    let injected = rule(&head);
+    if let Some(cut) = injected.as_ref().and_then(|i| i.truncate) {
+        return pass_on_truncated(
+            client,
+            upstream,
+            &request_line,
+            &head,
+            &buf[head_end..],
+            cut,
+        )
+        .await;
+    }
+    if let Some(injected) = injected {
         if injected.hang {
             tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
             return Ok(());
@@ -204,8 +237,20 @@ async fn serve(mut client: TcpStream, upstream: &str, rule: Rule) -> std::io::Re
         client.shutdown().await?;
         return Ok(());
     }
-    let mut new_head = String::with_capacity(head_end + 32);
-    new_head.push_str(&request_line);
+    let mut server = forward(upstream, &request_line, &head, &buf[head_end..]).await?;
+    tokio::io::copy_bidirectional(&mut client, &mut server).await?;
+    Ok(())
+}
+
+/// Opens a connection to `upstream` and sends the request on it (one request per connection).
+async fn forward(
+    upstream: &str,
+    request_line: &str,
+    head: &RequestHead,
+    body_start: &[u8],
+) -> std::io::Result<TcpStream> {
+    let mut new_head = String::with_capacity(512);
+    new_head.push_str(request_line);
     new_head.push_str("\r\n");
     for (k, v) in &head.headers {
         if !k.eq_ignore_ascii_case("connection") {
@@ -215,7 +260,37 @@ async fn serve(mut client: TcpStream, upstream: &str, rule: Rule) -> std::io::Re
     new_head.push_str("connection: close\r\n\r\n");
     let mut server = TcpStream::connect(upstream).await?;
     server.write_all(new_head.as_bytes()).await?;
-    server.write_all(&buf[head_end..]).await?;
-    tokio::io::copy_bidirectional(&mut client, &mut server).await?;
+    server.write_all(body_start).await?;
+    Ok(server)
+}
+
+/// Passes the request on and the response back, but only `cut` bytes of its body, then closes.
+async fn pass_on_truncated(
+    mut client: TcpStream,
+    upstream: &str,
+    request_line: &str,
+    head: &RequestHead,
+    body_start: &[u8],
+    cut: usize,
+) -> std::io::Result<()> {
+    let mut server = forward(upstream, request_line, head, body_start).await?;
+    // Requests whose body did not arrive with the head are not cut (GETs have none).
+    let mut response = Vec::new();
+    let mut chunk = [0u8; 16384];
+    loop {
+        let n = server.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        response.extend_from_slice(&chunk[..n]);
+        if let Some(i) = response.windows(4).position(|w| w == b"\r\n\r\n") {
+            if response.len() >= i + 4 + cut {
+                response.truncate(i + 4 + cut);
+                break;
+            }
+        }
+    }
+    client.write_all(&response).await?;
+    client.shutdown().await?;
     Ok(())
 }

@@ -1,0 +1,193 @@
+//! A lease on a run: `runs/<run-id>/lease.json`, created only if absent (a conditional PUT), so
+//! of two `run`s of one run id started together exactly one works on it; the other is told who
+//! holds it and until when. The holder renews it while it works and removes it at the end; a
+//! lease not renewed for [`LEASE_SECONDS`] (its holder was killed) may be taken over.
+
+use chrono::{DateTime, Duration as Span, Utc};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+use super::Staging;
+use crate::error::{Class, Classify};
+use crate::storage::StoreError;
+
+/// How long a lease holds without being renewed.
+pub const LEASE_SECONDS: i64 = 120;
+
+/// How often the holder renews it.
+const RENEW_EVERY: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LeaseRecord {
+    /// Which process holds it: `pid <n> on <host>`.
+    holder: String,
+    started_at: String,
+    expires_at: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("run {run_id} is being worked on by another process ({holder}, since {since}); its lease holds until {expires_at} unless renewed. Nothing was done; let it finish, then see where the run stands")]
+    Held {
+        run_id: String,
+        holder: String,
+        since: String,
+        expires_at: String,
+    },
+}
+
+impl Classify for LeaseError {
+    fn class(&self) -> Class {
+        match self {
+            LeaseError::Store(e) => e.class(),
+            LeaseError::Held { .. } => Class::Retry,
+        }
+    }
+}
+
+/// A held lease; renewed in the background until [`RunLease::release`].
+pub struct RunLease {
+    staging: Staging,
+    key: String,
+    holder: String,
+    renewal: tokio::task::JoinHandle<()>,
+}
+
+fn this_process() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "an unknown host".into());
+    format!("pid {} on {host}", std::process::id())
+}
+
+fn record(holder: &str, started_at: &str) -> bytes::Bytes {
+    let expires = Utc::now() + Span::seconds(LEASE_SECONDS);
+    let record = LeaseRecord {
+        holder: holder.to_string(),
+        started_at: started_at.to_string(),
+        expires_at: expires.to_rfc3339(),
+    };
+    serde_json::to_vec(&record)
+        .expect("lease serialises")
+        .into()
+}
+
+impl RunLease {
+    /// Takes the lease of `run_id`, or says who holds it.
+    pub async fn acquire(staging: &Staging, run_id: &str) -> Result<RunLease, LeaseError> {
+        let key = staging.layout.run_lease(run_id);
+        let holder = this_process();
+        let started_at = Utc::now().to_rfc3339();
+        let body = record(&holder, &started_at);
+        let store = &staging.store;
+        if !store
+            .put_if_absent(&key, body.clone(), "application/json")
+            .await?
+        {
+            let current = match store.get(&key).await? {
+                Some(bytes) => serde_json::from_slice::<LeaseRecord>(&bytes).ok(),
+                None => None,
+            };
+            let live = current.as_ref().is_some_and(|r| {
+                DateTime::parse_from_rfc3339(&r.expires_at).is_ok_and(|e| e > Utc::now())
+            });
+            if let (true, Some(r)) = (live, current) {
+                return Err(LeaseError::Held {
+                    run_id: run_id.to_string(),
+                    holder: r.holder,
+                    since: r.started_at,
+                    expires_at: r.expires_at,
+                });
+            }
+            // Expired or unreadable: its holder is gone. Of two processes taking it over at
+            // once, the conditional PUT lets one win.
+            tracing::warn!(run_id, lease = %staging.url(&key), "taking over an expired lease");
+            store.delete_keys(std::slice::from_ref(&key)).await?;
+            if !store.put_if_absent(&key, body, "application/json").await? {
+                return Box::pin(RunLease::acquire(staging, run_id)).await;
+            }
+        }
+        let renewal = {
+            let (staging, key, holder) = (staging.clone(), key.clone(), holder.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(RENEW_EVERY).await;
+                    let body = record(&holder, &started_at);
+                    if let Err(e) = staging.store.put(&key, body, "application/json").await {
+                        tracing::warn!(error = %e, "could not renew the run's lease");
+                    }
+                }
+            })
+        };
+        Ok(RunLease {
+            staging: staging.clone(),
+            key,
+            holder,
+            renewal,
+        })
+    }
+
+    /// Gives the lease up (if it is still this process's).
+    pub async fn release(self) {
+        self.renewal.abort();
+        let ours = match self.staging.store.get(&self.key).await {
+            Ok(Some(bytes)) => {
+                serde_json::from_slice::<LeaseRecord>(&bytes).is_ok_and(|r| r.holder == self.holder)
+            }
+            _ => false,
+        };
+        if ours {
+            if let Err(e) = self
+                .staging
+                .store
+                .delete_keys(std::slice::from_ref(&self.key))
+                .await
+            {
+                tracing::warn!(error = %e, "could not remove the run's lease; it expires by itself");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::staging::Layout;
+    use crate::storage::memory::MemoryStore;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn one_holder_at_a_time_and_an_expired_lease_is_taken_over() {
+        let staging = Staging::new(Arc::new(MemoryStore::new("b")), Layout::new("p"));
+        let lease = RunLease::acquire(&staging, "r").await.unwrap();
+        let err = RunLease::acquire(&staging, "r").await.err().unwrap();
+        assert!(err.to_string().contains("another process"), "{err}");
+        assert_eq!(err.class(), Class::Retry);
+        lease.release().await;
+        let again = RunLease::acquire(&staging, "r").await.unwrap();
+        // A holder that was killed: its lease expired long ago.
+        let stale = LeaseRecord {
+            holder: "pid 1 on gone".into(),
+            started_at: "2026-01-01T00:00:00+00:00".into(),
+            expires_at: "2026-01-01T00:02:00+00:00".into(),
+        };
+        let key = staging.layout.run_lease("s");
+        staging
+            .store
+            .put(
+                &key,
+                serde_json::to_vec(&stale).unwrap().into(),
+                "application/json",
+            )
+            .await
+            .unwrap();
+        let taken = RunLease::acquire(&staging, "s").await.unwrap();
+        taken.release().await;
+        again.release().await;
+        assert_eq!(staging.store.get(&key).await.unwrap(), None);
+    }
+}
