@@ -26,6 +26,11 @@ pub struct Postgres {
     config: WarehouseConfig,
 }
 
+/// PostgreSQL's "try again" errors are the protocol's standard ones.
+fn transient(err: &sqlx::Error) -> bool {
+    sql::is_transient(err)
+}
+
 impl Postgres {
     pub fn new(config: WarehouseConfig) -> Self {
         Postgres { config }
@@ -38,14 +43,7 @@ impl Postgres {
             self.literal(run_id)
         )
     }
-}
 
-/// PostgreSQL's "try again" errors are the protocol's standard ones.
-fn transient(err: &sqlx::Error) -> bool {
-    sql::is_transient(err)
-}
-
-impl Postgres {
     /// One attempt of phase 3 for a segment.
     async fn load_once(
         &self,
