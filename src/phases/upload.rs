@@ -41,3 +41,70 @@ pub async fn upload(
             )
         })
 }
+
+/// What `upload --all-segments` did, by segment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AllSegments {
+    /// Segments this command loaded, with their rows.
+    pub loaded: std::collections::BTreeMap<u32, u64>,
+    /// Segments found loaded already.
+    pub already: Vec<u32>,
+}
+
+/// Phase 3 for every segment of `plan`'s run that phase 1 committed and staging does not hold
+/// yet. Segments phase 1 has not committed are left alone and named at the end (a retry class
+/// error whose commands are their `retry phase-1` and then this command again), so one missing
+/// segment does not hold back the others.
+pub async fn upload_all(
+    ctx: &Context,
+    warehouse: &dyn Warehouse,
+    plan: &RunPlan,
+) -> Result<AllSegments, Error> {
+    let staging = ctx.staging()?;
+    let mut done = AllSegments::default();
+    let mut missing = Vec::new();
+    for segment in 0..plan.total_segments {
+        match warehouse
+            .load_segment(staging, plan, segment, &ctx.retry)
+            .await
+        {
+            Ok(UploadOutcome::Loaded { rows, .. }) => {
+                done.loaded.insert(segment, rows);
+            }
+            Ok(UploadOutcome::AlreadyLoaded) => done.already.push(segment),
+            Err(crate::warehouse::WarehouseError::NotCommitted { .. }) => missing.push(segment),
+            Err(e) => {
+                let runbook = ctx.runbook(&plan.run_id, Some(&warehouse.config().target));
+                let mut steps = e.remedy(plan);
+                if steps.is_empty() {
+                    steps.push(Step::UploadAll);
+                }
+                return Err(steps.into_iter().fold(
+                    Error::from(e).context(format!(
+                        "phase 3 for segment {segment} of run {} did not commit",
+                        plan.run_id
+                    )),
+                    |err, step| err.next(runbook.command(step)),
+                ));
+            }
+        }
+    }
+    if missing.is_empty() {
+        return Ok(done);
+    }
+    let runbook = ctx.runbook(&plan.run_id, Some(&warehouse.config().target));
+    let listed: Vec<String> = missing.iter().map(u32::to_string).collect();
+    let err = Error::retry(format!(
+        "run {}: segment(s) {} have no committed manifest (phase 1 did not finish them); {} other segment(s) are loaded",
+        plan.run_id,
+        listed.join(", "),
+        done.loaded.len() + done.already.len()
+    ));
+    let err = missing.iter().fold(err, |err, &segment| {
+        err.next(runbook.command(Step::RetryPhase1 {
+            total_segments: plan.total_segments,
+            segment,
+        }))
+    });
+    Err(err.next(runbook.command(Step::UploadAll)))
+}

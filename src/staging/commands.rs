@@ -28,6 +28,8 @@ pub enum Step {
     Prepare,
     /// Phase 3 for every segment (one command per segment, `<k>` from 0 to N-1).
     UploadEach { total_segments: u32 },
+    /// Phase 3 for every committed segment not loaded yet, in one command.
+    UploadAll,
     /// Phase 4: the gate and the swap.
     Replace,
     /// Every remaining phase of the run.
@@ -59,6 +61,7 @@ impl Runbook {
             Step::RetryPhase3 { segment } => format!("retry phase-3 {segment}"),
             Step::Prepare => "prepare".into(),
             Step::UploadEach { .. } => "upload --segment <k>".into(),
+            Step::UploadAll => "upload --all-segments".into(),
             Step::Replace => "replace".into(),
             Step::Run => "run".into(),
             Step::Status => "status".into(),
@@ -128,6 +131,7 @@ mod tests {
             Step::RetryPhase3 { segment: 3 },
             Step::Prepare,
             Step::UploadEach { total_segments: 8 },
+            Step::UploadAll,
             Step::Replace,
             Step::Run,
             Step::Status,
@@ -141,6 +145,7 @@ mod tests {
                 "dynamo-etl retry phase-3 3 --run-id 2026-11-21 --target platform --bucket etl-staging",
                 "dynamo-etl prepare --run-id 2026-11-21 --target platform --bucket etl-staging",
                 "dynamo-etl upload --segment <k> --run-id 2026-11-21 --target platform --bucket etl-staging   (for each k from 0 to 7)",
+                "dynamo-etl upload --all-segments --run-id 2026-11-21 --target platform --bucket etl-staging",
                 "dynamo-etl replace --run-id 2026-11-21 --target platform --bucket etl-staging",
                 "dynamo-etl run --run-id 2026-11-21 --target platform --bucket etl-staging",
                 "dynamo-etl status --run-id 2026-11-21 --target platform --bucket etl-staging",

@@ -205,6 +205,48 @@ async fn uploading_a_segment_twice_never_duplicates() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn uploading_all_segments_loads_what_is_committed_and_names_what_is_not() {
+    let env = TestEnv::with_demo("wall", 3).await;
+    let items = fixtures::demo_items(3);
+    env.phase1("a", 3, 0);
+    env.phase1("a", 3, 2);
+    env.run_ok(&["prepare", "--run-id", "a"]);
+    let partial = env.run(&["upload", "--run-id", "a", "--all-segments"], &[]);
+    assert_eq!(partial.status.code(), Some(1), "{}", show(&partial));
+    let err = String::from_utf8_lossy(&partial.stderr);
+    assert!(
+        err.contains("segment(s) 1 have no committed manifest"),
+        "{err}"
+    );
+    assert!(
+        err.contains("run: dynamo-etl retry phase-1 3 1 --run-id a"),
+        "{err}"
+    );
+    assert!(
+        err.contains("run: dynamo-etl upload --all-segments --run-id a"),
+        "{err}"
+    );
+    let refused = env.run(&["replace", "--run-id", "a"], &[]);
+    assert_ne!(refused.status.code(), Some(0), "{}", show(&refused));
+
+    env.phase1("a", 3, 1);
+    let rest = env.run_ok(&["upload", "--run-id", "a", "--all-segments"]);
+    let out = String::from_utf8_lossy(&rest.stdout);
+    assert!(
+        out.contains("1 segment(s) loaded") && out.contains("2 loaded before"),
+        "{out}"
+    );
+    let staging = format!("{}_staging", env.target);
+    let mut total = 0;
+    for t in ["org", "group", "fin", "vuln", "_unclassified"] {
+        total += env.count(&staging, t).await;
+    }
+    assert_eq!(total, items.len() as i64);
+    env.run_ok(&["replace", "--run-id", "a"]);
+    assert_eq!(env.served_run(&env.target).await.as_deref(), Some("a"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_load_killed_before_commit_leaves_nothing_and_the_retry_is_exact() {
     let env = TestEnv::with_demo("wkill", 4).await;
     let items = fixtures::demo_items(4);

@@ -1,6 +1,6 @@
 //! `upload` (phase 3 of one segment) and `retry phase-3`.
 
-use super::super::flags::{RunFlag, SegmentFlag, WarehouseFlags};
+use super::super::flags::{RunFlag, SegmentChoice, WarehouseFlags};
 use super::super::output::line;
 use super::super::Cli;
 use dynamo_etl::error::Error;
@@ -12,8 +12,17 @@ pub const RETRY_EXAMPLE: &str = "Example (load segment 3 of run 2026-11-21 again
 pub struct Args {
     #[command(flatten)]
     pub run: RunFlag,
-    #[command(flatten)]
-    pub segment: SegmentFlag,
+    /// Which segment, from 0, or `auto` for AWS_BATCH_JOB_ARRAY_INDEX (AWS Batch array child).
+    #[arg(
+        long,
+        env = "ETL_SEGMENT",
+        required_unless_present = "all_segments",
+        conflicts_with = "all_segments"
+    )]
+    pub segment: Option<SegmentChoice>,
+    /// Load every segment phase 1 committed and staging does not hold yet, in one command.
+    #[arg(long)]
+    pub all_segments: bool,
     #[command(flatten)]
     pub warehouse: WarehouseFlags,
 }
@@ -29,8 +38,27 @@ pub struct RetryArgs {
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
-    let segment = args.segment.segment.resolve()?;
-    phase3(cli, args.run.required()?, segment, &args.warehouse).await
+    let run_id = args.run.required()?;
+    match args.segment {
+        Some(segment) => phase3(cli, run_id, segment.resolve()?, &args.warehouse).await,
+        None => all_segments(cli, run_id, &args.warehouse).await,
+    }
+}
+
+async fn all_segments(cli: &Cli, run_id: &str, flags: &WarehouseFlags) -> Result<(), Error> {
+    let (ctx, plan) = super::planned(cli, run_id).await?;
+    let warehouse = dynamo_etl::warehouse::open(flags.config(Some(&plan.source_table))?);
+    let started = std::time::Instant::now();
+    let done = dynamo_etl::phases::upload::upload_all(&ctx, warehouse.as_ref(), &plan).await?;
+    line(format!(
+        "run {run_id}: {} segment(s) loaded into {} ({} rows), {} loaded before, in {} ms",
+        done.loaded.len(),
+        warehouse.config().staging(),
+        done.loaded.values().sum::<u64>(),
+        done.already.len(),
+        started.elapsed().as_millis()
+    ));
+    Ok(())
 }
 
 pub async fn retry(cli: &Cli, args: &RetryArgs) -> Result<(), Error> {
