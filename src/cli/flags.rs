@@ -337,6 +337,34 @@ pub enum DialectArg {
     Redshift,
 }
 
+impl DialectArg {
+    pub fn name(self) -> DialectName {
+        match self {
+            DialectArg::Postgres => DialectName::Postgres,
+            DialectArg::Redshift => DialectName::Redshift,
+        }
+    }
+}
+
+/// Which warehouse a new run is for, where no warehouse is configured (phase 1 and `plan`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct PlanDialectFlag {
+    /// The warehouse a new run is for: phase 1 shapes binary values, long strings and decimals
+    /// by its limits (default: the scheme of ETL_WAREHOUSE_URL when that is set). A planned run
+    /// keeps the dialect it was planned for.
+    #[arg(long, env = "ETL_DIALECT", value_enum)]
+    pub dialect: Option<DialectArg>,
+}
+
+impl PlanDialectFlag {
+    pub fn resolve(&self) -> Option<DialectName> {
+        self.dialect.map(DialectArg::name).or_else(|| {
+            let url = std::env::var("ETL_WAREHOUSE_URL").ok()?;
+            WarehouseUrl::new(&url).implied_dialect()
+        })
+    }
+}
+
 /// How to reach the warehouse and what to call things there.
 #[derive(Debug, Clone, clap::Args)]
 pub struct WarehouseFlags {
@@ -379,22 +407,29 @@ impl WarehouseFlags {
         self.warehouse_url.as_deref().is_some_and(|u| !u.is_empty())
     }
 
-    /// Checks the flags into a ready configuration; `source_table` names the default target.
-    pub fn config(&self, source_table: Option<&str>) -> Result<WarehouseConfig, Error> {
+    fn url(&self) -> Result<WarehouseUrl, Error> {
         let raw = self.warehouse_url.as_deref().filter(|u| !u.is_empty()).ok_or_else(|| {
             Error::fatal("no warehouse: pass --warehouse-url or set ETL_WAREHOUSE_URL (postgres://… or redshift://…)")
         })?;
-        let url = WarehouseUrl::new(raw);
-        let dialect = match (self.dialect, url.implied_dialect()) {
-            (Some(DialectArg::Postgres), _) => DialectName::Postgres,
-            (Some(DialectArg::Redshift), _) => DialectName::Redshift,
-            (None, Some(d)) => d,
-            (None, None) => {
-                return Err(Error::fatal(format!(
-                    "cannot tell the dialect of {url}; pass --dialect postgres|redshift"
-                )))
-            }
-        };
+        Ok(WarehouseUrl::new(raw))
+    }
+
+    /// The dialect: `--dialect`, else the one the URL's scheme implies.
+    pub fn dialect(&self) -> Result<DialectName, Error> {
+        let url = self.url()?;
+        match (self.dialect, url.implied_dialect()) {
+            (Some(given), _) => Ok(given.name()),
+            (None, Some(d)) => Ok(d),
+            (None, None) => Err(Error::fatal(format!(
+                "cannot tell the dialect of {url}; pass --dialect postgres|redshift"
+            ))),
+        }
+    }
+
+    /// Checks the flags into a ready configuration; `source_table` names the default target.
+    pub fn config(&self, source_table: Option<&str>) -> Result<WarehouseConfig, Error> {
+        let url = self.url()?;
+        let dialect = self.dialect()?;
         let target = match (&self.target, source_table) {
             (Some(t), _) => t.clone(),
             (None, Some(table)) => naming::base_identifier(table),

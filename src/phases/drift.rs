@@ -214,6 +214,7 @@ mod tests {
             run_id: "r".into(),
             source_table: "platform".into(),
             total_segments: 3,
+            dialect: crate::schema::DialectName::Postgres,
             key_attributes: vec!["pk".into()],
             schema_source: SchemaSource::Static("schemas".into()),
             schemas: vec![],

@@ -299,6 +299,7 @@ mod tests {
             run_id: id.into(),
             source_table: "t".into(),
             total_segments: 1,
+            dialect: crate::schema::DialectName::Postgres,
             key_attributes: vec!["pk".into()],
             schema_source: SchemaSource::Static("schemas".into()),
             schemas: vec![DataSchema {

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use crate::error::Error;
+use crate::schema::{DataSchema, DialectName};
 use crate::source::key_attributes;
 use crate::staging::check_run_id;
 use crate::staging::plan::{RunPlan, PLAN_FORMAT};
@@ -104,6 +105,7 @@ pub async fn plan_new(
     table: &str,
     total_segments: u32,
     schemas: &SchemaOptions,
+    dialect: DialectName,
 ) -> Result<RunPlan, Error> {
     check_run_id(run_id).map_err(Error::fatal)?;
     let chosen = resolver(ctx, schemas)?.resolve(table, None).await?;
@@ -113,12 +115,31 @@ pub async fn plan_new(
         run_id: run_id.to_string(),
         source_table: table.to_string(),
         total_segments,
+        dialect,
         key_attributes: keys,
         schema_source: chosen.source,
-        schemas: chosen.schemas.schemas,
+        schemas: fitted(run_id, &chosen.schemas.schemas, dialect),
         created_at: chrono::Utc::now().to_rfc3339(),
     };
     Ok(plan.store_once(ctx.staging()?).await?)
+}
+
+/// The data-schemas as a run for `dialect` uses them (see `Limits::fit_schema`); a table that
+/// loses columns to the dialect's column cap is logged, since its rarest attributes then land in
+/// `_extra`.
+fn fitted(run_id: &str, schemas: &[DataSchema], dialect: DialectName) -> Vec<DataSchema> {
+    let limits = crate::warehouse::limits(dialect);
+    schemas
+        .iter()
+        .map(|s| {
+            let (fitted, dropped) = limits.fit_schema(s);
+            if dropped > 0 {
+                tracing::warn!(run_id, table = %s.table, dropped, cap = limits.column_cap, %dialect,
+                    "table {} has {} columns, more than {dialect} runs give a table: the last {dropped} are kept in _extra", s.table, s.columns.len());
+            }
+            fitted
+        })
+        .collect()
 }
 
 /// What a phase that may start a run asks for.
@@ -132,6 +153,8 @@ pub struct RunRequest<'a> {
     /// Used for a new run when `total_segments` is not given.
     pub default_total_segments: Option<u32>,
     pub schemas: &'a SchemaOptions,
+    /// The warehouse a new run is for; checked against an existing plan. Required to plan.
+    pub dialect: Option<DialectName>,
 }
 
 /// A plan and whether it existed before.
@@ -151,6 +174,9 @@ pub async fn plan_or_resume(ctx: &Context, request: RunRequest<'_>) -> Result<Pl
                 "run {run_id} was planned with {} total segments, not {total}; use {}",
                 plan.total_segments, plan.total_segments
             )));
+        }
+        if let Some(dialect) = request.dialect.filter(|d| *d != plan.dialect) {
+            return Err(dialect_mismatch(&plan, dialect));
         }
         if let Some(table) = request.table.filter(|t| *t != plan.source_table) {
             return Err(Error::fatal(format!(
@@ -180,11 +206,32 @@ pub async fn plan_or_resume(ctx: &Context, request: RunRequest<'_>) -> Result<Pl
                 "run {run_id} has no plan yet; pass --total-segments to plan it"
             ))
         })?;
-    let plan = plan_new(ctx, run_id, table, total, request.schemas).await?;
+    let dialect = request.dialect.ok_or_else(|| {
+        Error::fatal(format!(
+            "run {run_id} has no plan yet; pass --dialect postgres|redshift (the warehouse it is for: phase 1 shapes values by its limits), or set ETL_WAREHOUSE_URL"
+        ))
+    })?;
+    let plan = plan_new(ctx, run_id, table, total, request.schemas, dialect).await?;
     Ok(Planned {
         plan,
         resumed: false,
     })
+}
+
+/// The refusal to use `plan`'s run with another dialect than the one it was planned for.
+pub fn dialect_mismatch(plan: &RunPlan, dialect: DialectName) -> Error {
+    Error::fatal(format!(
+        "run {} was planned for {} (phase 1 shaped its values for that warehouse), not {dialect}; plan a new run for {dialect} (a new --run-id, with --dialect {dialect})",
+        plan.run_id, plan.dialect
+    ))
+}
+
+/// Refuses to load `plan`'s run into a warehouse of another dialect.
+pub fn check_dialect(plan: &RunPlan, dialect: DialectName) -> Result<(), Error> {
+    match plan.dialect == dialect {
+        true => Ok(()),
+        false => Err(dialect_mismatch(plan, dialect)),
+    }
 }
 
 #[cfg(test)]
@@ -215,6 +262,7 @@ mod tests {
             run_id: run_id.into(),
             source_table: "t".into(),
             total_segments: total,
+            dialect: crate::schema::DialectName::Postgres,
             key_attributes: vec!["pk".into()],
             schema_source: SchemaSource::Static("schemas".into()),
             schemas: vec![DataSchema {

@@ -6,6 +6,7 @@
 //! is complete. A failed run therefore leaves no manifest, and a rerun leaves exactly the objects
 //! of a fresh run.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -226,7 +227,11 @@ async fn stream(
         segment,
         problem: e.to_string(),
     })?;
-    let transformer = Transformer::new(&schemas, &plan.key_attributes);
+    let transformer = Transformer::new(
+        &schemas,
+        &plan.key_attributes,
+        crate::warehouse::limits(plan.dialect),
+    );
     let (page_tx, page_rx) = mpsc::channel::<RawPage>(PAGES_IN_FLIGHT);
     let (chunk_tx, chunk_rx) = mpsc::channel::<Chunk>(1);
     let uploader = tokio::spawn(upload_chunks(
@@ -344,6 +349,7 @@ fn transform_pages(
     key_of: impl Fn(&str, u32) -> String + Send + Sync + Clone + 'static,
 ) -> Result<TransformResult, TransformStop> {
     let names: Vec<String> = transformer.tables().map(|s| s.table.clone()).collect();
+    let overflow_table = transformer.overflow_table();
     let mut writers: Vec<Option<PartWriter>> = (0..names.len()).map(|_| None).collect();
     let mut rejected = Vec::new();
     let mut items = 0u64;
@@ -359,18 +365,24 @@ fn transform_pages(
             items += 1;
             match transformer.convert(item) {
                 Ok(row) => {
-                    let writer = writers[row.table].get_or_insert_with(|| {
-                        let table = names[row.table].clone();
-                        let key_of = key_of.clone();
-                        PartWriter::new(
-                            Box::new(move |index| key_of(&table, index)),
-                            settings,
-                            chunks.clone(),
-                        )
-                    });
-                    writer
-                        .write_row(&row.fields)
-                        .map_err(|_| TransformStop::Downstream)?;
+                    let mut write = |table: usize, fields: &[Option<Cow<str>>]| {
+                        writers[table]
+                            .get_or_insert_with(|| {
+                                let name = names[table].clone();
+                                let key_of = key_of.clone();
+                                PartWriter::new(
+                                    Box::new(move |index| key_of(&name, index)),
+                                    settings,
+                                    chunks.clone(),
+                                )
+                            })
+                            .write_row(fields)
+                            .map_err(|_| TransformStop::Downstream)
+                    };
+                    write(row.table, &row.fields)?;
+                    for fields in &row.overflow {
+                        write(overflow_table, fields)?;
+                    }
                 }
                 Err(rejection) => rejected.push(rejection),
             }

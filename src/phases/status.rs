@@ -302,6 +302,7 @@ mod tests {
             run_id: "s".into(),
             source_table: "t".into(),
             total_segments: 2,
+            dialect: crate::schema::DialectName::Postgres,
             key_attributes: vec!["pk".into()],
             schema_source: SchemaSource::Static("schemas".into()),
             schemas: vec![],

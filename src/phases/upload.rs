@@ -16,6 +16,7 @@ pub async fn upload(
     plan: &RunPlan,
     segment: u32,
 ) -> Result<UploadOutcome, Error> {
+    super::plan::check_dialect(plan, warehouse.config().dialect)?;
     if segment >= plan.total_segments {
         return Err(Error::fatal(format!(
             "segment {segment} does not exist: run {} has segments 0 to {}",
@@ -60,6 +61,7 @@ pub async fn upload_all(
     warehouse: &dyn Warehouse,
     plan: &RunPlan,
 ) -> Result<AllSegments, Error> {
+    super::plan::check_dialect(plan, warehouse.config().dialect)?;
     let staging = ctx.staging()?;
     let mut done = AllSegments::default();
     let mut missing = Vec::new();

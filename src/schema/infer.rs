@@ -14,8 +14,10 @@ use crate::value::decimal::Decimal;
 use crate::value::time::is_timestamp;
 use crate::value::{ItemView, Value};
 
-/// Longest string a bounded warehouse text type holds; longer strings make the column json.
-const MAX_TEXT_BYTES: u32 = 65535;
+/// Most columns inference gives one table, `_extra` included: the largest column cap of any
+/// dialect (`Limits::column_cap`; a run for a dialect with a smaller cap keeps fewer). Past it,
+/// the attributes seen least often are left to `_extra`.
+pub const MAX_INFERRED_COLUMNS: usize = 1000;
 
 /// What the values of one attribute looked like, as a lattice element.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -49,9 +51,11 @@ impl Seen {
                 },
                 Err(_) => Seen::Json,
             },
-            Value::S(s) if s.contains('\0') || s.len() > MAX_TEXT_BYTES as usize => Seen::Json,
+            // Any length: a run for a warehouse with bounded strings sends the longer ones to
+            // `_overflow`.
+            Value::S(s) if s.contains('\0') => Seen::Json,
             Value::S(s) => Seen::Text {
-                max_bytes: s.len() as u32,
+                max_bytes: u32::try_from(s.len()).unwrap_or(u32::MAX),
                 all_timestamps: is_timestamp(s),
             },
             Value::Bool(_) => Seen::Boolean,
@@ -340,6 +344,20 @@ fn columns_for(stats: &TableStats, keys: &[String], previous: Option<&[Column]>)
         .keys()
         .filter(|a| !known.contains(*a))
         .collect();
+    let room = MAX_INFERRED_COLUMNS
+        .saturating_sub(1)
+        .saturating_sub(columns.len());
+    if new_names.len() > room {
+        // Keys first, then the attributes present in the most items.
+        new_names.sort_by_key(|a| {
+            (
+                !keys.contains(a),
+                std::cmp::Reverse(stats.attributes[*a].non_null),
+                a.as_bytes().to_vec(),
+            )
+        });
+        new_names.truncate(room);
+    }
     new_names.sort_by_key(|a| {
         (
             !keys.contains(a),

@@ -7,7 +7,10 @@
 
 pub mod evolve;
 pub mod infer;
+pub mod limits;
 pub mod naming;
+
+pub use limits::{overflow_schema, DialectName, Limits, OVERFLOW_TABLE};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -88,7 +91,7 @@ pub enum LogicalType {
     /// `S` values that are all RFC 3339 timestamps with an offset and at most microseconds.
     Timestamp,
     Boolean,
-    /// `B` values, written as standard base64.
+    /// `B` values: `bytea` / `VARBYTE`, written in the CSV as hex (see `limits::BinaryText`).
     Binary,
     /// Anything else (sets, lists, maps, mixed types), as JSON (see `value::json`).
     Json,
@@ -165,8 +168,8 @@ impl DataSchema {
                 naming::MAX_IDENTIFIER_BYTES
             )));
         }
-        if self.table == UNCLASSIFIED_TABLE {
-            return Err(bad(format!("table name {UNCLASSIFIED_TABLE} is reserved")));
+        if self.table == UNCLASSIFIED_TABLE || self.table == OVERFLOW_TABLE {
+            return Err(bad(format!("table name {} is reserved", self.table)));
         }
         let mut columns = std::collections::HashSet::new();
         let mut attributes = std::collections::HashSet::new();
@@ -200,12 +203,18 @@ impl DataSchema {
         Ok(())
     }
 
-    /// Warehouse column names in load order, `_extra` last.
+    /// Whether the table has an `_extra` column: every table but `_overflow`.
+    pub fn has_extra_column(&self) -> bool {
+        self.table != OVERFLOW_TABLE
+    }
+
+    /// Warehouse column names in load order, `_extra` last where the table has one.
     pub fn column_names(&self) -> Vec<&str> {
+        let extra = self.has_extra_column().then_some(EXTRA_COLUMN);
         self.columns
             .iter()
             .map(|c| c.column.as_str())
-            .chain(std::iter::once(EXTRA_COLUMN))
+            .chain(extra)
             .collect()
     }
 
@@ -418,11 +427,12 @@ impl SchemaSet {
         self.schemas.iter().find(|s| s.table == table)
     }
 
-    /// Every warehouse table of a run with these data-schemas: each of them, then
-    /// `_unclassified` for the items none claims.
+    /// Every warehouse table of a run with these data-schemas: each of them, `_unclassified` for
+    /// the items none claims, then `_overflow` for the values no column can hold.
     pub fn warehouse_tables(&self, key_attributes: &[String]) -> Vec<DataSchema> {
         let mut tables = self.schemas.clone();
         tables.push(unclassified_schema(&self.source_table, key_attributes));
+        tables.push(overflow_schema(&self.source_table));
         tables
     }
 }

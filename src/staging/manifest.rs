@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use super::plan::RunPlan;
 use super::Staging;
 use crate::error::{Class, Classify};
-use crate::schema::SchemaSource;
+use crate::schema::{SchemaSource, OVERFLOW_TABLE};
 use crate::storage::StoreError;
 
 /// Format 3: parts carry their SHA-256 and entity tag (format 2 had neither; format 1 also keyed
@@ -48,6 +48,9 @@ pub enum DriftReason {
     NotATimestamp,
     /// Another DynamoDB type than the column's.
     OtherType,
+    /// Beyond what the run's warehouse can hold in any column (see `schema::limits`): kept as
+    /// bytes in `_overflow`.
+    Overflow,
 }
 
 impl DriftReason {
@@ -62,6 +65,7 @@ impl DriftReason {
             DriftReason::TooLong => "string longer than the column's width",
             DriftReason::NotATimestamp => "not an RFC 3339 timestamp with offset",
             DriftReason::OtherType => "type differs from the data-schema",
+            DriftReason::Overflow => "beyond what the warehouse holds; kept in _overflow",
         }
     }
 }
@@ -222,9 +226,19 @@ pub struct SegmentManifest {
 }
 
 impl SegmentManifest {
-    /// Rows over all tables.
+    /// Rows holding items: over all tables but `_overflow` (whose rows hold pieces of values of
+    /// those items).
     pub fn rows(&self) -> u64 {
-        self.tables.values().map(|t| t.rows).sum()
+        self.tables
+            .iter()
+            .filter(|(name, _)| name.as_str() != OVERFLOW_TABLE)
+            .map(|(_, t)| t.rows)
+            .sum()
+    }
+
+    /// Rows of `_overflow`: pieces of values no column of their table could hold.
+    pub fn overflow_rows(&self) -> u64 {
+        self.tables.get(OVERFLOW_TABLE).map_or(0, |t| t.rows)
     }
 
     /// Every scanned item is a row or a rejection: checked before the manifest is committed.
@@ -414,6 +428,7 @@ mod tests {
             run_id: "r".into(),
             source_table: "t".into(),
             total_segments: 3,
+            dialect: crate::schema::DialectName::Postgres,
             key_attributes: vec!["pk".into()],
             schema_source: SchemaSource::Static("schemas".into()),
             schemas: vec![],

@@ -6,10 +6,11 @@ use serde::{Deserialize, Serialize};
 
 use super::Staging;
 use crate::error::{Class, Classify};
-use crate::schema::{DataSchema, SchemaSet, SchemaSource};
+use crate::schema::{DataSchema, DialectName, SchemaSet, SchemaSource};
 use crate::storage::StoreError;
 
-pub const PLAN_FORMAT: u32 = 1;
+/// 2: the plan names the dialect its parts are shaped for, and binary is hex (it was base64).
+pub const PLAN_FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -18,11 +19,15 @@ pub struct RunPlan {
     pub run_id: String,
     pub source_table: String,
     pub total_segments: u32,
+    /// The warehouse the run is for: phase 1 shapes values by its limits, and the run loads into
+    /// that dialect only.
+    pub dialect: DialectName,
     /// The source table's key attributes (partition key first), from DescribeTable.
     pub key_attributes: Vec<String>,
     /// Where the schemas came from: `snapshot:<id>` or `static:<dir>`.
     pub schema_source: SchemaSource,
-    /// The data-schemas of this run, copied in so later cache changes cannot affect it.
+    /// The data-schemas of this run, copied in so later cache changes cannot affect it, with
+    /// their types fitted to the dialect (`Limits::fit_schema`).
     pub schemas: Vec<DataSchema>,
     pub created_at: String,
 }
@@ -77,6 +82,9 @@ impl RunPlan {
                 self.total_segments, other.total_segments
             ));
         }
+        if self.dialect != other.dialect {
+            return Some(format!("for {} vs {}", self.dialect, other.dialect));
+        }
         if self.key_attributes != other.key_attributes {
             return Some("different key attributes".into());
         }
@@ -121,13 +129,14 @@ impl RunPlan {
             })
     }
 
-    /// Every warehouse table of the run: its data-schemas, then `_unclassified`.
+    /// Every warehouse table of the run: its data-schemas, `_unclassified`, then `_overflow`.
     pub fn warehouse_tables(&self) -> Vec<DataSchema> {
         let mut tables = self.schemas.clone();
         tables.push(crate::schema::unclassified_schema(
             &self.source_table,
             &self.key_attributes,
         ));
+        tables.push(crate::schema::overflow_schema(&self.source_table));
         tables
     }
 

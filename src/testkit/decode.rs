@@ -99,7 +99,7 @@ pub fn decode_rows(mut input: &[u8]) -> Result<Vec<Vec<Option<String>>>, String>
 /// Turns a row read back from a CSV part into the item it came from (the inverse of
 /// [`Transformer::convert`]), so tests and audits can compare values exactly.
 pub fn decode_row(schema: &DataSchema, fields: &[Option<String>]) -> Result<Item, String> {
-    let expected = schema.columns.len() + 1;
+    let expected = schema.columns.len() + usize::from(schema.has_extra_column());
     if fields.len() != expected {
         return Err(format!(
             "table {}: row has {} fields, data-schema has {expected}",
@@ -126,15 +126,16 @@ pub fn decode_row(schema: &DataSchema, fields: &[Option<String>]) -> Result<Item
                 }
             },
             LogicalType::Binary => AttributeValue::B(Blob::new(
-                BASE64
-                    .decode(text)
-                    .map_err(|e| format!("column {}: {e}", column.column))?,
+                decode_hex(text).map_err(|e| format!("column {}: {e}", column.column))?,
             )),
             LogicalType::Json => {
                 decode(text).map_err(|e| format!("column {}: {e}", column.column))?
             }
         };
         item.insert(column.attribute.clone(), value);
+    }
+    if !schema.has_extra_column() {
+        return Ok(item);
     }
     if let Some(Some(extra)) = fields.last() {
         let attrs = decode_object(extra).map_err(|e| format!("column _extra: {e}"))?;
@@ -147,6 +148,95 @@ pub fn decode_row(schema: &DataSchema, fields: &[Option<String>]) -> Result<Item
         }
     }
     Ok(item)
+}
+
+/// Binary as phase 1 writes it or PostgreSQL prints it: hex digits, with or without `\x`.
+pub fn decode_hex(text: &str) -> Result<Vec<u8>, String> {
+    let digits = text.strip_prefix("\\x").unwrap_or(text);
+    if digits.len() % 2 != 0 {
+        return Err(format!("odd number of hex digits in {text:?}"));
+    }
+    (0..digits.len())
+        .step_by(2)
+        .map(|i| {
+            u8::from_str_radix(&digits[i..i + 2], 16).map_err(|_| {
+                let shown: String = text.chars().take(40).collect();
+                format!("{shown:?} is not hex")
+            })
+        })
+        .collect()
+}
+
+/// The values `_overflow` rows hold, reassembled: by (table, item key) the attributes with their
+/// values. Rows are the fields of [`crate::schema::overflow_schema`], in any order.
+pub fn decode_overflow(
+    rows: &[Vec<Option<String>>],
+) -> Result<HashMap<(String, String), Item>, String> {
+    type Pieces = Vec<(u64, String, Vec<u8>)>;
+    let mut pieces: HashMap<(String, String, String), Pieces> = HashMap::new();
+    for row in rows {
+        let field = |i: usize| -> Result<&str, String> {
+            row.get(i)
+                .and_then(|f| f.as_deref())
+                .ok_or_else(|| format!("_overflow row {row:?} lacks field {i}"))
+        };
+        let chunk: u64 = field(3)?
+            .parse()
+            .map_err(|_| format!("bad chunk in {row:?}"))?;
+        pieces
+            .entry((
+                field(0)?.to_string(),
+                field(1)?.to_string(),
+                field(2)?.to_string(),
+            ))
+            .or_default()
+            .push((chunk, field(4)?.to_string(), decode_hex(field(5)?)?));
+    }
+    let mut out: HashMap<(String, String), Item> = HashMap::new();
+    for ((table, key, attribute), mut parts) in pieces {
+        parts.sort_by_key(|p| p.0);
+        if parts.iter().enumerate().any(|(i, p)| p.0 != i as u64) {
+            return Err(format!("{table} {key} {attribute}: pieces are not 0..n"));
+        }
+        let kind = parts[0].1.clone();
+        let bytes: Vec<u8> = parts.into_iter().flat_map(|p| p.2).collect();
+        let value = match kind.as_str() {
+            "S" => AttributeValue::S(
+                String::from_utf8(bytes).map_err(|_| format!("{attribute}: S is not UTF-8"))?,
+            ),
+            "B" => AttributeValue::B(Blob::new(bytes)),
+            "json" => {
+                decode(std::str::from_utf8(&bytes).map_err(|_| format!("{attribute}: not UTF-8"))?)
+                    .map_err(|e| format!("{attribute}: {e}"))?
+            }
+            other => return Err(format!("{attribute}: unknown kind {other:?}")),
+        };
+        out.entry((table, key))
+            .or_default()
+            .insert(attribute, value);
+    }
+    Ok(out)
+}
+
+/// `item` with the values of `table`'s timestamp columns rewritten to UTC: the warehouse keeps
+/// a timestamp's instant, not the offset it was written with, so that is what compares.
+pub fn as_instants(item: &Item, table: &DataSchema) -> Item {
+    let mut out = item.clone();
+    for c in &table.columns {
+        if c.logical_type != LogicalType::Timestamp {
+            continue;
+        }
+        if let Some(AttributeValue::S(s)) = item.get(&c.attribute) {
+            if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+                let utc = t
+                    .with_timezone(&chrono::Utc)
+                    .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+                    .to_string();
+                out.insert(c.attribute.clone(), AttributeValue::S(utc));
+            }
+        }
+    }
+    out
 }
 
 /// DynamoDB equality: numbers by value, sets regardless of order, maps regardless of order.

@@ -381,6 +381,73 @@ pub fn adversarial_items() -> Vec<Item> {
     items
 }
 
+/// Items at the edges of what the warehouses hold (each under DynamoDB's 400 KB item size):
+/// 19-digit integers beyond i64, a 38-digit fraction, a 100 KB string with multibyte
+/// characters, a 300 KB binary, a string over 65,535 bytes and binary over 49,152 bytes inside
+/// JSON values, a JSON value over 1 MB, timestamps with offsets PostgreSQL refuses, and an
+/// entity with 1,700 distinct attributes. Every one is valid and must load into both dialects.
+pub fn limit_items() -> Vec<Item> {
+    let bytes = |len: usize| -> Vec<u8> { (0..len).map(|i| (i * 7 % 256) as u8).collect() };
+    let mut items = vec![
+        item(vec![
+            ("big19", n("9999999999999999999")),
+            ("neg19", n("-9223372036854775809")),
+            ("third", n("0.33333333333333333333333333333333333333")),
+            ("long_text", s("é€😀,\"\n".repeat(100_000 / 14))),
+            ("when", s("2024-06-01T12:00:00+16:00")),
+            ("mixed_long", n(1)),
+        ]),
+        item(vec![
+            ("big19", n("1234567890123456789")),
+            ("neg19", n(-5)),
+            ("third", n("0.1")),
+            ("long_text", s("short")),
+            ("when", s("2024-06-01T12:00:00-15:30")),
+            (
+                "doc",
+                AttributeValue::M(HashMap::from([("body".to_string(), s("q".repeat(70_000)))])),
+            ),
+        ]),
+        item(vec![
+            (
+                "doc",
+                AttributeValue::M(HashMap::from([(
+                    "lines".to_string(),
+                    // 150,000 one-character control strings: 300 KB in DynamoDB, about 1.2 MB as
+                    // JSON (each is written as "\u0001").
+                    AttributeValue::L(vec![s("\u{1}"); 150_000]),
+                )])),
+            ),
+            ("mixed_long", s("m".repeat(70_000))),
+            ("when", s("1999-12-31T23:59:59.999999Z")),
+        ]),
+        item(vec![
+            ("blob", AttributeValue::B(Blob::new(bytes(300_000)))),
+            ("when", s("0001-01-01T00:00:00Z")),
+        ]),
+        item(vec![
+            (
+                "doc",
+                AttributeValue::M(HashMap::from([(
+                    "bin".to_string(),
+                    AttributeValue::B(Blob::new(bytes(60_000))),
+                )])),
+            ),
+            ("blob", AttributeValue::B(Blob::new(Vec::new()))),
+            ("long_text", s("x".repeat(65_536))),
+        ]),
+    ];
+    for (i, it) in items.iter_mut().enumerate() {
+        it.insert("pk".into(), s(format!("LIMIT#{i}")));
+        it.insert("sk".into(), s("x"));
+    }
+    let mut wide: Item = (0..1_700).map(|i| (format!("a{i:04}"), n(i))).collect();
+    wide.insert("pk".into(), s("WIDE#0"));
+    wide.insert("sk".into(), s("x"));
+    items.push(wide);
+    items
+}
+
 /// Creates an on-demand table keyed by `pk` (S) and `sk` (S) and waits until it is active.
 pub async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) -> anyhow::Result<()> {
     let key = |name: &str, kind: KeyType| {

@@ -143,22 +143,83 @@ fn write_object_at<'a, 'v: 'a>(
             out.push(b',');
         }
         let child = Path::Key(path, key);
-        if key.contains('\0') {
-            return Err(JsonError::NulInKey {
-                path: child.render(),
-            });
-        }
-        if key.starts_with('$') {
-            let escaped = format!("${key}");
-            write_plain_string(out, &escaped);
-        } else {
-            write_plain_string(out, key);
-        }
-        out.push(b':');
+        write_key(out, key, &child)?;
         write_value_at(out, value, &child)?;
     }
     out.push(b'}');
     Ok(())
+}
+
+/// Appends `"key":`, with one more `$` in front of a key that starts with `$`.
+fn write_key(out: &mut Vec<u8>, key: &str, path: &Path) -> Result<(), JsonError> {
+    if key.contains('\0') {
+        return Err(JsonError::NulInKey {
+            path: path.render(),
+        });
+    }
+    if key.starts_with('$') {
+        let escaped = format!("${key}");
+        write_plain_string(out, &escaped);
+    } else {
+        write_plain_string(out, key);
+    }
+    out.push(b':');
+    Ok(())
+}
+
+/// Appends a JSON object of attributes whose values are JSON texts already (from [`to_json`]),
+/// keys sorted as [`write_object`] sorts them.
+pub fn write_object_of_texts(
+    out: &mut Vec<u8>,
+    entries: &mut [(&str, String)],
+) -> Result<(), JsonError> {
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    out.push(b'{');
+    for (i, (key, text)) in entries.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_key(out, key, &Path::Root(key))?;
+        out.extend_from_slice(text.as_bytes());
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+/// The longest string (object keys included) in the JSON text [`write_value`] writes for
+/// `value`, in bytes as the reader unescapes it: what a warehouse with a per-string limit inside
+/// JSON values (Redshift's SUPER) has to hold. Mirrors the writer's tags.
+pub fn longest_string(value: &Value) -> usize {
+    let base64 = |n: usize| base64::encoded_len(n, true).unwrap_or(usize::MAX);
+    let string = |s: &str| match s.contains('\0') {
+        true => base64(s.len()).max("$s64".len()),
+        false => s.len(),
+    };
+    match value {
+        Value::S(s) => string(s),
+        Value::N(_) | Value::Bool(_) | Value::Null | Value::Unknown(_) => 0,
+        Value::B(b) => base64(b.len()).max("$b".len()),
+        Value::Ss(items) => items
+            .iter()
+            .map(|s| string(s))
+            .fold("$ss".len(), usize::max),
+        Value::Ns(_) => "$ns".len(),
+        Value::Bs(items) => items
+            .iter()
+            .map(|b| base64(b.len()))
+            .fold("$bs".len(), usize::max),
+        Value::L(items) => items.iter().map(longest_string).max().unwrap_or(0),
+        Value::M(map) => map
+            .iter()
+            .map(|(k, v)| key_length(k).max(longest_string(v)))
+            .max()
+            .unwrap_or(0),
+    }
+}
+
+/// The length of an object key as written (with the extra `$` of a `$` key).
+pub fn key_length(key: &str) -> usize {
+    key.len() + usize::from(key.starts_with('$'))
 }
 
 fn write_string(out: &mut Vec<u8>, s: &str) {
@@ -291,6 +352,70 @@ mod tests {
             ("l", AttributeValue::L(vec![AttributeValue::Bool(true)])),
         ]);
         assert_eq!(json(&v, "a").unwrap(), r#"{"l":[true],"n":1.5,"s":"x"}"#);
+    }
+
+    /// The longest string a JSON reader finds in `text`, keys included.
+    fn longest_in_text(text: &str) -> usize {
+        fn walk(v: &serde_json::Value) -> usize {
+            match v {
+                serde_json::Value::String(s) => s.len(),
+                serde_json::Value::Array(a) => a.iter().map(walk).max().unwrap_or(0),
+                serde_json::Value::Object(m) => m
+                    .iter()
+                    .map(|(k, v)| k.len().max(walk(v)))
+                    .max()
+                    .unwrap_or(0),
+                _ => 0,
+            }
+        }
+        walk(&serde_json::from_str(text).unwrap())
+    }
+
+    #[test]
+    fn the_longest_string_is_measured_as_a_reader_sees_it() {
+        use AttributeValue::*;
+        let values = [
+            S("a\"b\\c\u{1}".into()),
+            S("nul\0inside and more".into()),
+            B(Blob::new(vec![7u8; 100])),
+            Ss(vec!["short".into(), "a longer one".into()]),
+            Ns(vec!["1".into()]),
+            Bs(vec![Blob::new(vec![1u8; 10])]),
+            L(vec![S("é".repeat(40)), N("1".into())]),
+            map(&[
+                ("$a very long key indeed", Bool(true)),
+                ("k", S("v".into())),
+            ]),
+            map(&[("deep", map(&[("x", B(Blob::new(vec![0u8; 33])))]))]),
+            N("123".into()),
+        ];
+        for v in values {
+            let text = json(&v, "a").unwrap();
+            assert_eq!(
+                longest_string(&Value::from_sdk(&v)),
+                longest_in_text(&text),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_object_of_texts_is_the_object_of_the_values() {
+        let a = AttributeValue::S("x".into());
+        let b = AttributeValue::N("2".into());
+        let mut texts = vec![
+            ("zed", json(&b, "zed").unwrap()),
+            ("$tag", json(&a, "$tag").unwrap()),
+        ];
+        let mut out = Vec::new();
+        write_object_of_texts(&mut out, &mut texts).unwrap();
+        let (va, vb) = (Value::from_sdk(&a), Value::from_sdk(&b));
+        let mut direct = Vec::new();
+        write_object(&mut direct, [("zed", &vb), ("$tag", &va)].into_iter(), "").unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(direct).unwrap()
+        );
     }
 
     #[test]

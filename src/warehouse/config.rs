@@ -11,33 +11,7 @@ pub const PREVIOUS_SUFFIX: &str = "_previous";
 /// Suffix under which rollback parks the generation it replaces for a moment.
 pub const ROLLBACK_SUFFIX: &str = "_rollback";
 
-/// Which SQL dialect a warehouse speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DialectName {
-    Postgres,
-    Redshift,
-}
-
-impl DialectName {
-    pub const ALL: [DialectName; 2] = [DialectName::Postgres, DialectName::Redshift];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            DialectName::Postgres => "postgres",
-            DialectName::Redshift => "redshift",
-        }
-    }
-}
-
-impl std::str::FromStr for DialectName {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        DialectName::ALL
-            .into_iter()
-            .find(|d| d.name() == s)
-            .ok_or_else(|| format!("{s:?} is not a dialect; use postgres or redshift"))
-    }
-}
+pub use crate::schema::limits::DialectName;
 
 /// A connection URL that never shows its password.
 #[derive(Clone)]

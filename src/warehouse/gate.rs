@@ -195,6 +195,7 @@ mod tests {
             run_id: "r1".into(),
             source_table: "t".into(),
             total_segments: n,
+            dialect: crate::schema::DialectName::Postgres,
             key_attributes: vec!["pk".into()],
             schema_source: SchemaSource::Static(PathBuf::from("schemas")),
             schemas: vec![],
@@ -237,7 +238,10 @@ mod tests {
         let m = vec![manifest(0, 2), manifest(1, 3), manifest(2, 0)];
         let loaded: BTreeSet<u32> = [0, 1, 2].into();
         assert_eq!(check_segments(&p, &m, Some("r1"), &loaded), None);
-        let counted = BTreeMap::from([("_unclassified".to_string(), 5)]);
+        let counted = BTreeMap::from([
+            ("_unclassified".to_string(), 5),
+            ("_overflow".to_string(), 0),
+        ]);
         assert_eq!(check_counts(&p, "s", &m, &counted), None);
     }
 

@@ -36,11 +36,13 @@ pub fn create_table_sql(dialect: &dyn Dialect, schema: &str, table: &DataSchema)
                 dialect.column_type(c.logical_type)
             )
         })
-        .chain(std::iter::once(format!(
-            "{} {}",
-            quote_ident(EXTRA_COLUMN),
-            dialect.column_type(LogicalType::Json)
-        )))
+        .chain(table.has_extra_column().then(|| {
+            format!(
+                "{} {}",
+                quote_ident(EXTRA_COLUMN),
+                dialect.column_type(LogicalType::Json)
+            )
+        }))
         .collect();
     format!(
         "CREATE TABLE {} (\n  {}\n)",

@@ -29,7 +29,7 @@ pub use gate::GateRefusal;
 
 use crate::error::{Class, Classify};
 use crate::retry::RetryPolicy;
-use crate::schema::LogicalType;
+use crate::schema::{Limits, LogicalType};
 use crate::staging::commands::Step;
 use crate::staging::manifest::{Committed, ManifestError};
 use crate::staging::plan::RunPlan;
@@ -86,6 +86,15 @@ pub fn open(config: WarehouseConfig) -> Box<dyn Warehouse> {
     match config.dialect {
         DialectName::Postgres => Box::new(postgres::Postgres::new(config)),
         DialectName::Redshift => Box::new(redshift::Redshift::new(config)),
+    }
+}
+
+/// What a dialect's warehouse holds (each dialect's `limits.rs`): phase 1 of a run shapes its
+/// values by the limits of the dialect the run is planned for.
+pub fn limits(dialect: DialectName) -> &'static Limits {
+    match dialect {
+        DialectName::Postgres => &postgres::limits::LIMITS,
+        DialectName::Redshift => &redshift::limits::LIMITS,
     }
 }
 

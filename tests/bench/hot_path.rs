@@ -2,7 +2,8 @@
 //! DynamoDB sends, is parsed into items (`RawPage::items`), classified and converted
 //! (`Transformer::convert`), CSV-encoded and gzipped at level 1 by the same `PartWriter` phase 1
 //! uses, with its default codec (zstd level 1). The chunks it produces go to a thread that drops
-//! them, so no network is involved. `ETL_BENCH_COMPRESSION=gzip` measures gzip level 1 instead.
+//! them, so no network is involved. `ETL_BENCH_COMPRESSION=gzip` measures gzip level 1 instead;
+//! `ETL_BENCH_DIALECT=postgres` shapes values for PostgreSQL instead of Redshift.
 //!
 //! ```text
 //! cargo bench --bench hot_path
@@ -14,7 +15,7 @@
 
 use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use dynamo_etl::schema::SchemaSet;
+use dynamo_etl::schema::{DialectName, SchemaSet};
 use dynamo_etl::source::page::RawPage;
 use dynamo_etl::staging::parts::codec::{PartCompression, PartEncoder};
 use dynamo_etl::staging::parts::csv::CsvEncoder;
@@ -169,7 +170,13 @@ fn hot_path(c: &mut Criterion<ThreadCpuTime>) {
     let keys = ["pk".to_string(), "sk".to_string()];
     let (page, item_bytes) = page();
     // Size of the page as CSV, for the bytes figure.
-    let mut transformer = Transformer::new(&schemas, &keys);
+    let dialect: DialectName = std::env::var("ETL_BENCH_DIALECT")
+        .unwrap_or_else(|_| "redshift".into())
+        .parse()
+        .unwrap_or_else(|e| panic!("ETL_BENCH_DIALECT: {e}"));
+    let limits = dynamo_etl::warehouse::limits(dialect);
+    println!("values shaped for {dialect} (ETL_BENCH_DIALECT=redshift|postgres)");
+    let mut transformer = Transformer::new(&schemas, &keys, limits);
     let mut csv = CsvEncoder::new();
     let mut csv_out = Vec::new();
     for item in &page.items().unwrap() {

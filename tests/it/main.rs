@@ -8,6 +8,7 @@ mod support;
 mod exit_codes;
 mod infer_schema;
 mod jobs;
+mod limits;
 mod phase1;
 mod pipeline;
 mod redshift_sql;

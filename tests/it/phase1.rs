@@ -2,9 +2,8 @@
 //! reruns are idempotent, failures commit nothing, throttling is retried, the read budget holds.
 
 use crate::support::fault_proxy::{FaultProxy, Injected};
-use crate::support::{drift_entry, infer, key_of, show, TestEnv};
+use crate::support::{drift_entry, infer, key_of, same_item, show, TestEnv};
 use dynamo_etl::staging::manifest::DriftReason;
-use dynamo_etl::testkit::decode::items_equal;
 use dynamo_etl::testkit::fixtures;
 use dynamo_etl::value::Item;
 use std::collections::HashMap;
@@ -59,15 +58,18 @@ async fn adversarial_values_round_trip_exactly() {
     assert!(rejection.reason.contains("U+0000"), "{rejection:?}");
 
     let decoded = env.decoded_rows("r1", &schemas, 1).await;
-    let rows: Vec<&Item> = decoded.values().flatten().collect();
+    let rows: Vec<(&String, &Item)> = decoded
+        .iter()
+        .flat_map(|(table, items)| items.iter().map(move |i| (table, i)))
+        .collect();
     assert_eq!(rows.len(), loadable.len());
     for source in loadable {
-        let back = rows
+        let (table, back) = rows
             .iter()
-            .find(|r| key_of(r) == key_of(source))
+            .find(|(_, r)| key_of(r) == key_of(source))
             .unwrap_or_else(|| panic!("{} missing", key_of(source)));
         assert!(
-            items_equal(source, back),
+            same_item(source, back, &schemas, table),
             "{} changed:\n source {source:?}\n loaded {back:?}",
             key_of(source)
         );
@@ -222,10 +224,14 @@ async fn unknown_attributes_and_misfits_go_to_extra_and_are_counted() {
     );
     // And nothing was lost on the way.
     let decoded = env.decoded_rows("d", &schemas, 1).await;
-    let rows: HashMap<String, &Item> = decoded.values().flatten().map(|i| (key_of(i), i)).collect();
+    let rows: HashMap<String, (&String, &Item)> = decoded
+        .iter()
+        .flat_map(|(table, items)| items.iter().map(move |i| (key_of(i), (table, i))))
+        .collect();
     for source in &with_new {
+        let (table, back) = rows[&key_of(source)];
         assert!(
-            items_equal(source, rows[&key_of(source)]),
+            same_item(source, back, &schemas, table),
             "{}",
             key_of(source)
         );

@@ -25,9 +25,19 @@ fn plan() -> RunPlan {
         run_id: "2026-11-21-nightly".into(),
         source_table: "platform".into(),
         total_segments: 4,
+        dialect: DialectName::Redshift,
         key_attributes: vec!["pk".into(), "sk".into()],
         schema_source: SchemaSource::Static("schemas".into()),
-        schemas: schemas.schemas,
+        // As `plan` fits them for Redshift.
+        schemas: schemas
+            .schemas
+            .iter()
+            .map(|s| {
+                dynamo_etl::warehouse::redshift::limits::LIMITS
+                    .fit_schema(s)
+                    .0
+            })
+            .collect(),
         created_at: "2026-11-21T00:00:00Z".into(),
     }
 }

@@ -1,6 +1,6 @@
 //! `plan`: pin a run for AWS Batch and print its id.
 
-use super::super::flags::{RunFlag, SchemaFlags, TableFlag, TotalSegmentsFlag};
+use super::super::flags::{PlanDialectFlag, RunFlag, SchemaFlags, TableFlag, TotalSegmentsFlag};
 use super::super::output::line;
 use super::super::Cli;
 use dynamo_etl::error::Error;
@@ -17,6 +17,8 @@ pub struct Args {
     pub run: RunFlag,
     #[command(flatten)]
     pub schemas: SchemaFlags,
+    #[command(flatten)]
+    pub dialect: PlanDialectFlag,
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
@@ -27,11 +29,22 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
         .total_segments
         .total_segments
         .ok_or_else(|| Error::fatal("plan needs --total-segments (or ETL_TOTAL_SEGMENTS)"))?;
+    let dialect = args.dialect.resolve().ok_or_else(|| {
+        Error::fatal("plan needs the warehouse the run is for: pass --dialect postgres|redshift (or set ETL_DIALECT, or ETL_WAREHOUSE_URL)")
+    })?;
     let run_id = given_run_id(args.run.run_id.as_deref()).unwrap_or_else(new_run_id);
     let ctx = cli.context().await?;
-    let plan = plan_new(&ctx, &run_id, table, total, &args.schemas.options()).await?;
+    let plan = plan_new(
+        &ctx,
+        &run_id,
+        table,
+        total,
+        &args.schemas.options(),
+        dialect,
+    )
+    .await?;
     tracing::info!(run_id = %plan.run_id, table = %plan.source_table, segments = plan.total_segments,
-        tables = plan.schemas.len(), schema_source = %plan.schema_source, "run planned");
+        tables = plan.schemas.len(), schema_source = %plan.schema_source, dialect = %plan.dialect, "run planned");
     line(&plan.run_id);
     Ok(())
 }

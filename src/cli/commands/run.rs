@@ -84,6 +84,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
             total_segments: args.total_segments.total_segments,
             default_total_segments: Some(DEFAULT_TOTAL_SEGMENTS),
             schemas: &args.schemas.options(),
+            dialect: Some(args.warehouse.dialect()?),
         },
     )
     .await?;

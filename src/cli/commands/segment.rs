@@ -1,12 +1,13 @@
 //! `segment` (phase 1 of one segment) and `retry phase-1`.
 
 use super::super::flags::{
-    RunFlag, ScanFlags, SchemaFlags, SegmentFlag, TableFlag, TotalSegmentsFlag,
+    PlanDialectFlag, RunFlag, ScanFlags, SchemaFlags, SegmentFlag, TableFlag, TotalSegmentsFlag,
 };
 use super::super::output::line;
 use super::super::Cli;
 use dynamo_etl::error::Error;
 use dynamo_etl::phases::plan::RunRequest;
+use dynamo_etl::schema::DialectName;
 
 pub const RETRY_EXAMPLE: &str = "Example (scan segment 3 of run 2026-11-21's 8 segments again):\n  dynamo-etl retry phase-1 8 3 --run-id 2026-11-21 --bucket etl-staging";
 
@@ -23,6 +24,8 @@ pub struct Args {
     pub segment: SegmentFlag,
     #[command(flatten)]
     pub schemas: SchemaFlags,
+    #[command(flatten)]
+    pub dialect: PlanDialectFlag,
     #[command(flatten)]
     pub scan: ScanFlags,
 }
@@ -53,6 +56,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
         total,
         segment,
         schemas: &args.schemas,
+        dialect: args.dialect.resolve(),
         scan: &args.scan,
     };
     phase1(cli, job).await
@@ -65,6 +69,8 @@ pub async fn retry(cli: &Cli, args: &RetryArgs) -> Result<(), Error> {
         total: args.total_segments,
         segment: args.segment,
         schemas: &args.schemas,
+        // The run is planned already: it has its dialect.
+        dialect: None,
         scan: &args.scan,
     };
     phase1(cli, job).await
@@ -76,6 +82,7 @@ struct Job<'a> {
     total: u32,
     segment: u32,
     schemas: &'a SchemaFlags,
+    dialect: Option<DialectName>,
     scan: &'a ScanFlags,
 }
 
@@ -89,6 +96,7 @@ async fn phase1(cli: &Cli, job: Job<'_>) -> Result<(), Error> {
         total_segments: Some(total),
         default_total_segments: None,
         schemas: &job.schemas.options(),
+        dialect: job.dialect,
     };
     let m = dynamo_etl::phases::segment::segment(&ctx, request, &settings, segment).await?;
     let tables: Vec<String> = m

@@ -3,6 +3,7 @@
 //! the staging area through their decompressor into `COPY … FROM STDIN` ([`copy`]).
 
 mod copy;
+pub mod limits;
 
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -152,9 +153,8 @@ impl Dialect for Postgres {
         match t {
             LogicalType::Bigint => "bigint".into(),
             LogicalType::Decimal { precision, scale } => format!("numeric({precision},{scale})"),
-            LogicalType::NumericText | LogicalType::Text { .. } | LogicalType::Binary => {
-                "text".into()
-            }
+            LogicalType::NumericText | LogicalType::Text { .. } => "text".into(),
+            LogicalType::Binary => "bytea".into(),
             LogicalType::Timestamp => "timestamptz".into(),
             LogicalType::Boolean => "boolean".into(),
             LogicalType::Json => "jsonb".into(),

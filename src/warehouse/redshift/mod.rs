@@ -4,6 +4,7 @@
 //! COPY explained from the load-error tables ([`load_errors`]).
 
 pub mod copy;
+pub mod limits;
 mod load_errors;
 
 use async_trait::async_trait;
@@ -24,8 +25,7 @@ use crate::staging::parts::codec::PartCompression;
 use crate::staging::plan::RunPlan;
 use crate::staging::Staging;
 
-/// Widest VARCHAR Redshift allows, in bytes.
-pub const MAX_VARCHAR: u32 = 65535;
+pub use limits::MAX_VARCHAR;
 
 /// Settings only Redshift reads.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -256,7 +256,8 @@ impl Dialect for Redshift {
         match t {
             LogicalType::Bigint => "BIGINT".into(),
             LogicalType::Decimal { precision, scale } => format!("DECIMAL({precision},{scale})"),
-            LogicalType::NumericText | LogicalType::Binary => format!("VARCHAR({MAX_VARCHAR})"),
+            LogicalType::NumericText => format!("VARCHAR({MAX_VARCHAR})"),
+            LogicalType::Binary => format!("VARBYTE({})", limits::VARBYTE_BYTES),
             LogicalType::Text { max_bytes } => format!("VARCHAR({})", varchar_width(max_bytes)),
             LogicalType::Timestamp => "TIMESTAMPTZ".into(),
             LogicalType::Boolean => "BOOLEAN".into(),

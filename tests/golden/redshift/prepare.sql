@@ -50,7 +50,7 @@ CREATE TABLE "platform_staging"."org" (
   "created_at" TIMESTAMPTZ,
   "deleted_at" VARCHAR(256),
   "employees" BIGINT,
-  "logo" VARCHAR(65535),
+  "logo" VARBYTE(1024000),
   "name" VARCHAR(256),
   "tags" SUPER,
   "_extra" SUPER
@@ -60,6 +60,15 @@ CREATE TABLE "platform_staging"."_unclassified" (
   "pk" SUPER,
   "sk" SUPER,
   "_extra" SUPER
+);
+
+CREATE TABLE "platform_staging"."_overflow" (
+  "table_name" VARCHAR(256),
+  "item_key" VARCHAR(65535),
+  "attribute" VARCHAR(65535),
+  "chunk" BIGINT,
+  "kind" VARCHAR(256),
+  "value" VARBYTE(1024000)
 );
 
 CREATE TABLE "platform_staging"."_dynamo_etl_ledger" (segment INTEGER NOT NULL PRIMARY KEY, run_id VARCHAR(100) NOT NULL, loaded_at TIMESTAMPTZ NOT NULL, row_count BIGINT NOT NULL, table_counts VARCHAR(65535) NOT NULL);

@@ -14,6 +14,8 @@ COPY "platform_staging"."org" ("pk", "sk", "active", "address", "budget", "count
 
 COPY "platform_staging"."_unclassified" ("pk", "sk", "_extra") FROM 's3://etl-bucket/dynamo-etl/runs/2026-11-21-nightly/load/2/_unclassified.manifest' IAM_ROLE 'arn:aws:iam::123456789012:role/dynamo-etl-copy' MANIFEST FORMAT AS CSV ZSTD NULL AS '\\N' TIMEFORMAT 'auto' DATEFORMAT 'auto' COMPUPDATE OFF STATUPDATE OFF REGION 'eu-west-1';
 
+COPY "platform_staging"."_overflow" ("table_name", "item_key", "attribute", "chunk", "kind", "value") FROM 's3://etl-bucket/dynamo-etl/runs/2026-11-21-nightly/load/2/_overflow.manifest' IAM_ROLE 'arn:aws:iam::123456789012:role/dynamo-etl-copy' MANIFEST FORMAT AS CSV GZIP NULL AS '\\N' TIMEFORMAT 'auto' DATEFORMAT 'auto' COMPUPDATE OFF STATUPDATE OFF REGION 'eu-west-1';
+
 SELECT pg_last_copy_count();
 
 UPDATE "platform_staging"."_dynamo_etl_ledger" SET row_count = 500, table_counts = '{"org":20,"vuln":480}', loaded_at = GETDATE() WHERE segment = 2;

@@ -430,7 +430,8 @@ impl TestEnv {
         )
     }
 
-    /// Every row phase 1 wrote for `run`, decoded back into items, by table.
+    /// Every row phase 1 wrote for `run`, decoded back into items, by table; values kept in
+    /// `_overflow` are put back into their items.
     pub async fn decoded_rows(
         &self,
         run: &str,
@@ -438,6 +439,7 @@ impl TestEnv {
         total: u32,
     ) -> HashMap<String, Vec<Item>> {
         let mut out: HashMap<String, Vec<Item>> = HashMap::new();
+        let mut overflow_rows = Vec::new();
         for segment in 0..total {
             let manifest = self
                 .manifest(run, segment)
@@ -448,9 +450,10 @@ impl TestEnv {
                     &manifest.source_table,
                     &["pk".into(), "sk".into()],
                 );
+                let overflow = dynamo_etl::schema::overflow_schema(&manifest.source_table);
                 let schema = schemas
                     .iter()
-                    .chain(std::iter::once(&unclassified))
+                    .chain([&unclassified, &overflow])
                     .find(|s| &s.table == table)
                     .unwrap_or_else(|| panic!("no schema for table {table}"));
                 for file in &output.files {
@@ -464,6 +467,10 @@ impl TestEnv {
                     assert_eq!(csv.len() as u64, file.csv_bytes, "{}", file.key);
                     let rows = dynamo_etl::testkit::decode::decode_rows(&csv).unwrap();
                     assert_eq!(rows.len() as u64, file.rows, "{}", file.key);
+                    if table == dynamo_etl::schema::OVERFLOW_TABLE {
+                        overflow_rows.extend(rows);
+                        continue;
+                    }
                     for row in rows {
                         let item = decode_row(schema, &row)
                             .unwrap_or_else(|e| panic!("{}: {e}", file.key));
@@ -472,8 +479,37 @@ impl TestEnv {
                 }
             }
         }
+        let keys = ["pk".to_string(), "sk".to_string()];
+        let overflowed = dynamo_etl::testkit::decode::decode_overflow(&overflow_rows).unwrap();
+        for ((table, key), attributes) in overflowed {
+            let item = out
+                .get_mut(&table)
+                .and_then(|items| items.iter_mut().find(|i| key_json(i, &keys) == key))
+                .unwrap_or_else(|| panic!("_overflow names {table} {key}, which has no row"));
+            for (name, value) in attributes {
+                assert!(
+                    item.insert(name.clone(), value).is_none(),
+                    "{table} {key}: {name} is both in _overflow and in the row"
+                );
+            }
+        }
         out
     }
+}
+
+/// Whether `back`, read back from table `table`, is `source`: equal as DynamoDB values, the
+/// timestamps of the table's timestamp columns as instants (which is what the warehouse keeps).
+pub fn same_item(source: &Item, back: &Item, schemas: &[DataSchema], table: &str) -> bool {
+    use dynamo_etl::testkit::decode::{as_instants, items_equal};
+    match schemas.iter().find(|s| s.table == table) {
+        Some(schema) => items_equal(&as_instants(source, schema), &as_instants(back, schema)),
+        None => items_equal(source, back),
+    }
+}
+
+/// An item's key as phase 1 writes it into `_overflow` and reports.
+pub fn key_json(item: &Item, keys: &[String]) -> String {
+    dynamo_etl::value::json::item_key(&dynamo_etl::value::ItemView::from_sdk(item), keys)
 }
 
 /// A store on `bucket` at the S3 endpoint `endpoint` (the stack's, or a fault proxy's).
