@@ -84,7 +84,11 @@ impl DriftReport {
             if counts.is_empty() {
                 continue;
             }
-            let _ = writeln!(out, "{table}: {} attribute(s) went to _extra", counts.len());
+            let _ = writeln!(
+                out,
+                "{table}: {} attribute(s) kept out of their columns (in _extra, or _overflow where the reason says so)",
+                counts.len()
+            );
             let mut rows: Vec<_> = counts.iter().collect();
             rows.sort_by(|a, b| b.1.count.cmp(&a.1.count).then_with(|| a.0.cmp(b.0)));
             for (key, drift) in rows {

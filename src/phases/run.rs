@@ -121,7 +121,9 @@ impl RunReport {
             ));
         }
         if self.drift.values().any(|d| !d.is_empty()) {
-            out.push_str("  drift (attributes that went to _extra):\n");
+            out.push_str(
+                "  drift (attributes kept in _extra, or in _overflow where the reason says so):\n",
+            );
             for (table, entries) in &self.drift {
                 for e in entries {
                     out.push_str(&format!(
