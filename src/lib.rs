@@ -4,8 +4,8 @@
 //!
 //! The library is layered; every import points down this list, never up or across a cycle:
 //!
-//! 1. [`error`], [`retry`], [`aws`] — the retry-or-fatal classification, the one retry policy,
-//!    SDK clients from plain settings;
+//! 1. [`error`], [`retry`], [`aws`], [`stop`] — the retry-or-fatal classification, the one retry
+//!    policy, SDK clients from plain settings, the request to stop early;
 //! 2. [`value`] — DynamoDB values, their wire format and exact number, time and JSON codecs;
 //! 3. [`schema`] — data-schemas: types, naming, inference, evolution (pure);
 //! 4. [`storage`] — object storage: a trait, S3 and in-memory implementations;
@@ -25,6 +25,7 @@ pub mod retry;
 pub mod schema;
 pub mod source;
 pub mod staging;
+pub mod stop;
 pub mod storage;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;

@@ -231,6 +231,17 @@ pub struct ReadFlags {
     /// Seconds between progress log lines.
     #[arg(long, env = "ETL_PROGRESS_SECONDS", default_value_t = 10)]
     pub progress_seconds: u64,
+    /// Seconds between a segment's checkpoints (one is also taken whenever a part fills up): a
+    /// killed segment's retry goes on from its last one. 0 takes one after every page.
+    #[arg(long, env = "ETL_CHECKPOINT_SECONDS", default_value_t = 60)]
+    pub checkpoint_seconds: u64,
+    /// Scan the segment from its first page even when it has a checkpoint.
+    #[arg(long, env = "ETL_RESTART")]
+    pub restart: bool,
+    /// At most this many items per Scan page (default: DynamoDB's 1 MB pages). Smaller pages
+    /// mean finer checkpoints and smoother pacing, at more requests.
+    #[arg(long, env = "ETL_PAGE_ITEMS")]
+    pub page_items: Option<u32>,
 }
 
 impl ReadFlags {
@@ -327,6 +338,12 @@ impl ScanFlags {
             consistent_read: self.read.consistent_read,
             max_read_units: self.read.checked_read_units()?,
             progress_every: self.read.progress_every(),
+            checkpoint_every: Duration::from_secs(self.read.checkpoint_seconds),
+            restart: self.read.restart,
+            page_items: match self.read.page_items {
+                Some(0) => return Err(Error::fatal("--page-items must be at least 1")),
+                other => other,
+            },
         })
     }
 }

@@ -12,6 +12,7 @@ use std::io::IsTerminal;
 
 use dynamo_etl::error::Error;
 use dynamo_etl::phases::Context;
+use dynamo_etl::stop::Stop;
 use flags::{AwsFlags, RetryFlags, StagingFlags};
 
 #[derive(Debug, Parser)]
@@ -42,6 +43,9 @@ pub struct Cli {
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+    /// Requested by SIGTERM / SIGINT (see [`watch_signals`]).
+    #[arg(skip)]
+    pub stop: Stop,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -93,12 +97,14 @@ pub enum RetryCommand {
 impl Cli {
     /// The connections every command builds from the shared flags.
     pub async fn context(&self) -> Result<Context, Error> {
-        Context::connect(
+        let mut ctx = Context::connect(
             &self.aws.config(),
             &self.staging.config(),
             self.retry.policy(),
         )
-        .await
+        .await?;
+        ctx.stop = self.stop.clone();
+        Ok(ctx)
     }
 }
 
@@ -113,10 +119,57 @@ pub fn main() -> i32 {
         .enable_all()
         .build()
     {
-        Ok(runtime) => runtime.block_on(run(&cli)),
+        Ok(runtime) => runtime.block_on(async {
+            tokio::spawn(watch_signals(cli.stop.clone()));
+            tokio::select! {
+                result = run(&cli) => result,
+                why = grace_expired(&cli.stop) => Err(Error::retry(format!(
+                    "stopped by {why}: the command did not end within {} s of it, so it was cut short; run it again",
+                    STOP_GRACE.as_secs()
+                ))),
+            }
+        }),
         Err(e) => Err(Error::fatal(format!("cannot start the async runtime: {e}"))),
     };
     exit::code(exit::Ended::Ran(result))
+}
+
+/// How long a command has to end after SIGTERM / SIGINT before it is cut short: well under the
+/// 30 seconds AWS Batch (through ECS's default stop timeout) waits before SIGKILL.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Turns the first SIGTERM or SIGINT into a stop request (phase 1 checkpoints, phase 3 rolls
+/// back); a second one ends the process at once.
+async fn watch_signals(stop: Stop) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return;
+    };
+    let why = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::warn!(
+        signal = why,
+        "{why}: stopping at the next safe point (phase 1 saves a checkpoint, phase 3 rolls back)"
+    );
+    stop.request(why);
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    eprintln!("error: a second signal: stopping at once");
+    std::process::exit(exit::EXIT_RETRY);
+}
+
+/// Resolves [`STOP_GRACE`] after a stop was requested, with what requested it.
+async fn grace_expired(stop: &Stop) -> String {
+    stop.requested().await;
+    tokio::time::sleep(STOP_GRACE).await;
+    stop.why().unwrap_or_default()
 }
 
 async fn run(cli: &Cli) -> Result<(), Error> {

@@ -200,6 +200,7 @@ mod tests {
             started_at: String::new(),
             finished_at: String::new(),
             duration_ms: 0,
+            resumed: None,
         }
     }
 

@@ -189,6 +189,10 @@ async fn infer_segment(
         max_read_units: settings.segment_read_units(),
         key_attributes: settings.key_attributes.clone(),
         retry: settings.retry,
+        start_key: None,
+        page_items: None,
+        // A sample has nothing worth saving: a stop ends it like any other failure.
+        stop: crate::stop::Stop::default(),
     };
     let (tx, mut rx) = mpsc::channel::<RawPage>(PAGES_IN_FLIGHT);
     let scan = async move {
@@ -232,7 +236,7 @@ async fn infer_segment(
         });
     }
     match scanned {
-        Ok(()) => Ok(out),
+        Ok(_) => Ok(out),
         Err(ScanError::Downstream { .. }) if out.stopped => Ok(out),
         Err(e) => Err(e),
     }

@@ -22,6 +22,7 @@ use crate::retry::RetryPolicy;
 use crate::source::DynamoDb;
 use crate::staging::commands::Runbook;
 use crate::staging::{Layout, Staging};
+use crate::stop::Stop;
 use crate::storage::s3::S3Store;
 
 /// Where the staging area is.
@@ -38,6 +39,8 @@ pub struct Context {
     pub dynamodb: DynamoDb,
     staging: Option<Staging>,
     pub retry: RetryPolicy,
+    /// Asked for by SIGTERM / SIGINT: phases that can stop cleanly watch it.
+    pub stop: Stop,
 }
 
 impl Context {
@@ -66,6 +69,7 @@ impl Context {
             dynamodb,
             staging,
             retry,
+            stop: Stop::default(),
         })
     }
 
@@ -75,6 +79,7 @@ impl Context {
             dynamodb,
             staging: Some(staging),
             retry,
+            stop: Stop::default(),
         }
     }
 

@@ -328,6 +328,7 @@ mod tests {
             started_at: String::new(),
             finished_at: String::new(),
             duration_ms: 5,
+            resumed: None,
         }))
     }
 

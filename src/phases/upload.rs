@@ -24,23 +24,39 @@ pub async fn upload(
             plan.total_segments - 1
         )));
     }
-    warehouse
-        .load_segment(ctx.staging()?, plan, segment, &ctx.retry)
-        .await
-        .map_err(|e| {
-            let runbook = ctx.runbook(&plan.run_id, Some(&warehouse.config().target));
-            let mut steps = e.remedy(plan);
-            if steps.is_empty() {
-                steps.push(Step::RetryPhase3 { segment });
-            }
-            steps.into_iter().fold(
-                Error::from(e).context(format!(
-                    "phase 3 for segment {segment} of run {} did not commit",
-                    plan.run_id
-                )),
-                |err, step| err.next(runbook.command(step)),
-            )
-        })
+    let load = warehouse.load_segment(ctx.staging()?, plan, segment, &ctx.retry);
+    let loaded = tokio::select! {
+        r = load => r,
+        _ = ctx.stop.requested() => return Err(interrupted(ctx, warehouse, plan, segment)),
+    };
+    loaded.map_err(|e| {
+        let runbook = ctx.runbook(&plan.run_id, Some(&warehouse.config().target));
+        let mut steps = e.remedy(plan);
+        if steps.is_empty() {
+            steps.push(Step::RetryPhase3 { segment });
+        }
+        steps.into_iter().fold(
+            Error::from(e).context(format!(
+                "phase 3 for segment {segment} of run {} did not commit",
+                plan.run_id
+            )),
+            |err, step| err.next(runbook.command(step)),
+        )
+    })
+}
+
+/// Phase 3 stopped by SIGTERM / SIGINT: dropping the load closed its session, so the server
+/// rolled its transaction back and the segment is not loaded.
+fn interrupted(ctx: &Context, warehouse: &dyn Warehouse, plan: &RunPlan, segment: u32) -> Error {
+    let why = ctx.stop.why().unwrap_or_else(|| "stop requested".into());
+    Error::retry(format!(
+        "phase 3 for segment {segment} of run {} stopped ({why}); its transaction was rolled back, so nothing of the segment is loaded",
+        plan.run_id
+    ))
+    .next(
+        ctx.runbook(&plan.run_id, Some(&warehouse.config().target))
+            .command(Step::RetryPhase3 { segment }),
+    )
 }
 
 /// What `upload --all-segments` did, by segment.
@@ -66,10 +82,15 @@ pub async fn upload_all(
     let mut done = AllSegments::default();
     let mut missing = Vec::new();
     for segment in 0..plan.total_segments {
-        match warehouse
-            .load_segment(staging, plan, segment, &ctx.retry)
-            .await
-        {
+        let load = warehouse.load_segment(staging, plan, segment, &ctx.retry);
+        let loaded = tokio::select! {
+            r = load => r,
+            _ = ctx.stop.requested() => {
+                return Err(interrupted(ctx, warehouse, plan, segment)
+                    .next(ctx.runbook(&plan.run_id, Some(&warehouse.config().target)).command(Step::UploadAll)))
+            }
+        };
+        match loaded {
             Ok(UploadOutcome::Loaded { rows, .. }) => {
                 done.loaded.insert(segment, rows);
             }

@@ -13,6 +13,7 @@ use crate::error::{Class, Classify};
 use crate::retry::{describe, sdk_failure, RetryPolicy, SdkFailure};
 
 pub use scan::scan_segment;
+pub use ScanEnd::{Finished, Stopped};
 
 /// A DynamoDB client and where it points (for messages).
 #[derive(Clone)]
@@ -102,6 +103,22 @@ pub struct ScanSpec {
     /// Key attributes, for naming the resume point in errors.
     pub key_attributes: Vec<String>,
     pub retry: RetryPolicy,
+    /// Where to start (`ExclusiveStartKey`): a resumed segment's checkpoint key.
+    pub start_key:
+        Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>,
+    /// At most this many items per page (`Limit`); `None`: DynamoDB's 1 MB pages.
+    pub page_items: Option<u32>,
+    /// When requested, the scan stops before its next page (an in-flight request is dropped).
+    pub stop: crate::stop::Stop,
+}
+
+/// How a scan ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanEnd {
+    /// The segment is exhausted.
+    Finished,
+    /// A stop was requested; the pages sent so far are all there is.
+    Stopped,
 }
 
 /// The key attribute names of a table (partition key first).

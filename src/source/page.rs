@@ -128,6 +128,11 @@ pub struct RawPage {
     items: Range<usize>,
     /// `Count` of the envelope, checked against the parsed items.
     count: u64,
+    /// The page's `LastEvaluatedKey` as DynamoDB sent it (DynamoDB JSON), `None` on the last
+    /// page: where a scan resumed after this page starts.
+    pub last_key: Option<String>,
+    /// Read units the page consumed (set by the scan once it knows them).
+    pub read_units: f64,
 }
 
 #[derive(Deserialize)]
@@ -139,7 +144,7 @@ struct Envelope<'a> {
     #[serde(rename = "ScannedCount", default)]
     scanned_count: u64,
     #[serde(rename = "LastEvaluatedKey", borrow, default)]
-    last_evaluated_key: Option<ItemView<'a>>,
+    last_evaluated_key: Option<&'a serde_json::value::RawValue>,
     #[serde(rename = "ConsumedCapacity", default)]
     consumed_capacity: Option<Capacity>,
 }
@@ -162,19 +167,23 @@ impl RawPage {
             }
             None => 0..0,
         };
+        let last_key = match envelope.last_evaluated_key {
+            Some(raw) => Some((raw.get().to_string(), parse_key(raw.get())?)),
+            None => None,
+        }
+        .filter(|(_, k)| !k.is_empty());
         let meta = PageMeta {
             count: envelope.count,
             scanned_count: envelope.scanned_count.max(envelope.count),
-            last_evaluated_key: envelope
-                .last_evaluated_key
-                .filter(|k| !k.is_empty())
-                .map(|k| k.to_sdk()),
+            last_evaluated_key: last_key.as_ref().map(|(_, k)| k.clone()),
             capacity_units: envelope.consumed_capacity.and_then(|c| c.capacity_units),
         };
         let page = RawPage {
             count: envelope.count,
             body,
             items,
+            last_key: last_key.map(|(text, _)| text),
+            read_units: 0.0,
         };
         Ok((page, meta))
     }
@@ -216,6 +225,13 @@ impl RawPage {
         }
         Ok(items)
     }
+}
+
+/// A key in DynamoDB JSON (a page's `LastEvaluatedKey`, or a checkpoint's copy of one) in the
+/// SDK's form, for `ExclusiveStartKey`.
+pub fn parse_key(text: &str) -> Result<HashMap<String, AttributeValue>, serde_json::Error> {
+    let key: ItemView = serde_json::from_str(text)?;
+    Ok(key.to_sdk())
 }
 
 /// A page whose items cannot be read. Says what is wrong; the caller names table and segment.

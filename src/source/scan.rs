@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use super::budget::ReadBudget;
 use super::page::{CaptureBody, PageMeta, RawPage};
-use super::{DynamoDb, ScanCounters, ScanError, ScanSpec};
+use super::{DynamoDb, ScanCounters, ScanEnd, ScanError, ScanSpec};
 use crate::retry::{is_throttling_code, sdk_failure};
 use crate::value::json::item_key;
 use crate::value::ItemView;
@@ -24,16 +24,28 @@ pub async fn scan_segment(
     spec: &ScanSpec,
     counters: &Arc<ScanCounters>,
     pages: &mpsc::Sender<RawPage>,
-) -> Result<(), ScanError> {
+) -> Result<ScanEnd, ScanError> {
     let mut pacer = Pacer::new(spec);
-    let mut start_key: Option<HashMap<String, AttributeValue>> = None;
+    let mut start_key: Option<HashMap<String, AttributeValue>> = spec.start_key.clone();
     loop {
-        let limit = pacer.before_page().await;
-        let (page, meta) = fetch_page(dynamodb, spec, start_key.as_ref(), limit, counters).await?;
+        let next = async {
+            let limit = pacer.before_page().await;
+            let limit = match (limit, spec.page_items) {
+                (Some(l), Some(p)) => Some(l.min(p as i32)),
+                (l, p) => l.or(p.map(|p| p as i32)),
+            };
+            fetch_page(dynamodb, spec, start_key.as_ref(), limit, counters).await
+        };
+        let (mut page, meta) = tokio::select! {
+            biased;
+            _ = spec.stop.requested() => return Ok(ScanEnd::Stopped),
+            fetched = next => fetched?,
+        };
         let units = meta
             .capacity_units
             .unwrap_or_else(|| estimate_units(&page, pacer.units_per_block));
         pacer.after_page(units, meta.scanned_count);
+        page.read_units = units;
         counters.pages.fetch_add(1, Ordering::Relaxed);
         counters.items.fetch_add(meta.count, Ordering::Relaxed);
         counters
@@ -47,7 +59,7 @@ pub async fn scan_segment(
             });
         }
         if start_key.is_none() {
-            return Ok(());
+            return Ok(ScanEnd::Finished);
         }
     }
 }

@@ -60,6 +60,11 @@ impl Layout {
         format!("{}manifest.json", self.segment(run_id, segment))
     }
 
+    /// How far phase 1 got on the segment (see `staging::checkpoint`).
+    pub fn segment_checkpoint(&self, run_id: &str, segment: u32) -> String {
+        format!("{}checkpoint.json", self.segment(run_id, segment))
+    }
+
     pub fn part(
         &self,
         run_id: &str,

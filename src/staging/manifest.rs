@@ -223,6 +223,20 @@ pub struct SegmentManifest {
     pub started_at: String,
     pub finished_at: String,
     pub duration_ms: u64,
+    /// Set when the segment was resumed from a checkpoint: how far that had got.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed: Option<Resumed>,
+}
+
+/// Where a resumed segment took over from its checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resumed {
+    /// Items the checkpoint held.
+    pub items: u64,
+    /// Read units spent up to the checkpoint (the final figure includes them).
+    pub read_units: f64,
+    pub saved_at: String,
 }
 
 impl SegmentManifest {
@@ -473,6 +487,7 @@ mod tests {
             started_at: String::new(),
             finished_at: String::new(),
             duration_ms: 1,
+            resumed: None,
         }
     }
 

@@ -4,6 +4,7 @@
 //! ```text
 //! <prefix>/runs/<run-id>/run.json                        the plan (written once)
 //! <prefix>/runs/<run-id>/segments/<k>/<table>/part-00000.csv.zst   (.csv.gz with gzip parts)
+//! <prefix>/runs/<run-id>/segments/<k>/checkpoint.json    how far phase 1 got (while it runs)
 //! <prefix>/runs/<run-id>/segments/<k>/manifest.json      written last: the segment's commit point
 //! <prefix>/runs/<run-id>/load/<k>/<table>.manifest       Redshift COPY manifests (phase 3)
 //! <prefix>/runs/<run-id>/swapped.json                    written after the swap committed
@@ -12,6 +13,7 @@
 //! <prefix>/schemas/<snapshot-id>/...                     schema cache snapshots
 //! ```
 
+pub mod checkpoint;
 pub mod commands;
 pub mod layout;
 pub mod lease;

@@ -68,6 +68,20 @@ impl RunPlan {
         })
     }
 
+    /// A digest of what shapes the run's parts: source table, key, dialect and data-schemas.
+    /// Checkpoints carry it, so parts written for one plan are never resumed under another.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        let shape = serde_json::json!({
+            "source_table": self.source_table,
+            "key_attributes": self.key_attributes,
+            "dialect": self.dialect,
+            "schemas": self.schemas,
+        });
+        let digest = sha2::Sha256::digest(shape.to_string().as_bytes());
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// What differs between two plans, ignoring when they were made.
     fn difference(&self, other: &RunPlan) -> Option<String> {
         if self.source_table != other.source_table {

@@ -131,6 +131,23 @@ impl Transformer {
             .collect()
     }
 
+    /// Takes over the drift counted before a checkpoint (a resumed segment), so the final
+    /// counts cover the whole segment.
+    pub fn restore_drift(&mut self, drift: &BTreeMap<String, TableDrift>) {
+        for (layout, counters) in self.tables.iter().zip(self.drift.iter_mut()) {
+            let Some(entries) = drift.get(&layout.schema.table) else {
+                continue;
+            };
+            for e in entries {
+                let key = DriftKey {
+                    attribute: e.attribute.clone(),
+                    reason: e.reason,
+                };
+                counters.entry(key).or_default().add(e.count, &e.examples);
+            }
+        }
+    }
+
     /// Which table an item belongs to: the first rule that matches, else the catch-all table,
     /// else `_unclassified`.
     pub fn classify(&self, item: &ItemView) -> usize {

@@ -12,6 +12,7 @@ mod limits;
 mod phase1;
 mod pipeline;
 mod redshift_sql;
+mod resume;
 mod safety;
 mod schemas;
 mod staging;

@@ -457,7 +457,7 @@ async fn bad_usage_exits_2_with_a_clear_message() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_scan_failing_part_way_writes_no_parts_at_all() {
+async fn a_scan_failing_part_way_commits_nothing_and_its_retry_goes_on_from_the_checkpoint() {
     let env = TestEnv::with_demo("midfail", 6).await;
     let calls = Arc::new(AtomicUsize::new(0));
     let counted = calls.clone();
@@ -474,18 +474,37 @@ async fn a_scan_failing_part_way_writes_no_parts_at_all() {
     )
     .await;
     let mut args = segment_args("m", "1", "0", &env.table);
-    args.extend(["--max-read-units", "8"]); // small pages
+    args.extend(["--page-items", "10"]); // small pages
     let out = env.run(&args, &[("ETL_DYNAMODB_ENDPOINT", proxy.url.clone())]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(
         calls.load(Ordering::SeqCst) >= 3,
         "the scan had pages before failing"
     );
-    let left = env.keys("dynamo-etl/runs/m/segments/0/").await;
     assert!(
-        left.is_empty(),
-        "a failed scan must not leave finished parts: {left:?}"
+        env.manifest("m", 0).await.is_none(),
+        "a failed scan commits nothing"
     );
+    // What is left is a checkpoint of the two pages and exactly the parts it names.
+    let checkpoint: serde_json::Value = serde_json::from_slice(
+        &env.get("dynamo-etl/runs/m/segments/0/checkpoint.json")
+            .await
+            .expect("the failed scan saved a checkpoint"),
+    )
+    .unwrap();
+    assert_eq!(checkpoint["items_scanned"], 20);
+    let mut named: Vec<String> = checkpoint["tables"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|t| t["files"].as_array().unwrap().iter())
+        .map(|f| f["key"].as_str().unwrap().to_string())
+        .collect();
+    named.push("dynamo-etl/runs/m/segments/0/checkpoint.json".into());
+    named.sort();
+    let mut left = env.keys("dynamo-etl/runs/m/segments/0/").await;
+    left.sort();
+    assert_eq!(left, named);
     let uploads = env
         .s3
         .list_multipart_uploads()
@@ -494,6 +513,35 @@ async fn a_scan_failing_part_way_writes_no_parts_at_all() {
         .await
         .unwrap();
     assert!(uploads.uploads().is_empty());
+
+    // The retry scans on from the checkpoint: every item exactly once.
+    env.run_ok(&[
+        "retry",
+        "phase-1",
+        "1",
+        "0",
+        "--run-id",
+        "m",
+        "--page-items",
+        "10",
+    ]);
+    let manifest = env.manifest("m", 0).await.unwrap();
+    assert_eq!(manifest.resumed.as_ref().map(|r| r.items), Some(20));
+    let items = fixtures::demo_items(6);
+    assert_eq!(manifest.items_scanned, items.len() as u64);
+    let schemas = infer(&env.table, &items);
+    let decoded = env.decoded_rows("m", &schemas, 1).await;
+    let mut keys: Vec<String> = decoded.values().flatten().map(key_of).collect();
+    keys.sort();
+    let mut expected: Vec<String> = items.iter().map(key_of).collect();
+    expected.sort();
+    assert_eq!(keys, expected, "every item once");
+    assert!(
+        env.get("dynamo-etl/runs/m/segments/0/checkpoint.json")
+            .await
+            .is_none(),
+        "the committed segment's checkpoint is gone"
+    );
 }
 
 /// A Scan answered with `body` (status 200) by a proxy in front of DynamoDB Local.

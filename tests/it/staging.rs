@@ -4,7 +4,7 @@ use crate::support::fault_proxy::{FaultProxy, Injected};
 use crate::support::TestEnv;
 use dynamo_etl::retry::RetryPolicy;
 use dynamo_etl::staging::parts::reader::PartReader;
-use dynamo_etl::staging::parts::writer::{upload_chunks, Chunk, PartSettings, PartWriter};
+use dynamo_etl::staging::parts::writer::{upload_chunks, PartSettings, PartWriter, Upload};
 use dynamo_etl::storage::Store;
 use dynamo_etl::testkit::fixtures::Rng;
 use std::io::Read;
@@ -36,7 +36,7 @@ async fn write(
     settings: PartSettings,
     rows: Vec<Vec<Option<String>>>,
 ) -> Result<dynamo_etl::staging::manifest::TableOutput, String> {
-    let (tx, rx) = mpsc::channel::<Chunk>(1);
+    let (tx, rx) = mpsc::channel::<Upload>(1);
     let uploader = tokio::spawn(upload_chunks(store, rx, settings.max_in_flight));
     let writer = tokio::task::spawn_blocking(move || {
         let mut w = PartWriter::new(Box::new(|i| format!("t/part-{i:05}.csv.gz")), settings, tx);

@@ -66,6 +66,30 @@ pub struct Chunk {
     pub last: bool,
 }
 
+/// Makes a record's content from the entity tags of the objects completed so far.
+pub type RecordContent = Box<dyn FnOnce(&Uploaded) -> Vec<u8> + Send>;
+
+/// What the writers hand the uploader, in order.
+pub enum Upload {
+    Chunk(Chunk),
+    /// An object to write once every part whose last chunk came before it is complete; its
+    /// content is made then, from the entity tags of the objects completed so far (phase 1's
+    /// checkpoints).
+    Record {
+        key: String,
+        content: RecordContent,
+    },
+}
+
+impl std::fmt::Debug for Upload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Upload::Chunk(c) => c.fmt(f),
+            Upload::Record { key, .. } => write!(f, "Record({key})"),
+        }
+    }
+}
+
 /// CSV rows accumulate here before they are handed to the compressor in larger writes.
 const CSV_BATCH: usize = 256 << 10;
 
@@ -73,7 +97,7 @@ const CSV_BATCH: usize = 256 << 10;
 pub struct PartWriter {
     key_of: Box<dyn Fn(u32) -> String + Send>,
     settings: PartSettings,
-    tx: mpsc::Sender<Chunk>,
+    tx: mpsc::Sender<Upload>,
     csv: CsvEncoder,
     batch: Vec<u8>,
     encoder: Option<PartEncoder>,
@@ -97,7 +121,18 @@ impl PartWriter {
     pub fn new(
         key_of: Box<dyn Fn(u32) -> String + Send>,
         settings: PartSettings,
-        tx: mpsc::Sender<Chunk>,
+        tx: mpsc::Sender<Upload>,
+    ) -> Self {
+        PartWriter::resume(key_of, settings, tx, TableOutput::default())
+    }
+
+    /// A writer that goes on after the finished parts of `done` (a resumed segment): its next
+    /// part is numbered after them, and [`PartWriter::finish`] returns them with the new ones.
+    pub fn resume(
+        key_of: Box<dyn Fn(u32) -> String + Send>,
+        settings: PartSettings,
+        tx: mpsc::Sender<Upload>,
+        done: TableOutput,
     ) -> Self {
         PartWriter {
             key_of,
@@ -106,14 +141,29 @@ impl PartWriter {
             csv: CsvEncoder::new(),
             batch: Vec::with_capacity(CSV_BATCH + 4096),
             encoder: None,
-            part_index: 0,
+            part_index: done.files.len() as u32,
             chunk_index: 0,
             part_rows: 0,
             part_csv_bytes: 0,
             part_sent_bytes: 0,
             part_hash: Sha256::new(),
-            output: TableOutput::default(),
+            output: done,
         }
+    }
+
+    /// The parts finished so far.
+    pub fn finished(&self) -> &TableOutput {
+        &self.output
+    }
+
+    /// Closes the open part, if it holds any row, so that everything written so far is in
+    /// finished parts; the next row starts a new part.
+    pub fn roll(&mut self) -> Result<(), UploaderGone> {
+        self.flush_batch()?;
+        if self.part_rows > 0 {
+            self.close_part()?;
+        }
+        Ok(())
     }
 
     pub fn write_row<S: AsRef<str>>(&mut self, fields: &[Option<S>]) -> Result<(), UploaderGone> {
@@ -161,7 +211,9 @@ impl PartWriter {
             last,
         };
         self.chunk_index += 1;
-        self.tx.blocking_send(chunk).map_err(|_| UploaderGone)
+        self.tx
+            .blocking_send(Upload::Chunk(chunk))
+            .map_err(|_| UploaderGone)
     }
 
     fn close_part(&mut self) -> Result<(), UploaderGone> {
@@ -216,7 +268,7 @@ struct OpenUpload {
 /// completed. On error, aborts every open multipart upload before returning.
 pub async fn upload_chunks(
     store: Store,
-    mut rx: mpsc::Receiver<Chunk>,
+    mut rx: mpsc::Receiver<Upload>,
     max_in_flight: usize,
 ) -> Result<Uploaded, StoreError> {
     let mut uploader = Uploader {
@@ -226,8 +278,11 @@ pub async fn upload_chunks(
         store,
     };
     let result = async {
-        while let Some(chunk) = rx.recv().await {
-            uploader.take(chunk).await?;
+        while let Some(upload) = rx.recv().await {
+            match upload {
+                Upload::Chunk(chunk) => uploader.take(chunk).await?,
+                Upload::Record { key, content } => uploader.record(key, content).await?,
+            }
         }
         uploader.check_all_finished()
     }
@@ -307,6 +362,21 @@ impl Uploader {
         if chunk.last {
             self.complete(chunk.key).await?;
         }
+        Ok(())
+    }
+
+    /// Writes a record object. Every part whose last chunk came before it was completed when
+    /// that chunk was taken, so the record sees their entity tags.
+    async fn record(
+        &mut self,
+        key: String,
+        content: RecordContent,
+    ) -> Result<(), StoreError> {
+        let body = content(&self.done);
+        let _permit = self.permit().await;
+        self.store
+            .put_object(&key, Bytes::from(body), "application/json")
+            .await?;
         Ok(())
     }
 
