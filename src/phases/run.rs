@@ -57,6 +57,13 @@ pub struct SegmentFigures {
     pub phase3_ms: Option<u64>,
     /// True when phase 1 was not run again because the segment was already committed.
     pub reused: bool,
+    /// Read units per second over phase 1's time as a share of `--max-read-units` (1.0 = the
+    /// whole budget), when a budget was set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_use: Option<f64>,
+    /// Items a checkpoint held when phase 1 resumed from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_after: Option<u64>,
 }
 
 /// The report printed at the end of `run` and saved as `runs/<id>/report.json`.
@@ -110,8 +117,14 @@ impl RunReport {
         }
         out.push_str("  segments (phase 1 ms / phase 3 ms):\n");
         for s in &self.segments {
+            let budget = s.budget_use.map_or(String::new(), |u| {
+                format!(" ({:.0}% of the read budget)", u * 100.0)
+            });
+            let resumed = s.resumed_after.map_or(String::new(), |n| {
+                format!(" (resumed after {n} items)")
+            });
             out.push_str(&format!(
-                "    {:>4}: {} items, {:.1} read units, {} ms{} / {}\n",
+                "    {:>4}: {} items, {:.1} read units{budget}, {} ms{}{resumed} / {}\n",
                 s.segment,
                 s.items_scanned,
                 s.read_units,
@@ -208,7 +221,14 @@ pub async fn run(
             scanned
         }
     };
-    let report = RunReport::new(plan, warehouse, &scanned, &progress, started_at, started);
+    let report = RunReport::new(
+        plan,
+        warehouse,
+        &scanned,
+        &progress,
+        options.segment.max_read_units,
+        (started_at, started),
+    );
     let failure = (!progress.swapped).then(|| {
         let class = match progress.failures.contains(&Class::Fatal) {
             true => Class::Fatal,
@@ -507,8 +527,8 @@ impl RunReport {
         warehouse: &dyn Warehouse,
         scanned: &BTreeMap<u32, Scanned>,
         progress: &Progress,
-        started_at: String,
-        started: Instant,
+        max_read_units: Option<f64>,
+        (started_at, started): (String, Instant),
     ) -> RunReport {
         let mut rows: BTreeMap<String, u64> = BTreeMap::new();
         let mut drift = DriftSum::default();
@@ -533,6 +553,10 @@ impl RunReport {
                 phase1_ms: m.duration_ms,
                 phase3_ms: progress.phase3_ms.get(k).copied(),
                 reused: s.reused,
+                budget_use: max_read_units
+                    .zip(m.read_rate())
+                    .map(|(max, rate)| rate / max),
+                resumed_after: m.resumed.as_ref().map(|r| r.items),
             });
         }
         RunReport {

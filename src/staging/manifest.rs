@@ -250,6 +250,11 @@ impl SegmentManifest {
             .sum()
     }
 
+    /// Read units per second over the segment's time (all attempts), when it took any time.
+    pub fn read_rate(&self) -> Option<f64> {
+        (self.duration_ms > 0).then(|| self.read_units / (self.duration_ms as f64 / 1000.0))
+    }
+
     /// Rows of `_overflow`: pieces of values no column of their table could hold.
     pub fn overflow_rows(&self) -> u64 {
         self.tables.get(OVERFLOW_TABLE).map_or(0, |t| t.rows)

@@ -105,8 +105,22 @@ async fn phase1(cli: &Cli, job: Job<'_>) -> Result<(), Error> {
         .filter(|(_, t)| t.rows > 0)
         .map(|(name, t)| format!("{name}={} rows/{} files", t.rows, t.files.len()))
         .collect();
+    let resumed = m.resumed.as_ref().map_or(String::new(), |r| {
+        format!(
+            " (resumed after {} items: this attempt read {:.1} units)",
+            r.items,
+            m.read_units - r.read_units
+        )
+    });
+    let budget = match (settings.max_read_units, m.read_rate()) {
+        (Some(max), Some(rate)) => format!(
+            ", {rate:.1} read units/s = {:.0}% of --max-read-units",
+            rate / max * 100.0
+        ),
+        _ => String::new(),
+    };
     line(format!(
-        "segment {segment}/{total} of run {run_id}: {} items scanned, {} rejected, {:.1} read units, {} ms; {}",
+        "segment {segment}/{total} of run {run_id}: {} items scanned, {} rejected, {:.1} read units{budget}, {} ms{resumed}; {}",
         m.items_scanned,
         m.items_rejected.len(),
         m.read_units,
