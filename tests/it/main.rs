@@ -5,6 +5,7 @@
 
 mod support;
 
+mod all_segments;
 mod exit_codes;
 mod infer_schema;
 mod jobs;
@@ -14,4 +15,5 @@ mod redshift_sql;
 mod safety;
 mod schemas;
 mod staging;
+mod statistics;
 mod warehouse;
