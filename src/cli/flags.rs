@@ -406,6 +406,10 @@ pub struct WarehouseFlags {
     /// SQL file run inside the swap transaction after the renames (e.g. re-create views).
     #[arg(long, env = "ETL_POST_SWAP_SQL", help_heading = WAREHOUSE)]
     pub post_swap_sql: Option<PathBuf>,
+    /// Swap the run in without first refreshing the planner's statistics of its tables
+    /// (ANALYZE of every staged table, which `replace` runs by default).
+    #[arg(long, env = "ETL_NO_ANALYZE", help_heading = WAREHOUSE)]
+    pub no_analyze: bool,
     /// Redshift: IAM role ARN that COPY assumes to read the staging bucket (`default` for the
     /// cluster's default role).
     #[arg(long, env = "ETL_REDSHIFT_IAM_ROLE", help_heading = WAREHOUSE)]
@@ -484,6 +488,7 @@ impl WarehouseFlags {
             grantees: self.grant_select_to.clone(),
             lock_timeout: Duration::from_secs(self.lock_timeout_seconds.max(1)),
             post_swap_sql,
+            analyze: !self.no_analyze,
             redshift: RedshiftOptions {
                 iam_role: self.redshift_iam_role.clone(),
                 s3_region: self.redshift_s3_region.clone(),

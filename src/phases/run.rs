@@ -21,7 +21,7 @@ use crate::staging::commands::{Runbook, Step};
 use crate::staging::lease::RunLease;
 use crate::staging::manifest::{self, DriftSum, Rejection, SegmentManifest, TableDrift};
 use crate::staging::plan::RunPlan;
-use crate::warehouse::{GateRefusal, UploadOutcome, Warehouse};
+use crate::warehouse::{GateRefusal, RunLoad, UploadOutcome, Warehouse};
 
 /// Callbacks for progress display; all default to nothing.
 pub trait Observer: Sync {
@@ -120,9 +120,9 @@ impl RunReport {
             let budget = s.budget_use.map_or(String::new(), |u| {
                 format!(" ({:.0}% of the read budget)", u * 100.0)
             });
-            let resumed = s.resumed_after.map_or(String::new(), |n| {
-                format!(" (resumed after {n} items)")
-            });
+            let resumed = s
+                .resumed_after
+                .map_or(String::new(), |n| format!(" (resumed after {n} items)"));
             out.push_str(&format!(
                 "    {:>4}: {} items, {:.1} read units{budget}, {} ms{}{resumed} / {}\n",
                 s.segment,
@@ -441,26 +441,13 @@ async fn load_and_swap(
         return;
     }
     observer.phase("phase 3: load");
-    let uploads: Vec<(u32, Result<UploadOutcome, Error>, u64)> =
-        stream::iter(0..plan.total_segments)
-            .map(|k| async move {
-                let t = Instant::now();
-                let r = super::upload::upload(ctx, warehouse, plan, k).await;
-                match &r {
-                    Ok(UploadOutcome::Loaded { rows, .. }) => {
-                        observer.upload_finished(k, Ok(*rows))
-                    }
-                    Ok(UploadOutcome::AlreadyLoaded) => observer.upload_finished(k, Ok(0)),
-                    Err(e) => observer.upload_finished(k, Err(&e.chain())),
-                }
-                (k, r, t.elapsed().as_millis() as u64)
-            })
-            .buffer_unordered(options.concurrency.max(1))
-            .collect()
-            .await;
+    let uploads = match warehouse.run_load() {
+        RunLoad::PerSegment => load_each(ctx, warehouse, plan, options, observer).await,
+        RunLoad::OneTransaction => load_at_once(ctx, warehouse, plan, observer).await,
+    };
     for (k, result, ms) in uploads {
         match result {
-            Ok(_) => {
+            Ok(()) => {
                 progress.phase3_ms.insert(k, ms);
             }
             Err(e) => {
@@ -474,6 +461,72 @@ async fn load_and_swap(
             }
         }
     }
+    finish_after_load(ctx, warehouse, plan, options, observer, progress, runbook).await;
+}
+
+/// Phase 3 with one transaction per segment, `options.concurrency` segments at once: each
+/// segment's result and milliseconds.
+async fn load_each(
+    ctx: &Context,
+    warehouse: &dyn Warehouse,
+    plan: &RunPlan,
+    options: RunOptions,
+    observer: &dyn Observer,
+) -> Vec<(u32, Result<(), Error>, u64)> {
+    stream::iter(0..plan.total_segments)
+        .map(|k| async move {
+            let t = Instant::now();
+            let r = super::upload::upload(ctx, warehouse, plan, k).await;
+            match &r {
+                Ok(UploadOutcome::Loaded { rows, .. }) => observer.upload_finished(k, Ok(*rows)),
+                Ok(UploadOutcome::AlreadyLoaded) => observer.upload_finished(k, Ok(0)),
+                Err(e) => observer.upload_finished(k, Err(&e.chain())),
+            }
+            (k, r.map(drop), t.elapsed().as_millis() as u64)
+        })
+        .buffer_unordered(options.concurrency.max(1))
+        .collect()
+        .await
+}
+
+/// Phase 3 for every segment in one transaction with one COPY per table (how Redshift wants
+/// it): every segment gets the load's result and its milliseconds. A failure is reported once,
+/// for the first segment.
+async fn load_at_once(
+    ctx: &Context,
+    warehouse: &dyn Warehouse,
+    plan: &RunPlan,
+    observer: &dyn Observer,
+) -> Vec<(u32, Result<(), Error>, u64)> {
+    let t = Instant::now();
+    let result = super::upload::upload_all(ctx, warehouse, plan).await;
+    let ms = t.elapsed().as_millis() as u64;
+    match result {
+        Ok(done) => (0..plan.total_segments)
+            .map(|k| {
+                observer.upload_finished(k, Ok(done.loaded.get(&k).copied().unwrap_or(0)));
+                (k, Ok(()), ms)
+            })
+            .collect(),
+        Err(e) => {
+            for k in 0..plan.total_segments {
+                observer.upload_finished(k, Err(&e.chain()));
+            }
+            vec![(0, Err(e), ms)]
+        }
+    }
+}
+
+/// After phase 3: replace, unless a segment did not load.
+async fn finish_after_load(
+    ctx: &Context,
+    warehouse: &dyn Warehouse,
+    plan: &RunPlan,
+    options: RunOptions,
+    observer: &dyn Observer,
+    progress: &mut Progress,
+    runbook: &Runbook,
+) {
     if !progress.failures.is_empty() {
         progress.outcome = "not reached: some segments did not load".into();
         progress.steps.push(format!(

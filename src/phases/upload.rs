@@ -5,7 +5,7 @@ use super::Context;
 use crate::error::Error;
 use crate::staging::commands::Step;
 use crate::staging::plan::RunPlan;
-use crate::warehouse::{UploadOutcome, Warehouse};
+use crate::warehouse::{UploadOutcome, Warehouse, WarehouseError};
 
 /// Runs phase 3 for `segment` of `plan`'s run. A failure names the commands that fix it: the
 /// same retry for a transient fault, phase 1 again for a damaged segment, prepare for staging
@@ -69,9 +69,10 @@ pub struct AllSegments {
 }
 
 /// Phase 3 for every segment of `plan`'s run that phase 1 committed and staging does not hold
-/// yet. Segments phase 1 has not committed are left alone and named at the end (a retry class
-/// error whose commands are their `retry phase-1` and then this command again), so one missing
-/// segment does not hold back the others.
+/// yet, in one transaction with one COPY per table (`warehouse::Warehouse::load_segments`).
+/// Segments phase 1 has not committed are left alone and named at the end (a retry class error
+/// whose commands are their `retry phase-1` and then this command again), so one missing
+/// segment does not hold back the others. A failure commits nothing of the load.
 pub async fn upload_all(
     ctx: &Context,
     warehouse: &dyn Warehouse,
@@ -79,51 +80,66 @@ pub async fn upload_all(
 ) -> Result<AllSegments, Error> {
     super::plan::check_dialect(plan, warehouse.config().dialect)?;
     let staging = ctx.staging()?;
-    let mut done = AllSegments::default();
-    let mut missing = Vec::new();
-    for segment in 0..plan.total_segments {
-        let load = warehouse.load_segment(staging, plan, segment, &ctx.retry);
-        let loaded = tokio::select! {
-            r = load => r,
-            _ = ctx.stop.requested() => {
-                return Err(interrupted(ctx, warehouse, plan, segment)
-                    .next(ctx.runbook(&plan.run_id, Some(&warehouse.config().target)).command(Step::UploadAll)))
-            }
-        };
-        match loaded {
-            Ok(UploadOutcome::Loaded { rows, .. }) => {
-                done.loaded.insert(segment, rows);
-            }
-            Ok(UploadOutcome::AlreadyLoaded) => done.already.push(segment),
-            Err(crate::warehouse::WarehouseError::NotCommitted { .. }) => missing.push(segment),
-            Err(e) => {
-                let runbook = ctx.runbook(&plan.run_id, Some(&warehouse.config().target));
-                let mut steps = e.remedy(plan);
-                if steps.is_empty() {
-                    steps.push(Step::UploadAll);
-                }
-                return Err(steps.into_iter().fold(
-                    Error::from(e).context(format!(
-                        "phase 3 for segment {segment} of run {} did not commit",
-                        plan.run_id
-                    )),
-                    |err, step| err.next(runbook.command(step)),
-                ));
-            }
+    let runbook = ctx.runbook(&plan.run_id, Some(&warehouse.config().target));
+    let load = warehouse.load_segments(staging, plan, &ctx.retry);
+    let loaded = tokio::select! {
+        r = load => r,
+        _ = ctx.stop.requested() => {
+            let why = ctx.stop.why().unwrap_or_else(|| "stop requested".into());
+            return Err(Error::retry(format!(
+                "phase 3 for the segments of run {} stopped ({why}); its transaction was rolled back, so none of them was loaded by this command",
+                plan.run_id
+            ))
+            .next(runbook.command(Step::UploadAll)));
         }
-    }
-    if missing.is_empty() {
+    };
+    let outcome = loaded
+        .map_err(|e| {
+            // A segment's own retry is this command again once phase 1 rewrote it.
+            let remedy = match e {
+                WarehouseError::NotPrepared { .. } => vec![Step::Prepare, Step::UploadAll],
+                _ => e.remedy(plan),
+            };
+            let mut steps: Vec<Step> = Vec::new();
+            for step in remedy {
+                let step = match step {
+                    Step::RetryPhase3 { .. } => Step::UploadAll,
+                    other => other,
+                };
+                if !steps.contains(&step) {
+                    steps.push(step);
+                }
+            }
+            if steps.is_empty() {
+                steps.push(Step::UploadAll);
+            }
+            steps.into_iter().fold(
+                Error::from(e).context(format!(
+                    "phase 3 for the segments of run {} did not commit; none of them was loaded by this command",
+                    plan.run_id
+                )),
+                |err, step| err.next(runbook.command(step)),
+            )
+        })?;
+    let done = AllSegments {
+        loaded: outcome
+            .loaded
+            .iter()
+            .map(|(k, tables)| (*k, tables.values().sum()))
+            .collect(),
+        already: outcome.already,
+    };
+    if outcome.missing.is_empty() {
         return Ok(done);
     }
-    let runbook = ctx.runbook(&plan.run_id, Some(&warehouse.config().target));
-    let listed: Vec<String> = missing.iter().map(u32::to_string).collect();
+    let listed: Vec<String> = outcome.missing.iter().map(u32::to_string).collect();
     let err = Error::retry(format!(
         "run {}: segment(s) {} have no committed manifest (phase 1 did not finish them); {} other segment(s) are loaded",
         plan.run_id,
         listed.join(", "),
         done.loaded.len() + done.already.len()
     ));
-    let err = missing.iter().fold(err, |err, &segment| {
+    let err = outcome.missing.iter().fold(err, |err, &segment| {
         err.next(runbook.command(Step::RetryPhase1 {
             total_segments: plan.total_segments,
             segment,

@@ -94,6 +94,11 @@ impl Layout {
         format!("{}load/{segment}/", self.run(run_id))
     }
 
+    /// Where a load of many segments at once writes its COPY manifests.
+    pub fn load_scratch_all(&self, run_id: &str) -> String {
+        format!("{}load/all/", self.run(run_id))
+    }
+
     /// The prefix itself, as given (without surrounding slashes).
     pub fn prefix(&self) -> &str {
         &self.prefix

@@ -152,6 +152,9 @@ pub struct WarehouseConfig {
     pub lock_timeout: Duration,
     /// SQL run inside the swap transaction after the renames (e.g. re-creating views).
     pub post_swap_sql: Option<String>,
+    /// Refresh the planner's statistics of the staged tables before the swap (`--no-analyze`
+    /// turns it off).
+    pub analyze: bool,
     /// Settings only Redshift reads.
     pub redshift: super::redshift::Options,
 }

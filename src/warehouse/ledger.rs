@@ -5,7 +5,8 @@
 //!   (`_dynamo_etl_run`: the run the schema was prepared for);
 //! - phase 3 claims a segment by inserting its ledger row with `row_count = -1` inside the load
 //!   transaction and completes the row with the counts before committing, so a committed row
-//!   with `row_count >= 0` means "loaded, exactly once";
+//!   with `row_count >= 0` means "loaded, exactly once" (a load of many segments holds the
+//!   ledger's lock instead and inserts the completed rows);
 //! - the swap renames the whole schema, so the ledger and the marker travel with the data: the
 //!   target always says which run it serves (and when that run was planned), `_previous` which
 //!   run it keeps.
@@ -99,6 +100,42 @@ pub fn record_segment_sql(
     )
 }
 
+/// Ledger rows one insert statement carries in a load of many segments.
+const LEDGER_ROWS_PER_INSERT: usize = 500;
+
+/// The completed ledger rows of a load of many segments, which holds the ledger's lock for its
+/// whole transaction and so inserts each segment's row once, with its counts (no claim row first).
+pub fn record_segments_sql(
+    dialect: &dyn Dialect,
+    staging: &str,
+    run_id: &str,
+    segments: &[(u32, BTreeMap<String, u64>)],
+) -> Vec<String> {
+    segments
+        .chunks(LEDGER_ROWS_PER_INSERT)
+        .map(|chunk| {
+            let rows: Vec<String> = chunk
+                .iter()
+                .map(|(segment, tables)| {
+                    let counts = serde_json::to_string(tables).expect("counts serialise");
+                    format!(
+                        "({segment}, {}, {}, {}, {})",
+                        dialect.literal(run_id),
+                        dialect.now(),
+                        tables.values().sum::<u64>(),
+                        dialect.literal(&counts)
+                    )
+                })
+                .collect();
+            format!(
+                "INSERT INTO {} (segment, run_id, loaded_at, row_count, table_counts) VALUES {}",
+                qualified(staging, LEDGER_TABLE),
+                rows.join(", ")
+            )
+        })
+        .collect()
+}
+
 fn text_literal(text: &str) -> String {
     // Catalog names here are our own identifiers ([a-z0-9_]), so a standard literal is exact in
     // every dialect.
@@ -146,19 +183,21 @@ pub async fn run_marker(
     }))
 }
 
+/// The query of [`loaded_segments`].
+pub fn loaded_segments_sql(schema: &str) -> String {
+    format!(
+        "SELECT segment::varchar FROM {} WHERE row_count >= 0",
+        qualified(schema, LEDGER_TABLE)
+    )
+}
+
 /// Segments with a completed ledger row in `schema`.
 pub async fn loaded_segments(
     session: &mut Session,
     schema: &str,
 ) -> Result<BTreeSet<u32>, WarehouseError> {
     let rows = session
-        .query(
-            &format!(
-                "SELECT segment::varchar FROM {} WHERE row_count >= 0",
-                qualified(schema, LEDGER_TABLE)
-            ),
-            "reading the ledger",
-        )
+        .query(&loaded_segments_sql(schema), "reading the ledger")
         .await?;
     Ok(rows
         .iter()

@@ -61,6 +61,26 @@ pub trait Warehouse {
         retry: &RetryPolicy,
     ) -> Result<UploadOutcome, WarehouseError>;
 
+    /// Phase 3 for every segment of the run that phase 1 committed and staging does not hold yet,
+    /// in one transaction: lock the ledger, load each table with one COPY over all of those
+    /// segments' parts (every part verified as in [`Warehouse::load_segment`]), check each
+    /// table's count against the sum of their manifests, record every segment, commit. Segments
+    /// without a manifest are left out and listed. A transient failure rolls everything back and
+    /// the load starts again on a fresh session, within `retry`'s budget.
+    async fn load_segments(
+        &self,
+        staging: &Staging,
+        plan: &RunPlan,
+        retry: &RetryPolicy,
+    ) -> Result<SegmentsLoaded, WarehouseError>;
+
+    /// How `run` loads a whole run into this warehouse.
+    fn run_load(&self) -> RunLoad;
+
+    /// The statements that refresh the planner's statistics of the staged tables before a swap,
+    /// unless the configuration turned that off.
+    fn analyze_sql(&self, plan: &RunPlan) -> Vec<String>;
+
     /// Which runs the target, staging and previous schemas hold, and the staged segments.
     async fn state(&self) -> Result<WarehouseState, WarehouseError>;
 
@@ -120,6 +140,32 @@ pub trait Dialect {
 
     /// A grantee as `GRANT … TO` takes it.
     fn grantee(&self, grantee: &Grantee) -> String;
+
+    /// The statements that refresh the planner's statistics of `tables` (qualified names), run
+    /// one by one outside any transaction.
+    fn analyze_tables(&self, tables: &[String]) -> Vec<String> {
+        tables.iter().map(|t| format!("ANALYZE {t}")).collect()
+    }
+}
+
+/// How `run` loads a whole run into a warehouse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunLoad {
+    /// One transaction per segment, several segments at once.
+    PerSegment,
+    /// Every segment in one transaction, one COPY per table ([`Warehouse::load_segments`]).
+    OneTransaction,
+}
+
+/// What a load of many segments did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SegmentsLoaded {
+    /// Segments this load committed, with their rows by table.
+    pub loaded: BTreeMap<u32, BTreeMap<String, u64>>,
+    /// Segments staging held already.
+    pub already: Vec<u32>,
+    /// Segments phase 1 has not committed (left for a later load).
+    pub missing: Vec<u32>,
 }
 
 /// What phase 3 did for one segment.
@@ -202,6 +248,18 @@ pub enum WarehouseError {
         segment: u32,
         problem: String,
     },
+    /// A load of many segments found a table it cannot load as it is, and cannot tell which of
+    /// the segments is at fault: loading them one at a time names it.
+    #[error(
+        "table {table} of run {run_id} cannot be loaded from segments {}: {problem}; nothing was committed",
+        load::listed(segments.iter().copied())
+    )]
+    BadTable {
+        run_id: String,
+        table: String,
+        segments: Vec<u32>,
+        problem: String,
+    },
     #[error("segment {segment} of run {run_id} has no manifest (phase 1 did not commit it)")]
     NotCommitted { run_id: String, segment: u32 },
     #[error("staging schema {staging} is {found}, not for run {run_id}")]
@@ -228,7 +286,7 @@ impl Classify for WarehouseError {
                     Class::Fatal
                 }
             }
-            WarehouseError::BadSegment { .. } => Class::Fatal,
+            WarehouseError::BadSegment { .. } | WarehouseError::BadTable { .. } => Class::Fatal,
             // Incomplete work: the named step completes it.
             WarehouseError::NotCommitted { .. } | WarehouseError::NotPrepared { .. } => {
                 Class::Retry
@@ -269,6 +327,8 @@ impl WarehouseError {
                 Some(segment) => vec![rescan(segment), Step::RetryPhase3 { segment }],
                 None => Vec::new(),
             },
+            // One segment at a time, the segment at fault is named with its own remedy.
+            WarehouseError::BadTable { .. } => vec![Step::UploadEach { total_segments: n }],
             WarehouseError::NotCommitted { segment, .. } => {
                 vec![rescan(*segment), Step::RetryPhase3 { segment: *segment }]
             }

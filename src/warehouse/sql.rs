@@ -173,12 +173,26 @@ pub fn is_transient(err: &sqlx::Error) -> bool {
     }
 }
 
-/// The server's message in lowercase, for dialects that recognise errors by their text.
-pub fn message_of(err: &sqlx::Error) -> Option<String> {
-    match err {
-        sqlx::Error::Database(db) => Some(db.message().to_ascii_lowercase()),
-        _ => None,
-    }
+/// What a server said when it refused a statement: its SQLSTATE, its message and its detail, for
+/// dialects that recognise some errors by their text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerError<'e> {
+    pub code: &'e str,
+    pub message: &'e str,
+    pub detail: Option<&'e str>,
+}
+
+/// The server's error inside a driver error, if the server sent one.
+pub fn server_error(err: &sqlx::Error) -> Option<ServerError<'_>> {
+    let sqlx::Error::Database(db) = err else {
+        return None;
+    };
+    let pg = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()?;
+    Some(ServerError {
+        code: pg.code(),
+        message: pg.message(),
+        detail: pg.detail(),
+    })
 }
 
 /// `message (SQLSTATE code)` plus detail and hint when the server sent them.
@@ -206,6 +220,76 @@ pub fn describe(err: &sqlx::Error) -> String {
     }
 }
 
+/// A stand-in server for unit tests: it speaks just enough of the PostgreSQL protocol to accept
+/// one connection and answer its first query with one error, built field by field the way a
+/// warehouse sends it, so tests read the driver's error exactly as a real session would get it.
+#[cfg(test)]
+pub(crate) mod wire_double {
+    use sqlx::{Connection, PgConnection};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    fn message(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        out.extend_from_slice(&(body.len() as i32 + 4).to_be_bytes());
+        out.extend_from_slice(body);
+        out
+    }
+
+    async fn skip_message(socket: &mut TcpStream, tagged: bool) -> std::io::Result<()> {
+        if tagged {
+            socket.read_u8().await?;
+        }
+        let len = socket.read_i32().await?;
+        let mut rest = vec![0; len as usize - 4];
+        socket.read_exact(&mut rest).await.map(drop)
+    }
+
+    /// The driver error a session gets when the server answers with SQLSTATE `code`, `message`
+    /// and, if given, `detail` (the ErrorResponse fields C, M and D).
+    pub async fn error_of(code: &str, message_text: &str, detail: Option<&str>) -> sqlx::Error {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut fields = Vec::new();
+        let mut field = |kind: u8, text: &str| {
+            fields.push(kind);
+            fields.extend_from_slice(text.as_bytes());
+            fields.push(0);
+        };
+        field(b'S', "ERROR");
+        field(b'V', "ERROR");
+        field(b'C', code);
+        field(b'M', message_text);
+        if let Some(detail) = detail {
+            field(b'D', detail);
+        }
+        fields.push(0);
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await?;
+            skip_message(&mut socket, false).await?; // the startup message
+            let mut hello = message(b'R', &0i32.to_be_bytes()); // authentication ok
+            hello.extend(message(b'K', &[0, 0, 4, 210, 0, 0, 0, 7])); // backend key data
+            hello.extend(message(b'Z', b"I")); // ready for query
+            socket.write_all(&hello).await?;
+            skip_message(&mut socket, true).await?; // the query
+            let mut answer = message(b'E', &fields);
+            answer.extend(message(b'Z', b"I"));
+            socket.write_all(&answer).await?;
+            let mut rest = Vec::new();
+            socket.read_to_end(&mut rest).await.map(drop)
+        });
+        let url = format!("postgres://etl@{addr}/dev?sslmode=disable");
+        let mut conn = PgConnection::connect(&url).await.unwrap();
+        let err = sqlx::raw_sql("SELECT 1")
+            .execute(&mut conn)
+            .await
+            .unwrap_err();
+        drop(conn);
+        server.abort();
+        err
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,5 +299,26 @@ mod tests {
         assert_eq!(quote_ident(r#"we"ird"#), r#""we""ird""#);
         assert_eq!(standard_literal("it's"), "'it''s'");
         assert_eq!(qualified("a b", "c"), r#""a b"."c""#);
+    }
+
+    #[tokio::test]
+    async fn the_server_error_is_read_field_by_field() {
+        let err = wire_double::error_of("40001", "could not serialize access", Some("why")).await;
+        assert_eq!(
+            server_error(&err),
+            Some(ServerError {
+                code: "40001",
+                message: "could not serialize access",
+                detail: Some("why"),
+            })
+        );
+        assert!(is_transient(&err));
+        let err = wire_double::error_of("42P01", "relation \"x\" does not exist", None).await;
+        assert_eq!(server_error(&err).and_then(|e| e.detail), None);
+        assert!(!is_transient(&err));
+        assert_eq!(
+            describe(&err),
+            "relation \"x\" does not exist (SQLSTATE 42P01)"
+        );
     }
 }

@@ -88,12 +88,76 @@ pub fn statements(dialect: &dyn Dialect, kind: SwapKind, target_exists: bool) ->
 }
 
 /// The lock every `replace` of a target takes first: on its staging ledger, which phase 3's
-/// loads write too, so a swap also waits for loads in flight.
+/// loads write too (a load of many segments takes this same lock first and holds it to its
+/// commit), so a swap also waits for loads in flight.
 pub fn lock_sql(dialect: &dyn Dialect) -> String {
     format!(
         "LOCK TABLE {}",
         qualified(&dialect.config().staging(), LEDGER_TABLE)
     )
+}
+
+/// The statements that refresh the planner's statistics of every staged table of `plan`'s run
+/// (none when the configuration turned that off). COPY leaves statistics alone here (Redshift's
+/// runs with STATUPDATE OFF, PostgreSQL's COPY never updates them), so without these the swapped-in
+/// tables would serve queries planned without statistics.
+pub fn analyze_sql(dialect: &dyn Dialect, plan: &RunPlan) -> Vec<String> {
+    let config = dialect.config();
+    if !config.analyze {
+        return Vec::new();
+    }
+    let staging = config.staging();
+    let tables: Vec<String> = plan
+        .warehouse_tables()
+        .iter()
+        .map(|t| qualified(&staging, &t.table))
+        .collect();
+    dialect.analyze_tables(&tables)
+}
+
+/// Refreshes the statistics of the staged tables before the swap, once staging holds every
+/// segment of the run (otherwise the gate refuses, and the `replace` after the missing loads
+/// analyzes). It runs outside the swap's transaction, each statement on its own: the swap bounds
+/// its waits with a timeout (on Redshift a statement timeout, which would cut a long ANALYZE of a
+/// large table short), and a conflict retry of the swap must not analyze again.
+async fn analyze(
+    dialect: &dyn Dialect,
+    plan: &RunPlan,
+    retry: &RetryPolicy,
+) -> Result<(), WarehouseError> {
+    let statements = analyze_sql(dialect, plan);
+    if statements.is_empty() {
+        return Ok(());
+    }
+    let staging = dialect.config().staging();
+    retry
+        .run(
+            || async {
+                let mut session = dialect.session().await?;
+                let prepared = ledger::run_marker(&mut session, &staging).await?;
+                if prepared.is_none_or(|m| m.run_id != plan.run_id) {
+                    return Ok(());
+                }
+                let loaded = ledger::loaded_segments(&mut session, &staging).await?;
+                if !(0..plan.total_segments).all(|k| loaded.contains(&k)) {
+                    return Ok(());
+                }
+                for statement in &statements {
+                    session
+                        .execute(
+                            statement,
+                            "refreshing the statistics of the staged tables (--no-analyze skips this)",
+                        )
+                        .await?;
+                }
+                tracing::info!(run_id = %plan.run_id, staging = %staging, tables = statements.len(),
+                    "statistics of the staged tables refreshed");
+                Ok(())
+            },
+            |e: &WarehouseError| e.is_transient(),
+            |e, delay| tracing::warn!(error = %e, delay_ms = delay.as_millis() as u64, "refreshing statistics failed transiently; retrying"),
+        )
+        .await
 }
 
 fn is_lock_timeout(e: &WarehouseError) -> bool {
@@ -107,6 +171,9 @@ pub async fn run(
     swap: Swap<'_>,
     retry: &RetryPolicy,
 ) -> Result<SwapOutcome, WarehouseError> {
+    if let Swap::Replace { plan, .. } = swap {
+        analyze(dialect, plan, retry).await?;
+    }
     retry
         .run(
             || async {

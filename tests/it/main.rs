@@ -5,6 +5,7 @@
 
 mod support;
 
+mod all_segments;
 mod exit_codes;
 mod infer_schema;
 mod jobs;
@@ -16,4 +17,5 @@ mod resume;
 mod safety;
 mod schemas;
 mod staging;
+mod statistics;
 mod warehouse;

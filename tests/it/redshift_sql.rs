@@ -10,6 +10,7 @@ use dynamo_etl::staging::parts::codec::PartCompression;
 use dynamo_etl::staging::plan::{RunPlan, PLAN_FORMAT};
 use dynamo_etl::warehouse::ledger;
 use dynamo_etl::warehouse::redshift::copy::{copy_manifest, copy_statement};
+use dynamo_etl::warehouse::redshift::load_errors::{self, CopyMark};
 use dynamo_etl::warehouse::redshift::{Options, Redshift};
 use dynamo_etl::warehouse::swap::{self, SwapKind};
 use dynamo_etl::warehouse::{Dialect, DialectName, WarehouseConfig, WarehouseUrl};
@@ -54,12 +55,39 @@ fn config() -> WarehouseConfig {
         ],
         lock_timeout: Duration::from_secs(60),
         post_swap_sql: None,
+        analyze: true,
         redshift: Options {
             iam_role: Some("arn:aws:iam::123456789012:role/dynamo-etl-copy".into()),
             s3_region: Some("eu-west-1".into()),
             query_group: Some("dynamo-etl".into()),
         },
     }
+}
+
+/// Every table's COPY as the loads run it, in table-name order (the order of a manifest's
+/// tables): the session noted (for the load errors), the COPY from the manifest under
+/// `scratch`, its count. Both codecs: zstd is the default, gzip parts load the same way.
+fn copies(plan: &RunPlan, config: &WarehouseConfig, scratch: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut tables = plan.warehouse_tables();
+    tables.sort_by(|a, b| a.table.cmp(&b.table));
+    for (i, table) in tables.into_iter().enumerate() {
+        let url = format!(
+            "s3://etl-bucket/dynamo-etl/runs/{}/{scratch}{}.manifest",
+            plan.run_id, table.table
+        );
+        let codec = [PartCompression::Zstd, PartCompression::Gzip][i % 2];
+        out.push(load_errors::MARK_SQL.to_string());
+        out.push(copy_statement(
+            &config.staging(),
+            &table,
+            &url,
+            codec,
+            &config.redshift,
+        ));
+        out.push("SELECT pg_last_copy_count()".into());
+    }
+    out
 }
 
 /// Every statement of every phase, by golden file name, from the functions the dialect runs.
@@ -69,24 +97,41 @@ fn statements() -> Vec<(&'static str, Vec<String>)> {
     let staging = config.staging();
     let mut upload = redshift.session_setup();
     upload.extend(redshift.claim_sql(&staging, &plan.run_id, 2));
-    for (i, table) in plan.warehouse_tables().into_iter().enumerate() {
-        let url = format!(
-            "s3://etl-bucket/dynamo-etl/runs/{}/load/2/{}.manifest",
-            plan.run_id, table.table
-        );
-        // Both codecs: zstd is the default, gzip parts load the same way.
-        let codec = [PartCompression::Zstd, PartCompression::Gzip][i % 2];
-        upload.push(copy_statement(
-            &staging,
-            &table,
-            &url,
-            codec,
-            &config.redshift,
-        ));
-    }
-    upload.push("SELECT pg_last_copy_count()".into());
+    upload.extend(copies(&plan, &config, "load/2/"));
     let counts = BTreeMap::from([("org".to_string(), 20), ("vuln".to_string(), 480)]);
     upload.push(ledger::record_segment_sql(&redshift, &staging, 2, &counts));
+    // All segments not loaded yet (0, 1 and 3 here) in one transaction, one COPY per table.
+    let mut upload_all = redshift.session_setup();
+    upload_all.push(swap::lock_sql(&redshift));
+    upload_all.push(ledger::loaded_segments_sql(&staging));
+    upload_all.extend(copies(&plan, &config, "load/all/"));
+    let segments: Vec<(u32, BTreeMap<String, u64>)> = [0, 1, 3]
+        .into_iter()
+        .map(|k| {
+            (
+                k,
+                BTreeMap::from([
+                    ("org".to_string(), 20 + k as u64),
+                    ("vuln".to_string(), 480),
+                ]),
+            )
+        })
+        .collect();
+    upload_all.extend(ledger::record_segments_sql(
+        &redshift,
+        &staging,
+        &plan.run_id,
+        &segments,
+    ));
+    let mark = CopyMark {
+        process: 1073815812,
+        since: "2026-11-21 02:10:07".into(),
+    };
+    let load_errors = load_errors::queries(
+        &mark,
+        "s3://etl-bucket/dynamo-etl/runs/2026-11-21-nightly/segments/",
+    )
+    .to_vec();
     let lock = redshift.lock_timeout(config.lock_timeout);
     let with_lock = |kind, exists| {
         let mut out = vec![lock.clone()];
@@ -99,6 +144,9 @@ fn statements() -> Vec<(&'static str, Vec<String>)> {
     vec![
         ("prepare", ledger::prepare_sql(&redshift, &plan)),
         ("upload", upload.clone()),
+        ("upload_all", upload_all),
+        ("load_errors", load_errors),
+        ("analyze", swap::analyze_sql(&redshift, &plan)),
         ("replace", with_lock(SwapKind::Replace, true)),
         ("replace_first_run", with_lock(SwapKind::Replace, false)),
         ("rollback", with_lock(SwapKind::Rollback, true)),

@@ -31,6 +31,13 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
             "-- gate: every segment 0..{} in the ledger, staged counts equal the manifests",
             plan.total_segments - 1
         ));
+        let analyze = warehouse.analyze_sql(&plan);
+        if !analyze.is_empty() {
+            line("-- statistics of the staged tables, before the swap (--no-analyze skips them)");
+        }
+        for s in analyze {
+            line(format!("{s};"));
+        }
         for s in warehouse.swap_sql(SwapKind::Replace) {
             line(format!("{s};"));
         }

@@ -20,7 +20,8 @@ pub struct Args {
         conflicts_with = "all_segments"
     )]
     pub segment: Option<SegmentChoice>,
-    /// Load every segment phase 1 committed and staging does not hold yet, in one command.
+    /// Load every segment phase 1 committed and staging does not hold yet, in one transaction
+    /// with one COPY per table (the way to load Redshift).
     #[arg(long, env = "ETL_ALL_SEGMENTS")]
     pub all_segments: bool,
     #[command(flatten)]

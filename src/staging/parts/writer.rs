@@ -367,11 +367,7 @@ impl Uploader {
 
     /// Writes a record object. Every part whose last chunk came before it was completed when
     /// that chunk was taken, so the record sees their entity tags.
-    async fn record(
-        &mut self,
-        key: String,
-        content: RecordContent,
-    ) -> Result<(), StoreError> {
+    async fn record(&mut self, key: String, content: RecordContent) -> Result<(), StoreError> {
         let body = content(&self.done);
         let _permit = self.permit().await;
         self.store

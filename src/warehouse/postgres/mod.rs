@@ -13,8 +13,8 @@ use super::ledger::{self, LEDGER_TABLE};
 use super::sql::{self, qualified, quote_ident, Session};
 use super::swap::{self, Swap, SwapKind};
 use super::{
-    load, Dialect, Grantee, SwapOutcome, UploadOutcome, Warehouse, WarehouseConfig, WarehouseError,
-    WarehouseState,
+    load, Dialect, Grantee, RunLoad, SegmentsLoaded, SwapOutcome, UploadOutcome, Warehouse,
+    WarehouseConfig, WarehouseError, WarehouseState,
 };
 use crate::retry::RetryPolicy;
 use crate::schema::LogicalType;
@@ -95,14 +95,14 @@ impl Postgres {
                 if !output.files.is_empty() {
                     let table = load::table_of(&tables, plan, segment, name)?;
                     let started = std::time::Instant::now();
+                    let parts = load::parts_of(segment, &output.files);
                     let target = copy::Target {
                         staging,
                         schema: &staging_schema,
                         table,
-                        files: &output.files,
+                        parts: &parts,
                         reader: &reader,
                         plan,
-                        segment,
                     };
                     let copied = copy::copy_parts(&mut session, target).await?;
                     load::check_copied(plan, segment, name, output, copied)?;
@@ -131,6 +131,31 @@ impl Postgres {
                 Err(e)
             }
         }
+    }
+}
+
+#[async_trait(?Send)]
+impl load::CopyBatch for Postgres {
+    /// One `COPY … FROM STDIN` for the table, fed every part of the batch in turn (each GET one
+    /// part ahead of the COPY).
+    async fn copy_batch(
+        &self,
+        session: &mut Session,
+        staging: &Staging,
+        plan: &RunPlan,
+        batch: &load::TableBatch<'_>,
+    ) -> Result<u64, WarehouseError> {
+        let keys = batch.parts.iter().map(|p| p.file.key.clone()).collect();
+        let reader = PartReader::new(staging.store.clone(), keys);
+        let target = copy::Target {
+            staging,
+            schema: &self.config.staging(),
+            table: &batch.table,
+            parts: &batch.parts,
+            reader: &reader,
+            plan,
+        };
+        copy::copy_batch(session, target).await
     }
 }
 
@@ -213,6 +238,25 @@ impl Warehouse for Postgres {
             self.load_once(staging, plan, segment)
         })
         .await
+    }
+
+    async fn load_segments(
+        &self,
+        staging: &Staging,
+        plan: &RunPlan,
+        retry: &RetryPolicy,
+    ) -> Result<SegmentsLoaded, WarehouseError> {
+        load::load_segments(self, staging, plan, retry).await
+    }
+
+    /// PostgreSQL takes concurrent COPYs into one table well: `run` loads several segments at
+    /// once, each in its own transaction.
+    fn run_load(&self) -> RunLoad {
+        RunLoad::PerSegment
+    }
+
+    fn analyze_sql(&self, plan: &RunPlan) -> Vec<String> {
+        swap::analyze_sql(self, plan)
     }
 
     async fn state(&self) -> Result<WarehouseState, WarehouseError> {

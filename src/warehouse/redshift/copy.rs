@@ -46,10 +46,12 @@ pub fn copy_statement(
     sql
 }
 
-/// The COPY manifest for a set of parts.
-pub fn copy_manifest(bucket: &str, files: &[PartFile]) -> String {
+/// The COPY manifest for a set of parts: every entry mandatory, so a missing part fails the COPY
+/// instead of being skipped
+/// (<https://docs.aws.amazon.com/redshift/latest/dg/loading-data-files-using-manifest.html>).
+pub fn copy_manifest<'f>(bucket: &str, files: impl IntoIterator<Item = &'f PartFile>) -> String {
     let entries: Vec<serde_json::Value> = files
-        .iter()
+        .into_iter()
         .map(|f| {
             serde_json::json!({
                 "url": format!("s3://{bucket}/{}", f.key),

@@ -1,26 +1,29 @@
 //! Amazon Redshift: Redshift's column types, literals that treat backslash as an escape, a
 //! segment claimed under a table lock on the ledger (Redshift does not enforce primary keys),
-//! each table's parts of a segment loaded by one `COPY … FROM 's3://…'` ([`copy`]), and a failed
-//! COPY explained from the load-error tables ([`load_errors`]).
+//! each table's parts loaded by one `COPY … FROM 's3://…'` ([`copy`]) — the parts of one segment,
+//! or of every segment in a load of many ([`Warehouse::load_segments`], which `run` uses) — and a
+//! failed COPY explained from the load-error logs ([`load_errors`]).
 
 pub mod copy;
 pub mod limits;
-mod load_errors;
+pub mod load_errors;
 
 use async_trait::async_trait;
+use futures::stream::{self, StreamExt, TryStreamExt};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::ledger::{self, LEDGER_TABLE};
+use super::load::SegmentPart;
 use super::sql::{self, qualified, quote_ident, Session};
 use super::swap::{self, Swap, SwapKind};
 use super::{
-    load, Dialect, Grantee, SwapOutcome, UploadOutcome, Warehouse, WarehouseConfig, WarehouseError,
-    WarehouseState,
+    load, Dialect, Grantee, RunLoad, SegmentsLoaded, SwapOutcome, UploadOutcome, Warehouse,
+    WarehouseConfig, WarehouseError, WarehouseState,
 };
 use crate::retry::RetryPolicy;
 use crate::schema::{varchar_width, DataSchema, LogicalType};
-use crate::staging::manifest::{self, Committed, PartFile};
+use crate::staging::manifest::{self, Committed};
 use crate::staging::parts::codec::PartCompression;
 use crate::staging::plan::RunPlan;
 use crate::staging::Staging;
@@ -48,14 +51,39 @@ pub fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
 }
 
-/// Redshift's "try again" errors: the protocol's standard ones, plus those it reports by text.
+/// Part objects checked (HEAD) at once before a COPY reads them.
+const HEADS_IN_FLIGHT: usize = 16;
+
+/// Redshift's "try again" errors: the protocol's standard ones, plus those it reports under the
+/// catch-all SQLSTATE XX000, known by their words.
 fn transient(err: &sqlx::Error) -> bool {
-    sql::is_transient(err)
-        || sql::message_of(err).is_some_and(|m| {
-            m.contains("serializable isolation violation")
-                || m.contains("out of memory")
-                || m.contains("lock timeout")
-        })
+    sql::is_transient(err) || sql::server_error(err).is_some_and(retriable_report)
+}
+
+/// Whether Redshift's report of a failed statement is a fault of the moment, worth the whole
+/// transaction again on a fresh session:
+///
+/// - a serializable isolation violation: `ERROR: 1023` with the words in DETAIL
+///   (<https://docs.aws.amazon.com/redshift/latest/dg/c_serial_isolation-serializable-isolation-troubleshooting.html>,
+///   which says to retry the canceled transaction);
+/// - under snapshot isolation, the default for new clusters and workgroups, a conflict that
+///   reads "could not complete because of conflict with concurrent transaction"
+///   (<https://docs.aws.amazon.com/redshift/latest/dg/c_serial_isolation.html>);
+/// - running out of memory, or a lock wait cut short.
+///
+/// A COPY's own failure ("Load into table … failed") is never one of them, whatever its detail
+/// quotes from the data.
+pub fn retriable_report(e: sql::ServerError<'_>) -> bool {
+    let message = e.message.to_ascii_lowercase();
+    if message.starts_with("load into table") {
+        return false;
+    }
+    let detail = e.detail.unwrap_or_default().to_ascii_lowercase();
+    let said = |words: &str| message.contains(words) || detail.contains(words);
+    said("serializable isolation violation")
+        || said("conflict with concurrent transaction")
+        || message.contains("out of memory")
+        || message.contains("lock timeout")
 }
 
 impl Redshift {
@@ -84,87 +112,139 @@ impl Redshift {
         ]
     }
 
-    /// Loads one table's parts with one COPY and returns the rows Redshift reports.
+    /// Loads `parts` (one table's, of one segment or of many) with one COPY per codec among them
+    /// — one, unless segments were written with different codecs — each from a COPY manifest
+    /// written under `scratch`, and returns the rows Redshift reports. Every part object is
+    /// checked first: its size and entity tag must be the manifest's.
     async fn copy_table(
         &self,
         session: &mut Session,
         staging: &Staging,
+        plan: &RunPlan,
         scratch: &str,
         table: &DataSchema,
-        files: &[PartFile],
-        (plan, segment): (&RunPlan, u32),
+        parts: &[SegmentPart<'_>],
     ) -> Result<u64, WarehouseError> {
-        let compression =
-            PartCompression::of_parts(files.iter().map(|f| f.key.as_str())).map_err(|problem| {
+        let mut by_codec: BTreeMap<&'static str, (PartCompression, Vec<SegmentPart<'_>>)> =
+            BTreeMap::new();
+        for part in parts {
+            let codec = PartCompression::of_part(&part.file.key).map_err(|problem| {
                 WarehouseError::BadSegment {
                     run_id: plan.run_id.clone(),
-                    segment,
+                    segment: part.segment,
                     problem,
                 }
             })?;
-        for file in files {
-            load::check_object(staging, plan, segment, file).await?;
+            by_codec
+                .entry(codec.name())
+                .or_insert_with(|| (codec, Vec::new()))
+                .1
+                .push(*part);
         }
-        let manifest_key = format!("{scratch}{}.manifest", table.table);
-        staging
-            .store
-            .put(
-                &manifest_key,
-                copy::copy_manifest(staging.store.bucket(), files).into(),
-                "application/json",
-            )
+        stream::iter(parts)
+            .map(|p| load::check_object(staging, plan, p.segment, p.file))
+            .buffer_unordered(HEADS_IN_FLIGHT)
+            .try_collect::<Vec<()>>()
             .await?;
-        let manifest_url = staging.url(&manifest_key);
-        let statement = copy::copy_statement(
-            &self.config.staging(),
-            table,
-            &manifest_url,
-            compression,
-            &self.config.redshift,
-        );
-        let load_error = |detail: String, retriable: bool| WarehouseError::Load {
+        let single = by_codec.len() == 1;
+        let mut rows = 0;
+        for (name, (compression, group)) in by_codec {
+            let manifest_key = match single {
+                true => format!("{scratch}{}.manifest", table.table),
+                false => format!("{scratch}{}.{name}.manifest", table.table),
+            };
+            let files = group.iter().map(|p| p.file);
+            staging
+                .store
+                .put(
+                    &manifest_key,
+                    copy::copy_manifest(staging.store.bucket(), files).into(),
+                    "application/json",
+                )
+                .await?;
+            let manifest_url = staging.url(&manifest_key);
+            let statement = copy::copy_statement(
+                &self.config.staging(),
+                table,
+                &manifest_url,
+                compression,
+                &self.config.redshift,
+            );
+            let mark = load_errors::mark(session).await?;
+            if let Err(e) = session.execute(&statement, "COPY").await {
+                return Err(self
+                    .copy_failed(e, staging, plan, table, &group, &manifest_url, &mark)
+                    .await);
+            }
+            rows += session
+                .query_one("SELECT pg_last_copy_count()", "reading the COPY count")
+                .await?
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| WarehouseError::Load {
+                    table: table.table.clone(),
+                    part: manifest_url.clone(),
+                    detail: "pg_last_copy_count() returned no number".into(),
+                    retriable: false,
+                })?;
+        }
+        Ok(rows)
+    }
+
+    /// A failed COPY, explained from the load-error logs when it is not a fault of the moment:
+    /// they are read on a second session, since the COPY's own accepts nothing but ROLLBACK now.
+    /// When the first logged row names one of the parts, the error is that part's segment's.
+    #[allow(clippy::too_many_arguments)]
+    async fn copy_failed(
+        &self,
+        err: WarehouseError,
+        staging: &Staging,
+        plan: &RunPlan,
+        table: &DataSchema,
+        parts: &[SegmentPart<'_>],
+        manifest_url: &str,
+        mark: &load_errors::CopyMark,
+    ) -> WarehouseError {
+        let (detail, retriable) = match err {
+            WarehouseError::Sql {
+                detail, retriable, ..
+            } => (detail, retriable),
+            other => return other,
+        };
+        let failed = |detail: String| WarehouseError::Load {
             table: table.table.clone(),
-            part: manifest_url.clone(),
+            part: manifest_url.to_string(),
             detail,
             retriable,
         };
-        if let Err(e) = session.execute(&statement, "COPY").await {
-            return Err(match e {
-                WarehouseError::Sql {
-                    detail, retriable, ..
-                } => load_error(detail, retriable),
-                other => other,
-            });
+        if retriable {
+            return failed(detail);
         }
-        session
-            .query_one("SELECT pg_last_copy_count()", "reading the COPY count")
-            .await?
-            .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(|| load_error("pg_last_copy_count() returned no number".into(), false))
-    }
-}
-
-/// Adds Redshift's own account of a failed COPY, read after its transaction was rolled back.
-async fn explain(session: &mut Session, err: WarehouseError) -> WarehouseError {
-    match err {
-        WarehouseError::Load {
-            table,
-            part,
-            detail,
-            retriable,
-        } => {
-            let detail = match load_errors::report(session).await {
-                Some(report) => format!("{detail}\nRedshift load errors:\n{report}"),
-                None => detail,
-            };
-            WarehouseError::Load {
-                table,
-                part,
-                detail,
-                retriable,
+        let files = format!(
+            "{}segments/",
+            staging.url(&staging.layout.run(&plan.run_id))
+        );
+        let errors = match self.session().await {
+            Ok(mut second) => load_errors::read(&mut second, mark, &files).await,
+            Err(e) => {
+                let why = format!("{detail}\n(the load errors could not be read: {e})");
+                return failed(why);
             }
+        };
+        let detail = format!("{detail}\n{}", load_errors::explain(&errors, mark, &files));
+        let at_fault = errors
+            .first()
+            .and_then(|e| parts.iter().find(|p| staging.url(&p.file.key) == e.file));
+        match at_fault {
+            Some(part) => WarehouseError::BadSegment {
+                run_id: plan.run_id.clone(),
+                segment: part.segment,
+                problem: format!(
+                    "loading {manifest_url} into {} failed: {detail}",
+                    table.table
+                ),
+            },
+            None => failed(detail),
         }
-        other => other,
     }
 }
 
@@ -205,15 +285,9 @@ impl Redshift {
             for (name, output) in &manifest.tables {
                 if !output.files.is_empty() {
                     let table = load::table_of(&tables, plan, segment, name)?;
+                    let parts = load::parts_of(segment, &output.files);
                     let copied = self
-                        .copy_table(
-                            &mut session,
-                            staging,
-                            &scratch,
-                            table,
-                            &output.files,
-                            (plan, segment),
-                        )
+                        .copy_table(&mut session, staging, plan, &scratch, table, &parts)
                         .await?;
                     load::check_copied(plan, segment, name, output, copied)?;
                 }
@@ -236,9 +310,26 @@ impl Redshift {
             }),
             Err(e) => {
                 session.rollback().await;
-                Err(explain(&mut session, e).await)
+                Err(e)
             }
         }
+    }
+}
+
+#[async_trait(?Send)]
+impl load::CopyBatch for Redshift {
+    /// One COPY for the table over a COPY manifest naming every part of the batch (mandatory
+    /// entries), written under the run's `load/all/`.
+    async fn copy_batch(
+        &self,
+        session: &mut Session,
+        staging: &Staging,
+        plan: &RunPlan,
+        batch: &load::TableBatch<'_>,
+    ) -> Result<u64, WarehouseError> {
+        let scratch = staging.layout.load_scratch_all(&plan.run_id);
+        self.copy_table(session, staging, plan, &scratch, &batch.table, &batch.parts)
+            .await
     }
 }
 
@@ -286,6 +377,19 @@ impl Dialect for Redshift {
             Grantee::Role(n) => format!("ROLE {}", quote_ident(n)),
         }
     }
+
+    /// ANALYZE of each table, after lowering the session's analyze threshold to 0: Redshift
+    /// skips a table whose rows changed by less than the threshold (10 % by default) since its
+    /// last analysis, and an automatic analysis in the background may have seen a table half
+    /// loaded (<https://docs.aws.amazon.com/redshift/latest/dg/r_analyze_threshold_percent.html>,
+    /// <https://docs.aws.amazon.com/redshift/latest/dg/t_Analyzing_tables.html>). One ANALYZE per
+    /// table, as the command takes one table name
+    /// (<https://docs.aws.amazon.com/redshift/latest/dg/r_ANALYZE.html>).
+    fn analyze_tables(&self, tables: &[String]) -> Vec<String> {
+        std::iter::once("SET analyze_threshold_percent TO 0".to_string())
+            .chain(tables.iter().map(|t| format!("ANALYZE {t}")))
+            .collect()
+    }
 }
 
 #[async_trait(?Send)]
@@ -318,6 +422,27 @@ impl Warehouse for Redshift {
         .await
     }
 
+    async fn load_segments(
+        &self,
+        staging: &Staging,
+        plan: &RunPlan,
+        retry: &RetryPolicy,
+    ) -> Result<SegmentsLoaded, WarehouseError> {
+        load::load_segments(self, staging, plan, retry).await
+    }
+
+    /// One transaction and one COPY per table: per-segment loads would each hold the ledger's
+    /// lock through their COPYs and run one after another anyway, and Redshift serialises
+    /// concurrent COPYs into one table
+    /// (<https://docs.aws.amazon.com/redshift/latest/dg/c_best-practices-single-copy-command.html>).
+    fn run_load(&self) -> RunLoad {
+        RunLoad::OneTransaction
+    }
+
+    fn analyze_sql(&self, plan: &RunPlan) -> Vec<String> {
+        swap::analyze_sql(self, plan)
+    }
+
     async fn state(&self) -> Result<WarehouseState, WarehouseError> {
         let mut session = self.session().await?;
         ledger::state(self, &mut session).await
@@ -343,5 +468,81 @@ impl Warehouse for Redshift {
 
     async fn rollback(&self, retry: &RetryPolicy) -> Result<SwapOutcome, WarehouseError> {
         swap::run(self, Swap::Rollback, retry).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::sql::wire_double::error_of;
+    use super::*;
+
+    /// Redshift's reports as they come over the wire: SQLSTATE, message, detail.
+    #[tokio::test]
+    async fn conflicts_are_retried_and_other_internal_errors_are_not() {
+        let retried = [
+            // Serializable isolation: the message is the error number, the words are in DETAIL.
+            (
+                "XX000",
+                "1023",
+                Some("Serializable isolation violation on table - 156487, transactions forming the cycle are: 1051, 1050 (pid:19524)"),
+            ),
+            // Snapshot isolation (the default for new clusters and workgroups).
+            (
+                "XX000",
+                "could not complete because of conflict with concurrent transaction",
+                None,
+            ),
+            (
+                "XX000",
+                "1023",
+                Some("could not complete because of conflict with concurrent transaction"),
+            ),
+            // The protocol's own codes still count.
+            ("40001", "could not serialize access due to concurrent update", None),
+        ];
+        for (code, message, detail) in retried {
+            let err = error_of(code, message, detail).await;
+            assert!(
+                transient(&err),
+                "{code} {message} {detail:?} must be retried"
+            );
+        }
+        let not_retried = [
+            // A COPY that met rows it cannot load: the detail quotes the data, whatever it holds.
+            (
+                "XX000",
+                "Load into table 'org' failed.  Check 'sys_load_error_detail' system table for details.",
+                Some("\n  -----------------------------------------------\n  error:  Invalid digit, Value 'c', Pos 0, Type: Long \n  code:      1207\n  context:   conflict with concurrent transaction\n  query:     4242\n  -----------------------------------------------"),
+            ),
+            // An ordinary internal error.
+            ("XX000", "could not open relation with OID 156487", None),
+            ("XX000", "Invalid operation: Value too long for character type", Some("1023")),
+        ];
+        for (code, message, detail) in not_retried {
+            let err = error_of(code, message, detail).await;
+            assert!(
+                !transient(&err),
+                "{code} {message} {detail:?} must not be retried"
+            );
+        }
+    }
+
+    #[test]
+    fn statistics_are_refreshed_whatever_the_threshold() {
+        let redshift = Redshift::new(WarehouseConfig {
+            url: super::super::WarehouseUrl::new("redshift://cluster:5439/dev"),
+            dialect: super::super::DialectName::Redshift,
+            target: "t".into(),
+            grantees: vec![],
+            lock_timeout: Duration::from_secs(1),
+            post_swap_sql: None,
+            analyze: true,
+            redshift: Options::default(),
+        });
+        assert_eq!(
+            redshift.analyze_tables(&["\"s\".\"t\"".into()]),
+            ["SET analyze_threshold_percent TO 0", "ANALYZE \"s\".\"t\""]
+        );
+        assert_eq!(redshift.run_load(), RunLoad::OneTransaction);
     }
 }
