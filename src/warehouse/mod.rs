@@ -205,6 +205,10 @@ pub enum WarehouseError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    /// No temporary credentials to log in with (Redshift IAM); the API calls were retried
+    /// already, so a fresh session would not help.
+    #[error(transparent)]
+    Credentials(#[from] redshift::credentials::CredentialsError),
 }
 
 impl Classify for WarehouseError {
@@ -226,6 +230,7 @@ impl Classify for WarehouseError {
             }
             WarehouseError::Store(e) => e.class(),
             WarehouseError::Manifest(e) => e.class(),
+            WarehouseError::Credentials(e) => e.class(),
         }
     }
 }

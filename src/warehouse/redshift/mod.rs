@@ -4,6 +4,7 @@
 //! COPY explained from the load-error tables ([`load_errors`]).
 
 pub mod copy;
+pub mod credentials;
 mod load_errors;
 
 use async_trait::async_trait;
@@ -249,7 +250,8 @@ impl Dialect for Redshift {
     }
 
     async fn session(&self) -> Result<Session, WarehouseError> {
-        Session::open(&self.config.url, &self.session_setup(), transient).await
+        let url = self.config.login_url().await?;
+        Session::open(&url, &self.session_setup(), transient).await
     }
 
     fn column_type(&self, t: LogicalType) -> String {
