@@ -208,7 +208,13 @@ pub enum WarehouseError {
     /// No temporary credentials to log in with (Redshift IAM); the API calls were retried
     /// already, so a fresh session would not help.
     #[error(transparent)]
-    Credentials(#[from] redshift::credentials::CredentialsError),
+    Credentials(Box<redshift::credentials::CredentialsError>),
+}
+
+impl From<redshift::credentials::CredentialsError> for WarehouseError {
+    fn from(e: redshift::credentials::CredentialsError) -> Self {
+        WarehouseError::Credentials(Box::new(e))
+    }
 }
 
 impl Classify for WarehouseError {

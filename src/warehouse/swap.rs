@@ -125,7 +125,12 @@ pub async fn run(
                     ok => ok,
                 }
             },
-            |e: &WarehouseError| e.class() == Class::Retry && !is_lock_timeout(e),
+            // Temporary credentials that could not be had were retried by their own call.
+            |e: &WarehouseError| {
+                e.class() == Class::Retry
+                    && !is_lock_timeout(e)
+                    && !matches!(e, WarehouseError::Credentials(_))
+            },
             |e, delay| tracing::warn!(error = %e, delay_ms = delay.as_millis() as u64, "swap conflicted; retrying"),
         )
         .await

@@ -318,10 +318,11 @@ pub enum CredentialsError {
         resource: String,
         detail: String,
     },
-    #[error("{operation}: {target} was not found ({detail}) at {endpoint}; check {flag} or the host of --warehouse-url")]
+    #[error("{operation}: {target} was not found ({detail}) at {endpoint}; check {flag} or the host of --warehouse-url (the job's IAM role needs {action} on it)")]
     NotFound {
         target: Target,
         operation: &'static str,
+        action: &'static str,
         flag: &'static str,
         endpoint: Endpoint,
         detail: String,
@@ -584,6 +585,7 @@ impl IamCredentials {
             }
             Some("ClusterNotFound" | "ClusterNotFoundFault" | "ResourceNotFoundException") => {
                 CredentialsError::NotFound {
+                    action: target.action(),
                     flag: target.flag(),
                     target,
                     operation,
@@ -592,6 +594,7 @@ impl IamCredentials {
                 }
             }
             _ if status == 404 => CredentialsError::NotFound {
+                action: target.action(),
                 flag: target.flag(),
                 target,
                 operation,
@@ -915,12 +918,18 @@ mod tests {
         let missing = CredentialsError::NotFound {
             target: Target::Workgroup("wg".into()),
             operation: "redshift-serverless GetCredentials",
+            action: WORKGROUP_ACTION,
             flag: WORKGROUP_FLAG,
             endpoint: endpoint.clone(),
             detail: "ResourceNotFoundException".into(),
         };
         assert_eq!(missing.class(), Class::Fatal);
-        assert!(missing.to_string().contains("workgroup wg"));
+        let text = missing.to_string();
+        assert!(text.contains("workgroup wg"), "{text}");
+        assert!(
+            text.contains("redshift-serverless:GetCredentials"),
+            "{text}"
+        );
         let throttled = |retriable| CredentialsError::Failed {
             target: cluster("prod-1"),
             operation: "GetClusterCredentialsWithIAM",
