@@ -505,14 +505,18 @@ impl WarehouseFlags {
             workgroup: self.redshift_workgroup.clone(),
             seconds: self.redshift_credentials_seconds,
         };
-        let Some(settings) = IamSettings::from_url(url, &choice).map_err(Error::fatal)? else {
-            return Ok(Credentials::Url);
+        let wants_iam = match choice.mode {
+            Some(mode) => mode == Mode::Iam,
+            None => url.parameter("credentials").as_deref() == Some("iam"),
         };
-        if dialect != DialectName::Redshift {
+        if wants_iam && dialect != DialectName::Redshift {
             return Err(Error::fatal(
                 "IAM credentials are for Redshift: use a redshift:// URL (or --dialect redshift), or drop --redshift-credentials iam / credentials=iam",
             ));
         }
+        let Some(settings) = IamSettings::from_url(url, &choice).map_err(Error::fatal)? else {
+            return Ok(Credentials::Url);
+        };
         Ok(Credentials::Iam(Arc::new(IamCredentials::new(
             settings,
             aws.config(),
@@ -527,4 +531,82 @@ pub struct DryRunFlag {
     /// Print the SQL instead of running it.
     #[arg(long, env = "ETL_DRY_RUN")]
     pub dry_run: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Cli, Command};
+    use clap::Parser;
+    use dynamo_etl::error::Class;
+    use dynamo_etl::warehouse::config::Credentials;
+    use dynamo_etl::warehouse::redshift::credentials::Target;
+
+    fn rollback(extra: &[&str]) -> Result<Cli, clap::Error> {
+        let mut args = vec![
+            "dynamo-etl",
+            "rollback",
+            "--target",
+            "t",
+            "--redshift-iam-role",
+            "default",
+        ];
+        args.extend(extra);
+        Cli::try_parse_from(args)
+    }
+
+    fn credentials(cli: &Cli) -> Result<Credentials, dynamo_etl::error::Error> {
+        let Command::Rollback(args) = &cli.command else {
+            unreachable!()
+        };
+        args.warehouse
+            .config(None, &cli.aws, &cli.retry)
+            .map(|c| c.credentials)
+    }
+
+    #[test]
+    fn iam_flags_pick_the_target_and_the_lifetime() {
+        let cli = rollback(&[
+            "--warehouse-url",
+            "redshift://10.1.2.3:5439/dev",
+            "--redshift-credentials",
+            "iam",
+            "--redshift-workgroup",
+            "etl",
+            "--redshift-credentials-seconds",
+            "1200",
+        ])
+        .unwrap();
+        let Credentials::Iam(iam) = credentials(&cli).unwrap() else {
+            panic!("IAM credentials expected")
+        };
+        assert_eq!(iam.settings().target, Target::Workgroup("etl".into()));
+        assert_eq!(iam.settings().seconds, 1200);
+        // Without the flag, the URL's password is used.
+        let cli = rollback(&["--warehouse-url", "redshift://u:p@h:5439/dev"]).unwrap();
+        assert!(matches!(credentials(&cli).unwrap(), Credentials::Url));
+    }
+
+    #[test]
+    fn iam_flags_are_checked_before_any_request() {
+        for seconds in ["899", "3601"] {
+            let parsed = rollback(&["--redshift-credentials-seconds", seconds]);
+            assert!(parsed.is_err(), "{seconds}");
+        }
+        let both = rollback(&["--redshift-cluster-id", "a", "--redshift-workgroup", "b"]);
+        assert!(both.is_err());
+        let cli = rollback(&["--warehouse-url", "postgres://h:5432/db?credentials=iam"]).unwrap();
+        let err = credentials(&cli).unwrap_err();
+        assert_eq!(err.class(), Class::Fatal);
+        assert!(err.to_string().contains("for Redshift"), "{err}");
+        let cli = rollback(&[
+            "--warehouse-url",
+            "redshift://db.internal.example:5439/dev",
+            "--redshift-credentials",
+            "iam",
+        ])
+        .unwrap();
+        let err = credentials(&cli).unwrap_err();
+        assert_eq!(err.class(), Class::Fatal);
+        assert!(err.to_string().contains("--redshift-cluster-id"), "{err}");
+    }
 }
