@@ -34,6 +34,9 @@ pub struct AwsConfig {
     /// Path-style S3 addressing; default: on when `s3_endpoint` is set.
     pub s3_path_style: Option<bool>,
     pub s3_checksums: S3Checksums,
+    /// For both Redshift APIs that issue temporary credentials (provisioned and Serverless),
+    /// e.g. a local stand-in.
+    pub redshift_api_endpoint: Option<String>,
 }
 
 /// Where a service is reached, for messages: the endpoint and the flag that sets it.
@@ -155,6 +158,37 @@ pub fn s3_endpoint(sdk: &SdkConfig, config: &AwsConfig) -> Endpoint {
         region: region_of(sdk),
         flag: "--s3-endpoint / ETL_S3_ENDPOINT",
     }
+}
+
+/// The endpoint of the Redshift APIs in use, for messages.
+pub fn redshift_api_endpoint(sdk: &SdkConfig, config: &AwsConfig) -> Endpoint {
+    Endpoint {
+        service: "the Redshift API",
+        url: config.redshift_api_endpoint.clone(),
+        region: region_of(sdk),
+        flag: "--redshift-api-endpoint / ETL_REDSHIFT_API_ENDPOINT",
+    }
+}
+
+/// The Redshift API (provisioned clusters), for temporary credentials.
+pub fn redshift(sdk: &SdkConfig, config: &AwsConfig) -> aws_sdk_redshift::Client {
+    let mut builder = aws_sdk_redshift::config::Builder::from(sdk);
+    if let Some(url) = &config.redshift_api_endpoint {
+        builder = builder.endpoint_url(url);
+    }
+    aws_sdk_redshift::Client::from_conf(builder.build())
+}
+
+/// The Redshift Serverless API, for temporary credentials.
+pub fn redshift_serverless(
+    sdk: &SdkConfig,
+    config: &AwsConfig,
+) -> aws_sdk_redshiftserverless::Client {
+    let mut builder = aws_sdk_redshiftserverless::config::Builder::from(sdk);
+    if let Some(url) = &config.redshift_api_endpoint {
+        builder = builder.endpoint_url(url);
+    }
+    aws_sdk_redshiftserverless::Client::from_conf(builder.build())
 }
 
 pub fn dynamodb(sdk: &SdkConfig, config: &AwsConfig) -> aws_sdk_dynamodb::Client {

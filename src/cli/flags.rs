@@ -3,6 +3,7 @@
 //! checked before any I/O.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use dynamo_etl::aws::{AwsConfig, S3Checksums};
@@ -15,7 +16,10 @@ use dynamo_etl::schema::naming;
 use dynamo_etl::staging::layout::DEFAULT_PREFIX;
 use dynamo_etl::staging::parts::codec::PartCompression;
 use dynamo_etl::staging::parts::writer::{PartSettings, MIN_CHUNK_BYTES};
-use dynamo_etl::warehouse::config::{PREVIOUS_SUFFIX, ROLLBACK_SUFFIX};
+use dynamo_etl::warehouse::config::{Credentials, PREVIOUS_SUFFIX, ROLLBACK_SUFFIX};
+use dynamo_etl::warehouse::redshift::credentials::{
+    Choice, IamCredentials, IamSettings, Mode, MAX_SECONDS, MIN_SECONDS,
+};
 use dynamo_etl::warehouse::redshift::Options as RedshiftOptions;
 use dynamo_etl::warehouse::{DialectName, Grantee, WarehouseConfig, WarehouseUrl};
 
@@ -43,6 +47,10 @@ pub struct AwsFlags {
     #[arg(long, env = "ETL_S3_CHECKSUMS", value_enum, default_value = "when-supported",
           global = true, help_heading = CONNECTION)]
     pub s3_checksums: ChecksumsArg,
+    /// Endpoint URL of the Redshift and Redshift Serverless APIs (which issue IAM credentials),
+    /// for a local stand-in.
+    #[arg(long, env = "ETL_REDSHIFT_API_ENDPOINT", global = true, help_heading = CONNECTION)]
+    pub redshift_api_endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -62,6 +70,7 @@ impl AwsFlags {
                 ChecksumsArg::WhenSupported => S3Checksums::WhenSupported,
                 ChecksumsArg::WhenRequired => S3Checksums::WhenRequired,
             },
+            redshift_api_endpoint: self.redshift_api_endpoint.clone(),
         }
     }
 }
@@ -382,6 +391,15 @@ impl PlanDialectFlag {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CredentialsArg {
+    /// The user and password of the URL.
+    Password,
+    /// Temporary credentials from GetClusterCredentialsWithIAM / redshift-serverless
+    /// GetCredentials.
+    Iam,
+}
+
 /// How to reach the warehouse and what to call things there.
 #[derive(Debug, Clone, clap::Args)]
 pub struct WarehouseFlags {
@@ -410,6 +428,26 @@ pub struct WarehouseFlags {
     /// (ANALYZE of every staged table, which `replace` runs by default).
     #[arg(long, env = "ETL_NO_ANALYZE", help_heading = WAREHOUSE)]
     pub no_analyze: bool,
+    /// Redshift: how sessions log in: `password` (the URL's) or `iam` (temporary credentials
+    /// for the IAM identity the job runs as). Default: the URL's `credentials=` parameter,
+    /// else password.
+    #[arg(long, env = "ETL_REDSHIFT_CREDENTIALS", value_enum, help_heading = WAREHOUSE)]
+    pub redshift_credentials: Option<CredentialsArg>,
+    /// Redshift, IAM credentials: the provisioned cluster to ask (default: from the host
+    /// <cluster>.<id>.<region>.redshift.amazonaws.com).
+    #[arg(long, env = "ETL_REDSHIFT_CLUSTER_ID", conflicts_with = "redshift_workgroup",
+          help_heading = WAREHOUSE)]
+    pub redshift_cluster_id: Option<String>,
+    /// Redshift, IAM credentials: the Serverless workgroup to ask (default: from the host
+    /// <workgroup>.<account>.<region>.redshift-serverless.amazonaws.com).
+    #[arg(long, env = "ETL_REDSHIFT_WORKGROUP", help_heading = WAREHOUSE)]
+    pub redshift_workgroup: Option<String>,
+    /// Redshift, IAM credentials: how long they last, 900 to 3600 seconds; new ones are
+    /// fetched for new sessions shortly before they expire.
+    #[arg(long, env = "ETL_REDSHIFT_CREDENTIALS_SECONDS", default_value_t = MAX_SECONDS,
+          value_parser = clap::value_parser!(u32).range(MIN_SECONDS as i64..=MAX_SECONDS as i64),
+          help_heading = WAREHOUSE)]
+    pub redshift_credentials_seconds: u32,
     /// Redshift: IAM role ARN that COPY assumes to read the staging bucket (`default` for the
     /// cluster's default role).
     #[arg(long, env = "ETL_REDSHIFT_IAM_ROLE", help_heading = WAREHOUSE)]
@@ -448,7 +486,13 @@ impl WarehouseFlags {
     }
 
     /// Checks the flags into a ready configuration; `source_table` names the default target.
-    pub fn config(&self, source_table: Option<&str>) -> Result<WarehouseConfig, Error> {
+    /// `aws` and `retry` serve the API calls of IAM credentials.
+    pub fn config(
+        &self,
+        source_table: Option<&str>,
+        aws: &AwsFlags,
+        retry: &RetryFlags,
+    ) -> Result<WarehouseConfig, Error> {
         let url = self.url()?;
         let dialect = self.dialect()?;
         let target = match (&self.target, source_table) {
@@ -481,6 +525,7 @@ impl WarehouseFlags {
         if dialect == DialectName::Redshift && self.redshift_iam_role.is_none() {
             return Err(Error::fatal("Redshift COPY needs an IAM role to read the staging bucket: pass --redshift-iam-role ARN (or `default`)"));
         }
+        let credentials = self.credentials(&url, dialect, aws, retry)?;
         Ok(WarehouseConfig {
             url,
             dialect,
@@ -489,6 +534,7 @@ impl WarehouseFlags {
             lock_timeout: Duration::from_secs(self.lock_timeout_seconds.max(1)),
             post_swap_sql,
             analyze: !self.no_analyze,
+            credentials,
             redshift: RedshiftOptions {
                 iam_role: self.redshift_iam_role.clone(),
                 s3_region: self.redshift_s3_region.clone(),
@@ -498,10 +544,126 @@ impl WarehouseFlags {
     }
 }
 
+impl WarehouseFlags {
+    /// How sessions log in: the URL's password, or temporary IAM credentials (Redshift only).
+    fn credentials(
+        &self,
+        url: &WarehouseUrl,
+        dialect: DialectName,
+        aws: &AwsFlags,
+        retry: &RetryFlags,
+    ) -> Result<Credentials, Error> {
+        let choice = Choice {
+            mode: self.redshift_credentials.map(|c| match c {
+                CredentialsArg::Password => Mode::Password,
+                CredentialsArg::Iam => Mode::Iam,
+            }),
+            cluster_id: self.redshift_cluster_id.clone(),
+            workgroup: self.redshift_workgroup.clone(),
+            seconds: self.redshift_credentials_seconds,
+        };
+        let wants_iam = match choice.mode {
+            Some(mode) => mode == Mode::Iam,
+            None => url.parameter("credentials").as_deref() == Some("iam"),
+        };
+        if wants_iam && dialect != DialectName::Redshift {
+            return Err(Error::fatal(
+                "IAM credentials are for Redshift: use a redshift:// URL (or --dialect redshift), or drop --redshift-credentials iam / credentials=iam",
+            ));
+        }
+        let Some(settings) = IamSettings::from_url(url, &choice).map_err(Error::fatal)? else {
+            return Ok(Credentials::Url);
+        };
+        Ok(Credentials::Iam(Arc::new(IamCredentials::new(
+            settings,
+            aws.config(),
+            retry.policy(),
+        ))))
+    }
+}
+
 /// Print the SQL instead of running it.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DryRunFlag {
     /// Print the SQL instead of running it.
     #[arg(long, env = "ETL_DRY_RUN")]
     pub dry_run: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Cli, Command};
+    use clap::Parser;
+    use dynamo_etl::error::Class;
+    use dynamo_etl::warehouse::config::Credentials;
+    use dynamo_etl::warehouse::redshift::credentials::Target;
+
+    fn rollback(extra: &[&str]) -> Result<Cli, clap::Error> {
+        let mut args = vec![
+            "dynamo-etl",
+            "rollback",
+            "--target",
+            "t",
+            "--redshift-iam-role",
+            "default",
+        ];
+        args.extend(extra);
+        Cli::try_parse_from(args)
+    }
+
+    fn credentials(cli: &Cli) -> Result<Credentials, dynamo_etl::error::Error> {
+        let Command::Rollback(args) = &cli.command else {
+            unreachable!()
+        };
+        args.warehouse
+            .config(None, &cli.aws, &cli.retry)
+            .map(|c| c.credentials)
+    }
+
+    #[test]
+    fn iam_flags_pick_the_target_and_the_lifetime() {
+        let cli = rollback(&[
+            "--warehouse-url",
+            "redshift://10.1.2.3:5439/dev",
+            "--redshift-credentials",
+            "iam",
+            "--redshift-workgroup",
+            "etl",
+            "--redshift-credentials-seconds",
+            "1200",
+        ])
+        .unwrap();
+        let Credentials::Iam(iam) = credentials(&cli).unwrap() else {
+            panic!("IAM credentials expected")
+        };
+        assert_eq!(iam.settings().target, Target::Workgroup("etl".into()));
+        assert_eq!(iam.settings().seconds, 1200);
+        // Without the flag, the URL's password is used.
+        let cli = rollback(&["--warehouse-url", "redshift://u:p@h:5439/dev"]).unwrap();
+        assert!(matches!(credentials(&cli).unwrap(), Credentials::Url));
+    }
+
+    #[test]
+    fn iam_flags_are_checked_before_any_request() {
+        for seconds in ["899", "3601"] {
+            let parsed = rollback(&["--redshift-credentials-seconds", seconds]);
+            assert!(parsed.is_err(), "{seconds}");
+        }
+        let both = rollback(&["--redshift-cluster-id", "a", "--redshift-workgroup", "b"]);
+        assert!(both.is_err());
+        let cli = rollback(&["--warehouse-url", "postgres://h:5432/db?credentials=iam"]).unwrap();
+        let err = credentials(&cli).unwrap_err();
+        assert_eq!(err.class(), Class::Fatal);
+        assert!(err.to_string().contains("for Redshift"), "{err}");
+        let cli = rollback(&[
+            "--warehouse-url",
+            "redshift://db.internal.example:5439/dev",
+            "--redshift-credentials",
+            "iam",
+        ])
+        .unwrap();
+        let err = credentials(&cli).unwrap_err();
+        assert_eq!(err.class(), Class::Fatal);
+        assert!(err.to_string().contains("--redshift-cluster-id"), "{err}");
+    }
 }

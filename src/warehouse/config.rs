@@ -2,7 +2,11 @@
 //! its password), which dialect it speaks, the target schema and who may read it.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
+
+use super::redshift::credentials::IamCredentials;
+use super::WarehouseError;
 
 /// Suffix of the schema that a run is loaded into.
 pub const STAGING_SUFFIX: &str = "_staging";
@@ -13,6 +17,11 @@ pub const ROLLBACK_SUFFIX: &str = "_rollback";
 
 pub use crate::schema::limits::DialectName;
 
+/// Query parameters of a warehouse URL that this tool reads and the driver never sees: how
+/// Redshift sessions log in (`credentials=password|iam`) and, for `iam`, the provisioned cluster
+/// (`cluster_id=`) or the Serverless workgroup (`workgroup=`) to ask for credentials.
+pub const OWN_PARAMETERS: [&str; 3] = ["credentials", "cluster_id", "workgroup"];
+
 /// A connection URL that never shows its password.
 #[derive(Clone)]
 pub struct WarehouseUrl(String);
@@ -22,12 +31,80 @@ impl WarehouseUrl {
         WarehouseUrl(url.to_string())
     }
 
-    /// The URL to hand to the driver (`redshift://` becomes `postgres://`).
+    /// The URL to hand to the driver (`redshift://` becomes `postgres://`), without the query
+    /// parameters this tool reads itself ([`OWN_PARAMETERS`]).
     pub fn for_driver(&self) -> String {
-        match self.0.strip_prefix("redshift://") {
+        let url = match self.0.strip_prefix("redshift://") {
             Some(rest) => format!("postgres://{rest}"),
             None => self.0.clone(),
+        };
+        let Some(mut parsed) = url::Url::parse(&url).ok().filter(|u| {
+            u.query_pairs()
+                .any(|(k, _)| OWN_PARAMETERS.contains(&k.as_ref()))
+        }) else {
+            return url;
+        };
+        let kept: Vec<(String, String)> = parsed
+            .query_pairs()
+            .filter(|(k, _)| !OWN_PARAMETERS.contains(&k.as_ref()))
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        if kept.is_empty() {
+            parsed.set_query(None);
+        } else {
+            parsed.query_pairs_mut().clear().extend_pairs(kept);
         }
+        parsed.into()
+    }
+
+    fn parsed(&self) -> Option<url::Url> {
+        url::Url::parse(&self.0).ok()
+    }
+
+    /// The value of query parameter `name` (`?credentials=iam`), if given.
+    pub fn parameter(&self, name: &str) -> Option<String> {
+        self.parsed()?
+            .query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
+
+    /// The host name, lowercase.
+    pub fn host(&self) -> Option<String> {
+        let parsed = self.parsed()?;
+        let host = parsed.host_str().filter(|h| !h.is_empty())?;
+        Some(host.to_ascii_lowercase())
+    }
+
+    /// The database: the path without its leading slash, decoded.
+    pub fn database(&self) -> Option<String> {
+        let parsed = self.parsed()?;
+        let path = parsed.path().trim_start_matches('/');
+        let name = percent_encoding::percent_decode_str(path)
+            .decode_utf8()
+            .ok()?;
+        (!name.is_empty()).then(|| name.into_owned())
+    }
+
+    /// Whether the URL names a user or a password, before the host or in the query.
+    pub fn has_login(&self) -> bool {
+        match self.parsed() {
+            Some(u) => {
+                !u.username().is_empty()
+                    || u.password().is_some()
+                    || u.query_pairs().any(|(k, _)| k == "user" || k == "password")
+            }
+            // Unparsable: whatever stands before an `@` counts as a login.
+            None => self.0.contains('@'),
+        }
+    }
+
+    /// The same URL logging in as `user` with `password` (both percent-encoded into it).
+    pub fn with_login(&self, user: &str, password: &str) -> Option<WarehouseUrl> {
+        let mut parsed = self.parsed()?;
+        parsed.set_username(user).ok()?;
+        parsed.set_password(Some(password)).ok()?;
+        Some(WarehouseUrl(parsed.into()))
     }
 
     /// The dialect the URL's scheme implies, if any.
@@ -140,6 +217,17 @@ impl std::str::FromStr for Grantee {
     }
 }
 
+/// How a session logs in to the warehouse.
+#[derive(Debug, Clone, Default)]
+pub enum Credentials {
+    /// With the user and password of the URL.
+    #[default]
+    Url,
+    /// Redshift: with temporary credentials from IAM, shared by every session of the process
+    /// and replaced shortly before they expire.
+    Iam(Arc<IamCredentials>),
+}
+
 /// Everything the warehouse phases need to know about the warehouse.
 #[derive(Debug, Clone)]
 pub struct WarehouseConfig {
@@ -155,6 +243,8 @@ pub struct WarehouseConfig {
     /// Refresh the planner's statistics of the staged tables before the swap (`--no-analyze`
     /// turns it off).
     pub analyze: bool,
+    /// How sessions log in.
+    pub credentials: Credentials,
     /// Settings only Redshift reads.
     pub redshift: super::redshift::Options,
 }
@@ -168,6 +258,15 @@ impl WarehouseConfig {
     }
     pub fn parked(&self) -> String {
         format!("{}{ROLLBACK_SUFFIX}", self.target)
+    }
+
+    /// The URL a new session connects with: the configured one, or the same with temporary
+    /// credentials (cached ones while they are good for a while yet, else new ones).
+    pub async fn login_url(&self) -> Result<WarehouseUrl, WarehouseError> {
+        match &self.credentials {
+            Credentials::Url => Ok(self.url.clone()),
+            Credentials::Iam(iam) => Ok(iam.login(&self.url).await?),
+        }
     }
 }
 
@@ -215,6 +314,49 @@ mod tests {
             let m = masked(url);
             assert_eq!(m, shown, "{url}");
             assert!(!m.contains(&secret[..5]), "{url} -> {m}");
+        }
+    }
+
+    /// This tool's own parameters never reach the driver; everything else does, unchanged.
+    #[test]
+    fn the_driver_never_sees_our_own_parameters() {
+        let u = WarehouseUrl::new(
+            "redshift://h.example:5439/dev?credentials=iam&sslmode=require&cluster_id=c&workgroup=w",
+        );
+        assert_eq!(
+            u.for_driver(),
+            "postgres://h.example:5439/dev?sslmode=require"
+        );
+        assert_eq!(u.parameter("cluster_id").as_deref(), Some("c"));
+        assert_eq!(u.parameter("user"), None);
+        let only_ours = WarehouseUrl::new("redshift://h:5439/dev?credentials=password");
+        assert_eq!(only_ours.for_driver(), "postgres://h:5439/dev");
+        // Without our parameters the URL is handed on as written.
+        let plain = "postgres://etl:p%40ss@db:5432/w?sslmode=disable&application_name=x";
+        assert_eq!(WarehouseUrl::new(plain).for_driver(), plain);
+    }
+
+    #[test]
+    fn urls_tell_host_database_and_whether_they_carry_a_login() {
+        let u = WarehouseUrl::new(
+            "redshift://Etl.C0ffee.us-east-1.redshift.amazonaws.com:5439/my%20db",
+        );
+        assert_eq!(
+            u.host().as_deref(),
+            Some("etl.c0ffee.us-east-1.redshift.amazonaws.com")
+        );
+        assert_eq!(u.database().as_deref(), Some("my db"));
+        assert!(!u.has_login());
+        assert_eq!(WarehouseUrl::new("redshift://h:5439").database(), None);
+        assert_eq!(WarehouseUrl::new("redshift://h:5439/").database(), None);
+        for with_login in [
+            "redshift://etl@h/dev",
+            "redshift://:pw@h/dev",
+            "redshift://h/dev?user=etl",
+            "redshift://h/dev?password=pw",
+            "not a url etl:pw@h",
+        ] {
+            assert!(WarehouseUrl::new(with_login).has_login(), "{with_login}");
         }
     }
 

@@ -272,6 +272,16 @@ pub enum WarehouseError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    /// No temporary credentials to log in with (Redshift IAM); the API calls were retried
+    /// already, so a fresh session would not help.
+    #[error(transparent)]
+    Credentials(Box<redshift::credentials::CredentialsError>),
+}
+
+impl From<redshift::credentials::CredentialsError> for WarehouseError {
+    fn from(e: redshift::credentials::CredentialsError) -> Self {
+        WarehouseError::Credentials(Box::new(e))
+    }
 }
 
 impl Classify for WarehouseError {
@@ -293,6 +303,7 @@ impl Classify for WarehouseError {
             }
             WarehouseError::Store(e) => e.class(),
             WarehouseError::Manifest(e) => e.class(),
+            WarehouseError::Credentials(e) => e.class(),
         }
     }
 }

@@ -172,7 +172,14 @@ pub async fn run(
     retry: &RetryPolicy,
 ) -> Result<SwapOutcome, WarehouseError> {
     if let Swap::Replace { plan, .. } = swap {
-        analyze(dialect, plan, retry).await?;
+        if let Err(e) = analyze(dialect, plan, retry).await {
+            // A concurrent replace of the same run may have renamed staging away while this one
+            // analyzed it: then the swap below finds the run served and does nothing.
+            let mut session = dialect.session().await?;
+            if !served_by_now(dialect, &mut session, swap).await {
+                return Err(e);
+            }
+        }
     }
     retry
         .run(
@@ -192,7 +199,12 @@ pub async fn run(
                     ok => ok,
                 }
             },
-            |e: &WarehouseError| e.class() == Class::Retry && !is_lock_timeout(e),
+            // Temporary credentials that could not be had were retried by their own call.
+            |e: &WarehouseError| {
+                e.class() == Class::Retry
+                    && !is_lock_timeout(e)
+                    && !matches!(e, WarehouseError::Credentials(_))
+            },
             |e, delay| tracing::warn!(error = %e, delay_ms = delay.as_millis() as u64, "swap conflicted; retrying"),
         )
         .await

@@ -348,6 +348,7 @@ async fn run_loads_a_whole_run_in_one_transaction_when_the_dialect_prefers_it() 
         lock_timeout: Duration::from_secs(60),
         post_swap_sql: None,
         analyze: true,
+        credentials: Default::default(),
         redshift: Default::default(),
     }));
     let options = RunOptions {

@@ -6,6 +6,7 @@
 mod support;
 
 mod all_segments;
+mod credentials;
 mod exit_codes;
 mod infer_schema;
 mod jobs;

@@ -56,6 +56,7 @@ fn config() -> WarehouseConfig {
         lock_timeout: Duration::from_secs(60),
         post_swap_sql: None,
         analyze: true,
+        credentials: Default::default(),
         redshift: Options {
             iam_role: Some("arn:aws:iam::123456789012:role/dynamo-etl-copy".into()),
             s3_region: Some("eu-west-1".into()),

@@ -24,7 +24,11 @@ pub struct Args {
 
 pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
     let (ctx, plan) = super::planned(cli, args.run.required()?).await?;
-    let warehouse = dynamo_etl::warehouse::open(args.warehouse.config(Some(&plan.source_table))?);
+    let warehouse = dynamo_etl::warehouse::open(args.warehouse.config(
+        Some(&plan.source_table),
+        &cli.aws,
+        &cli.retry,
+    )?);
     let config = warehouse.config();
     if args.dry_run.dry_run {
         line(format!(

@@ -24,7 +24,11 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
         }
         _ => None,
     };
-    let warehouse = dynamo_etl::warehouse::open(args.warehouse.config(source_table.as_deref())?);
+    let warehouse = dynamo_etl::warehouse::open(args.warehouse.config(
+        source_table.as_deref(),
+        &cli.aws,
+        &cli.retry,
+    )?);
     let config = warehouse.config();
     if args.dry_run.dry_run {
         for s in warehouse.swap_sql(SwapKind::Rollback) {

@@ -50,14 +50,15 @@ pub struct Args {
 }
 
 /// The run id: given, else the newest run of the table not swapped in, else a new one.
-async fn choose_run(ctx: &Context, args: &Args) -> Result<String, Error> {
+async fn choose_run(cli: &Cli, ctx: &Context, args: &Args) -> Result<String, Error> {
     if let Some(id) = given_run_id(args.run.run_id.as_deref()) {
         return Ok(id);
     }
     let table = args.table.table.as_deref().ok_or_else(|| {
         Error::fatal("pass --table (or set ETL_TABLE) to start or resume a run, or --run-id")
     })?;
-    let warehouse = dynamo_etl::warehouse::open(args.warehouse.config(Some(table))?);
+    let warehouse =
+        dynamo_etl::warehouse::open(args.warehouse.config(Some(table), &cli.aws, &cli.retry)?);
     let state = warehouse.state().await.ok();
     Ok(match resumable_run(ctx, table, state.as_ref()).await? {
         Some(id) => {
@@ -75,7 +76,7 @@ async fn choose_run(ctx: &Context, args: &Args) -> Result<String, Error> {
 pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
     let segment = args.scan.settings()?;
     let ctx = cli.context().await?;
-    let run_id = choose_run(&ctx, args).await?;
+    let run_id = choose_run(cli, &ctx, args).await?;
     let planned = plan_or_resume(
         &ctx,
         RunRequest {
@@ -92,7 +93,11 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
         tracing::info!(run_id, "resuming the planned run");
     }
     let plan = planned.plan;
-    let warehouse = dynamo_etl::warehouse::open(args.warehouse.config(Some(&plan.source_table))?);
+    let warehouse = dynamo_etl::warehouse::open(args.warehouse.config(
+        Some(&plan.source_table),
+        &cli.aws,
+        &cli.retry,
+    )?);
     let options = RunOptions {
         concurrency: args
             .concurrency

@@ -25,7 +25,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
         // Without --target, the target the run was swapped into (if recorded) is the one to ask.
         let mut flags = args.warehouse.clone();
         flags.target = flags.target.or(recorded_target);
-        let config = flags.config(Some(&plan.source_table))?;
+        let config = flags.config(Some(&plan.source_table), &cli.aws, &cli.retry)?;
         Ok(Some(dynamo_etl::warehouse::open(config)))
     })
     .await?;

@@ -48,7 +48,11 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
 
 async fn all_segments(cli: &Cli, run_id: &str, flags: &WarehouseFlags) -> Result<(), Error> {
     let (ctx, plan) = super::planned(cli, run_id).await?;
-    let warehouse = dynamo_etl::warehouse::open(flags.config(Some(&plan.source_table))?);
+    let warehouse = dynamo_etl::warehouse::open(flags.config(
+        Some(&plan.source_table),
+        &cli.aws,
+        &cli.retry,
+    )?);
     let started = std::time::Instant::now();
     let done = dynamo_etl::phases::upload::upload_all(&ctx, warehouse.as_ref(), &plan).await?;
     line(format!(
@@ -73,7 +77,11 @@ async fn phase3(
     flags: &WarehouseFlags,
 ) -> Result<(), Error> {
     let (ctx, plan) = super::planned(cli, run_id).await?;
-    let warehouse = dynamo_etl::warehouse::open(flags.config(Some(&plan.source_table))?);
+    let warehouse = dynamo_etl::warehouse::open(flags.config(
+        Some(&plan.source_table),
+        &cli.aws,
+        &cli.retry,
+    )?);
     let started = std::time::Instant::now();
     match dynamo_etl::phases::upload::upload(&ctx, warehouse.as_ref(), &plan, segment).await? {
         UploadOutcome::Loaded { rows, tables } => {

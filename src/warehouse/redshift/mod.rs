@@ -5,6 +5,7 @@
 //! failed COPY explained from the load-error logs ([`load_errors`]).
 
 pub mod copy;
+pub mod credentials;
 pub mod limits;
 pub mod load_errors;
 
@@ -340,7 +341,8 @@ impl Dialect for Redshift {
     }
 
     async fn session(&self) -> Result<Session, WarehouseError> {
-        Session::open(&self.config.url, &self.session_setup(), transient).await
+        let url = self.config.login_url().await?;
+        Session::open(&url, &self.session_setup(), transient).await
     }
 
     fn column_type(&self, t: LogicalType) -> String {
@@ -537,6 +539,7 @@ mod tests {
             lock_timeout: Duration::from_secs(1),
             post_swap_sql: None,
             analyze: true,
+            credentials: Default::default(),
             redshift: Options::default(),
         });
         assert_eq!(

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod fault_proxy;
+pub mod redshift_api;
 
 use aws_sdk_dynamodb::Client as DynamoClient;
 use aws_sdk_s3::Client as S3Client;
