@@ -5,6 +5,7 @@
 
 mod support;
 
+mod estimate;
 mod exit_codes;
 mod infer_schema;
 mod jobs;
