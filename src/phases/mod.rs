@@ -4,6 +4,7 @@
 //! runbook command fixes it. Nothing here writes SQL or prints.
 
 pub mod drift;
+pub mod estimate;
 pub mod gc;
 pub mod infer_schema;
 pub mod plan;

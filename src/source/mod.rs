@@ -4,6 +4,7 @@
 pub mod budget;
 pub mod page;
 pub mod scan;
+pub mod table;
 
 use aws_sdk_dynamodb::types::KeyType;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -254,6 +254,14 @@ async fn missing_credentials_exit_2_at_once_saying_what_to_set() {
         vec!["status", "--run-id", "r"],
         vec!["run", "--table", "t", "--run-id", "r"],
         vec!["infer-schema", "--table", "t"],
+        vec![
+            "plan",
+            "--estimate",
+            "--table",
+            "t",
+            "--total-segments",
+            "2",
+        ],
     ] {
         let mut cmd = env.command(&args);
         for var in [

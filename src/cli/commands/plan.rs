@@ -1,9 +1,13 @@
-//! `plan`: pin a run for AWS Batch and print its id.
+//! `plan`: pin a run for AWS Batch and print its id; with `--estimate`, print what a full scan
+//! of the table would cost and take instead, and pin nothing.
 
-use super::super::flags::{PlanDialectFlag, RunFlag, SchemaFlags, TableFlag, TotalSegmentsFlag};
-use super::super::output::line;
+use super::super::flags::{
+    PlanDialectFlag, ReadFlags, RunFlag, SchemaFlags, TableFlag, TotalSegmentsFlag,
+};
+use super::super::output::{line, out};
 use super::super::Cli;
 use dynamo_etl::error::Error;
+use dynamo_etl::phases::estimate::{estimate, EstimateSettings, DEFAULT_READ_PRICE_PER_MILLION};
 use dynamo_etl::phases::plan::{given_run_id, new_run_id, plan_new};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -19,6 +23,68 @@ pub struct Args {
     pub schemas: SchemaFlags,
     #[command(flatten)]
     pub dialect: PlanDialectFlag,
+    #[command(flatten)]
+    pub estimate: EstimateFlags,
+    /// With --estimate: the read settings phase 1 will run with (AWS Batch runs every segment
+    /// at once).
+    #[command(flatten)]
+    pub read: ReadFlags,
+}
+
+/// `--estimate` and its price; `plan` and `run` take it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EstimateFlags {
+    /// Print the read units, cost and time of a full scan of the table, worked out from
+    /// DescribeTable, then stop: nothing is planned, scanned or written.
+    #[arg(long, env = "ETL_ESTIMATE")]
+    pub estimate: bool,
+    /// With --estimate: USD per million read request units. Default: the us-east-1 on-demand
+    /// list price (Standard table class).
+    #[arg(long, env = "ETL_READ_PRICE_PER_MILLION", default_value_t = DEFAULT_READ_PRICE_PER_MILLION,
+          value_name = "USD")]
+    pub read_price_per_million: f64,
+}
+
+impl EstimateFlags {
+    /// The estimate's settings for a run of `total` segments, `at_once` of them scanning at the
+    /// same time, read as `read` says.
+    pub fn settings(
+        &self,
+        total: u32,
+        at_once: u32,
+        read: &ReadFlags,
+    ) -> Result<EstimateSettings, Error> {
+        let settings = EstimateSettings {
+            total_segments: total,
+            segments_at_once: at_once,
+            max_read_units: read.checked_read_units()?,
+            consistent_read: read.consistent_read,
+            read_price_per_million: self.read_price_per_million,
+        };
+        settings.check()?;
+        Ok(settings)
+    }
+}
+
+/// The command line that reproduces an estimate, for the message when running it again helps.
+pub fn estimate_command(command: &str, table: &str, settings: &EstimateSettings) -> String {
+    let mut text = format!(
+        "dynamo-etl {command} --estimate --table {table} --total-segments {}",
+        settings.total_segments
+    );
+    if let Some(units) = settings.max_read_units {
+        text.push_str(&format!(" --max-read-units {units}"));
+    }
+    if settings.consistent_read {
+        text.push_str(" --consistent-read");
+    }
+    if settings.read_price_per_million != DEFAULT_READ_PRICE_PER_MILLION {
+        text.push_str(&format!(
+            " --read-price-per-million {}",
+            settings.read_price_per_million
+        ));
+    }
+    text
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
@@ -29,6 +95,13 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
         .total_segments
         .total_segments
         .ok_or_else(|| Error::fatal("plan needs --total-segments (or ETL_TOTAL_SEGMENTS)"))?;
+    if args.estimate.estimate {
+        let settings = args.estimate.settings(total, total, &args.read)?;
+        let command = estimate_command("plan", table, &settings);
+        let ctx = cli.context().await?;
+        out(&estimate(&ctx, table, settings, &command).await?.render());
+        return Ok(());
+    }
     let dialect = args.dialect.resolve().ok_or_else(|| {
         Error::fatal("plan needs the warehouse the run is for: pass --dialect postgres|redshift (or set ETL_DIALECT, or ETL_WAREHOUSE_URL)")
     })?;

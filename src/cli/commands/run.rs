@@ -8,7 +8,9 @@ use super::super::flags::{
 use super::super::output::{line, out};
 use super::super::progress::Bars;
 use super::super::{Cli, LogFormat};
+use super::plan::{estimate_command, EstimateFlags};
 use dynamo_etl::error::Error;
+use dynamo_etl::phases::estimate::estimate;
 use dynamo_etl::phases::plan::{
     given_run_id, new_run_id, plan_or_resume, resumable_run, RunRequest,
 };
@@ -47,6 +49,34 @@ pub struct Args {
     pub scan: ScanFlags,
     #[command(flatten)]
     pub warehouse: WarehouseFlags,
+    /// With --estimate, `run` stops after printing the estimate: no run is chosen, planned or
+    /// scanned.
+    #[command(flatten)]
+    pub estimate: EstimateFlags,
+}
+
+/// `run --estimate`: the estimate for this command's table, segments, concurrency and read
+/// settings; nothing in the staging area or the warehouse is read or written.
+async fn estimate_only(cli: &Cli, args: &Args) -> Result<(), Error> {
+    let table = args.table.table.as_deref().ok_or_else(|| {
+        Error::fatal("run --estimate needs the source table: pass --table or set ETL_TABLE")
+    })?;
+    let total = args
+        .total_segments
+        .total_segments
+        .unwrap_or(DEFAULT_TOTAL_SEGMENTS);
+    let at_once = args
+        .concurrency
+        .unwrap_or(total.min(8) as usize)
+        .clamp(1, total as usize) as u32;
+    let settings = args.estimate.settings(total, at_once, &args.scan.read)?;
+    let mut command = estimate_command("run", table, &settings);
+    if let Some(n) = args.concurrency {
+        command.push_str(&format!(" --concurrency {n}"));
+    }
+    let ctx = cli.context().await?;
+    out(&estimate(&ctx, table, settings, &command).await?.render());
+    Ok(())
 }
 
 /// The run id: given, else the newest run of the table not swapped in, else a new one.
@@ -75,6 +105,9 @@ async fn choose_run(cli: &Cli, ctx: &Context, args: &Args) -> Result<String, Err
 
 pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
     let segment = args.scan.settings()?;
+    if args.estimate.estimate {
+        return estimate_only(cli, args).await;
+    }
     let ctx = cli.context().await?;
     let run_id = choose_run(cli, &ctx, args).await?;
     let planned = plan_or_resume(
