@@ -21,7 +21,7 @@ pub struct Args {
     )]
     pub segment: Option<SegmentChoice>,
     /// Load every segment phase 1 committed and staging does not hold yet, in one command.
-    #[arg(long)]
+    #[arg(long, env = "ETL_ALL_SEGMENTS")]
     pub all_segments: bool,
     #[command(flatten)]
     pub warehouse: WarehouseFlags,
