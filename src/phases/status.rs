@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use super::Context;
 use crate::error::Error;
+use crate::staging::checkpoint::{self, Found};
 use crate::staging::commands::{Runbook, Step};
 use crate::staging::manifest::{self, Committed};
 use crate::staging::plan::RunPlan;
@@ -37,6 +38,15 @@ pub struct SegmentState {
     pub phase1: Phase1,
     /// Phase 3 committed; `None` when the warehouse was not consulted.
     pub loaded: Option<bool>,
+    /// A segment phase 1 has not committed whose retry would resume from a checkpoint.
+    pub checkpoint: Option<Resumable>,
+}
+
+/// What a usable checkpoint of an uncommitted segment holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resumable {
+    pub items: u64,
+    pub saved_at: String,
 }
 
 /// Where the run's data is in the warehouse.
@@ -92,7 +102,10 @@ impl RunStatus {
                     "committed: {} items, {} rows, {} rejected, {} ms",
                     c.items_scanned, c.rows, c.rejected, c.duration_ms
                 ),
-                Phase1::Missing => "missing".to_string(),
+                Phase1::Missing => match &s.checkpoint {
+                    Some(c) => format!("missing; checkpoint of {} items, {}", c.items, c.saved_at),
+                    None => "missing".to_string(),
+                },
                 Phase1::Damaged(_) => "damaged manifest".to_string(),
             };
             let p3 = match s.loaded {
@@ -217,6 +230,7 @@ pub fn decide(
             segment: k,
             phase1,
             loaded: is_loaded,
+            checkpoint: None,
         });
     }
     match swap {
@@ -285,7 +299,49 @@ pub async fn gather(
     };
     let target = warehouse.map(|w| w.config().target.as_str());
     let runbook = ctx.runbook(&plan.run_id, target);
-    Ok(decide(plan, &manifests, swapped, state.as_ref(), &runbook))
+    let mut status = decide(plan, &manifests, swapped, state.as_ref(), &runbook);
+    note_checkpoints(staging, plan, &runbook, &mut status).await?;
+    Ok(status)
+}
+
+/// Says, for each segment phase 1 has not committed, whether its retry would resume from a
+/// checkpoint (the same decision phase 1 takes), and how far that checkpoint got.
+async fn note_checkpoints(
+    staging: &crate::staging::Staging,
+    plan: &RunPlan,
+    runbook: &Runbook,
+    status: &mut RunStatus,
+) -> Result<(), Error> {
+    for state in &mut status.segments {
+        if state.phase1 != Phase1::Missing {
+            continue;
+        }
+        let k = state.segment;
+        let found = staging
+            .store
+            .list(&staging.layout.segment(&plan.run_id, k))
+            .await?;
+        let Found::Resume(c) = checkpoint::find(staging, plan, k, &found).await? else {
+            continue;
+        };
+        let retry = runbook
+            .command(Step::RetryPhase1 {
+                total_segments: plan.total_segments,
+                segment: k,
+            })
+            .to_string();
+        for gap in status.gaps.iter_mut().filter(|g| g.command == retry) {
+            gap.what.push_str(&format!(
+                "; its retry goes on from a checkpoint of {} items",
+                c.items_scanned
+            ));
+        }
+        state.checkpoint = Some(Resumable {
+            items: c.items_scanned,
+            saved_at: c.saved_at.clone(),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -50,8 +50,10 @@ fn retry_args(run: &str) -> Vec<&str> {
 }
 
 /// Every item of the table is in exactly one committed row of `run`.
-async fn every_item_once(env: &TestEnv, run: &str, items: &[Item]) {
-    let decoded = env.decoded_rows(run, &infer(&env.table, items), 1).await;
+async fn every_item_once(env: &TestEnv, run: &str, items: &[Item], total_segments: u32) {
+    let decoded = env
+        .decoded_rows(run, &infer(&env.table, items), total_segments)
+        .await;
     let mut keys: Vec<String> = decoded.values().flatten().map(key_of).collect();
     keys.sort();
     let mut expected: Vec<String> = items.iter().map(key_of).collect();
@@ -157,7 +159,7 @@ async fn a_segment_killed_anywhere_is_finished_by_its_retry_with_every_item_once
             "{run}: {resumed:?}"
         );
         assert_eq!(manifest.items_scanned, items.len() as u64, "{run}");
-        every_item_once(&env, run, &items).await;
+        every_item_once(&env, run, &items, 1).await;
         assert!(
             env.get(&checkpoint_key(run)).await.is_none(),
             "{run}: checkpoint left after the commit"
@@ -256,11 +258,22 @@ async fn sigterm_stops_phase_1_with_a_checkpoint_and_its_retry_finishes_the_segm
         saved > 0 && saved < items.len() as u64,
         "stopped half way: {saved}"
     );
+    // status tells an operator the retry will not start from zero.
+    let out = env.run(&["status", "--run-id", "t"], &[]);
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        status.contains(&format!("missing; checkpoint of {saved} items"))
+            && status.contains(&format!(
+                "its retry goes on from a checkpoint of {saved} items"
+            )),
+        "{}",
+        show(&out)
+    );
 
     env.run_ok(&retry_args("t"));
     let manifest = env.manifest("t", 0).await.unwrap();
     assert_eq!(manifest.resumed.as_ref().map(|r| r.items), Some(saved));
-    every_item_once(&env, "t", &items).await;
+    every_item_once(&env, "t", &items, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -373,7 +386,7 @@ async fn a_checkpoint_of_another_run_or_segment_count_is_ignored_and_says_why() 
         "{err}"
     );
     assert!(env.manifest("b", 0).await.unwrap().resumed.is_none());
-    every_item_once(&env, "b", &items).await;
+    every_item_once(&env, "b", &items, 1).await;
 
     // Run a's own checkpoint, claiming another segment count: not used either.
     let mut edited: serde_json::Value = serde_json::from_slice(&taken).unwrap();
@@ -384,6 +397,49 @@ async fn a_checkpoint_of_another_run_or_segment_count_is_ignored_and_says_why() 
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("is for segment 0 of 2, not 0 of 1"), "{err}");
     assert!(env.manifest("a", 0).await.unwrap().resumed.is_none());
-    every_item_once(&env, "a", &items).await;
+    every_item_once(&env, "a", &items, 1).await;
     no_open_uploads(&env).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_run_with_checkpoints_and_the_same_run_finishes_the_copy() {
+    let env = TestEnv::with_demo("rtermrun", ORGANIZATIONS).await;
+    let items = fixtures::demo_items(ORGANIZATIONS);
+    let args = [
+        "run",
+        "--run-id",
+        "w",
+        "--table",
+        &env.table,
+        "--total-segments",
+        "2",
+        "--page-items",
+        "20",
+        "--checkpoint-seconds",
+        "0",
+        "--max-read-units",
+        "20",
+    ];
+    let (out, took) = terminate_when(&env, &args, &[], Exists(checkpoint_key("w"))).await;
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("stopped (SIGTERM)"), "{}", show(&out));
+    assert!(
+        err.contains("--run-id w"),
+        "names the run to go on with: {err}"
+    );
+    eprintln!("run ended {} ms after SIGTERM:\n{err}", took.as_millis());
+    no_open_uploads(&env).await;
+    assert_eq!(
+        env.served_run(&env.target).await,
+        None,
+        "nothing was swapped in"
+    );
+
+    // The same run goes on from the segments' checkpoints and swaps in every item once.
+    env.run_ok(&args[..args.len() - 2]);
+    assert_eq!(env.served_run(&env.target).await.as_deref(), Some("w"));
+    let resumed = env.manifest("w", 0).await.unwrap().resumed;
+    assert!(resumed.is_some_and(|r| r.items > 0), "segment 0 resumed");
+    every_item_once(&env, "w", &items, 2).await;
 }
