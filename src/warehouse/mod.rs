@@ -19,6 +19,7 @@ pub mod postgres;
 pub mod redshift;
 pub mod sql;
 pub mod swap;
+pub mod url;
 
 use async_trait::async_trait;
 use std::collections::{BTreeMap, BTreeSet};

@@ -28,7 +28,7 @@ use tokio::time::Instant;
 use crate::aws::{AwsConfig, AwsError, Endpoint};
 use crate::error::{Class, Classify};
 use crate::retry::{self, RetryPolicy};
-use crate::warehouse::config::WarehouseUrl;
+use crate::warehouse::url::WarehouseUrl;
 
 /// The shortest and longest lifetime both APIs accept (`DurationSeconds` / `durationSeconds`,
 /// 900–3600; the API's default is 900), per the two API references above.
