@@ -128,35 +128,9 @@ pub async fn key_attributes(
     table: &str,
     retry: &RetryPolicy,
 ) -> Result<Vec<String>, ScanError> {
-    let out = retry
-        .run_sdk(
-            || dynamodb.client.describe_table().table_name(table).send(),
-            |e, delay| {
-                tracing::warn!(table, delay_ms = delay.as_millis() as u64, error = %dynamodb.describe(e),
-                    "DescribeTable failed; retrying")
-            },
-        )
-        .await
-        .map_err(|e| {
-            let not_found = e
-                .as_service_error()
-                .is_some_and(|s| s.is_resource_not_found_exception());
-            ScanError::Table {
-                table: table.to_string(),
-                detail: if not_found {
-                    format!(
-                        "no such table at {}; check --table and --region",
-                        dynamodb.endpoint
-                    )
-                } else {
-                    format!("DescribeTable failed: {}", dynamodb.describe(&e))
-                },
-                retriable: sdk_failure(&e).is_retriable(),
-            }
-        })?;
-    let schema = out
-        .table()
-        .map(|t| t.key_schema().to_vec())
+    let schema = table::describe(dynamodb, table, retry)
+        .await?
+        .key_schema
         .unwrap_or_default();
     let mut keys: Vec<(bool, String)> = schema
         .iter()

@@ -67,13 +67,23 @@ impl TableFacts {
     }
 }
 
-/// DescribeTable of `table`, with the shared retry policy. A missing table is fatal; throttling,
-/// 5xx and an endpoint that does not answer are worth a retry.
+/// DescribeTable of `table`, with the shared retry policy: its size and read capacity.
 pub async fn describe_table(
     dynamodb: &DynamoDb,
     table: &str,
     retry: &RetryPolicy,
 ) -> Result<TableFacts, ScanError> {
+    let description = describe(dynamodb, table, retry).await?;
+    Ok(TableFacts::from_description(table, &description))
+}
+
+/// DescribeTable's description of `table`. A missing table is fatal; throttling, 5xx and an
+/// endpoint that does not answer are worth a retry.
+pub async fn describe(
+    dynamodb: &DynamoDb,
+    table: &str,
+    retry: &RetryPolicy,
+) -> Result<TableDescription, ScanError> {
     let out = retry
         .run_sdk(
             || dynamodb.client.describe_table().table_name(table).send(),
@@ -100,15 +110,14 @@ pub async fn describe_table(
                 retriable: !not_found && sdk_failure(&e).is_retriable(),
             }
         })?;
-    let description = out.table().ok_or_else(|| ScanError::Table {
+    out.table.ok_or_else(|| ScanError::Table {
         table: table.to_string(),
         detail: format!(
             "DescribeTable at {} answered without a table description",
             dynamodb.endpoint
         ),
         retriable: false,
-    })?;
-    Ok(TableFacts::from_description(table, description))
+    })
 }
 
 #[cfg(test)]
