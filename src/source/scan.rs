@@ -5,6 +5,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::budget::ReadBudget;
@@ -34,9 +35,11 @@ pub async fn scan_segment(
                 (Some(l), Some(p)) => Some(l.min(p as i32)),
                 (l, p) => l.or(p.map(|p| p as i32)),
             };
-            fetch_page(dynamodb, spec, start_key.as_ref(), limit, counters).await
+            let sent = tokio::time::Instant::now();
+            let fetched = fetch_page(dynamodb, spec, start_key.as_ref(), limit, counters).await;
+            fetched.map(|(page, meta)| (page, meta, sent.elapsed()))
         };
-        let (mut page, meta) = tokio::select! {
+        let (mut page, meta, took) = tokio::select! {
             biased;
             _ = spec.stop.requested() => return Ok(ScanEnd::Stopped),
             fetched = next => fetched?,
@@ -44,7 +47,7 @@ pub async fn scan_segment(
         let units = meta
             .capacity_units
             .unwrap_or_else(|| estimate_units(&page, pacer.units_per_block));
-        pacer.after_page(units, meta.scanned_count);
+        pacer.after_page(units, meta.scanned_count, took);
         page.read_units = units;
         counters.pages.fetch_add(1, Ordering::Relaxed);
         counters.items.fetch_add(meta.count, Ordering::Relaxed);
@@ -72,6 +75,22 @@ struct Pacer {
     units_per_block: f64,
     /// Units per item, learned from pages; starts pessimistic (4 KB items).
     units_per_item: f64,
+    /// How long a page request takes, smoothed over the pages so far.
+    page_seconds: Option<f64>,
+}
+
+/// The shortest stretch of budget one page is sized for: short enough that pacing stays smooth.
+const MIN_PAGE_WINDOW: f64 = 0.25;
+/// The longest: the bucket keeps at most one second of unused budget.
+const MAX_PAGE_WINDOW: f64 = 1.0;
+
+/// Seconds of budget to size the next page for. Pages are fetched one after another, so a page
+/// worth less budget than the time its request takes leaves the budget unspent; twice the
+/// observed request time keeps the scan ahead of its budget on a slow server.
+fn page_window(page_seconds: Option<f64>) -> f64 {
+    page_seconds.map_or(MIN_PAGE_WINDOW, |t| {
+        (2.0 * t).clamp(MIN_PAGE_WINDOW, MAX_PAGE_WINDOW)
+    })
 }
 
 impl Pacer {
@@ -81,6 +100,7 @@ impl Pacer {
             budget: spec.max_read_units.map(ReadBudget::new),
             units_per_block,
             units_per_item: units_per_block,
+            page_seconds: None,
         }
     }
 
@@ -89,8 +109,7 @@ impl Pacer {
         let full_page = PAGE_BYTES / 4096.0 * self.units_per_block;
         let units_per_item = self.units_per_item;
         let budget = self.budget.as_mut()?;
-        // Keep each page at about a quarter second of budget so pacing stays smooth.
-        let target = budget.rate() / 4.0;
+        let target = budget.rate() * page_window(self.page_seconds);
         let limit = (target < full_page).then(|| ((target / units_per_item).floor() as i32).max(1));
         let estimate = limit.map_or(full_page, |l| f64::from(l) * units_per_item);
         budget.wait_for(estimate).await;
@@ -98,10 +117,12 @@ impl Pacer {
     }
 
     /// Charges what a page consumed.
-    fn after_page(&mut self, units: f64, scanned: u64) {
+    fn after_page(&mut self, units: f64, scanned: u64, took: Duration) {
         if let Some(b) = self.budget.as_mut() {
             b.charge(units);
         }
+        let t = took.as_secs_f64();
+        self.page_seconds = Some(self.page_seconds.map_or(t, |avg| 0.8 * avg + 0.2 * t));
         if scanned > 0 {
             self.units_per_item = (units / scanned as f64).max(0.01);
         }
@@ -173,4 +194,45 @@ async fn fetch_page(
 /// which errs on the side of the budget).
 fn estimate_units(page: &RawPage, per_block: f64) -> f64 {
     (page.items_bytes() as f64 / 4096.0).ceil() * per_block
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_cover_twice_the_request_time_within_bounds() {
+        assert_eq!(page_window(None), MIN_PAGE_WINDOW);
+        assert_eq!(page_window(Some(0.01)), MIN_PAGE_WINDOW);
+        assert!((page_window(Some(0.3)) - 0.6).abs() < 1e-9);
+        assert_eq!(page_window(Some(5.0)), MAX_PAGE_WINDOW);
+    }
+
+    /// A server slower than a quarter second per page still gets the whole budget asked of it:
+    /// simulated requests of 0.3 s, each costing what its item limit says.
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_server_still_gets_the_budget_spent() {
+        let spec_rate = 20.0;
+        let mut pacer = Pacer {
+            budget: Some(ReadBudget::new(spec_rate)),
+            units_per_block: 0.5,
+            units_per_item: 0.05,
+            page_seconds: None,
+        };
+        let start = tokio::time::Instant::now();
+        let mut spent = 0.0;
+        for _ in 0..300 {
+            let limit = pacer.before_page().await.expect("a budget sets a limit");
+            let latency = Duration::from_millis(300);
+            tokio::time::sleep(latency).await;
+            let units = f64::from(limit) * 0.05;
+            spent += units;
+            pacer.after_page(units, u64::from(limit as u32), latency);
+        }
+        let rate = spent / start.elapsed().as_secs_f64();
+        assert!(
+            rate >= 0.9 * spec_rate && rate <= 1.05 * spec_rate,
+            "{rate} units/s of {spec_rate}"
+        );
+    }
 }
