@@ -12,6 +12,19 @@ the stack and provides boto3). Measures, on one table and with one segment count
             down with every page of a segment, so it cannot feed one process a million items
             in reasonable time
 
+and on segment 0 of --segments, one phase-1 process at a time:
+
+  resume      run A scans the segment uninterrupted; run B scans it again, is SIGKILLed at about
+              --resume-at of A's items (watched through its progress lines) and is finished by
+              `dynamo-etl retry phase-1`; the retry's read units and wall time against A's, and
+              B's manifest against A's, table by table
+  overhead    the segment with the default checkpoint interval, with checkpoints as rare as the
+              flag allows, and with one a second, in rotating order for --overhead-rounds rounds
+              (the median round of each is reported)
+  budget      the segment unbudgeted, then with --max-read-units at --budget-fraction of the
+              read units per second the unbudgeted run got; the budgeted run's average against
+              its budget
+
 Each figure is the wall time of the whole step and, per process, user+sys CPU and peak RSS as GNU
 time reports them. Nothing here asserts a time: the targets are reported as met or missed.
 """
@@ -22,12 +35,14 @@ import gzip
 import json
 import os
 import platform
+import queue
 import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 
@@ -39,6 +54,16 @@ TARGET_PHASE1_OVER_BARE = 1.15
 TARGET_CPU_ADVANTAGE = 10.0
 TARGET_LOAD_VS_PSQL = 0.9
 TARGET_SEGMENT_RSS_MB = 100
+# Segments that resume from a checkpoint (src/staging/checkpoint.rs).
+TARGET_RESUME_UNITS = 0.15  # a resume's read units / an uninterrupted run's, for a kill at 90%
+TARGET_CHECKPOINT_OVERHEAD = 1.02  # default checkpoint interval / (almost) none, wall and CPU
+TARGET_BUDGET = (0.90, 1.05)  # achieved read units per second / --max-read-units
+
+# dynamo-etl segment's --checkpoint-seconds default (src/cli/flags.rs), and the interval that
+# stands for "no checkpoints": about 32 years, which no segment reaches.
+DEFAULT_CHECKPOINT_SECONDS = 60
+RARE_CHECKPOINT_SECONDS = 1_000_000_000
+STEPS = ("bare", "phase1", "baseline", "load", "rss", "resume", "overhead", "budget")
 
 
 def log(msg):
@@ -59,8 +84,9 @@ def parse_args():
     )
     p.add_argument("--items", type=int, help="items in the table (default 1,000,000; 2,000 with --smoke)")
     p.add_argument("--segments", type=int, help="segments = parallel scans/processes (default 4; 2 with --smoke)")
-    p.add_argument("--only", default="bare,phase1,baseline,load,rss",
-                   help="comma-separated steps to run: bare, phase1, baseline, load (needs phase1), rss")
+    p.add_argument("--only", default=",".join(STEPS),
+                   help="comma-separated steps to run: bare, phase1, baseline, load (needs phase1), rss, "
+                        "resume, overhead, budget")
     p.add_argument("--rss-items", help="items of the two rss runs (default 100000,1000000; 2000,20000 with --smoke)")
     p.add_argument("--smoke", action="store_true",
                    help="a quick check of the harness: small table on the stack's DynamoDB, debug build, table deleted afterwards")
@@ -75,6 +101,19 @@ def parse_args():
                    help="rounds of the load step, each side alternately first; the median round is reported (default 3)")
     p.add_argument("--baseline-gzip-level", type=int, default=1,
                    help="gzip level of the Python baseline (default 1, the fastest; Python 3.11 has no zstd in its standard library)")
+    p.add_argument("--resume-at", type=float, default=0.9,
+                   help="resume step: kill run B when about this fraction of the segment's items is scanned (default 0.9)")
+    p.add_argument("--resume-checkpoint-seconds", type=int, default=1,
+                   help="resume step: --checkpoint-seconds of runs A and B (default 1: a segment here takes tens of "
+                        "seconds, so the default 60 s would take no checkpoint before the kill)")
+    p.add_argument("--resume-seconds", type=float,
+                   help="resume step: stretch runs A and B to about this many seconds with a read budget, measured "
+                        "by an unrecorded run first (for tables too small to watch; default: no budget, 5 with --smoke)")
+    p.add_argument("--overhead-rounds", type=int,
+                   help="rounds of the overhead step; the median round is reported (default 3; 1 with --smoke)")
+    p.add_argument("--budget-fraction", type=float, default=1 / 3,
+                   help="budget step: --max-read-units as this fraction of the unbudgeted run's read units per second "
+                        "(default 1/3)")
     p.add_argument("--keep", action="store_true", help="keep the S3 objects and warehouse schemas of this run")
     p.add_argument("--drop-table", action="store_true", help="delete the table at the end (default with --smoke)")
     p.add_argument("--out", default=os.path.join(ROOT, "target", "bench"), help="results and scratch folder")
@@ -93,13 +132,21 @@ def parse_args():
         args.no_warmup = True
     args.steps = [s.strip() for s in args.only.split(",") if s.strip()]
     args.rss_items = [int(n) for n in (args.rss_items or ("2000,20000" if args.smoke else "100000,1000000")).split(",")]
-    unknown = set(args.steps) - {"bare", "phase1", "baseline", "load", "rss"}
+    if args.resume_seconds is None and args.smoke:
+        args.resume_seconds = 5.0
+    if args.overhead_rounds is None:
+        args.overhead_rounds = 1 if args.smoke else 3
+    unknown = set(args.steps) - set(STEPS)
     if unknown:
         p.error(f"unknown steps in --only: {', '.join(sorted(unknown))}")
     if "load" in args.steps and "phase1" not in args.steps:
         p.error("the load step loads what the phase1 step wrote: add phase1 to --only")
     if args.items < 1 or args.segments < 1:
         p.error("--items and --segments must be at least 1")
+    if not 0 < args.resume_at < 1 or not 0 < args.budget_fraction < 1:
+        p.error("--resume-at and --budget-fraction must be between 0 and 1")
+    if args.resume_checkpoint_seconds < 0 or args.overhead_rounds < 1:
+        p.error("--resume-checkpoint-seconds must be at least 0 and --overhead-rounds at least 1")
     args.table = args.table or f"bench_items_{args.items}"
     return args
 
@@ -500,6 +547,275 @@ def step_rss(args, env, logs, run_id, schemas_dir, items):
 
 
 # ---------------------------------------------------------------------------------------------
+# one segment, one process: resume, checkpoint overhead, read budget
+
+
+class SegmentRuns:
+    """Runs of segment 0 of --segments, each under a run id of its own, read back through its
+    manifest and removed from S3 once measured (a 100k-item segment is ~20 MB of parts, and
+    moto keeps them in memory)."""
+
+    SEGMENT = 0
+
+    def __init__(self, args, env, logs, run_id, schemas_dir, s3, bucket):
+        self.args, self.env, self.logs, self.schemas_dir = args, env, logs, schemas_dir
+        self.base, self.s3, self.bucket = run_id, s3, bucket
+        self.etl = os.path.join(args.bin_dir, "dynamo-etl")
+        self.items = args.items if args.segments == 1 else None  # the segment's items, once known
+
+    def segment(self, run_id, flags=()):
+        return [self.etl, "segment", "--table", self.args.table, "--run-id", run_id, "--total-segments",
+                str(self.args.segments), "--segment", str(self.SEGMENT), "--schemas-dir", self.schemas_dir, *flags]
+
+    def retry(self, run_id, flags=()):
+        return [self.etl, "retry", "phase-1", str(self.args.segments), str(self.SEGMENT), "--run-id", run_id, *flags]
+
+    def run_prefix(self, run_id):
+        return f"{self.env['ETL_PREFIX']}/runs/{run_id}/"
+
+    def manifest(self, run_id):
+        key = f"{self.run_prefix(run_id)}segments/{self.SEGMENT}/manifest.json"
+        return json.loads(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+
+    def checkpoint(self, run_id):
+        """The segment's checkpoint, or None."""
+        key = f"{self.run_prefix(run_id)}segments/{self.SEGMENT}/checkpoint.json"
+        try:
+            return json.loads(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+        except self.s3.exceptions.NoSuchKey:
+            return None
+
+    def drop(self, run_id):
+        if self.args.keep:
+            return
+        keys = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.run_prefix(run_id)):
+            keys += [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        for i in range(0, len(keys), 1000):
+            self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": keys[i:i + 1000]})
+
+    def expect(self, step, items):
+        """The segment's item count: the table's when it is the only segment, else the first
+        complete run's, which every later run must match."""
+        if self.items is None:
+            self.items = items
+        step.extra["expected_items"] = self.items
+
+    def measure(self, tag, label, flags=(), keep=False):
+        """One uninterrupted run of the segment; its manifest's figures go into the step."""
+        run_id = f"{self.base}-{tag}"
+        step, (out,) = run_step(tag, label, [self.segment(run_id, flags)], self.env, self.logs)
+        m = self.manifest(run_id)
+        step.units = m["items_scanned"]
+        self.expect(step, m["items_scanned"])
+        step.extra.update(manifest_figures(m))
+        step.extra["flags"] = list(flags)
+        if not keep:
+            self.drop(run_id)
+        return step, m
+
+
+def manifest_figures(m):
+    """What a step keeps of a segment manifest."""
+    return {
+        "run_id": m["run_id"],
+        "read_units": m["read_units"],
+        "pages": m["pages"],
+        "segment_ms": m["duration_ms"],
+        "rows": {t: o["rows"] for t, o in sorted(m["tables"].items())},
+        "parts": {t: len(o["files"]) for t, o in sorted(m["tables"].items())},
+        "rejected": len(m["items_rejected"]),
+        "resumed": m.get("resumed"),
+    }
+
+
+def checkpoints_taken(figures):
+    """About how many checkpoints a run took: each one closes the open part of every table that
+    has rows, so the busiest table has one part per checkpoint, plus the last part."""
+    return max(max(figures["parts"].values(), default=1) - 1, 0)
+
+
+def child_pid(pid):
+    """The one child of `pid` (GNU time's command), found by the parent pid in /proc/<pid>/stat.
+    (Not /proc/<pid>/task/<tid>/children, which the kernel lists reliably only for stopped
+    children: https://man.archlinux.org/man/proc_tid_children.5.en.txt)"""
+    for _ in range(200):
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                return int(entry)
+        time.sleep(0.01)
+    die(f"process {pid} (GNU time) started no command")
+
+
+def run_killed(name, label, cmd, env, logs, total_items, at):
+    """Starts `cmd` (a segment with --progress-seconds 1) under GNU time, follows the progress
+    lines it logs on stderr and SIGKILLs it when about `at` of `total_items` are scanned: at the
+    first line past that, or earlier, when the rate seen so far says the mark falls before the
+    next line (they come once a second). The counter moves a whole Scan page at a time (≈2,700
+    items when unbudgeted), so the kill lands within about a page of the mark. Returns the step,
+    with what the lines showed."""
+    step = Step(name, label)
+    servers_before, load_before = server_cpu(), os.getloadavg()[0]
+    usage = os.path.join(logs, f"{name}.time")
+    out = open(os.path.join(logs, f"{name}.out"), "w+b")
+    err_log = open(os.path.join(logs, f"{name}.err"), "wb")
+    started = time.monotonic()
+    proc = subprocess.Popen(["/usr/bin/time", "-q", "-f", "%U %S %M", "-o", usage] + cmd,
+                            stdout=out, stderr=subprocess.PIPE, env=env)
+    target = at * total_items
+    lines = queue.Queue()
+
+    def follow():
+        for raw in proc.stderr:
+            err_log.write(raw)
+            try:
+                event = json.loads(raw)
+            except ValueError:
+                continue
+            fields = event.get("fields", event)
+            if fields.get("message") == "scanning":
+                lines.put((time.monotonic(), int(fields["items"]), float(fields["read_units"])))
+        lines.put(None)
+
+    reader = threading.Thread(target=follow, daemon=True)
+    reader.start()
+    seen = []
+    rate = 0.0
+    while True:
+        line = lines.get()
+        if line is None:
+            proc.wait()
+            die(f"{label}: the segment ended (exit {proc.returncode}) before {at:.0%} of its items were scanned; "
+                f"see {err_log.name}")
+        seen.append(line)
+        seen_at, items, _ = line
+        first = next(s for s in seen if s[1] > 0) if items > 0 else None
+        rate = (items - first[1]) / (seen_at - first[0]) if first and seen_at > first[0] else 0.0
+        if items >= target:
+            wait = 0.0
+        elif rate > 0 and (target - items) / rate < 1.0:
+            # The mark falls before the next line: kill when the rate so far says it is reached.
+            wait = (target - items) / rate - (time.monotonic() - seen_at)
+        else:
+            continue
+        time.sleep(max(wait, 0.0))
+        os.kill(child_pid(proc.pid), signal.SIGKILL)
+        killed = time.monotonic()
+        break
+    proc.wait()
+    reader.join()
+    step.wall = killed - started
+    user, system, rss_kb = open(usage).read().split()[-3:]
+    step.procs.append({"cpu_s": round(float(user) + float(system), 3), "user_s": float(user), "sys_s": float(system),
+                       "peak_rss_mb": round(int(rss_kb) / 1024, 1)})
+    seen_at, items, units = seen[-1]
+    step.units = items
+    step.extra.update({
+        "expected_items": None,  # killed on purpose: whatever it got to
+        "kill_target_items": round(target),
+        "last_progress_items": items,
+        "last_progress_read_units": units,
+        "killed_s_after_last_progress": round(killed - seen_at, 3),
+        # the counter moves a page at a time: this is where the rate put it
+        "items_at_kill": round(min(items + rate * (killed - seen_at), total_items)),
+        "progress_lines": len(seen),
+        "server_cpu_s": {k: round(v - servers_before[k], 2) for k, v in server_cpu().items() if k in servers_before},
+        "loadavg_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+    })
+    out.close()
+    err_log.close()
+    return step
+
+
+def step_resume(args, runs):
+    """f: an uninterrupted run A, then run B killed at about --resume-at and retried."""
+    flags = ["--checkpoint-seconds", str(args.resume_checkpoint_seconds), "--progress-seconds", "1"]
+    budget = None
+    if args.resume_seconds:
+        probe, _ = runs.measure("resume-probe", "f  probe")
+        budget = max(probe.extra["read_units"] / args.resume_seconds, 0.1)
+        flags += ["--max-read-units", f"{budget:.3f}"]
+        log(f"f: pacing runs A and B at {budget:.1f} read units/s (--resume-seconds {args.resume_seconds:g})")
+    every = f"checkpoint every {args.resume_checkpoint_seconds} s"
+    a, ma = runs.measure("resume-a", f"f  resume: run A ({every})", flags)
+    run_b = f"{runs.base}-resume-b"
+    killed = run_killed("resume-killed", f"f  resume: run B, SIGKILL at ~{args.resume_at:.0%} of items",
+                        runs.segment(run_b, flags), runs.env, runs.logs, ma["items_scanned"], args.resume_at)
+    # What the retry will find: the last checkpoint the killed process completed.
+    checkpoint = runs.checkpoint(run_b)
+    killed.extra["checkpoint_items"] = checkpoint["items_scanned"] if checkpoint else None
+    killed.extra["checkpoint_read_units"] = checkpoint["read_units"] if checkpoint else None
+    retry, _ = run_step("resume-retry", "f  resume: run B, retry phase-1 (resumes)", [runs.retry(run_b, flags)],
+                        runs.env, runs.logs)
+    mb = runs.manifest(run_b)
+    runs.drop(run_b)
+    figures = manifest_figures(mb)
+    resumed = mb.get("resumed") or {}
+    retry.units = mb["items_scanned"] - resumed.get("items", 0)
+    retry.extra.update(figures)
+    retry.extra.update({"expected_items": None, "flags": flags,
+                        "retry_read_units": round(mb["read_units"] - resumed.get("read_units", 0.0), 3),
+                        "b_items_scanned": mb["items_scanned"]})
+    a.extra["rows"] = manifest_figures(ma)["rows"]
+    for s in (a, killed, retry):
+        s.extra["max_read_units"] = budget
+    return a, killed, retry
+
+
+def step_overhead(args, runs):
+    """g: checkpoints at the default interval, as rarely as possible and every second."""
+    variants = [
+        ("ckpt-default", f"g  checkpoints every {DEFAULT_CHECKPOINT_SECONDS} s (default)", []),
+        ("ckpt-rare", "g  checkpoints never (1e9 s)", ["--checkpoint-seconds", str(RARE_CHECKPOINT_SECONDS)]),
+        ("ckpt-1s", "g  checkpoints every 1 s", ["--checkpoint-seconds", "1"]),
+    ]
+    rounds = {tag: [] for tag, _, _ in variants}
+    for r in range(args.overhead_rounds):
+        for tag, label, flags in variants[r % 3:] + variants[:r % 3]:
+            step, _ = runs.measure(tag, label, flags)
+            step.extra["checkpoints"] = checkpoints_taken(step.extra)
+            rounds[tag].append(step)
+    picked = []
+    for tag, _, _ in variants:
+        median = median_round(rounds[tag])
+        median.extra["rounds_checkpoints"] = [s.extra["checkpoints"] for s in rounds[tag]]
+        picked.append(median)
+    return picked
+
+
+def median_round(steps):
+    """The median step by wall time, with every round's wall and CPU in its extra."""
+    by_wall = sorted(steps, key=lambda s: s.wall)
+    median = by_wall[len(by_wall) // 2]
+    median.extra["rounds_wall_s"] = [round(s.wall, 3) for s in steps]
+    median.extra["rounds_cpu_s"] = [round(s.cpu, 3) for s in steps]
+    median.extra["median_cpu_s"] = round(sorted(s.cpu for s in steps)[len(steps) // 2], 3)
+    if len(steps) > 1:
+        median.label += f", median of {len(steps)}"
+    return median
+
+
+def step_budget(args, runs):
+    """h: the read units per second DynamoDB serves the segment, then a budget below that."""
+    free, _ = runs.measure("budget-free", "h  budget: unbudgeted")
+    served = free.extra["read_units"] / (free.extra["segment_ms"] / 1000)
+    budget = served * args.budget_fraction
+    capped, m = runs.measure("budget-capped", f"h  budget: --max-read-units {budget:.1f} ({args.budget_fraction:.2f} x)",
+                             ["--max-read-units", f"{budget:.3f}"])
+    free.extra["read_units_per_s"] = round(served, 2)
+    capped.extra["max_read_units"] = round(budget, 3)
+    capped.extra["read_units_per_s"] = round(capped.extra["read_units"] / (capped.extra["segment_ms"] / 1000), 2)
+    capped.extra["read_units_per_process_wall_s"] = round(capped.extra["read_units"] / capped.wall, 2)
+    return free, capped
+
+
+# ---------------------------------------------------------------------------------------------
 # report
 
 
@@ -541,11 +857,11 @@ def report(args, steps, results):
     if ratios:
         print()
         for name, value in ratios.items():
-            print(f"  {name:<44} {value:8.3f}")
+            print(f"  {name:<48} {value:8.3f}")
     if checks:
         print()
         for name, c in checks.items():
-            print(f"  target {name:<40} {'met   ' if c['met'] else 'MISSED'} ({c['measured']} vs {c['target']})")
+            print(f"  target {name:<52} {'met   ' if c['met'] else 'MISSED'} ({c['measured']} vs {c['target']})")
     print()
 
 
@@ -583,7 +899,57 @@ def ratios_and_targets(steps):
         targets["load >= 0.9 x psql \\copy throughput"] = {
             "measured": round(ratios["upload/psql throughput"], 3), "target": TARGET_LOAD_VS_PSQL,
             "met": ratios["upload/psql throughput"] >= TARGET_LOAD_VS_PSQL}
+    segment_ratios_and_targets(steps, ratios, targets)
     return {k: round(v, 3) for k, v in ratios.items()}, targets
+
+
+def segment_ratios_and_targets(steps, ratios, targets):
+    """The figures of the resume, overhead and budget steps."""
+    a, killed, retry = steps.get("resume-a"), steps.get("resume-killed"), steps.get("resume-retry")
+    if a and killed and retry:
+        items = a.units
+        ratios["resume: items at the kill / run A's"] = killed.extra["items_at_kill"] / items
+        if killed.extra["checkpoint_items"] is not None:
+            ratios["resume: items in the last checkpoint / run A's"] = killed.extra["checkpoint_items"] / items
+        ratios["resume: retry read units / run A's"] = retry.extra["retry_read_units"] / a.extra["read_units"]
+        ratios["resume: retry wall / run A's"] = retry.wall / a.wall
+        ratios["resume: retry cpu / run A's"] = retry.cpu / a.cpu
+        ratios["resume: (killed + retry) wall / run A's"] = (killed.wall + retry.wall) / a.wall
+        units = ratios["resume: retry read units / run A's"]
+        at = ratios["resume: items at the kill / run A's"]
+        targets[f"resume read units <= {TARGET_RESUME_UNITS:.0%} of run A's (kill at {at:.1%})"] = {
+            "measured": round(units, 3), "target": TARGET_RESUME_UNITS, "met": units <= TARGET_RESUME_UNITS}
+        same = (retry.extra["rows"] == a.extra["rows"] and retry.extra["b_items_scanned"] == items
+                and retry.extra["rejected"] == a.extra["rejected"])
+        targets["resumed manifest: same rows per table as run A's"] = {
+            "measured": retry.extra["rows"] if not same else "same", "target": a.extra["rows"], "met": same}
+    default, rare, every = steps.get("ckpt-default"), steps.get("ckpt-rare"), steps.get("ckpt-1s")
+    if default and rare and every:
+        wall = {s.name: s.wall for s in (default, rare, every)}
+        cpu = {s.name: s.extra["median_cpu_s"] for s in (default, rare, every)}
+        ratios["checkpoints default/none wall"] = wall["ckpt-default"] / wall["ckpt-rare"]
+        ratios["checkpoints default/none cpu"] = cpu["ckpt-default"] / cpu["ckpt-rare"]
+        ratios["checkpoints 1 s/none wall"] = wall["ckpt-1s"] / wall["ckpt-rare"]
+        ratios["checkpoints 1 s/none cpu"] = cpu["ckpt-1s"] / cpu["ckpt-rare"]
+        extra = every.extra["checkpoints"] - rare.extra["checkpoints"]
+        if extra > 0:
+            # What one checkpoint costs, from the 1 s run's surplus over the run without any.
+            ratios["ms of wall per checkpoint"] = (wall["ckpt-1s"] - wall["ckpt-rare"]) / extra * 1000
+            ratios["ms of cpu per checkpoint"] = (cpu["ckpt-1s"] - cpu["ckpt-rare"]) / extra * 1000
+        for what in ("wall", "cpu"):
+            r = ratios[f"checkpoints default/none {what}"]
+            targets[f"checkpoint overhead ({what}, default interval) < {TARGET_CHECKPOINT_OVERHEAD - 1:.0%}"] = {
+                "measured": round(r, 3), "target": TARGET_CHECKPOINT_OVERHEAD, "met": r < TARGET_CHECKPOINT_OVERHEAD}
+    free, capped = steps.get("budget-free"), steps.get("budget-capped")
+    if free and capped:
+        ratios["budget: unbudgeted read units/s"] = free.extra["read_units_per_s"]
+        ratios["budget: --max-read-units"] = capped.extra["max_read_units"]
+        ratios["budget: achieved read units/s"] = capped.extra["read_units_per_s"]
+        achieved = capped.extra["read_units_per_s"] / capped.extra["max_read_units"]
+        ratios["budget: achieved / --max-read-units"] = achieved
+        low, high = TARGET_BUDGET
+        targets[f"budget: achieved {low:.0%}-{high:.0%} of --max-read-units"] = {
+            "measured": round(achieved, 3), "target": list(TARGET_BUDGET), "met": low <= achieved <= high}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -635,7 +1001,7 @@ def main():
     load_before = os.getloadavg()
     steps = {}
     try:
-        if not args.no_warmup and ("bare" in args.steps or "phase1" in args.steps):
+        if not args.no_warmup and set(args.steps) & {"bare", "phase1", "resume", "overhead", "budget"}:
             log("warm-up scan (not recorded)")
             step_bare(args, env, logs, label="warm-up")
         if "bare" in args.steps:
@@ -655,14 +1021,27 @@ def main():
             for items in args.rss_items:
                 log(f"e: one phase-1 process over {items} replayed items")
                 steps[f"rss-{items}"] = step_rss(args, env, logs, run_id, schemas_dir, items)
+        runs = SegmentRuns(args, env, logs, run_id, schemas_dir, s3, bucket)
+        if "resume" in args.steps:
+            log(f"f: resume of segment {runs.SEGMENT} of {args.segments} after a SIGKILL")
+            steps["resume-a"], steps["resume-killed"], steps["resume-retry"] = step_resume(args, runs)
+        if "overhead" in args.steps:
+            log(f"g: checkpoint overhead, segment {runs.SEGMENT} of {args.segments}, {args.overhead_rounds} rounds")
+            steps["ckpt-default"], steps["ckpt-rare"], steps["ckpt-1s"] = step_overhead(args, runs)
+        if "budget" in args.steps:
+            log(f"h: read budget, segment {runs.SEGMENT} of {args.segments}")
+            steps["budget-free"], steps["budget-capped"] = step_budget(args, runs)
     finally:
         if not args.keep:
             cleanup(env, s3, bucket, prefix, target)
         if args.drop_table:
             ddb.delete_table(TableName=args.table)
 
+    # A step whose expected_items is None (a killed run, a resume) is checked by its targets.
     problems = [f"{s.label} moved {s.units} items, not {s.extra.get('expected_items', args.items)}"
-                for s in steps.values() if s.units != s.extra.get("expected_items", args.items)]
+                for s in steps.values()
+                if s.extra.get("expected_items", args.items) is not None
+                and s.units != s.extra.get("expected_items", args.items)]
     ratios, targets = ratios_and_targets(steps)
     results = {
         "started": stamp,
