@@ -172,3 +172,75 @@ async fn a_data_file_that_disagrees_with_its_manifest_line_stops_phase_1_naming_
         "nothing is committed"
     );
 }
+
+/// `export start` and `export wait` against the S3-compatible server's own DynamoDB (DynamoDB
+/// Local has no exports). Its export writes a single data file without manifests, so only the
+/// two calls are tested here, not loading what they write; a failed export's exit 2 is a unit
+/// test of `phases::export::decide` (the server cannot make an export fail, and answers an
+/// unknown export ARN with an HTTP 500).
+#[tokio::test(flavor = "multi_thread")]
+async fn export_start_and_wait_call_the_export_api() {
+    let env = TestEnv::new("export-api").await;
+    let config = dynamo_etl::aws::AwsConfig {
+        dynamodb_endpoint: Some(env.stack.s3.clone()),
+        ..Default::default()
+    };
+    let sdk = dynamo_etl::aws::load(&config).await.unwrap();
+    let moto = dynamo_etl::aws::dynamodb(&sdk, &config);
+    dynamo_etl::testkit::fixtures::create_table(&moto, &env.table)
+        .await
+        .unwrap();
+    let on_moto = [("ETL_DYNAMODB_ENDPOINT", env.stack.s3.clone())];
+    let start = [
+        "export", "start", "--table", &env.table, "--run-id", "nightly",
+    ];
+
+    let refused = env.run(&start, &on_moto);
+    assert_eq!(refused.status.code(), Some(2), "{}", show(&refused));
+    assert!(
+        show(&refused).contains("point-in-time recovery"),
+        "{}",
+        show(&refused)
+    );
+
+    moto.update_continuous_backups()
+        .table_name(&env.table)
+        .point_in_time_recovery_specification(
+            aws_sdk_dynamodb::types::PointInTimeRecoverySpecification::builder()
+                .point_in_time_recovery_enabled(true)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let started = env.run(&start, &on_moto);
+    assert!(started.status.success(), "{}", show(&started));
+    let arn = String::from_utf8_lossy(&started.stdout).trim().to_string();
+    assert!(arn.starts_with("arn:aws:dynamodb:"), "{arn}");
+    let waited = env.run(
+        &[
+            "export",
+            "wait",
+            "--export-arn",
+            &arn,
+            "--poll-seconds",
+            "1",
+        ],
+        &on_moto,
+    );
+    assert!(waited.status.success(), "{}", show(&waited));
+    let location = String::from_utf8_lossy(&waited.stdout).trim().to_string();
+    assert!(
+        location.starts_with(&format!(
+            "s3://{}/dynamo-etl/runs/nightly/export",
+            env.bucket
+        )),
+        "{location}"
+    );
+    let written = env.keys("dynamo-etl/runs/nightly/export/").await;
+    assert!(
+        !written.is_empty(),
+        "the export wrote under the run's folder"
+    );
+}
