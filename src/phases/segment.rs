@@ -213,10 +213,12 @@ async fn scan_and_commit(
         plan,
         segment,
         &counters,
-        resume.as_deref(),
-        export
-            .as_ref()
-            .map(|(store, export)| (store.as_ref(), export)),
+        (
+            resume.as_deref(),
+            export
+                .as_ref()
+                .map(|(store, export)| (store.as_ref(), export)),
+        ),
     )
     .await?;
     let manifest = SegmentManifest {
@@ -366,8 +368,9 @@ async fn start(
     Ok(resume)
 }
 
-/// The pipeline of one segment: scan → transform thread → uploader, with bounded channels
-/// between them. Returns what the transform wrote once every part object is complete.
+/// The pipeline of one segment: scan (or the export's data files, when `export` is given) →
+/// transform thread → uploader, with bounded channels between them; `resume` is the checkpoint
+/// a scan goes on from. Returns what the transform wrote once every part object is complete.
 async fn stream(
     ctx: &Context,
     staging: &Staging,
@@ -375,8 +378,7 @@ async fn stream(
     plan: &RunPlan,
     segment: u32,
     counters: &Arc<ScanCounters>,
-    resume: Option<&Checkpoint>,
-    export: Option<(&dyn ObjectStore, &Export)>,
+    (resume, export): (Option<&Checkpoint>, Option<(&dyn ObjectStore, &Export)>),
 ) -> Result<TransformResult, SegmentError> {
     let internal = |problem: String| SegmentError::Internal {
         run_id: plan.run_id.clone(),

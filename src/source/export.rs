@@ -698,7 +698,7 @@ mod tests {
         for page in &pages {
             // A page closes once it reaches the size: at most one item more.
             assert!(
-                page.items_bytes() < page_bytes + 8 << 10,
+                page.items_bytes() < page_bytes + (8 << 10),
                 "{}",
                 page.items_bytes()
             );
