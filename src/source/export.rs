@@ -765,6 +765,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_empty_object_is_an_empty_data_file() {
+        let store = MemoryStore::new("b");
+        let written = write_export(&store, "", "0004-aa", "t", &bench_items(5, 3), 1)
+            .await
+            .unwrap();
+        let mut files = written.files.clone();
+        let key = "AWSDynamoDB/0004-aa/data/empty-partition.json.gz".to_string();
+        store.put(&key, Bytes::new(), "x").await.unwrap();
+        files.push(DataFile {
+            item_count: 0,
+            md5_checksum: Some(crate::testkit::export::md5_base64(b"")),
+            etag: None,
+            data_file_s3_key: key.clone(),
+        });
+        write_manifests(&store, &written.source, "t", &files)
+            .await
+            .unwrap();
+        let export = Export::open(&store, &written.source).await.unwrap();
+        let pages = read_all(&store, &export, 1, PAGE_BYTES).await.unwrap();
+        assert_eq!(pages.iter().map(|p| p.len()).sum::<u64>(), 5);
+        // Listed with an item, the empty object is short of it.
+        files.last_mut().unwrap().item_count = 1;
+        write_manifests(&store, &written.source, "t", &files)
+            .await
+            .unwrap();
+        let export = Export::open(&store, &written.source).await.unwrap();
+        let err = read_all(&store, &export, 1, PAGE_BYTES).await.unwrap_err();
+        assert!(err.to_string().contains(&key), "{err}");
+    }
+
+    #[tokio::test]
     async fn manifests_that_disagree_or_another_format_are_refused() {
         let store = MemoryStore::new("b");
         let written = write_export(&store, "p", "0003-ef", "t", &bench_items(10, 2), 2)
