@@ -152,6 +152,25 @@ pub struct TableFlag {
     pub table: Option<String>,
 }
 
+/// The DynamoDB export a run reads in place of scanning its table.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ExportFlags {
+    /// Read this finished DynamoDB export (full, DynamoDB JSON) instead of scanning the table:
+    /// s3://<bucket>/<export-prefix>/AWSDynamoDB/<export-id>. The bucket may be another one
+    /// than the staging bucket.
+    #[arg(
+        long,
+        env = "ETL_EXPORT_PREFIX",
+        value_name = "S3_URL",
+        conflicts_with = "export_arn"
+    )]
+    pub export_prefix: Option<String>,
+    /// Read the finished export with this ARN instead of scanning the table (its location comes
+    /// from DescribeExport).
+    #[arg(long, env = "ETL_EXPORT_ARN", value_name = "ARN")]
+    pub export_arn: Option<String>,
+}
+
 /// How many segments a table is scanned in.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TotalSegmentsFlag {

@@ -82,6 +82,17 @@ pub enum Command {
     /// Retry entry points for operators' runbooks.
     #[command(subcommand)]
     Retry(RetryCommand),
+    /// A DynamoDB export of the table to S3, for a run that reads it instead of scanning.
+    #[command(subcommand)]
+    Export(ExportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// Start a full export (DynamoDB JSON) of the table to the staging bucket; prints its ARN.
+    Start(commands::export::StartArgs),
+    /// Wait for an export to finish; prints its location for `plan --export-prefix`.
+    Wait(commands::export::WaitArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -188,6 +199,8 @@ async fn run(cli: &Cli) -> Result<(), Error> {
         Command::Rollback(args) => rollback::run(cli, args).await,
         Command::Status(args) => status::run(cli, args).await,
         Command::Gc(args) => gc::run(cli, args).await,
+        Command::Export(ExportCommand::Start(args)) => export::run_start(cli, args).await,
+        Command::Export(ExportCommand::Wait(args)) => export::run_wait(cli, args).await,
     }
 }
 

@@ -224,6 +224,7 @@ mod tests {
             schema_source: SchemaSource::Static("schemas".into()),
             schemas: vec![],
             created_at: String::new(),
+            export: None,
         }
     }
 

@@ -5,6 +5,7 @@
 
 pub mod drift;
 pub mod estimate;
+pub mod export;
 pub mod gc;
 pub mod infer_schema;
 pub mod plan;
@@ -25,6 +26,7 @@ use crate::staging::commands::Runbook;
 use crate::staging::{Layout, Staging};
 use crate::stop::Stop;
 use crate::storage::s3::S3Store;
+use crate::storage::Store;
 
 /// Where the staging area is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +44,8 @@ pub struct Context {
     pub retry: RetryPolicy,
     /// Asked for by SIGTERM / SIGINT: phases that can stop cleanly watch it.
     pub stop: Stop,
+    /// The S3 client, for an export in another bucket than the staging area's.
+    s3: Option<(aws_sdk_s3::Client, crate::aws::Endpoint)>,
 }
 
 impl Context {
@@ -57,13 +61,12 @@ impl Context {
             client: crate::aws::dynamodb(&sdk, aws),
             endpoint: crate::aws::dynamodb_endpoint(&sdk, aws),
         };
+        let s3 = (
+            crate::aws::s3(&sdk, aws),
+            crate::aws::s3_endpoint(&sdk, aws),
+        );
         let staging = staging.bucket.as_deref().map(|bucket| {
-            let store = S3Store::new(
-                crate::aws::s3(&sdk, aws),
-                bucket,
-                crate::aws::s3_endpoint(&sdk, aws),
-                retry,
-            );
+            let store = S3Store::new(s3.0.clone(), bucket, s3.1.clone(), retry);
             Staging::new(Arc::new(store), Layout::new(&staging.prefix))
         });
         Ok(Context {
@@ -71,6 +74,7 @@ impl Context {
             staging,
             retry,
             stop: Stop::default(),
+            s3: Some(s3),
         })
     }
 
@@ -81,7 +85,21 @@ impl Context {
             staging: Some(staging),
             retry,
             stop: Stop::default(),
+            s3: None,
         }
+    }
+
+    /// The store of `bucket`, where an export is: the staging area's own store for its bucket.
+    pub fn store_of(&self, bucket: &str) -> Result<Store, Error> {
+        if let Some(s) = self.staging.as_ref().filter(|s| s.store.bucket() == bucket) {
+            return Ok(s.store.clone());
+        }
+        let (client, endpoint) = self.s3.clone().ok_or_else(|| {
+            Error::fatal(format!(
+                "bucket {bucket} cannot be reached from here: only the staging bucket can"
+            ))
+        })?;
+        Ok(Arc::new(S3Store::new(client, bucket, endpoint, self.retry)))
     }
 
     /// The staging area, or the error that says how to name it.

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use crate::error::Error;
 use crate::schema::{DataSchema, DialectName};
+use crate::source::export::ExportSource;
 use crate::source::key_attributes;
 use crate::staging::check_run_id;
 use crate::staging::plan::{RunPlan, PLAN_FORMAT};
@@ -106,8 +107,12 @@ pub async fn plan_new(
     total_segments: u32,
     schemas: &SchemaOptions,
     dialect: DialectName,
+    export: Option<ExportSource>,
 ) -> Result<RunPlan, Error> {
     check_run_id(run_id).map_err(Error::fatal)?;
+    if let Some(source) = &export {
+        super::export::check_for(ctx, source, table).await?;
+    }
     let chosen = resolver(ctx, schemas)?.resolve(table, None).await?;
     let keys = key_attributes(&ctx.dynamodb, table, &ctx.retry).await?;
     let plan = RunPlan {
@@ -120,6 +125,7 @@ pub async fn plan_new(
         schema_source: chosen.source,
         schemas: fitted(run_id, &chosen.schemas.schemas, dialect),
         created_at: chrono::Utc::now().to_rfc3339(),
+        export,
     };
     Ok(plan.store_once(ctx.staging()?).await?)
 }
@@ -211,7 +217,7 @@ pub async fn plan_or_resume(ctx: &Context, request: RunRequest<'_>) -> Result<Pl
             "run {run_id} has no plan yet; pass --dialect postgres|redshift (the warehouse it is for: phase 1 shapes values by its limits), or set ETL_WAREHOUSE_URL"
         ))
     })?;
-    let plan = plan_new(ctx, run_id, table, total, request.schemas, dialect).await?;
+    let plan = plan_new(ctx, run_id, table, total, request.schemas, dialect, None).await?;
     Ok(Planned {
         plan,
         resumed: false,
@@ -278,6 +284,7 @@ mod tests {
                 }],
             }],
             created_at: "2026-12-01T00:00:00Z".into(),
+            export: None,
         }
     }
 
@@ -301,6 +308,44 @@ mod tests {
         assert!(
             missing.to_string().contains("s3://b/p/runs/r2/run.json"),
             "{missing}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_plan_from_an_export_names_it_and_old_plans_still_read() {
+        let staging = staging();
+        let scan = plan("r1", 2);
+        let text = serde_json::to_value(&scan).unwrap();
+        assert!(
+            text.get("export").is_none(),
+            "a scanning run's plan is written as before"
+        );
+        let mut from_export = plan("r1", 2);
+        from_export.export = Some(
+            crate::source::export::ExportSource::parse_url("s3://e/x/AWSDynamoDB/01-ab").unwrap(),
+        );
+        assert_ne!(scan.fingerprint(), from_export.fingerprint());
+        let stored = from_export.clone().store_once(&staging).await.unwrap();
+        assert_eq!(RunPlan::require(&staging, "r1").await.unwrap(), stored);
+        let err = scan.clone().store_once(&staging).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("export s3://e/x/AWSDynamoDB/01-ab vs a scan"),
+            "{err}"
+        );
+        // A plan written before exports existed has no such field.
+        staging
+            .store
+            .put(
+                &staging.layout.run_plan("old"),
+                serde_json::to_string(&plan("old", 2)).unwrap().into(),
+                "application/json",
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            RunPlan::require(&staging, "old").await.unwrap().export,
+            None
         );
     }
 

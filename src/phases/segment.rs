@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use super::plan::{plan_or_resume, RunRequest};
 use super::Context;
 use crate::error::{Class, Classify, Error};
+use crate::source::export::{read_segment, Export};
 use crate::source::page::{parse_key, RawPage};
 use crate::source::{scan_segment, Finished, ScanCounters, ScanEnd, ScanError, ScanSpec, Stopped};
 use crate::staging::checkpoint::{self, Checkpoint, Found, CHECKPOINT_FORMAT};
@@ -29,7 +30,7 @@ use crate::staging::manifest::{
 use crate::staging::parts::writer::{upload_chunks, PartSettings, PartWriter, Upload, Uploaded};
 use crate::staging::plan::RunPlan;
 use crate::staging::Staging;
-use crate::storage::{abort_uploads, StoreError};
+use crate::storage::{abort_uploads, ObjectStore, StoreError};
 use crate::transform::Transformer;
 
 /// How phase 1 reads and shapes its output.
@@ -63,7 +64,7 @@ pub enum SegmentError {
     },
     #[error("segment {segment} of run {run_id} stopped ({why}) after {items} items; {}",
         if *.checkpointed { "a checkpoint holds them, and the retry goes on from there" }
-        else { "the retry goes on from the last checkpoint" })]
+        else { "the retry goes on from the last checkpoint, or from the start when there is none" })]
     Interrupted {
         run_id: String,
         segment: u32,
@@ -191,6 +192,20 @@ async fn scan_and_commit(
             "resuming segment {segment} from its checkpoint after {} items", c.items_scanned);
     }
     let base = Progress::of(resume.as_deref());
+    let export = match &plan.export {
+        Some(source) => {
+            let store = ctx
+                .store_of(&source.bucket)
+                .map_err(|e| internal(e.to_string()))?;
+            let export = Export::open(store.as_ref(), source)
+                .await
+                .map_err(ScanError::from)?;
+            tracing::info!(run_id = %plan.run_id, segment, export = %source.url(),
+                "reading the export in place of a scan; export segments take no checkpoints, so a retry reads its files from the start");
+            Some((store, export))
+        }
+        None => None,
+    };
     let out = stream(
         ctx,
         staging,
@@ -198,7 +213,12 @@ async fn scan_and_commit(
         plan,
         segment,
         &counters,
-        resume.as_deref(),
+        (
+            resume.as_deref(),
+            export
+                .as_ref()
+                .map(|(store, export)| (store.as_ref(), export)),
+        ),
     )
     .await?;
     let manifest = SegmentManifest {
@@ -348,8 +368,9 @@ async fn start(
     Ok(resume)
 }
 
-/// The pipeline of one segment: scan → transform thread → uploader, with bounded channels
-/// between them. Returns what the transform wrote once every part object is complete.
+/// The pipeline of one segment: scan (or the export's data files, when `export` is given) →
+/// transform thread → uploader, with bounded channels between them; `resume` is the checkpoint
+/// a scan goes on from. Returns what the transform wrote once every part object is complete.
 async fn stream(
     ctx: &Context,
     staging: &Staging,
@@ -357,7 +378,7 @@ async fn stream(
     plan: &RunPlan,
     segment: u32,
     counters: &Arc<ScanCounters>,
-    resume: Option<&Checkpoint>,
+    (resume, export): (Option<&Checkpoint>, Option<(&dyn ObjectStore, &Export)>),
 ) -> Result<TransformResult, SegmentError> {
     let internal = |problem: String| SegmentError::Internal {
         run_id: plan.run_id.clone(),
@@ -453,7 +474,21 @@ async fn stream(
         stop: ctx.stop.clone(),
     };
     let scan = async {
-        let result = scan_segment(&ctx.dynamodb, &spec, counters, &page_tx).await;
+        let result = match export {
+            Some((store, export)) => {
+                read_segment(
+                    store,
+                    export,
+                    (segment, plan.total_segments),
+                    &ctx.stop,
+                    counters,
+                    &page_tx,
+                    &plan.source_table,
+                )
+                .await
+            }
+            None => scan_segment(&ctx.dynamodb, &spec, counters, &page_tx).await,
+        };
         // Tell the transform how the scan ended before it sees the channel close: after a failed
         // scan it must not finish (and so commit) the parts, and after a stop it checkpoints.
         let end = match &result {
@@ -682,8 +717,15 @@ impl<K: Fn(&str, u32) -> String + Send + Sync + Clone + 'static> Transform<K> {
                 }
                 if !checkpointed {
                     // Nothing to save: dropping the writers leaves their parts unfinished, and the
-                    // uploader aborts them.
-                    return Err(TransformStop::Downstream);
+                    // uploader aborts them. A stop is still a stop (an export segment, or a scan
+                    // stopped before its first page): the retry starts the segment over.
+                    return Err(match scan_end.load(Ordering::SeqCst) {
+                        SCAN_STOPPED => TransformStop::Stopped {
+                            items,
+                            checkpointed: false,
+                        },
+                        _ => TransformStop::Downstream,
+                    });
                 }
                 return Err(TransformStop::Stopped {
                     items,

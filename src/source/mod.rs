@@ -2,6 +2,7 @@
 //! page by page ([`page`]), within a read budget ([`budget`]), with the shared retry policy.
 
 pub mod budget;
+pub mod export;
 pub mod page;
 pub mod scan;
 pub mod table;
@@ -59,6 +60,9 @@ pub enum ScanError {
     },
     #[error("scan of table {table} segment {segment} stopped: the pipeline behind it stopped")]
     Downstream { table: String, segment: u32 },
+    /// Reading an export in place of the scan failed.
+    #[error(transparent)]
+    Export(#[from] export::ExportError),
 }
 
 impl Classify for ScanError {
@@ -70,6 +74,7 @@ impl Classify for ScanError {
             ScanError::Table {
                 retriable: true, ..
             } => Class::Retry,
+            ScanError::Export(e) => e.class(),
             _ => Class::Fatal,
         }
     }

@@ -188,6 +188,18 @@ impl RawPage {
         Ok((page, meta))
     }
 
+    /// A page of `count` items given as a JSON array of DynamoDB-JSON items (`[{…},{…}]`), as
+    /// an export's data files hold them; it has no resume key.
+    pub fn of_items(array: Bytes, count: u64) -> RawPage {
+        RawPage {
+            items: 0..array.len(),
+            body: array,
+            count,
+            last_key: None,
+            read_units: 0.0,
+        }
+    }
+
     /// Items in the page, as the envelope counts them.
     pub fn len(&self) -> u64 {
         self.count

@@ -30,6 +30,10 @@ pub struct RunPlan {
     /// their types fitted to the dialect (`Limits::fit_schema`).
     pub schemas: Vec<DataSchema>,
     pub created_at: String,
+    /// Phase 1 reads this DynamoDB export in place of scanning the table; absent in plans of
+    /// scanning runs (and in every plan written before exports could be loaded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<crate::source::export::ExportSource>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,12 +76,16 @@ impl RunPlan {
     /// Checkpoints carry it, so parts written for one plan are never resumed under another.
     pub fn fingerprint(&self) -> String {
         use sha2::Digest;
-        let shape = serde_json::json!({
+        let mut shape = serde_json::json!({
             "source_table": self.source_table,
             "key_attributes": self.key_attributes,
             "dialect": self.dialect,
             "schemas": self.schemas,
         });
+        // Only a run from an export has it, so the fingerprints of scanning runs stay as they were.
+        if let Some(export) = &self.export {
+            shape["export"] = serde_json::json!(export);
+        }
         let digest = sha2::Sha256::digest(shape.to_string().as_bytes());
         digest.iter().map(|b| format!("{b:02x}")).collect()
     }
@@ -101,6 +109,17 @@ impl RunPlan {
         }
         if self.key_attributes != other.key_attributes {
             return Some("different key attributes".into());
+        }
+        if self.export != other.export {
+            let what = |e: &Option<crate::source::export::ExportSource>| match e {
+                Some(e) => format!("export {}", e.url()),
+                None => "a scan".to_string(),
+            };
+            return Some(format!(
+                "read from {} vs {}",
+                what(&self.export),
+                what(&other.export)
+            ));
         }
         if self.schema_source != other.schema_source || self.schemas != other.schemas {
             return Some(format!(

@@ -4,5 +4,6 @@
 //! product leaves it out.
 
 pub mod decode;
+pub mod export;
 pub mod fixtures;
 pub mod wire;

@@ -200,6 +200,7 @@ mod tests {
             schema_source: SchemaSource::Static(PathBuf::from("schemas")),
             schemas: vec![],
             created_at: String::new(),
+            export: None,
         }
     }
 

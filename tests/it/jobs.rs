@@ -1014,6 +1014,8 @@ const REDSHIFT_SERVERLESS: &str = "aws_sdk_redshiftserverless";
 const OBJECTS: &str = "arn:aws:s3:::${BUCKET}/${PREFIX}/runs/r/part.csv.zst";
 const BUCKET: &str = "arn:aws:s3:::${BUCKET}";
 const TABLE: &str = "arn:aws:dynamodb:${REGION}:${ACCOUNT_ID}:table/${TABLE}";
+const EXPORT_OBJECTS: &str =
+    "arn:aws:s3:::${BUCKET}/${PREFIX}/runs/r/export/AWSDynamoDB/01234567890123-abcdefgh/data/x.json.gz";
 const CLUSTER_DATABASE: &str =
     "arn:aws:redshift:${REGION}:${ACCOUNT_ID}:dbname:${REDSHIFT_CLUSTER_ID}/${REDSHIFT_DATABASE}";
 const WORKGROUP: &str =
@@ -1138,6 +1140,28 @@ const OPERATIONS: &[Operation] = &[
         "get_workgroup",
         &["redshift-serverless:GetWorkgroup"],
         "",
+    ),
+];
+
+/// Actions an operation needs besides its own, on other resources: DynamoDB writes an export
+/// with the caller's S3 permissions, which must allow s3:AbortMultipartUpload, s3:PutObject and
+/// s3:PutObjectAcl on the destination
+/// (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/S3DataExport_Requesting.html).
+const IMPLIED: &[(&str, &str, &str)] = &[
+    (
+        "export_table_to_point_in_time",
+        "s3:PutObject",
+        EXPORT_OBJECTS,
+    ),
+    (
+        "export_table_to_point_in_time",
+        "s3:AbortMultipartUpload",
+        EXPORT_OBJECTS,
+    ),
+    (
+        "export_table_to_point_in_time",
+        "s3:PutObjectAcl",
+        EXPORT_OBJECTS,
     ),
 ];
 
@@ -1430,6 +1454,17 @@ fn the_job_policy_grants_exactly_the_actions_the_code_calls() {
                 missing.push(format!(
                     "{action} is granted, but not on {} (for {method}() at {at})",
                     op.resource
+                ));
+            }
+        }
+    }
+    for &(method, action, resource) in IMPLIED {
+        if let Some((_, places)) = used.get(method) {
+            needed.insert(action);
+            if !allows(&job, action, resource) {
+                missing.push(format!(
+                    "{action} on {resource} (for {method}() at {})",
+                    places.join(", ")
                 ));
             }
         }

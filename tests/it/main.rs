@@ -9,6 +9,7 @@ mod all_segments;
 mod credentials;
 mod estimate;
 mod exit_codes;
+mod export;
 mod infer_schema;
 mod jobs;
 mod limits;

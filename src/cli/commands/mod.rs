@@ -1,6 +1,7 @@
 //! One file per subcommand: its arguments, and `run`: check them, call one phase, print.
 
 pub mod drift;
+pub mod export;
 pub mod gc;
 pub mod infer_schema;
 pub mod plan;

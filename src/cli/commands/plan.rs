@@ -2,7 +2,7 @@
 //! of the table would cost and take instead, and pin nothing.
 
 use super::super::flags::{
-    PlanDialectFlag, ReadFlags, RunFlag, SchemaFlags, TableFlag, TotalSegmentsFlag,
+    ExportFlags, PlanDialectFlag, ReadFlags, RunFlag, SchemaFlags, TableFlag, TotalSegmentsFlag,
 };
 use super::super::output::{line, out};
 use super::super::Cli;
@@ -23,6 +23,9 @@ pub struct Args {
     pub schemas: SchemaFlags,
     #[command(flatten)]
     pub dialect: PlanDialectFlag,
+    /// Plan the run to read a DynamoDB export instead of scanning the table.
+    #[command(flatten)]
+    pub export: ExportFlags,
     #[command(flatten)]
     pub estimate: EstimateFlags,
     /// With --estimate: the read settings phase 1 will run with (AWS Batch runs every segment
@@ -107,6 +110,12 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
     })?;
     let run_id = given_run_id(args.run.run_id.as_deref()).unwrap_or_else(new_run_id);
     let ctx = cli.context().await?;
+    let export = dynamo_etl::phases::export::resolve(
+        &ctx,
+        args.export.export_prefix.as_deref(),
+        args.export.export_arn.as_deref(),
+    )
+    .await?;
     let plan = plan_new(
         &ctx,
         &run_id,
@@ -114,10 +123,12 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
         total,
         &args.schemas.options(),
         dialect,
+        export,
     )
     .await?;
     tracing::info!(run_id = %plan.run_id, table = %plan.source_table, segments = plan.total_segments,
-        tables = plan.schemas.len(), schema_source = %plan.schema_source, dialect = %plan.dialect, "run planned");
+        tables = plan.schemas.len(), schema_source = %plan.schema_source, dialect = %plan.dialect,
+        export = plan.export.as_ref().map(|e| e.url()).unwrap_or_default(), "run planned");
     line(&plan.run_id);
     Ok(())
 }

@@ -1,0 +1,77 @@
+//! `export start` / `export wait`: a DynamoDB export of the table to the staging bucket, for a
+//! run that reads it instead of scanning (`plan --export-arn`).
+
+use super::super::flags::{RunFlag, TableFlag};
+use super::super::output::line;
+use super::super::Cli;
+use dynamo_etl::error::Error;
+use dynamo_etl::phases::export::{start, wait, StartRequest};
+use dynamo_etl::phases::plan::{given_run_id, new_run_id};
+use std::time::Duration;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct StartArgs {
+    #[command(flatten)]
+    pub table: TableFlag,
+    /// The run the export is for: it is written under runs/<run-id>/export of the staging area.
+    /// Default: from AWS_BATCH_JOB_ID, else a new one.
+    #[command(flatten)]
+    pub run: RunFlag,
+    /// The instant to export, RFC 3339 (within the table's point-in-time recovery window).
+    /// Default: now.
+    #[arg(long, env = "ETL_EXPORT_TIME", value_name = "TIME", value_parser = parse_time)]
+    pub export_time: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct WaitArgs {
+    /// The export to wait for (printed by `export start`).
+    #[arg(long, env = "ETL_EXPORT_ARN", value_name = "ARN")]
+    pub export_arn: String,
+    /// Seconds between two DescribeExport calls.
+    #[arg(long, env = "ETL_EXPORT_POLL_SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub poll_seconds: u64,
+    /// Give up (exit 1, wait again) when the export is still running after this many seconds.
+    #[arg(long, env = "ETL_EXPORT_WAIT_SECONDS", default_value_t = 6 * 3600,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub wait_seconds: u64,
+}
+
+fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("{text:?} is not an RFC 3339 time (2026-12-01T03:00:00Z): {e}"))
+}
+
+pub async fn run_start(cli: &Cli, args: &StartArgs) -> Result<(), Error> {
+    let table = args.table.table.as_deref().ok_or_else(|| {
+        Error::fatal("export start needs the source table: pass --table or set ETL_TABLE")
+    })?;
+    let run_id = given_run_id(args.run.run_id.as_deref()).unwrap_or_else(new_run_id);
+    let ctx = cli.context().await?;
+    let started = start(
+        &ctx,
+        StartRequest {
+            table,
+            run_id: &run_id,
+            export_time: args.export_time,
+        },
+    )
+    .await?;
+    line(&started.export_arn);
+    Ok(())
+}
+
+pub async fn run_wait(cli: &Cli, args: &WaitArgs) -> Result<(), Error> {
+    let ctx = cli.context().await?;
+    let location = wait(
+        &ctx,
+        &args.export_arn,
+        Duration::from_secs(args.poll_seconds),
+        Duration::from_secs(args.wait_seconds),
+    )
+    .await?;
+    line(location);
+    Ok(())
+}

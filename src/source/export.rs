@@ -1,0 +1,826 @@
+//! Reading a DynamoDB export to S3 (a full export in DynamoDB JSON) in place of a Scan: no read
+//! capacity of the table is consumed.
+//!
+//! The layout, as the export output format page describes it
+//! (<https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/S3DataExport.Output.html>):
+//! under `<export-prefix>/AWSDynamoDB/<export-id>/` the export writes `manifest-summary.json`
+//! (one JSON object: export ARN, table ARN, export time, `manifestFilesS3Key`, item count,
+//! output format), `manifest-files.json` (one JSON object per line and data file: `itemCount`,
+//! `md5Checksum` — the base64 MD5 of the object's bytes —, `etag`, `dataFileS3Key`), a checksum
+//! file beside each manifest, and the gzipped data files under `data/`, each line of which is
+//! one item as `{"Item": {…DynamoDB JSON…}}`. Keys in the manifests are keys of the export's
+//! bucket.
+//!
+//! Segment k of N reads the data files [`assign`] gives it, each streamed (gzip decoded line by
+//! line, the object's MD5 computed as it arrives) into [`RawPage`]s of at most about 1 MB of
+//! items, so memory stays bounded whatever the file sizes. A file whose item count or MD5 differs
+//! from its manifest line is refused, naming the file.
+
+use base64::Engine;
+#[cfg(test)]
+use bytes::Bytes;
+use bytes::BytesMut;
+use md5::Digest;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader, ReadBuf};
+use tokio::sync::mpsc;
+
+use super::page::RawPage;
+use super::{ScanCounters, ScanEnd, ScanError};
+use crate::error::{Class, Classify};
+use crate::storage::{ObjectStore, StoreError};
+
+/// The page that describes the export layout this module reads.
+pub const FORMAT_DOC: &str =
+    "https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/S3DataExport.Output.html";
+
+/// Items of an export data file are sent to the transform in pages of about this many bytes of
+/// DynamoDB JSON (the size of a Scan page).
+pub const PAGE_BYTES: usize = 1 << 20;
+
+/// Where an export is: its bucket and its folder `<export-prefix>/AWSDynamoDB/<export-id>`.
+/// Part of a run's plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportSource {
+    pub bucket: String,
+    /// `<export-prefix>/AWSDynamoDB/<export-id>`, without a trailing `/`.
+    pub prefix: String,
+    /// The export's ARN, when the run was planned from one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export_arn: Option<String>,
+}
+
+impl ExportSource {
+    /// Reads `s3://<bucket>/<export-prefix>/AWSDynamoDB/<export-id>` (a trailing `/` or
+    /// `/manifest-summary.json` is accepted too).
+    pub fn parse_url(url: &str) -> Result<ExportSource, String> {
+        let shape = "expected s3://<bucket>/<export-prefix>/AWSDynamoDB/<export-id>";
+        let rest = url
+            .strip_prefix("s3://")
+            .ok_or_else(|| format!("export location {url:?}: {shape}"))?;
+        let rest = rest.trim_end_matches('/');
+        let rest = rest
+            .strip_suffix("/manifest-summary.json")
+            .unwrap_or(rest)
+            .trim_end_matches('/');
+        let (bucket, prefix) = rest
+            .split_once('/')
+            .ok_or_else(|| format!("export location {url:?} names no folder: {shape}"))?;
+        let parts: Vec<&str> = prefix.split('/').collect();
+        let well_formed = !bucket.is_empty()
+            && parts.len() >= 2
+            && parts[parts.len() - 2] == "AWSDynamoDB"
+            && !parts[parts.len() - 1].is_empty()
+            && parts.iter().all(|p| !p.is_empty());
+        if !well_formed {
+            return Err(format!("export location {url:?}: {shape}"));
+        }
+        Ok(ExportSource {
+            bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
+            export_arn: None,
+        })
+    }
+
+    /// The folder of the export written for `export_arn` under `s3_prefix` of `bucket`: the
+    /// export id is the ARN's last path element.
+    pub fn of_arn(
+        bucket: &str,
+        s3_prefix: Option<&str>,
+        export_arn: &str,
+    ) -> Result<ExportSource, String> {
+        let id = export_arn
+            .rsplit_once("/export/")
+            .map(|(_, id)| id)
+            .filter(|id| !id.is_empty() && !id.contains('/'))
+            .ok_or_else(|| {
+                format!("{export_arn:?} is not an export ARN (…:table/<table>/export/<id>)")
+            })?;
+        let prefix = match s3_prefix
+            .map(|p| p.trim_matches('/'))
+            .filter(|p| !p.is_empty())
+        {
+            Some(p) => format!("{p}/AWSDynamoDB/{id}"),
+            None => format!("AWSDynamoDB/{id}"),
+        };
+        Ok(ExportSource {
+            bucket: bucket.to_string(),
+            prefix,
+            export_arn: Some(export_arn.to_string()),
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.prefix)
+    }
+
+    pub fn summary_key(&self) -> String {
+        format!("{}/manifest-summary.json", self.prefix)
+    }
+
+    pub fn files_key(&self) -> String {
+        format!("{}/manifest-files.json", self.prefix)
+    }
+}
+
+/// `manifest-summary.json`: the fields this reader uses; others are ignored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ManifestSummary {
+    pub version: Option<String>,
+    pub export_arn: Option<String>,
+    pub table_arn: Option<String>,
+    pub export_time: Option<String>,
+    pub s3_bucket: Option<String>,
+    pub s3_prefix: Option<String>,
+    pub manifest_files_s3_key: Option<String>,
+    pub item_count: Option<u64>,
+    pub output_format: Option<String>,
+    pub export_type: Option<String>,
+}
+
+impl ManifestSummary {
+    /// The exported table's name, from its ARN (`arn:…:table/<name>`).
+    pub fn table_name(&self) -> Option<&str> {
+        let arn = self.table_arn.as_deref()?;
+        let (_, name) = arn.rsplit_once(":table/")?;
+        Some(name.split('/').next().unwrap_or(name))
+    }
+}
+
+/// One line of `manifest-files.json`: a data file of the export.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DataFile {
+    pub item_count: u64,
+    /// Base64 of the MD5 digest of the object's bytes.
+    #[serde(default)]
+    pub md5_checksum: Option<String>,
+    #[serde(default)]
+    pub etag: Option<String>,
+    /// The object's key in the export's bucket.
+    pub data_file_s3_key: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("export {url}: {problem} (the layout is described at {FORMAT_DOC})")]
+    Invalid { url: String, problem: String },
+    #[error(
+        "export data file {url} does not match the export's manifest-files.json: {problem}; \
+             the export is damaged or incomplete: export the table again (dynamo-etl export start) \
+             and plan a new run from it, or plan a run without --export-prefix to scan the table"
+    )]
+    Damaged { url: String, problem: String },
+}
+
+impl Classify for ExportError {
+    fn class(&self) -> Class {
+        match self {
+            ExportError::Store(e) => e.class(),
+            ExportError::Invalid { .. } | ExportError::Damaged { .. } => Class::Fatal,
+        }
+    }
+}
+
+/// Reads the lines of `manifest-files.json` (blank lines skipped); every data file once.
+pub fn parse_manifest_files(text: &str, url: &str) -> Result<Vec<DataFile>, ExportError> {
+    let mut files = Vec::new();
+    let mut seen = HashSet::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let file: DataFile = serde_json::from_str(line).map_err(|e| ExportError::Invalid {
+            url: url.to_string(),
+            problem: format!("line {} is not a data file entry: {e}", n + 1),
+        })?;
+        if !seen.insert(file.data_file_s3_key.clone()) {
+            return Err(ExportError::Invalid {
+                url: url.to_string(),
+                problem: format!("data file {} is listed twice", file.data_file_s3_key),
+            });
+        }
+        files.push(file);
+    }
+    Ok(files)
+}
+
+/// The data files segment `segment` of `total` reads: every file goes to exactly one segment,
+/// the same one on every machine. Largest first (by item count, then key), each to the segment
+/// with the fewest items so far, the lowest-numbered one on a tie.
+pub fn assign(files: &[DataFile], segment: u32, total: u32) -> Vec<&DataFile> {
+    let mut order: Vec<&DataFile> = files.iter().collect();
+    order.sort_by(|a, b| {
+        b.item_count
+            .cmp(&a.item_count)
+            .then_with(|| a.data_file_s3_key.cmp(&b.data_file_s3_key))
+    });
+    let mut load = vec![0u64; total.max(1) as usize];
+    let mut mine = Vec::new();
+    for file in order {
+        let (least, _) = load
+            .iter()
+            .enumerate()
+            .min_by_key(|(i, items)| (**items, *i))
+            .expect("at least one segment");
+        load[least] += file.item_count;
+        if least == segment as usize {
+            mine.push(file);
+        }
+    }
+    mine
+}
+
+/// An export's manifests, read and checked.
+#[derive(Debug, Clone)]
+pub struct Export {
+    pub source: ExportSource,
+    pub summary: ManifestSummary,
+    pub files: Vec<DataFile>,
+}
+
+impl Export {
+    /// Reads the export's two manifests from `store` (the export's bucket) and checks that it is
+    /// a full export in DynamoDB JSON whose files add up to its item count.
+    pub async fn open(
+        store: &dyn ObjectStore,
+        source: &ExportSource,
+    ) -> Result<Export, ExportError> {
+        let invalid = |problem: String| ExportError::Invalid {
+            url: source.url(),
+            problem,
+        };
+        let summary_key = source.summary_key();
+        let text = store.get(&summary_key).await?.ok_or_else(|| {
+            invalid(format!(
+                "{} does not exist: the export is not finished, or the location is wrong",
+                store.url(&summary_key)
+            ))
+        })?;
+        let summary: ManifestSummary = serde_json::from_slice(&text)
+            .map_err(|e| invalid(format!("manifest-summary.json is not valid: {e}")))?;
+        if let Some(format) = summary
+            .output_format
+            .as_deref()
+            .filter(|f| *f != "DYNAMODB_JSON")
+        {
+            return Err(invalid(format!(
+                "its output format is {format}; only DYNAMODB_JSON exports can be loaded"
+            )));
+        }
+        if let Some(kind) = summary
+            .export_type
+            .as_deref()
+            .filter(|t| *t != "FULL_EXPORT")
+        {
+            return Err(invalid(format!(
+                "it is an {kind}; only a FULL_EXPORT holds the whole table"
+            )));
+        }
+        let files_key = summary
+            .manifest_files_s3_key
+            .clone()
+            .unwrap_or_else(|| source.files_key());
+        let files_url = store.url(&files_key);
+        let text = store
+            .get(&files_key)
+            .await?
+            .ok_or_else(|| invalid(format!("{files_url} does not exist")))?;
+        let text = std::str::from_utf8(&text)
+            .map_err(|e| invalid(format!("{files_url} is not UTF-8: {e}")))?;
+        let files = parse_manifest_files(text, &files_url)?;
+        let listed: u64 = files.iter().map(|f| f.item_count).sum();
+        if let Some(total) = summary.item_count.filter(|t| *t != listed) {
+            return Err(invalid(format!(
+                "manifest-summary.json counts {total} items but the files of manifest-files.json add up to {listed}"
+            )));
+        }
+        Ok(Export {
+            source: source.clone(),
+            summary,
+            files,
+        })
+    }
+
+    pub fn item_count(&self) -> u64 {
+        self.files.iter().map(|f| f.item_count).sum()
+    }
+}
+
+/// Reads the data files of segment `segment` of `total` and sends their items as pages. Stops
+/// between pages when `stop` is requested.
+pub async fn read_segment(
+    store: &dyn ObjectStore,
+    export: &Export,
+    (segment, total): (u32, u32),
+    stop: &crate::stop::Stop,
+    counters: &ScanCounters,
+    pages: &mpsc::Sender<RawPage>,
+    table: &str,
+) -> Result<ScanEnd, ScanError> {
+    let files = assign(&export.files, segment, total);
+    tracing::info!(export = %export.source.url(), segment, files = files.len(),
+        items = files.iter().map(|f| f.item_count).sum::<u64>(), "reading the segment's share of the export");
+    for file in files {
+        let sink = Sink {
+            stop,
+            counters,
+            pages,
+            table,
+            segment,
+        };
+        match read_file(store, file, PAGE_BYTES, &sink).await? {
+            ScanEnd::Finished => {}
+            ScanEnd::Stopped => return Ok(ScanEnd::Stopped),
+        }
+    }
+    Ok(ScanEnd::Finished)
+}
+
+/// Streams one data file into pages, then checks its item count and MD5 against `file`.
+pub async fn read_file(
+    store: &dyn ObjectStore,
+    file: &DataFile,
+    page_bytes: usize,
+    sink: &Sink<'_>,
+) -> Result<ScanEnd, ScanError> {
+    let key = file.data_file_s3_key.as_str();
+    let url = store.url(key);
+    let damaged = |problem: String| {
+        ScanError::Export(ExportError::Damaged {
+            url: url.clone(),
+            problem,
+        })
+    };
+    let body_error = |e: std::io::Error| {
+        ScanError::Export(ExportError::Store(StoreError::Body {
+            url: url.clone(),
+            detail: e.to_string(),
+        }))
+    };
+    let body = store
+        .get_stream(key)
+        .await
+        .map_err(|e| ScanError::Export(e.into()))?;
+    let mut hashed = BufReader::with_capacity(64 << 10, Hashing::new(body));
+    // An empty partition's data file may be an empty object: no items, nothing to decode.
+    if hashed.fill_buf().await.map_err(body_error)?.is_empty() {
+        return check(file, 0, hashed.into_inner().finish(), damaged).map(|_| ScanEnd::Finished);
+    }
+    let mut gunzip = async_compression::tokio::bufread::GzipDecoder::new(hashed);
+    gunzip.multiple_members(true);
+    let mut lines = BufReader::with_capacity(64 << 10, gunzip);
+    let mut line = Vec::new();
+    let mut batch = BytesMut::new();
+    let mut in_batch = 0u64;
+    let (mut items, mut number) = (0u64, 0u64);
+    loop {
+        line.clear();
+        let read = match lines.read_until(b'\n', &mut line).await {
+            Ok(n) => n,
+            // A body that is not gzip is damaged data, not a dropped connection.
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(damaged(format!("it is not gzip data: {e}")))
+            }
+            Err(e) => return Err(body_error(e)),
+        };
+        if read == 0 {
+            break;
+        }
+        number += 1;
+        let text = line.trim_ascii();
+        if text.is_empty() {
+            continue;
+        }
+        let entry: ExportLine = serde_json::from_slice(text).map_err(|e| {
+            damaged(format!(
+                "line {number} is not an item ({{\"Item\": {{…}}}} in DynamoDB JSON): {e}"
+            ))
+        })?;
+        batch.extend_from_slice(if in_batch == 0 { b"[" } else { b"," });
+        batch.extend_from_slice(entry.item.get().as_bytes());
+        in_batch += 1;
+        items += 1;
+        if batch.len() >= page_bytes {
+            if let ScanEnd::Stopped = sink.send(&mut batch, &mut in_batch).await? {
+                return Ok(ScanEnd::Stopped);
+            }
+        }
+    }
+    // The rest of the object (past the gzip data) is hashed too, so the digest covers it all.
+    let mut hashed = lines.into_inner().into_inner();
+    tokio::io::copy(&mut hashed, &mut tokio::io::sink())
+        .await
+        .map_err(body_error)?;
+    check(file, items, hashed.into_inner().finish(), damaged)?;
+    if in_batch > 0 {
+        if let ScanEnd::Stopped = sink.send(&mut batch, &mut in_batch).await? {
+            return Ok(ScanEnd::Stopped);
+        }
+    }
+    Ok(ScanEnd::Finished)
+}
+
+/// Compares what a data file held with its manifest line.
+fn check(
+    file: &DataFile,
+    items: u64,
+    digest: [u8; 16],
+    damaged: impl Fn(String) -> ScanError,
+) -> Result<(), ScanError> {
+    if items != file.item_count {
+        return Err(damaged(format!(
+            "it holds {items} items, its manifest line says {}",
+            file.item_count
+        )));
+    }
+    if let Some(expected) = &file.md5_checksum {
+        let actual = base64::engine::general_purpose::STANDARD.encode(digest);
+        if &actual != expected {
+            return Err(damaged(format!(
+                "the MD5 of its bytes is {actual}, its manifest line says {expected}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Where the pages of a data file go.
+pub struct Sink<'a> {
+    pub stop: &'a crate::stop::Stop,
+    pub counters: &'a ScanCounters,
+    pub pages: &'a mpsc::Sender<RawPage>,
+    /// For messages: the source table and segment.
+    pub table: &'a str,
+    pub segment: u32,
+}
+
+impl Sink<'_> {
+    /// Sends the batch as a page (unless a stop was requested) and empties it.
+    async fn send(&self, batch: &mut BytesMut, in_batch: &mut u64) -> Result<ScanEnd, ScanError> {
+        if self.stop.is_requested() {
+            return Ok(ScanEnd::Stopped);
+        }
+        batch.extend_from_slice(b"]");
+        let page = RawPage::of_items(batch.split().freeze(), *in_batch);
+        self.counters.pages.fetch_add(1, Ordering::Relaxed);
+        self.counters.items.fetch_add(*in_batch, Ordering::Relaxed);
+        *in_batch = 0;
+        if self.pages.send(page).await.is_err() {
+            return Err(ScanError::Downstream {
+                table: self.table.to_string(),
+                segment: self.segment,
+            });
+        }
+        Ok(ScanEnd::Finished)
+    }
+}
+
+/// One line of a data file.
+#[derive(Deserialize)]
+struct ExportLine<'a> {
+    #[serde(rename = "Item", borrow)]
+    item: &'a serde_json::value::RawValue,
+}
+
+/// Passes an object's bytes through and computes their MD5.
+struct Hashing<R> {
+    inner: R,
+    md5: md5::Md5,
+}
+
+impl<R> Hashing<R> {
+    fn new(inner: R) -> Self {
+        Hashing {
+            inner,
+            md5: md5::Md5::new(),
+        }
+    }
+
+    fn finish(self) -> [u8; 16] {
+        self.md5.finalize().into()
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Hashing<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = polled {
+            this.md5.update(&buf.filled()[before..]);
+        }
+        polled
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::memory::MemoryStore;
+    use crate::testkit::export::{write_export, write_manifests};
+    use crate::testkit::fixtures::bench_items;
+    use crate::value::ItemView;
+
+    fn file(key: &str, items: u64) -> DataFile {
+        DataFile {
+            item_count: items,
+            md5_checksum: None,
+            etag: None,
+            data_file_s3_key: key.into(),
+        }
+    }
+
+    fn keys(files: &[&DataFile]) -> Vec<String> {
+        files.iter().map(|f| f.data_file_s3_key.clone()).collect()
+    }
+
+    #[test]
+    fn export_locations_are_read_from_urls_and_arns() {
+        let s = ExportSource::parse_url("s3://b/exports/AWSDynamoDB/0123-ab/").unwrap();
+        assert_eq!(
+            (s.bucket.as_str(), s.prefix.as_str()),
+            ("b", "exports/AWSDynamoDB/0123-ab")
+        );
+        assert_eq!(
+            s.summary_key(),
+            "exports/AWSDynamoDB/0123-ab/manifest-summary.json"
+        );
+        let s = ExportSource::parse_url("s3://b/AWSDynamoDB/x/manifest-summary.json").unwrap();
+        assert_eq!(s.prefix, "AWSDynamoDB/x");
+        for bad in [
+            "b/AWSDynamoDB/x",
+            "s3://b",
+            "s3://b/exports",
+            "s3://b/AWSDynamoDB/",
+            "s3:///AWSDynamoDB/x",
+        ] {
+            assert!(ExportSource::parse_url(bad).is_err(), "{bad}");
+        }
+        let arn = "arn:aws:dynamodb:us-east-1:1:table/T/export/0169-2d87";
+        let s = ExportSource::of_arn("b", Some("p/q/"), arn).unwrap();
+        assert_eq!(s.prefix, "p/q/AWSDynamoDB/0169-2d87");
+        assert_eq!(
+            ExportSource::of_arn("b", None, arn).unwrap().prefix,
+            "AWSDynamoDB/0169-2d87"
+        );
+        assert!(ExportSource::of_arn("b", None, "arn:aws:dynamodb:us-east-1:1:table/T").is_err());
+    }
+
+    #[test]
+    fn files_go_largest_first_to_the_least_loaded_segment() {
+        let files = [
+            file("e", 3),
+            file("a", 10),
+            file("d", 3),
+            file("b", 7),
+            file("c", 5),
+        ];
+        // 10→0; 7→1; 5→1 (7 < 10); d:3→0 (10 < 12); e:3→1 (12 < 13).
+        assert_eq!(keys(&assign(&files, 0, 2)), ["a", "d"]);
+        assert_eq!(keys(&assign(&files, 1, 2)), ["b", "c", "e"]);
+        // Ties go to the lowest segment.
+        let even = [file("x", 4), file("y", 4)];
+        assert_eq!(keys(&assign(&even, 0, 3)), ["x"]);
+        assert_eq!(keys(&assign(&even, 1, 3)), ["y"]);
+        assert!(assign(&even, 2, 3).is_empty());
+    }
+
+    #[test]
+    fn every_file_goes_to_exactly_one_segment_in_any_input_order() {
+        let mut files: Vec<DataFile> = (0..40u64)
+            .map(|i| file(&format!("f{i:02}"), (i * 7919) % 97))
+            .collect();
+        let total = 6;
+        let share = |files: &[DataFile]| -> Vec<Vec<String>> {
+            (0..total).map(|k| keys(&assign(files, k, total))).collect()
+        };
+        let first = share(&files);
+        files.reverse();
+        assert_eq!(
+            share(&files),
+            first,
+            "the assignment does not depend on the manifest's order"
+        );
+        let mut all: Vec<String> = first.concat();
+        all.sort();
+        assert_eq!(all.len(), 40);
+        all.dedup();
+        assert_eq!(all.len(), 40, "no file is read twice");
+        let loads: Vec<u64> = (0..total)
+            .map(|k| assign(&files, k, total).iter().map(|f| f.item_count).sum())
+            .collect();
+        let (min, max) = (loads.iter().min().unwrap(), loads.iter().max().unwrap());
+        assert!(
+            max - min <= 96,
+            "balanced within the largest file: {loads:?}"
+        );
+    }
+
+    #[test]
+    fn manifest_lines_are_read_and_a_bad_line_is_named() {
+        let text = "{\"itemCount\":8,\"md5Checksum\":\"sQ==\",\"etag\":\"af-1\",\"dataFileS3Key\":\"AWSDynamoDB/x/data/a.json.gz\"}\n\n{\"itemCount\":0,\"dataFileS3Key\":\"AWSDynamoDB/x/data/b.json.gz\"}\n";
+        let files = parse_manifest_files(text, "s3://b/m").unwrap();
+        assert_eq!(files.len(), 2);
+        assert_eq!(files[0].item_count, 8);
+        assert_eq!(files[0].md5_checksum.as_deref(), Some("sQ=="));
+        assert_eq!(files[1].md5_checksum, None);
+        let err = parse_manifest_files("{\"itemCount\":1}\n", "s3://b/m").unwrap_err();
+        assert!(err.to_string().contains("line 1"), "{err}");
+        let twice = format!(
+            "{}\n{}",
+            text.lines().next().unwrap(),
+            text.lines().next().unwrap()
+        );
+        let err = parse_manifest_files(&twice, "s3://b/m").unwrap_err();
+        assert!(err.to_string().contains("listed twice"), "{err}");
+    }
+
+    async fn read_all(
+        store: &MemoryStore,
+        export: &Export,
+        total: u32,
+        page_bytes: usize,
+    ) -> Result<Vec<RawPage>, ScanError> {
+        let (tx, mut rx) = mpsc::channel(10_000);
+        let (stop, counters) = (crate::stop::Stop::default(), ScanCounters::default());
+        for segment in 0..total {
+            let sink = Sink {
+                stop: &stop,
+                counters: &counters,
+                pages: &tx,
+                table: "t",
+                segment,
+            };
+            for f in assign(&export.files, segment, total) {
+                read_file(store, f, page_bytes, &sink).await?;
+            }
+        }
+        drop(tx);
+        let mut pages = Vec::new();
+        while let Some(p) = rx.recv().await {
+            pages.push(p);
+        }
+        assert_eq!(
+            counters.items.load(Ordering::Relaxed),
+            pages.iter().map(|p| p.len()).sum::<u64>()
+        );
+        Ok(pages)
+    }
+
+    #[tokio::test]
+    async fn an_export_reads_back_every_item_once_in_bounded_pages() {
+        let store = MemoryStore::new("b");
+        let items = bench_items(700, 5);
+        let written = write_export(&store, "exports", "0001-ab", "t", &items, 4)
+            .await
+            .unwrap();
+        let export = Export::open(&store, &written.source).await.unwrap();
+        assert_eq!(export.item_count(), 700);
+        assert_eq!(export.files.len(), 5, "four files and an empty one");
+        assert_eq!(export.summary.table_name(), Some("t"));
+        let page_bytes = 16 << 10;
+        let pages = read_all(&store, &export, 3, page_bytes).await.unwrap();
+        assert!(pages.len() > 5, "small pages: {}", pages.len());
+        let mut back: Vec<String> = Vec::new();
+        for page in &pages {
+            // A page closes once it reaches the size: at most one item more.
+            assert!(
+                page.items_bytes() < page_bytes + (8 << 10),
+                "{}",
+                page.items_bytes()
+            );
+            for item in page.items().unwrap() {
+                back.push(serde_json::to_string(&item).unwrap());
+            }
+        }
+        let mut expected: Vec<String> = items
+            .iter()
+            .map(|i| serde_json::to_string(&ItemView::from_sdk(i)).unwrap())
+            .collect();
+        back.sort();
+        expected.sort();
+        assert_eq!(back, expected);
+    }
+
+    #[tokio::test]
+    async fn a_file_whose_count_or_md5_disagrees_with_the_manifest_is_refused_by_name() {
+        let store = MemoryStore::new("b");
+        let items = bench_items(50, 1);
+        let written = write_export(&store, "", "0002-cd", "t", &items, 2)
+            .await
+            .unwrap();
+        let victim = written.files[1].data_file_s3_key.clone();
+
+        let mut files = written.files.clone();
+        files[1].item_count += 1;
+        write_manifests(&store, &written.source, "t", &files)
+            .await
+            .unwrap();
+        let export = Export::open(&store, &written.source).await.unwrap();
+        let err = read_all(&store, &export, 1, PAGE_BYTES).await.unwrap_err();
+        assert_eq!(err.class(), Class::Fatal);
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("s3://b/{victim}")) && text.contains("holds"),
+            "{text}"
+        );
+
+        let mut files = written.files.clone();
+        files[1].md5_checksum = Some(crate::testkit::export::md5_base64(b"other bytes"));
+        write_manifests(&store, &written.source, "t", &files)
+            .await
+            .unwrap();
+        let export = Export::open(&store, &written.source).await.unwrap();
+        let err = read_all(&store, &export, 1, PAGE_BYTES).await.unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("s3://b/{victim}")) && text.contains("MD5"),
+            "{text}"
+        );
+
+        // Bytes that are not gzip.
+        write_manifests(&store, &written.source, "t", &written.files)
+            .await
+            .unwrap();
+        store
+            .put(&victim, Bytes::from_static(b"{\"Item\":{}}\n"), "x")
+            .await
+            .unwrap();
+        let err = read_all(&store, &export, 1, PAGE_BYTES).await.unwrap_err();
+        assert_eq!(err.class(), Class::Fatal, "{err}");
+        assert!(err.to_string().contains(&victim), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_empty_object_is_an_empty_data_file() {
+        let store = MemoryStore::new("b");
+        let written = write_export(&store, "", "0004-aa", "t", &bench_items(5, 3), 1)
+            .await
+            .unwrap();
+        let mut files = written.files.clone();
+        let key = "AWSDynamoDB/0004-aa/data/empty-partition.json.gz".to_string();
+        store.put(&key, Bytes::new(), "x").await.unwrap();
+        files.push(DataFile {
+            item_count: 0,
+            md5_checksum: Some(crate::testkit::export::md5_base64(b"")),
+            etag: None,
+            data_file_s3_key: key.clone(),
+        });
+        write_manifests(&store, &written.source, "t", &files)
+            .await
+            .unwrap();
+        let export = Export::open(&store, &written.source).await.unwrap();
+        let pages = read_all(&store, &export, 1, PAGE_BYTES).await.unwrap();
+        assert_eq!(pages.iter().map(|p| p.len()).sum::<u64>(), 5);
+        // Listed with an item, the empty object is short of it.
+        files.last_mut().unwrap().item_count = 1;
+        write_manifests(&store, &written.source, "t", &files)
+            .await
+            .unwrap();
+        let export = Export::open(&store, &written.source).await.unwrap();
+        let err = read_all(&store, &export, 1, PAGE_BYTES).await.unwrap_err();
+        assert!(err.to_string().contains(&key), "{err}");
+    }
+
+    #[tokio::test]
+    async fn manifests_that_disagree_or_another_format_are_refused() {
+        let store = MemoryStore::new("b");
+        let written = write_export(&store, "p", "0003-ef", "t", &bench_items(10, 2), 2)
+            .await
+            .unwrap();
+        let summary_key = written.source.summary_key();
+        let mut summary: serde_json::Value =
+            serde_json::from_slice(&store.get(&summary_key).await.unwrap().unwrap()).unwrap();
+        summary["itemCount"] = 11.into();
+        store
+            .put(&summary_key, summary.to_string().into(), "x")
+            .await
+            .unwrap();
+        let err = Export::open(&store, &written.source).await.unwrap_err();
+        assert!(err.to_string().contains("counts 11 items"), "{err}");
+        summary["itemCount"] = 10.into();
+        summary["outputFormat"] = "ION".into();
+        store
+            .put(&summary_key, summary.to_string().into(), "x")
+            .await
+            .unwrap();
+        let err = Export::open(&store, &written.source).await.unwrap_err();
+        assert!(err.to_string().contains("ION"), "{err}");
+        let missing = ExportSource::parse_url("s3://b/p/AWSDynamoDB/none").unwrap();
+        let err = Export::open(&store, &missing).await.unwrap_err();
+        assert!(err.to_string().contains("does not exist"), "{err}");
+    }
+}

@@ -1,0 +1,184 @@
+//! Writing a table's items as a DynamoDB export to S3 would lay them out (full export, DynamoDB
+//! JSON), for the tests of the export path. Written from the output format page,
+//! <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/S3DataExport.Output.html>:
+//! under `<export-prefix>/AWSDynamoDB/<export-id>/` an empty `_started` object,
+//! `manifest-summary.json` and `manifest-files.json` (one JSON object per line) each with a
+//! `.checksum` file beside it, and `data/<name>.json.gz` files of one `{"Item": …}` per line.
+//! As with a real export there is an empty data file among them (an empty partition), and the
+//! files differ in size.
+
+use base64::Engine;
+use bytes::Bytes;
+use md5::Digest;
+use std::io::Write;
+
+use crate::source::export::{DataFile, ExportSource, ManifestSummary};
+use crate::storage::ObjectStore;
+use crate::value::{Item, ItemView};
+
+/// The export written by [`write_export`].
+#[derive(Debug, Clone)]
+pub struct WrittenExport {
+    pub source: ExportSource,
+    pub table: String,
+    pub files: Vec<DataFile>,
+}
+
+/// gzip of `text`, as a data file holds it.
+pub fn gzip(text: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(text).expect("gzip into memory");
+    gz.finish().expect("gzip into memory")
+}
+
+/// The lines of a data file holding `items`.
+pub fn data_lines(items: &[Item]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for item in items {
+        serde_json::to_writer(
+            &mut out,
+            &serde_json::json!({ "Item": ItemView::from_sdk(item) }),
+        )
+        .expect("DynamoDB JSON always serialises");
+        out.push(b'\n');
+    }
+    out
+}
+
+/// Base64 of the MD5 of `bytes`: a manifest line's `md5Checksum`.
+pub fn md5_base64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(bytes))
+}
+
+fn md5_hex(bytes: &[u8]) -> String {
+    md5::Md5::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Writes `items` of `table` as export `export_id` under `export_prefix` (may be empty) of the
+/// store's bucket, spread over `files` data files of different sizes plus one empty file.
+pub async fn write_export(
+    store: &dyn ObjectStore,
+    export_prefix: &str,
+    export_id: &str,
+    table: &str,
+    items: &[Item],
+    files: usize,
+) -> anyhow::Result<WrittenExport> {
+    let files = files.max(1);
+    let folder = match export_prefix.trim_matches('/') {
+        "" => format!("AWSDynamoDB/{export_id}"),
+        p => format!("{p}/AWSDynamoDB/{export_id}"),
+    };
+    store
+        .put(
+            &format!("{folder}/_started"),
+            Bytes::new(),
+            "application/octet-stream",
+        )
+        .await?;
+    // File i gets a share of the items proportional to i + 1, so sizes differ.
+    let weights: usize = (1..=files).sum();
+    let mut written = Vec::new();
+    let mut start = 0;
+    for i in 0..=files {
+        let share = if i == files {
+            0
+        } else if i + 1 == files {
+            items.len() - start
+        } else {
+            items.len() * (i + 1) / weights
+        };
+        let chunk = &items[start..start + share];
+        start += share;
+        let body = gzip(&data_lines(chunk));
+        // Data files are named by an opaque token.
+        let key = format!(
+            "{folder}/data/{}.json.gz",
+            &md5_hex(format!("{export_id}/{i}").as_bytes())[..26]
+        );
+        store
+            .put(&key, Bytes::from(body.clone()), "application/octet-stream")
+            .await?;
+        written.push(DataFile {
+            item_count: chunk.len() as u64,
+            md5_checksum: Some(md5_base64(&body)),
+            etag: Some(md5_hex(&body)),
+            data_file_s3_key: key,
+        });
+    }
+    let source = ExportSource {
+        bucket: store.bucket().to_string(),
+        prefix: folder,
+        export_arn: Some(export_arn(table, export_id)),
+    };
+    write_manifests(store, &source, table, &written).await?;
+    Ok(WrittenExport {
+        source,
+        table: table.to_string(),
+        files: written,
+    })
+}
+
+/// The ARN a table's export would have in the tests' account and region.
+pub fn export_arn(table: &str, export_id: &str) -> String {
+    format!("arn:aws:dynamodb:us-east-1:000000000000:table/{table}/export/{export_id}")
+}
+
+/// Writes (or rewrites) the export's two manifests and their checksum files for `files`.
+pub async fn write_manifests(
+    store: &dyn ObjectStore,
+    source: &ExportSource,
+    table: &str,
+    files: &[DataFile],
+) -> anyhow::Result<()> {
+    let mut lines = Vec::new();
+    for f in files {
+        serde_json::to_writer(&mut lines, f)?;
+        lines.push(b'\n');
+    }
+    let files_key = source.files_key();
+    let export_id = source.prefix.rsplit('/').next().unwrap_or_default();
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let prefix = source
+        .prefix
+        .strip_suffix(&format!("AWSDynamoDB/{export_id}"))
+        .map(|p| p.trim_end_matches('/'))
+        .filter(|p| !p.is_empty());
+    let summary = ManifestSummary {
+        version: Some("2020-06-30".into()),
+        export_arn: Some(export_arn(table, export_id)),
+        table_arn: Some(format!(
+            "arn:aws:dynamodb:us-east-1:000000000000:table/{table}"
+        )),
+        export_time: Some(now),
+        s3_bucket: Some(source.bucket.clone()),
+        s3_prefix: prefix.map(str::to_string),
+        manifest_files_s3_key: Some(files_key.clone()),
+        item_count: Some(files.iter().map(|f| f.item_count).sum()),
+        output_format: Some("DYNAMODB_JSON".into()),
+        export_type: Some("FULL_EXPORT".into()),
+    };
+    let summary = serde_json::to_vec_pretty(&summary)?;
+    let checksum = |key: &str| key.replace(".json", ".checksum");
+    store
+        .put(&checksum(&files_key), md5_hex(&lines).into(), "text/plain")
+        .await?;
+    store
+        .put(&files_key, lines.into(), "application/json")
+        .await?;
+    let summary_key = source.summary_key();
+    store
+        .put(
+            &checksum(&summary_key),
+            md5_hex(&summary).into(),
+            "text/plain",
+        )
+        .await?;
+    store
+        .put(&summary_key, summary.into(), "application/json")
+        .await?;
+    Ok(())
+}

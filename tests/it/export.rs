@@ -1,0 +1,246 @@
+//! Phase 1 from a DynamoDB export: a table's items written as an export laid out as the AWS
+//! documentation describes (test kit, `testkit::export`), loaded through the whole pipeline,
+//! give the same warehouse tables as a scan of the table; a data file that does not match its
+//! manifest line stops phase 1 with exit 2, naming the file.
+
+use crate::support::{show, TestEnv};
+use dynamo_etl::retry::RetryPolicy;
+use dynamo_etl::source::export::DataFile;
+use dynamo_etl::testkit::export::{write_export, write_manifests, WrittenExport};
+
+const TABLES: [&str; 5] = ["org", "group", "fin", "vuln", "_unclassified"];
+
+/// Rows of table `t` in schema `a` that schema `b` lacks (counted with duplicates).
+async fn missing_rows(env: &TestEnv, a: &str, b: &str, t: &str) -> i64 {
+    let mut conn = env.pg().await;
+    let sql = format!(
+        "SELECT count(*) FROM (SELECT * FROM \"{a}\".\"{t}\" EXCEPT ALL SELECT * FROM \"{b}\".\"{t}\") d"
+    );
+    sqlx::query_scalar(&sql)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// The demo table's items written as an export in this test's bucket, in `files` data files.
+async fn export_of_demo(env: &TestEnv, id: &str, files: usize) -> WrittenExport {
+    let store = env.store_at(&env.stack.s3, RetryPolicy::default()).await;
+    let items = dynamo_etl::testkit::fixtures::demo_items(3);
+    write_export(
+        store.as_ref(),
+        "exports/nightly",
+        id,
+        &env.table,
+        &items,
+        files,
+    )
+    .await
+    .unwrap()
+}
+
+fn url(export: &WrittenExport) -> String {
+    format!("s3://{}/{}", export.source.bucket, export.source.prefix)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_from_an_export_gives_the_same_tables_as_a_scan() {
+    let env = TestEnv::with_demo("export", 3).await;
+    let export = export_of_demo(&env, "01764000000000-a1b2c3d4", 5).await;
+    let scan_target = format!("{}_scan", env.target);
+    let scanned = env.run(
+        &[
+            "run",
+            "--table",
+            &env.table,
+            "--run-id",
+            "by-scan",
+            "--total-segments",
+            "3",
+        ],
+        &[("ETL_TARGET", scan_target.clone())],
+    );
+    assert!(scanned.status.success(), "{}", show(&scanned));
+
+    let planned = env.run_ok(&[
+        "plan",
+        "--table",
+        &env.table,
+        "--run-id",
+        "by-export",
+        "--total-segments",
+        "3",
+        "--export-prefix",
+        &url(&export),
+    ]);
+    assert!(String::from_utf8_lossy(&planned.stdout).contains("by-export"));
+    let plan: serde_json::Value =
+        serde_json::from_slice(&env.get("dynamo-etl/runs/by-export/run.json").await.unwrap())
+            .unwrap();
+    assert_eq!(plan["export"]["prefix"], export.source.prefix.as_str());
+    let loaded = env.run(&["run", "--run-id", "by-export"], &[]);
+    assert!(loaded.status.success(), "{}", show(&loaded));
+
+    let mut items = 0;
+    for k in 0..3 {
+        let m = env
+            .manifest("by-export", k)
+            .await
+            .expect("segment committed");
+        assert_eq!(
+            m.read_units, 0.0,
+            "segment {k} read the export, not the table"
+        );
+        items += m.items_scanned;
+    }
+    assert_eq!(items, 120, "every exported item once");
+    for t in TABLES {
+        for (a, b) in [(&env.target, &scan_target), (&scan_target, &env.target)] {
+            assert_eq!(
+                missing_rows(&env, a, b, t).await,
+                0,
+                "{t}: rows of {a} not in {b}"
+            );
+        }
+    }
+    assert_eq!(env.count(&env.target, "vuln").await, 72);
+}
+
+/// Plans a one-segment run from `export`, rewrites its manifest lines with `change`, runs phase
+/// 1 and returns its output.
+async fn phase1_after(
+    env: &TestEnv,
+    export: &WrittenExport,
+    run: &str,
+    change: impl Fn(&mut DataFile),
+) -> (std::process::Output, String) {
+    env.run_ok(&[
+        "plan",
+        "--table",
+        &env.table,
+        "--run-id",
+        run,
+        "--total-segments",
+        "1",
+        "--export-prefix",
+        &url(export),
+    ]);
+    let mut files = export.files.clone();
+    change(&mut files[2]);
+    let store = env.store_at(&env.stack.s3, RetryPolicy::default()).await;
+    write_manifests(store.as_ref(), &export.source, &env.table, &files)
+        .await
+        .unwrap();
+    let out = env.run(
+        &[
+            "segment",
+            "--run-id",
+            run,
+            "--total-segments",
+            "1",
+            "--segment",
+            "0",
+        ],
+        &[],
+    );
+    let victim = format!("s3://{}/{}", env.bucket, files[2].data_file_s3_key);
+    (out, victim)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_data_file_that_disagrees_with_its_manifest_line_stops_phase_1_naming_it() {
+    let env = TestEnv::with_demo("export-bad", 3).await;
+    let export = export_of_demo(&env, "01764000000001-e5f6a7b8", 4).await;
+
+    let (out, victim) = phase1_after(&env, &export, "count", |f| f.item_count += 1).await;
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let text = show(&out);
+    assert!(text.contains(&victim) && text.contains("items"), "{text}");
+    assert!(
+        env.manifest("count", 0).await.is_none(),
+        "nothing is committed"
+    );
+
+    let (out, victim) = phase1_after(&env, &export, "md5", |f| {
+        f.md5_checksum = Some(dynamo_etl::testkit::export::md5_base64(b"not these bytes"))
+    })
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let text = show(&out);
+    assert!(text.contains(&victim) && text.contains("MD5"), "{text}");
+    assert!(
+        env.manifest("md5", 0).await.is_none(),
+        "nothing is committed"
+    );
+}
+
+/// `export start` and `export wait` against the S3-compatible server's own DynamoDB (DynamoDB
+/// Local has no exports). Its export writes a single data file without manifests, so only the
+/// two calls are tested here, not loading what they write; a failed export's exit 2 is a unit
+/// test of `phases::export::decide` (the server cannot make an export fail, and answers an
+/// unknown export ARN with an HTTP 500).
+#[tokio::test(flavor = "multi_thread")]
+async fn export_start_and_wait_call_the_export_api() {
+    let env = TestEnv::new("export-api").await;
+    let config = dynamo_etl::aws::AwsConfig {
+        dynamodb_endpoint: Some(env.stack.s3.clone()),
+        ..Default::default()
+    };
+    let sdk = dynamo_etl::aws::load(&config).await.unwrap();
+    let moto = dynamo_etl::aws::dynamodb(&sdk, &config);
+    dynamo_etl::testkit::fixtures::create_table(&moto, &env.table)
+        .await
+        .unwrap();
+    let on_moto = [("ETL_DYNAMODB_ENDPOINT", env.stack.s3.clone())];
+    let start = [
+        "export", "start", "--table", &env.table, "--run-id", "nightly",
+    ];
+
+    let refused = env.run(&start, &on_moto);
+    assert_eq!(refused.status.code(), Some(2), "{}", show(&refused));
+    assert!(
+        show(&refused).contains("point-in-time recovery"),
+        "{}",
+        show(&refused)
+    );
+
+    moto.update_continuous_backups()
+        .table_name(&env.table)
+        .point_in_time_recovery_specification(
+            aws_sdk_dynamodb::types::PointInTimeRecoverySpecification::builder()
+                .point_in_time_recovery_enabled(true)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let started = env.run(&start, &on_moto);
+    assert!(started.status.success(), "{}", show(&started));
+    let arn = String::from_utf8_lossy(&started.stdout).trim().to_string();
+    assert!(arn.starts_with("arn:aws:dynamodb:"), "{arn}");
+    let waited = env.run(
+        &[
+            "export",
+            "wait",
+            "--export-arn",
+            &arn,
+            "--poll-seconds",
+            "1",
+        ],
+        &on_moto,
+    );
+    assert!(waited.status.success(), "{}", show(&waited));
+    let location = String::from_utf8_lossy(&waited.stdout).trim().to_string();
+    assert!(
+        location.starts_with(&format!(
+            "s3://{}/dynamo-etl/runs/nightly/export",
+            env.bucket
+        )),
+        "{location}"
+    );
+    let written = env.keys("dynamo-etl/runs/nightly/export/").await;
+    assert!(
+        !written.is_empty(),
+        "the export wrote under the run's folder"
+    );
+}
