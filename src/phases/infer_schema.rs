@@ -27,11 +27,12 @@ use crate::retry::RetryPolicy;
 use crate::schema::evolve::{narrowings, Narrowing};
 use crate::schema::infer::{Classification, Inference};
 use crate::schema::{DataSchema, SchemaError, SchemaSet};
+use crate::source::export::{read_segment, Export, ExportSource};
 use crate::source::page::RawPage;
 use crate::source::{key_attributes, scan_segment, DynamoDb, ScanCounters, ScanError, ScanSpec};
 use crate::staging::resolve::Resolution;
 use crate::staging::schema_cache::SnapshotCache;
-use crate::storage::StoreError;
+use crate::storage::{Store, StoreError};
 
 /// Pages waiting to be summarised, per segment.
 const PAGES_IN_FLIGHT: usize = 2;
@@ -53,6 +54,21 @@ pub struct InferSettings {
     pub key_attributes: Vec<String>,
     pub retry: RetryPolicy,
     pub progress_every: Duration,
+    /// Read the items from this export of the table instead of scanning it.
+    pub export: Option<ExportInput>,
+}
+
+/// An export to infer from, opened: its manifests and the store of its bucket.
+#[derive(Clone)]
+pub struct ExportInput {
+    pub store: Store,
+    pub export: Arc<Export>,
+}
+
+impl std::fmt::Debug for ExportInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ExportInput({})", self.export.source.url())
+    }
 }
 
 impl InferSettings {
@@ -196,7 +212,22 @@ async fn infer_segment(
     };
     let (tx, mut rx) = mpsc::channel::<RawPage>(PAGES_IN_FLIGHT);
     let scan = async move {
-        let result = scan_segment(client, &spec, counters, &tx).await;
+        let result = match &settings.export {
+            // An export is read in the same segments, each its share of the data files.
+            Some(input) => {
+                read_segment(
+                    input.store.as_ref(),
+                    &input.export,
+                    (segment, settings.segments),
+                    &spec.stop,
+                    counters,
+                    &tx,
+                    &settings.table,
+                )
+                .await
+            }
+            None => scan_segment(client, &spec, counters, &tx).await,
+        };
         drop(tx);
         result
     };
@@ -292,6 +323,8 @@ pub struct InferRequest {
     pub schemas: SchemaOptions,
     pub consistent_read: bool,
     pub progress_every: Duration,
+    /// Infer from this export of the table (no read capacity) instead of scanning it.
+    pub export: Option<ExportSource>,
 }
 
 /// Runs the schema job; returns its report.
@@ -319,7 +352,15 @@ pub async fn infer_schema(ctx: &Context, args: &InferRequest) -> Result<String, 
     if !args.allow_narrowing {
         check_classification(previous_schemas, &classification, previous.as_ref())?;
     }
+    let export = match &args.export {
+        Some(source) => Some(ExportInput {
+            store: ctx.store_of(&source.bucket)?,
+            export: Arc::new(super::export::check_for(ctx, source, table).await?),
+        }),
+        None => None,
+    };
     let settings = InferSettings {
+        export,
         table: table.to_string(),
         segments: args.segments,
         concurrency: args.concurrency,
@@ -682,6 +723,7 @@ mod tests {
             key_attributes: vec!["pk".into()],
             retry: RetryPolicy::default(),
             progress_every: Duration::from_secs(10),
+            export: None,
         }
     }
 

@@ -244,3 +244,51 @@ async fn export_start_and_wait_call_the_export_api() {
         "the export wrote under the run's folder"
     );
 }
+
+/// The data-schemas `infer-schema` writes to a folder, file by file.
+fn written_schemas(dir: &std::path::Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for table in std::fs::read_dir(dir).unwrap() {
+        for file in std::fs::read_dir(table.unwrap().path()).unwrap() {
+            let path = file.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            out.push((path.strip_prefix(dir).unwrap().display().to_string(), text));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn infer_schema_from_an_export_finds_what_a_scan_finds() {
+    let env = TestEnv::with_demo("exportinfer", 3).await;
+    let export = export_of_demo(&env, "01764000000000-e5f6a7b8", 4).await;
+    let by_scan = tempfile::tempdir().unwrap();
+    let by_export = tempfile::tempdir().unwrap();
+    let infer = |dir: &std::path::Path, extra: &[&str]| {
+        let dir = dir.display().to_string();
+        let mut args = vec![
+            "infer-schema",
+            "--table",
+            &env.table,
+            "--no-schema-cache",
+            "--write-static",
+            &dir,
+        ];
+        args.extend(extra);
+        let out = env.run(&args, &[]);
+        assert!(out.status.success(), "{args:?}: {}", show(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let scan_report = infer(by_scan.path(), &[]);
+    assert!(!scan_report.contains(" 0.0 read units"), "{scan_report}");
+    let report = infer(by_export.path(), &["--export-prefix", &url(&export)]);
+    let scanned = written_schemas(by_scan.path());
+    assert!(scanned.len() >= 4, "{scanned:?}");
+    assert_eq!(written_schemas(by_export.path()), scanned);
+    // Every exported item, and not one read unit of the table.
+    assert!(
+        report.contains("120 items") && report.contains(" 0.0 read units"),
+        "{report}"
+    );
+}

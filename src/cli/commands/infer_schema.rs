@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::super::flags::{ReadFlags, SchemaFlags, TableFlag};
+use super::super::flags::{ExportFlags, ReadFlags, SchemaFlags, TableFlag};
 use super::super::output::out;
 use super::super::Cli;
 use dynamo_etl::error::Error;
@@ -43,6 +43,9 @@ pub struct Args {
     pub schemas: SchemaFlags,
     #[command(flatten)]
     pub read: ReadFlags,
+    /// Infer from a DynamoDB export of the table instead of scanning it (no read capacity).
+    #[command(flatten)]
+    pub export: ExportFlags,
 }
 
 impl Args {
@@ -87,13 +90,20 @@ impl Args {
             schemas: self.schemas.options(),
             consistent_read: self.read.consistent_read,
             progress_every: self.read.progress_every(),
+            export: None,
         })
     }
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
-    let request = args.request()?;
+    let mut request = args.request()?;
     let ctx = cli.context().await?;
+    request.export = dynamo_etl::phases::export::resolve(
+        &ctx,
+        args.export.export_prefix.as_deref(),
+        args.export.export_arn.as_deref(),
+    )
+    .await?;
     out(&infer_schema(&ctx, &request).await?);
     Ok(())
 }
