@@ -5,12 +5,11 @@
 //! end to end, every value compared.
 
 use crate::support::{infer, key_json, key_of, same_item, show, TestEnv};
-use dynamo_etl::schema::{overflow_schema, unclassified_schema, DataSchema, LogicalType};
+use dynamo_etl::schema::{overflow_schema, unclassified_schema, DataSchema};
 use dynamo_etl::staging::plan::RunPlan;
 use dynamo_etl::testkit::decode::{decode_overflow, decode_row, decode_rows, decompress};
 use dynamo_etl::testkit::fixtures;
 use dynamo_etl::value::Item;
-use sqlx::Row;
 use std::collections::{HashMap, HashSet};
 
 /// Redshift's limits, from <https://docs.aws.amazon.com/redshift/latest/dg/>.
@@ -445,34 +444,7 @@ async fn postgres_loads_the_edge_cases_end_to_end_exactly() {
     let mut loaded: HashMap<String, (String, Item)> = HashMap::new();
     let mut overflow_rows = Vec::new();
     for table in &tables {
-        let mut exprs: Vec<String> = table
-            .columns
-            .iter()
-            .map(|c| {
-                let col = format!("\"{}\"", c.column);
-                match c.logical_type {
-                    LogicalType::Timestamp => format!(
-                        "to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-                    ),
-                    _ => format!("{col}::text"),
-                }
-            })
-            .collect();
-        if table.has_extra_column() {
-            exprs.push("\"_extra\"::text".into());
-        }
-        let sql = format!(
-            "SELECT {} FROM \"{}\".\"{}\"",
-            exprs.join(", "),
-            env.target,
-            table.table
-        );
-        for row in sqlx::query(&sql)
-            .fetch_all(&mut conn)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        {
-            let fields: Vec<Option<String>> = (0..row.len()).map(|i| row.get(i)).collect();
+        for fields in env.text_rows(&env.target, table).await {
             if table.table == "_overflow" {
                 overflow_rows.push(fields);
                 continue;

@@ -4,7 +4,7 @@
 
 use crate::support::{infer, key_of, show, TestEnv};
 use dynamo_etl::schema::unclassified_schema;
-use dynamo_etl::schema::{DataSchema, LogicalType};
+use dynamo_etl::schema::DataSchema;
 use dynamo_etl::staging::parts::codec::{PartCompression, PartEncoder};
 use dynamo_etl::testkit::decode::decompress;
 use dynamo_etl::testkit::decode::{as_instants, decode_row, items_equal};
@@ -16,39 +16,10 @@ use std::time::{Duration, Instant};
 /// Every row of `schema.table` as the CSV-shaped fields `decode_row` reads, timestamps as UTC
 /// RFC 3339 with microseconds.
 async fn rows_of(env: &TestEnv, schema: &str, table: &DataSchema) -> Vec<Item> {
-    let mut exprs: Vec<String> = table
-        .columns
-        .iter()
-        .map(|c| {
-            let col = format!("\"{}\"", c.column);
-            match c.logical_type {
-                LogicalType::Timestamp => format!(
-                    "to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-                ),
-                _ => format!("{col}::text"),
-            }
-        })
-        .collect();
-    if table.has_extra_column() {
-        exprs.push("\"_extra\"::text".into());
-    }
-    let sql = format!(
-        "SELECT {} FROM \"{schema}\".\"{}\"",
-        exprs.join(", "),
-        table.table
-    );
-    let mut conn = env.pg().await;
-    let rows = sqlx::query(&sql)
-        .fetch_all(&mut conn)
+    env.text_rows(schema, table)
         .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    rows.iter()
-        .map(|r| {
-            let fields: Vec<Option<String>> = (0..r.len())
-                .map(|i| r.get::<Option<String>, _>(i))
-                .collect();
-            decode_row(table, &fields).unwrap_or_else(|e| panic!("{}: {e}", table.table))
-        })
+        .iter()
+        .map(|fields| decode_row(table, fields).unwrap_or_else(|e| panic!("{}: {e}", table.table)))
         .collect()
 }
 

@@ -290,6 +290,45 @@ impl TestEnv {
             .unwrap_or_else(|e| panic!("count {schema}.{table}: {e}"))
     }
 
+    /// Every row of `schema.table` as text fields in column order (then `_extra`), timestamps as
+    /// UTC RFC 3339 with microseconds: the shape `decode_row` reads.
+    pub async fn text_rows(&self, schema: &str, table: &DataSchema) -> Vec<Vec<Option<String>>> {
+        use sqlx::Row;
+        let mut exprs: Vec<String> = table
+            .columns
+            .iter()
+            .map(|c| {
+                let col = format!("\"{}\"", c.column);
+                match c.logical_type {
+                    dynamo_etl::schema::LogicalType::Timestamp => format!(
+                        "to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+                    ),
+                    _ => format!("{col}::text"),
+                }
+            })
+            .collect();
+        if table.has_extra_column() {
+            exprs.push("\"_extra\"::text".into());
+        }
+        let sql = format!(
+            "SELECT {} FROM \"{schema}\".\"{}\"",
+            exprs.join(", "),
+            table.table
+        );
+        let mut conn = self.pg().await;
+        sqlx::query(&sql)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .iter()
+            .map(|r| {
+                (0..r.len())
+                    .map(|i| r.get::<Option<String>, _>(i))
+                    .collect()
+            })
+            .collect()
+    }
+
     /// The run a warehouse schema holds (its run marker), if any.
     pub async fn served_run(&self, schema: &str) -> Option<String> {
         let mut conn = self.pg().await;
