@@ -225,6 +225,7 @@ mod tests {
             schemas: vec![],
             created_at: String::new(),
             export: None,
+            increment: None,
         }
     }
 

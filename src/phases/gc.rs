@@ -311,6 +311,7 @@ mod tests {
             }],
             created_at: format!("2026-12-01T{hour:02}:00:00Z"),
             export: None,
+            increment: None,
         };
         plan.store_once(staging).await.unwrap();
         let part = staging.layout.segment(id, 0) + "t/part-00000.csv.zst";

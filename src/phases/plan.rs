@@ -126,6 +126,7 @@ pub async fn plan_new(
         schemas: fitted(run_id, &chosen.schemas.schemas, dialect),
         created_at: chrono::Utc::now().to_rfc3339(),
         export,
+        increment: None,
     };
     Ok(plan.store_once(ctx.staging()?).await?)
 }
@@ -285,6 +286,7 @@ mod tests {
             }],
             created_at: "2026-12-01T00:00:00Z".into(),
             export: None,
+            increment: None,
         }
     }
 

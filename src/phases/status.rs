@@ -364,6 +364,7 @@ mod tests {
             schemas: vec![],
             created_at: String::new(),
             export: None,
+            increment: None,
         }
     }
 

@@ -203,9 +203,10 @@ impl DataSchema {
         Ok(())
     }
 
-    /// Whether the table has an `_extra` column: every table but `_overflow`.
+    /// Whether the table has an `_extra` column: every table but `_overflow` and the key and
+    /// change tables of an increment (`_inc_…`, see `staging::increment`).
     pub fn has_extra_column(&self) -> bool {
-        self.table != OVERFLOW_TABLE
+        self.table != OVERFLOW_TABLE && !self.table.starts_with("_inc_")
     }
 
     /// Warehouse column names in load order, `_extra` last where the table has one.

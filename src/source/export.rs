@@ -142,6 +142,10 @@ pub struct ManifestSummary {
     pub item_count: Option<u64>,
     pub output_format: Option<String>,
     pub export_type: Option<String>,
+    /// An incremental export's window: from (inclusive) and to (exclusive), as the summary
+    /// gives them (the same instants as the request's `IncrementalExportSpecification`).
+    pub export_from_time: Option<String>,
+    pub export_to_time: Option<String>,
 }
 
 impl ManifestSummary {
@@ -239,12 +243,32 @@ pub fn assign(files: &[DataFile], segment: u32, total: u32) -> Vec<&DataFile> {
     mine
 }
 
+/// What an export holds: the whole table (`FULL_EXPORT`, one `{"Item": …}` per line) or the
+/// changes of a time window (`INCREMENTAL_EXPORT`, one `{"Metadata": …, "Keys": …, "NewImage":
+/// …, "OldImage": …}` per line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportKind {
+    Full,
+    Incremental,
+}
+
+impl ExportKind {
+    /// The `exportType` the summary names.
+    pub fn export_type(self) -> &'static str {
+        match self {
+            ExportKind::Full => "FULL_EXPORT",
+            ExportKind::Incremental => "INCREMENTAL_EXPORT",
+        }
+    }
+}
+
 /// An export's manifests, read and checked.
 #[derive(Debug, Clone)]
 pub struct Export {
     pub source: ExportSource,
     pub summary: ManifestSummary,
     pub files: Vec<DataFile>,
+    pub kind: ExportKind,
 }
 
 impl Export {
@@ -253,6 +277,16 @@ impl Export {
     pub async fn open(
         store: &dyn ObjectStore,
         source: &ExportSource,
+    ) -> Result<Export, ExportError> {
+        Export::open_kind(store, source, ExportKind::Full).await
+    }
+
+    /// Reads the export's manifests and checks that it is of `kind` (a summary that names no
+    /// type is taken for the one asked for).
+    pub async fn open_kind(
+        store: &dyn ObjectStore,
+        source: &ExportSource,
+        kind: ExportKind,
     ) -> Result<Export, ExportError> {
         let invalid = |problem: String| ExportError::Invalid {
             url: source.url(),
@@ -276,14 +310,19 @@ impl Export {
                 "its output format is {format}; only DYNAMODB_JSON exports can be loaded"
             )));
         }
-        if let Some(kind) = summary
+        if let Some(found) = summary
             .export_type
             .as_deref()
-            .filter(|t| *t != "FULL_EXPORT")
+            .filter(|t| *t != kind.export_type())
         {
-            return Err(invalid(format!(
-                "it is an {kind}; only a FULL_EXPORT holds the whole table"
-            )));
+            return Err(invalid(match kind {
+                ExportKind::Full => {
+                    format!("it is an {found}; only a FULL_EXPORT holds the whole table")
+                }
+                ExportKind::Incremental => format!(
+                    "it is a {found}; an increment reads an INCREMENTAL_EXPORT (a full export is loaded by a full copy: plan --export-prefix)"
+                ),
+            }));
         }
         let files_key = summary
             .manifest_files_s3_key
@@ -307,6 +346,7 @@ impl Export {
             source: source.clone(),
             summary,
             files,
+            kind,
         })
     }
 
@@ -336,6 +376,7 @@ pub async fn read_segment(
             pages,
             table,
             segment,
+            kind: export.kind,
         };
         match read_file(store, file, PAGE_BYTES, &sink).await? {
             ScanEnd::Finished => {}
@@ -400,13 +441,28 @@ pub async fn read_file(
         if text.is_empty() {
             continue;
         }
-        let entry: ExportLine = serde_json::from_slice(text).map_err(|e| {
-            damaged(format!(
-                "line {number} is not an item ({{\"Item\": {{…}}}} in DynamoDB JSON): {e}"
-            ))
-        })?;
+        let entry: &[u8] = match sink.kind {
+            ExportKind::Full => {
+                let entry: ExportLine = serde_json::from_slice(text).map_err(|e| {
+                    damaged(format!(
+                        "line {number} is not an item ({{\"Item\": {{…}}}} in DynamoDB JSON): {e}"
+                    ))
+                })?;
+                entry.item.get().as_bytes()
+            }
+            ExportKind::Incremental => {
+                // Checked here, so a damaged line is named by its file and number; the whole
+                // line goes on to the increment's transform.
+                serde_json::from_slice::<ChangeLine>(text).map_err(|e| {
+                    damaged(format!(
+                        "line {number} is not a change ({{\"Metadata\": …, \"Keys\": …, \"NewImage\": …}} in DynamoDB JSON): {e}"
+                    ))
+                })?;
+                text
+            }
+        };
         batch.extend_from_slice(if in_batch == 0 { b"[" } else { b"," });
-        batch.extend_from_slice(entry.item.get().as_bytes());
+        batch.extend_from_slice(entry);
         in_batch += 1;
         items += 1;
         if batch.len() >= page_bytes {
@@ -461,6 +517,8 @@ pub struct Sink<'a> {
     /// For messages: the source table and segment.
     pub table: &'a str,
     pub segment: u32,
+    /// What each line of the data files holds.
+    pub kind: ExportKind,
 }
 
 impl Sink<'_> {
@@ -489,6 +547,49 @@ impl Sink<'_> {
 struct ExportLine<'a> {
     #[serde(rename = "Item", borrow)]
     item: &'a serde_json::value::RawValue,
+}
+
+/// One line of an incremental export: the item's key, its image after the change (absent when
+/// the change deleted it), optionally its image before, and when the change was written
+/// (<https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/S3DataExport.Output.html>).
+#[derive(Debug, Deserialize)]
+pub struct ChangeLine<'a> {
+    #[serde(rename = "Keys", borrow)]
+    pub keys: crate::value::ItemView<'a>,
+    #[serde(rename = "NewImage", borrow, default)]
+    pub new_image: Option<crate::value::ItemView<'a>>,
+    #[serde(rename = "OldImage", borrow, default)]
+    pub old_image: Option<crate::value::ItemView<'a>>,
+    #[serde(rename = "Metadata")]
+    pub metadata: ChangeMetadata,
+}
+
+/// `Metadata` of a change line.
+#[derive(Debug, Deserialize)]
+pub struct ChangeMetadata {
+    #[serde(rename = "WriteTimestampMicros")]
+    pub write_timestamp_micros: NumberValue,
+}
+
+/// A DynamoDB JSON number (`{"N": "…"}`) read as an unsigned integer.
+#[derive(Debug)]
+pub struct NumberValue(pub u64);
+
+impl<'de> Deserialize<'de> for NumberValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Tagged<'a> {
+            #[serde(rename = "N", borrow)]
+            n: std::borrow::Cow<'a, str>,
+        }
+        let tagged = Tagged::deserialize(d)?;
+        tagged.n.trim().parse().map(NumberValue).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{:?} is not a whole number of microseconds: {e}",
+                tagged.n
+            ))
+        })
+    }
 }
 
 /// Passes an object's bytes through and computes their MD5.
@@ -663,6 +764,7 @@ mod tests {
                 pages: &tx,
                 table: "t",
                 segment,
+                kind: ExportKind::Full,
             };
             for f in assign(&export.files, segment, total) {
                 read_file(store, f, page_bytes, &sink).await?;

@@ -200,6 +200,11 @@ impl RawPage {
         }
     }
 
+    /// The page's items as the JSON array it holds.
+    pub fn items_json(&self) -> &[u8] {
+        &self.body[self.items.clone()]
+    }
+
     /// Items in the page, as the envelope counts them.
     pub fn len(&self) -> u64 {
         self.count

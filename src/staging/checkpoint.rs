@@ -189,6 +189,7 @@ mod tests {
             schemas: vec![],
             created_at: String::new(),
             export: None,
+            increment: None,
         }
     }
 

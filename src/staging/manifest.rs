@@ -262,7 +262,11 @@ impl SegmentManifest {
 
     /// Every scanned item is a row or a rejection: checked before the manifest is committed.
     pub fn check_accounting(&self) -> Result<(), String> {
-        let accounted = self.rows() + self.items_rejected.len() as u64;
+        // An increment's segment writes one change row per change line, rejected or not.
+        let accounted = match self.tables.get(crate::staging::increment::CHANGES_TABLE) {
+            Some(changes) => changes.rows,
+            None => self.rows() + self.items_rejected.len() as u64,
+        };
         if accounted != self.items_scanned {
             return Err(format!(
                 "segment {}: {} items scanned but {} rows + {} rejected were written",
@@ -453,6 +457,7 @@ mod tests {
             schemas: vec![],
             created_at: String::new(),
             export: None,
+            increment: None,
         }
     }
 

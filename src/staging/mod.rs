@@ -15,6 +15,7 @@
 
 pub mod checkpoint;
 pub mod commands;
+pub mod increment;
 pub mod layout;
 pub mod lease;
 pub mod manifest;

@@ -34,6 +34,10 @@ pub struct RunPlan {
     /// scanning runs (and in every plan written before exports could be loaded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub export: Option<crate::source::export::ExportSource>,
+    /// Set in the plan of an increment run: the window of changes it applies and the served run
+    /// it builds on; `export` is then the incremental export holding them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub increment: Option<super::increment::IncrementSpec>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +90,9 @@ impl RunPlan {
         if let Some(export) = &self.export {
             shape["export"] = serde_json::json!(export);
         }
+        if let Some(increment) = &self.increment {
+            shape["increment"] = serde_json::json!(increment);
+        }
         let digest = sha2::Sha256::digest(shape.to_string().as_bytes());
         digest.iter().map(|b| format!("{b:02x}")).collect()
     }
@@ -119,6 +126,17 @@ impl RunPlan {
                 "read from {} vs {}",
                 what(&self.export),
                 what(&other.export)
+            ));
+        }
+        if self.increment != other.increment {
+            let what = |i: &Option<super::increment::IncrementSpec>| match i {
+                Some(i) => format!("the increment {} to {} on run {}", i.from, i.to, i.base_run),
+                None => "a full copy".to_string(),
+            };
+            return Some(format!(
+                "{} vs {}",
+                what(&self.increment),
+                what(&other.increment)
             ));
         }
         if self.schema_source != other.schema_source || self.schemas != other.schemas {
@@ -162,8 +180,21 @@ impl RunPlan {
             })
     }
 
-    /// Every warehouse table of the run: its data-schemas, `_unclassified`, then `_overflow`.
+    /// Every warehouse table of the run: its data-schemas, `_unclassified`, then `_overflow` —
+    /// or, for an increment run, their increment layout (`staging::increment`), which is what
+    /// the run stages and loads.
     pub fn warehouse_tables(&self) -> Vec<DataSchema> {
+        let tables = self.served_tables();
+        match &self.increment {
+            // The layout was checked when the increment was planned.
+            Some(_) => super::increment::tables(&tables, &self.key_attributes).unwrap_or(tables),
+            None => tables,
+        }
+    }
+
+    /// The tables a target serves after this run (or the one an increment builds on): the
+    /// data-schemas, `_unclassified`, then `_overflow`.
+    pub fn served_tables(&self) -> Vec<DataSchema> {
         let mut tables = self.schemas.clone();
         tables.push(crate::schema::unclassified_schema(
             &self.source_table,

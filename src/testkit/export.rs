@@ -5,7 +5,10 @@
 //! `manifest-summary.json` and `manifest-files.json` (one JSON object per line) each with a
 //! `.checksum` file beside it, and `data/<name>.json.gz` files of one `{"Item": …}` per line.
 //! As with a real export there is an empty data file among them (an empty partition), and the
-//! files differ in size.
+//! files differ in size. An incremental export ([`write_incremental_export`]) is laid out the same
+//! way, its lines holding `Metadata.WriteTimestampMicros`, `Keys`, `NewImage` (absent for a
+//! delete) and, in the `NEW_AND_OLD_IMAGES` view, `OldImage`, and its summary naming the type
+//! `INCREMENTAL_EXPORT` and the window.
 
 use base64::Engine;
 use bytes::Bytes;
@@ -57,6 +60,47 @@ fn md5_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// One change of an incremental export: the item's key, its image after the change (`None`:
+/// deleted), its image before (written in the `NEW_AND_OLD_IMAGES` view when given), and when.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub keys: Item,
+    pub new_image: Option<Item>,
+    pub old_image: Option<Item>,
+    pub micros: u64,
+}
+
+/// The lines of an incremental data file holding `changes`.
+pub fn change_lines(changes: &[Change]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for c in changes {
+        let mut line = serde_json::json!({
+            "Metadata": { "WriteTimestampMicros": { "N": c.micros.to_string() } },
+            "Keys": ItemView::from_sdk(&c.keys),
+        });
+        if let Some(new) = &c.new_image {
+            line["NewImage"] = serde_json::json!(ItemView::from_sdk(new));
+        }
+        if let Some(old) = &c.old_image {
+            line["OldImage"] = serde_json::json!(ItemView::from_sdk(old));
+        }
+        serde_json::to_writer(&mut out, &line).expect("DynamoDB JSON always serialises");
+        out.push(b'\n');
+    }
+    out
+}
+
+/// What an export holds, for its summary.
+#[derive(Debug, Clone, Copy)]
+pub enum Written<'a> {
+    Full,
+    /// An incremental export of the window `[from, to)` (RFC 3339).
+    Incremental {
+        from: &'a str,
+        to: &'a str,
+    },
+}
+
 /// Writes `items` of `table` as export `export_id` under `export_prefix` (may be empty) of the
 /// store's bucket, spread over `files` data files of different sizes plus one empty file.
 pub async fn write_export(
@@ -66,6 +110,45 @@ pub async fn write_export(
     table: &str,
     items: &[Item],
     files: usize,
+) -> anyhow::Result<WrittenExport> {
+    write_lines(
+        store,
+        (export_prefix, export_id, table),
+        items.len(),
+        |range| data_lines(&items[range]),
+        files,
+        Written::Full,
+    )
+    .await
+}
+
+/// Writes `changes` of `table` as incremental export `export_id` of the window `[from, to)`,
+/// laid out as [`write_export`] lays out a full one.
+pub async fn write_incremental_export(
+    store: &dyn ObjectStore,
+    (export_prefix, export_id, table): (&str, &str, &str),
+    changes: &[Change],
+    files: usize,
+    (from, to): (&str, &str),
+) -> anyhow::Result<WrittenExport> {
+    write_lines(
+        store,
+        (export_prefix, export_id, table),
+        changes.len(),
+        |range| change_lines(&changes[range]),
+        files,
+        Written::Incremental { from, to },
+    )
+    .await
+}
+
+async fn write_lines(
+    store: &dyn ObjectStore,
+    (export_prefix, export_id, table): (&str, &str, &str),
+    count: usize,
+    lines_of: impl Fn(std::ops::Range<usize>) -> Vec<u8>,
+    files: usize,
+    kind: Written<'_>,
 ) -> anyhow::Result<WrittenExport> {
     let files = files.max(1);
     let folder = match export_prefix.trim_matches('/') {
@@ -87,13 +170,13 @@ pub async fn write_export(
         let share = if i == files {
             0
         } else if i + 1 == files {
-            items.len() - start
+            count - start
         } else {
-            items.len() * (i + 1) / weights
+            count * (i + 1) / weights
         };
-        let chunk = &items[start..start + share];
+        let range = start..start + share;
         start += share;
-        let body = gzip(&data_lines(chunk));
+        let body = gzip(&lines_of(range));
         // Data files are named by an opaque token.
         let key = format!(
             "{folder}/data/{}.json.gz",
@@ -103,7 +186,7 @@ pub async fn write_export(
             .put(&key, Bytes::from(body.clone()), "application/octet-stream")
             .await?;
         written.push(DataFile {
-            item_count: chunk.len() as u64,
+            item_count: share as u64,
             md5_checksum: Some(md5_base64(&body)),
             etag: Some(md5_hex(&body)),
             data_file_s3_key: key,
@@ -114,7 +197,7 @@ pub async fn write_export(
         prefix: folder,
         export_arn: Some(export_arn(table, export_id)),
     };
-    write_manifests(store, &source, table, &written).await?;
+    write_summary(store, &source, table, &written, kind).await?;
     Ok(WrittenExport {
         source,
         table: table.to_string(),
@@ -133,6 +216,16 @@ pub async fn write_manifests(
     source: &ExportSource,
     table: &str,
     files: &[DataFile],
+) -> anyhow::Result<()> {
+    write_summary(store, source, table, files, Written::Full).await
+}
+
+async fn write_summary(
+    store: &dyn ObjectStore,
+    source: &ExportSource,
+    table: &str,
+    files: &[DataFile],
+    kind: Written<'_>,
 ) -> anyhow::Result<()> {
     let mut lines = Vec::new();
     for f in files {
@@ -159,7 +252,21 @@ pub async fn write_manifests(
         manifest_files_s3_key: Some(files_key.clone()),
         item_count: Some(files.iter().map(|f| f.item_count).sum()),
         output_format: Some("DYNAMODB_JSON".into()),
-        export_type: Some("FULL_EXPORT".into()),
+        export_type: Some(
+            match kind {
+                Written::Full => "FULL_EXPORT",
+                Written::Incremental { .. } => "INCREMENTAL_EXPORT",
+            }
+            .into(),
+        ),
+        export_from_time: match kind {
+            Written::Incremental { from, .. } => Some(from.to_string()),
+            Written::Full => None,
+        },
+        export_to_time: match kind {
+            Written::Incremental { to, .. } => Some(to.to_string()),
+            Written::Full => None,
+        },
     };
     let summary = serde_json::to_vec_pretty(&summary)?;
     let checksum = |key: &str| key.replace(".json", ".checksum");

@@ -276,6 +276,47 @@ impl Transformer {
         })
     }
 
+    /// The key of `keys` (an item's key attributes) as table `table`'s key columns hold it, in
+    /// key order: what finds the item's row in that table. An error says why the table cannot
+    /// hold this key in its columns (then its row, if any, keeps the key in `_extra`).
+    pub fn key_fields<'a>(
+        &self,
+        table: usize,
+        keys: &'a ItemView<'_>,
+    ) -> Result<Fields<'a>, String> {
+        let layout = &self.tables[table];
+        let mut out = Vec::with_capacity(self.key_attributes.len());
+        for attribute in &self.key_attributes {
+            let (name, value) = keys
+                .iter()
+                .find(|(name, _)| *name == attribute.as_str())
+                .ok_or_else(|| format!("the change's key has no attribute {attribute}"))?;
+            let column = layout
+                .column_of
+                .get(attribute.as_str())
+                .map(|&i| &layout.schema.columns[i])
+                .ok_or_else(|| {
+                    format!(
+                        "table {} has no column for key attribute {attribute}",
+                        layout.schema.table
+                    )
+                })?;
+            match convert_value(value, column.logical_type, name, &self.limits) {
+                Ok(Some(text)) => out.push(Some(text)),
+                _ => {
+                    return Err(format!(
+                        "key attribute {attribute} = {} does not fit column {} ({}) of table {}",
+                        self.item_key(keys),
+                        column.column,
+                        column.logical_type.name(),
+                        layout.schema.table
+                    ))
+                }
+            }
+        }
+        Ok(out)
+    }
+
     fn reject(&self, item: &ItemView, reason: String) -> Rejection {
         Rejection {
             key: self.item_key(item),

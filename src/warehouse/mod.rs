@@ -13,6 +13,7 @@
 
 pub mod config;
 pub mod gate;
+pub mod increment;
 pub mod ledger;
 pub mod load;
 pub mod postgres;
@@ -100,6 +101,18 @@ pub trait Warehouse {
 
     /// The previous generation back in (the replaced one kept as previous).
     async fn rollback(&self, retry: &RetryPolicy) -> Result<SwapOutcome, WarehouseError>;
+
+    /// Applies increment run `plan`, staged in schema `inc`, to the target in one transaction
+    /// (see [`increment`]).
+    async fn apply_increment(
+        &self,
+        plan: &RunPlan,
+        inc: &str,
+        manifests: &[Committed],
+    ) -> Result<increment::ApplyOutcome, WarehouseError>;
+
+    /// The increments the target has applied on top of the run it serves, oldest first.
+    async fn increments(&self) -> Result<Vec<increment::Applied>, WarehouseError>;
 }
 
 /// The dialect for a configuration: the registry of dialects.
@@ -144,6 +157,11 @@ pub trait Dialect {
 
     /// The statements that refresh the planner's statistics of `tables` (qualified names), run
     /// one by one outside any transaction.
+    /// A condition that holds when two key columns of type `t` hold the same key.
+    fn key_equals(&self, a: &str, b: &str, _t: LogicalType) -> String {
+        format!("{a} = {b}")
+    }
+
     fn analyze_tables(&self, tables: &[String]) -> Vec<String> {
         tables.iter().map(|t| format!("ANALYZE {t}")).collect()
     }

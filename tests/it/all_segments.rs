@@ -316,6 +316,19 @@ impl Warehouse for AtOnce {
     async fn rollback(&self, retry: &RetryPolicy) -> Result<SwapOutcome, WarehouseError> {
         self.0.rollback(retry).await
     }
+    async fn apply_increment(
+        &self,
+        plan: &RunPlan,
+        inc: &str,
+        manifests: &[Committed],
+    ) -> Result<dynamo_etl::warehouse::increment::ApplyOutcome, WarehouseError> {
+        self.0.apply_increment(plan, inc, manifests).await
+    }
+    async fn increments(
+        &self,
+    ) -> Result<Vec<dynamo_etl::warehouse::increment::Applied>, WarehouseError> {
+        self.0.increments().await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

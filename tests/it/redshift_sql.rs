@@ -41,6 +41,7 @@ fn plan() -> RunPlan {
             .collect(),
         created_at: "2026-11-21T00:00:00Z".into(),
         export: None,
+        increment: None,
     }
 }
 

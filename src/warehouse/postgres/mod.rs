@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::increment;
 use super::ledger::{self, LEDGER_TABLE};
 use super::sql::{self, qualified, quote_ident, Session};
 use super::swap::{self, Swap, SwapKind};
@@ -284,5 +285,19 @@ impl Warehouse for Postgres {
 
     async fn rollback(&self, retry: &RetryPolicy) -> Result<SwapOutcome, WarehouseError> {
         swap::run(self, Swap::Rollback, retry).await
+    }
+
+    async fn apply_increment(
+        &self,
+        plan: &RunPlan,
+        inc: &str,
+        manifests: &[Committed],
+    ) -> Result<increment::ApplyOutcome, WarehouseError> {
+        increment::apply(self, plan, inc, manifests).await
+    }
+
+    async fn increments(&self) -> Result<Vec<increment::Applied>, WarehouseError> {
+        let mut session = self.session().await?;
+        increment::applied(&mut session, &self.config.target).await
     }
 }

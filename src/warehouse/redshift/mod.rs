@@ -14,6 +14,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::increment;
 use super::ledger::{self, LEDGER_TABLE};
 use super::load::SegmentPart;
 use super::sql::{self, qualified, quote_ident, Session};
@@ -387,6 +388,15 @@ impl Dialect for Redshift {
     /// <https://docs.aws.amazon.com/redshift/latest/dg/t_Analyzing_tables.html>). One ANALYZE per
     /// table, as the command takes one table name
     /// (<https://docs.aws.amazon.com/redshift/latest/dg/r_ANALYZE.html>).
+    /// SUPER values (the JSON key columns of `_unclassified`) are compared by their JSON text
+    /// (JSON_SERIALIZE, <https://docs.aws.amazon.com/redshift/latest/dg/JSON_SERIALIZE.html>).
+    fn key_equals(&self, a: &str, b: &str, t: LogicalType) -> String {
+        match t {
+            LogicalType::Json => format!("JSON_SERIALIZE({a}) = JSON_SERIALIZE({b})"),
+            _ => format!("{a} = {b}"),
+        }
+    }
+
     fn analyze_tables(&self, tables: &[String]) -> Vec<String> {
         std::iter::once("SET analyze_threshold_percent TO 0".to_string())
             .chain(tables.iter().map(|t| format!("ANALYZE {t}")))
@@ -470,6 +480,20 @@ impl Warehouse for Redshift {
 
     async fn rollback(&self, retry: &RetryPolicy) -> Result<SwapOutcome, WarehouseError> {
         swap::run(self, Swap::Rollback, retry).await
+    }
+
+    async fn apply_increment(
+        &self,
+        plan: &RunPlan,
+        inc: &str,
+        manifests: &[Committed],
+    ) -> Result<increment::ApplyOutcome, WarehouseError> {
+        increment::apply(self, plan, inc, manifests).await
+    }
+
+    async fn increments(&self) -> Result<Vec<increment::Applied>, WarehouseError> {
+        let mut session = self.session().await?;
+        increment::applied(&mut session, &self.config.target).await
     }
 }
 

@@ -1,0 +1,320 @@
+//! Applying an increment run to the tables a target serves, the same for every dialect: one
+//! transaction that checks the increment follows on from the target's watermark, deletes every
+//! changed key from every served table, inserts the newest image of each changed item into the
+//! table it belongs to now, and records the increment in the target's increment ledger — or
+//! changes nothing. The increment's rows wait in a staging schema of their own
+//! (`<target>_increment_staging`), loaded by phase 3 like any run's (see `staging::increment`
+//! for its layout).
+//!
+//! The ledger (`<target>._dynamo_etl_increments`, one row per applied increment) lives in the
+//! served schema, so it travels with the data: a full copy swapped in starts without one (its
+//! watermark is its own point in time again), and a rollback brings back the ledger of the
+//! generation it restores.
+
+use std::collections::BTreeSet;
+
+use super::gate::{self, GateRefusal};
+use super::ledger;
+use super::sql::{qualified, quote_ident, Session};
+use super::{Dialect, WarehouseError};
+use crate::error::Class;
+use crate::schema::{DataSchema, OVERFLOW_TABLE};
+use crate::staging::increment::{
+    self, IncrementSpec, CHANGES_TABLE, ITEM_KEY_COLUMN, TABLE_COLUMN, VERSION_COLUMN,
+};
+use crate::staging::manifest::Committed;
+use crate::staging::plan::RunPlan;
+
+/// One row per increment applied to the schema it is in.
+pub const INCREMENTS_TABLE: &str = "_dynamo_etl_increments";
+/// Appended to the target's name: the schema an increment is staged in.
+pub const INCREMENT_SUFFIX: &str = "_increment";
+
+/// An increment the target has applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub run_id: String,
+    pub base_run: String,
+    pub from: String,
+    pub to: String,
+}
+
+/// What an apply did.
+#[derive(Debug)]
+pub enum ApplyOutcome {
+    Applied {
+        changes: u64,
+    },
+    /// The target has this increment already: nothing changed.
+    AlreadyApplied,
+    Refused(GateRefusal),
+}
+
+fn column(schema: &str, table: &str, column: &str) -> String {
+    format!("{}.{}", qualified(schema, table), quote_ident(column))
+}
+
+/// `CREATE TABLE IF NOT EXISTS` of the increment ledger in `schema`.
+pub fn ledger_sql(schema: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} (run_id VARCHAR(100) NOT NULL, base_run VARCHAR(100) NOT NULL, window_from VARCHAR(64) NOT NULL, window_to VARCHAR(64) NOT NULL, applied_at TIMESTAMPTZ NOT NULL, changes BIGINT NOT NULL)",
+        qualified(schema, INCREMENTS_TABLE)
+    )
+}
+
+/// The increments `schema` has applied, oldest first; none when it has no ledger.
+pub async fn applied(session: &mut Session, schema: &str) -> Result<Vec<Applied>, WarehouseError> {
+    let exists = session
+        .query_one(
+            &format!(
+                "SELECT table_name::varchar FROM information_schema.tables WHERE table_schema = {} AND table_name = {}",
+                super::sql::standard_literal(schema),
+                super::sql::standard_literal(INCREMENTS_TABLE)
+            ),
+            "looking up the increment ledger",
+        )
+        .await?
+        .is_some();
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let rows = session
+        .query(
+            &format!(
+                "SELECT run_id::varchar, base_run::varchar, window_from::varchar, window_to::varchar FROM {} ORDER BY window_to, applied_at",
+                qualified(schema, INCREMENTS_TABLE)
+            ),
+            "reading the increment ledger",
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|mut r| {
+            let mut take = |i: usize| r.get_mut(i).and_then(Option::take);
+            Some(Applied {
+                run_id: take(0)?,
+                base_run: take(1)?,
+                from: take(2)?,
+                to: take(3)?,
+            })
+        })
+        .collect())
+}
+
+/// The newest change per key: `_item_key`, `_version`, `_table` of the change with the highest
+/// version (text order is write order, see `staging::increment::version`).
+fn latest_sql(inc: &str) -> String {
+    let (key, version, table) = (
+        quote_ident(ITEM_KEY_COLUMN),
+        quote_ident(VERSION_COLUMN),
+        quote_ident(TABLE_COLUMN),
+    );
+    format!(
+        "(SELECT {key}, {version}, {table} FROM (SELECT {key}, {version}, {table}, ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY {version} DESC) AS change_rank FROM {}) AS ranked WHERE change_rank = 1)",
+        qualified(inc, CHANGES_TABLE)
+    )
+}
+
+/// The statements that apply increment `plan` (staged in `inc`) to `target`, once its checks
+/// passed: deletes of every changed key from every served table, then the inserts of the newest
+/// images, then the ledger row.
+pub fn apply_sql(dialect: &dyn Dialect, plan: &RunPlan, inc: &str, changes: u64) -> Vec<String> {
+    let target = dialect.config().target.clone();
+    let spec = plan.increment.as_ref().expect("an increment run's plan");
+    let served = plan.served_tables();
+    let mut out = Vec::new();
+    for (index, table) in served.iter().enumerate() {
+        if table.table == OVERFLOW_TABLE {
+            out.push(format!(
+                "DELETE FROM {} WHERE {} IN (SELECT {} FROM {})",
+                qualified(&target, OVERFLOW_TABLE),
+                quote_ident("item_key"),
+                quote_ident(ITEM_KEY_COLUMN),
+                qualified(inc, CHANGES_TABLE)
+            ));
+            continue;
+        }
+        let keys_table = increment::keys_table(index);
+        let keys = increment::key_columns(table, &plan.key_attributes)
+            .expect("the layout was checked when the increment was planned");
+        let on: Vec<String> = keys
+            .iter()
+            .map(|c| {
+                dialect.key_equals(
+                    &column(&target, &table.table, &c.column),
+                    &column(inc, &keys_table, &c.column),
+                    c.logical_type,
+                )
+            })
+            .collect();
+        out.push(format!(
+            "DELETE FROM {} USING {} WHERE {}",
+            qualified(&target, &table.table),
+            qualified(inc, &keys_table),
+            on.join(" AND ")
+        ));
+    }
+    for table in &served {
+        out.push(insert_sql(&target, inc, table));
+    }
+    out.push(format!(
+        "INSERT INTO {} (run_id, base_run, window_from, window_to, applied_at, changes) VALUES ({}, {}, {}, {}, {}, {changes})",
+        qualified(&target, INCREMENTS_TABLE),
+        dialect.literal(&plan.run_id),
+        dialect.literal(&spec.base_run),
+        dialect.literal(&spec.from),
+        dialect.literal(&spec.to),
+        dialect.now()
+    ));
+    out
+}
+
+/// The insert of the newest images that landed in `table`.
+fn insert_sql(target: &str, inc: &str, table: &DataSchema) -> String {
+    let columns: Vec<String> = table.column_names().into_iter().map(quote_ident).collect();
+    let selected: Vec<String> = columns.iter().map(|c| format!("u.{c}")).collect();
+    let (key, version, landed) = (
+        quote_ident(ITEM_KEY_COLUMN),
+        quote_ident(VERSION_COLUMN),
+        quote_ident(TABLE_COLUMN),
+    );
+    // Overflow rows belong to whichever table their item landed in; every other table's rows
+    // are its own (the table check is then a safeguard).
+    let landed_here = match table.table == OVERFLOW_TABLE {
+        true => String::new(),
+        false => format!(
+            " AND l.{landed} = {}",
+            super::sql::standard_literal(&table.table)
+        ),
+    };
+    format!(
+        "INSERT INTO {} ({}) SELECT {} FROM {} AS u JOIN {} AS l ON u.{key} = l.{key} AND u.{version} = l.{version}{landed_here}",
+        qualified(target, &table.table),
+        columns.join(", "),
+        selected.join(", "),
+        qualified(inc, &table.table),
+        latest_sql(inc)
+    )
+}
+
+/// Whether increment `spec` follows on from what `target` holds: it builds on the served run, and
+/// starts where the last applied increment ended (or, with none, where the served copy was
+/// taken, which is where the plan started it). `Ok(true)`: applied already.
+fn check_window(
+    target: &str,
+    plan: &RunPlan,
+    spec: &IncrementSpec,
+    serving: Option<&str>,
+    applied: &[Applied],
+) -> Result<bool, GateRefusal> {
+    let refuse = |problem: String| GateRefusal {
+        problems: vec![problem],
+        steps: vec![],
+        class: Class::Fatal,
+    };
+    if applied.iter().any(|a| a.run_id == plan.run_id) {
+        return Ok(true);
+    }
+    if serving != Some(spec.base_run.as_str()) {
+        return Err(refuse(format!(
+            "increment {} builds on run {}, but {target} serves {}: a full copy was swapped in or rolled back since it was planned; plan the increment again from the new watermark (dynamo-etl increment without --run-id)",
+            plan.run_id,
+            spec.base_run,
+            serving.unwrap_or("nothing")
+        )));
+    }
+    let Some(last) = applied.last() else {
+        return Ok(false);
+    };
+    let at = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok();
+    match (at(&last.to), at(&spec.from)) {
+        (Some(watermark), Some(from)) if watermark == from => Ok(false),
+        (Some(watermark), Some(from)) if watermark < from => Err(refuse(format!(
+            "increment {} covers {} to {}, but {target} holds changes up to {} only: the changes from {} to {} are missing; apply them first (dynamo-etl increment without --export-arn exports and applies every missing window in order)",
+            plan.run_id, spec.from, spec.to, last.to, last.to, spec.from
+        ))),
+        _ => Err(refuse(format!(
+            "increment {} starts at {}, but {target} already holds changes up to {} (increment {}): it overlaps what is applied; plan a new increment from the watermark (dynamo-etl increment without --run-id)",
+            plan.run_id, spec.from, last.to, last.run_id
+        ))),
+    }
+}
+
+/// Applies increment `plan`, staged in `inc`, to the dialect's target in one transaction.
+pub async fn apply(
+    dialect: &dyn Dialect,
+    plan: &RunPlan,
+    inc: &str,
+    manifests: &[Committed],
+) -> Result<ApplyOutcome, WarehouseError> {
+    let config = dialect.config();
+    let target = config.target.clone();
+    let spec = plan.increment.as_ref().expect("an increment run's plan");
+    let mut session = dialect.session().await?;
+    session.begin().await?;
+    let result = async {
+        session
+            .execute(
+                &dialect.lock_timeout(config.lock_timeout),
+                "setting the lock timeout",
+            )
+            .await?;
+        if !ledger::schema_exists(&mut session, &target).await? {
+            return Ok(ApplyOutcome::Refused(GateRefusal {
+                problems: vec![format!(
+                    "{target} does not exist: an increment applies to a full copy; run one first (dynamo-etl run)"
+                )],
+                steps: vec![],
+                class: Class::Fatal,
+            }));
+        }
+        session
+            .execute(&ledger_sql(&target), "creating the increment ledger")
+            .await?;
+        // Serialises applies to this target: the second waits, then finds the first's row.
+        session
+            .execute(
+                &format!("LOCK TABLE {}", qualified(&target, INCREMENTS_TABLE)),
+                "locking the increment ledger",
+            )
+            .await?;
+        let serving = ledger::run_marker(&mut session, &target).await?;
+        let done = applied(&mut session, &target).await?;
+        match check_window(
+            &target,
+            plan,
+            spec,
+            serving.as_ref().map(|m| m.run_id.as_str()),
+            &done,
+        ) {
+            Ok(true) => return Ok(ApplyOutcome::AlreadyApplied),
+            Ok(false) => {}
+            Err(refusal) => return Ok(ApplyOutcome::Refused(refusal)),
+        }
+        let prepared = ledger::run_marker(&mut session, inc).await?;
+        let loaded: BTreeSet<u32> = match &prepared {
+            Some(_) => ledger::loaded_segments(&mut session, inc).await?,
+            None => BTreeSet::new(),
+        };
+        let prepared = prepared.map(|m| m.run_id);
+        if let Some(r) = gate::check_segments(plan, manifests, prepared.as_deref(), &loaded) {
+            return Ok(ApplyOutcome::Refused(r));
+        }
+        let counted = ledger::staged_counts(&mut session, inc, &plan.warehouse_tables()).await?;
+        if let Some(r) = gate::check_counts(plan, inc, manifests, &counted) {
+            return Ok(ApplyOutcome::Refused(r));
+        }
+        let changes = counted.get(CHANGES_TABLE).copied().unwrap_or(0);
+        let what = format!("applying increment {} to {target}", plan.run_id);
+        for statement in apply_sql(dialect, plan, inc, changes) {
+            session.execute(&statement, &what).await?;
+        }
+        session.commit(&what).await?;
+        Ok(ApplyOutcome::Applied { changes })
+    }
+    .await;
+    if !matches!(result, Ok(ApplyOutcome::Applied { .. })) {
+        session.rollback().await;
+    }
+    result
+}
