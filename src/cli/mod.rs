@@ -82,6 +82,9 @@ pub enum Command {
     /// Retry entry points for operators' runbooks.
     #[command(subcommand)]
     Retry(RetryCommand),
+    /// Apply the table's changes since the target's watermark (incremental exports) to the
+    /// served tables, in one transaction per window.
+    Increment(commands::increment::Args),
     /// A DynamoDB export of the table to S3, for a run that reads it instead of scanning.
     #[command(subcommand)]
     Export(ExportCommand),
@@ -199,6 +202,7 @@ async fn run(cli: &Cli) -> Result<(), Error> {
         Command::Rollback(args) => rollback::run(cli, args).await,
         Command::Status(args) => status::run(cli, args).await,
         Command::Gc(args) => gc::run(cli, args).await,
+        Command::Increment(args) => increment::run(cli, args).await,
         Command::Export(ExportCommand::Start(args)) => export::run_start(cli, args).await,
         Command::Export(ExportCommand::Wait(args)) => export::run_wait(cli, args).await,
     }

@@ -88,6 +88,33 @@ pub struct StartRequest<'a> {
     pub run_id: &'a str,
     /// The instant to export (within the table's point-in-time recovery window); `None`: now.
     pub export_time: Option<chrono::DateTime<chrono::Utc>>,
+    /// An incremental export of the changes in this window instead of a full one.
+    pub incremental: Option<IncrementalWindow>,
+}
+
+/// The window of an incremental export: changes from `from` (inclusive) to `to` (exclusive),
+/// with new and old images or new images only
+/// (<https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_IncrementalExportSpecification.html>).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IncrementalWindow {
+    pub from: chrono::DateTime<chrono::Utc>,
+    pub to: chrono::DateTime<chrono::Utc>,
+    pub new_and_old_images: bool,
+}
+
+impl IncrementalWindow {
+    fn specification(&self) -> aws_sdk_dynamodb::types::IncrementalExportSpecification {
+        use aws_sdk_dynamodb::primitives::DateTime;
+        use aws_sdk_dynamodb::types::{ExportViewType, IncrementalExportSpecification};
+        IncrementalExportSpecification::builder()
+            .export_from_time(DateTime::from_millis(self.from.timestamp_millis()))
+            .export_to_time(DateTime::from_millis(self.to.timestamp_millis()))
+            .export_view_type(match self.new_and_old_images {
+                true => ExportViewType::NewAndOldImages,
+                false => ExportViewType::NewImage,
+            })
+            .build()
+    }
 }
 
 /// A started export.
@@ -146,8 +173,17 @@ pub async fn start(ctx: &Context, request: StartRequest<'_>) -> Result<Started, 
                     .s3_bucket(&bucket)
                     .s3_prefix(&s3_prefix)
                     .export_format(aws_sdk_dynamodb::types::ExportFormat::DynamodbJson)
-                    .export_type(aws_sdk_dynamodb::types::ExportType::FullExport)
-                    .set_export_time(export_time)
+                    .export_type(match request.incremental {
+                        Some(_) => aws_sdk_dynamodb::types::ExportType::IncrementalExport,
+                        None => aws_sdk_dynamodb::types::ExportType::FullExport,
+                    })
+                    .set_export_time(match request.incremental {
+                        Some(_) => None,
+                        None => export_time,
+                    })
+                    .set_incremental_export_specification(
+                        request.incremental.map(|w| w.specification()),
+                    )
                     .client_token(request.run_id)
                     .send()
             },

@@ -7,6 +7,7 @@ pub mod drift;
 pub mod estimate;
 pub mod export;
 pub mod gc;
+pub mod increment;
 pub mod infer_schema;
 pub mod plan;
 pub mod prepare;

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use super::plan::{plan_or_resume, RunRequest};
 use super::Context;
 use crate::error::{Class, Classify, Error};
-use crate::source::export::{read_segment, Export};
+use crate::source::export::{read_segment, Export, ExportKind};
 use crate::source::page::{parse_key, RawPage};
 use crate::source::{scan_segment, Finished, ScanCounters, ScanEnd, ScanError, ScanSpec, Stopped};
 use crate::staging::checkpoint::{self, Checkpoint, Found, CHECKPOINT_FORMAT};
@@ -89,11 +89,11 @@ impl Classify for SegmentError {
 const PAGES_IN_FLIGHT: usize = 2;
 
 /// What the transform thread hands back.
-struct TransformResult {
-    tables: BTreeMap<String, TableOutput>,
-    rejected: Vec<Rejection>,
-    drift: BTreeMap<String, TableDrift>,
-    items: u64,
+pub(super) struct TransformResult {
+    pub(super) tables: BTreeMap<String, TableOutput>,
+    pub(super) rejected: Vec<Rejection>,
+    pub(super) drift: BTreeMap<String, TableDrift>,
+    pub(super) items: u64,
 }
 
 /// How the scan ended, for the transform thread (which sees only the channel close).
@@ -174,7 +174,9 @@ async fn scan_and_commit(
     }
     let started = Instant::now();
     let staging = ctx.staging().map_err(|e| internal(e.to_string()))?;
-    let resume = start(staging, plan, segment, settings.restart).await?;
+    // An increment's segment takes no checkpoints: its retry reads its files again.
+    let restart = settings.restart || plan.increment.is_some();
+    let resume = start(staging, plan, segment, restart).await?;
     let mut settings = *settings;
     if let Some(c) = &resume {
         let codec = c.codec().map_err(internal)?;
@@ -197,7 +199,11 @@ async fn scan_and_commit(
             let store = ctx
                 .store_of(&source.bucket)
                 .map_err(|e| internal(e.to_string()))?;
-            let export = Export::open(store.as_ref(), source)
+            let kind = match plan.increment {
+                Some(_) => ExportKind::Incremental,
+                None => ExportKind::Full,
+            };
+            let export = Export::open_kind(store.as_ref(), source, kind)
                 .await
                 .map_err(ScanError::from)?;
             tracing::info!(run_id = %plan.run_id, segment, export = %source.url(),
@@ -385,6 +391,20 @@ async fn stream(
         segment,
         problem,
     };
+    if plan.increment.is_some() {
+        let (store, export) = export.ok_or_else(|| {
+            internal("an increment run's plan names no incremental export".into())
+        })?;
+        return super::increment::stream_changes(
+            staging,
+            settings,
+            plan,
+            segment,
+            counters,
+            (store, export, &ctx.stop),
+        )
+        .await;
+    }
     let schemas = plan.schema_set().map_err(|e| internal(e.to_string()))?;
     let start_key = match resume {
         Some(c) => Some(parse_key(&c.resume_key).map_err(|e| {

@@ -10,6 +10,7 @@ mod credentials;
 mod estimate;
 mod exit_codes;
 mod export;
+mod increment;
 mod infer_schema;
 mod jobs;
 mod limits;

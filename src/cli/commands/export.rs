@@ -38,7 +38,7 @@ pub struct WaitArgs {
     pub wait_seconds: u64,
 }
 
-fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+pub fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     chrono::DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&chrono::Utc))
         .map_err(|e| format!("{text:?} is not an RFC 3339 time (2026-12-01T03:00:00Z): {e}"))
@@ -56,6 +56,7 @@ pub async fn run_start(cli: &Cli, args: &StartArgs) -> Result<(), Error> {
             table,
             run_id: &run_id,
             export_time: args.export_time,
+            incremental: None,
         },
     )
     .await?;

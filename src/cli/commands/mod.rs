@@ -3,6 +3,7 @@
 pub mod drift;
 pub mod export;
 pub mod gc;
+pub mod increment;
 pub mod infer_schema;
 pub mod plan;
 pub mod prepare;

@@ -1,0 +1,111 @@
+//! `increment`: apply the table's changes since the target's watermark (DynamoDB incremental
+//! exports) to the tables the target serves.
+
+use super::super::flags::{ExportFlags, PartFlags, TableFlag, WarehouseFlags};
+use super::super::output::line;
+use super::super::Cli;
+use dynamo_etl::error::Error;
+use dynamo_etl::phases::increment::{increment, instant, IncrementRequest};
+use dynamo_etl::phases::segment::SegmentSettings;
+use std::time::Duration;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub table: TableFlag,
+    #[command(flatten)]
+    pub warehouse: WarehouseFlags,
+    /// Apply this finished incremental export (it must start at the target's watermark) instead
+    /// of exporting the changes.
+    #[command(flatten)]
+    pub export: ExportFlags,
+    /// Apply changes written before this RFC 3339 time. Default: the newest time the table's
+    /// point-in-time recovery can export.
+    #[arg(long, env = "ETL_INCREMENT_TO", value_name = "TIME", value_parser = super::export::parse_time)]
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
+    /// The export's view: new and old images, or new images only (either is enough: the old
+    /// rows are found by key).
+    #[arg(long, env = "ETL_INCREMENT_VIEW", value_enum, default_value_t = View::NewAndOldImages)]
+    pub view: View,
+    /// Segments each increment's export is read in (in this process, one after the other).
+    #[arg(long, env = "ETL_TOTAL_SEGMENTS", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub total_segments: u32,
+    #[command(flatten)]
+    pub parts: PartFlags,
+    /// Seconds between two DescribeExport calls while an export runs.
+    #[arg(long, env = "ETL_EXPORT_POLL_SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub poll_seconds: u64,
+    /// Give up (exit 1, run again) when an export still runs after this many seconds.
+    #[arg(long, env = "ETL_EXPORT_WAIT_SECONDS", default_value_t = 6 * 3600,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub wait_seconds: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum View {
+    NewAndOldImages,
+    NewImage,
+}
+
+pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
+    let table = args.table.table.as_deref().ok_or_else(|| {
+        Error::fatal("increment needs the source table: pass --table or set ETL_TABLE")
+    })?;
+    let ctx = cli.context().await?;
+    let warehouse =
+        dynamo_etl::warehouse::open(args.warehouse.config(Some(table), &cli.aws, &cli.retry)?);
+    let export = dynamo_etl::phases::export::resolve(
+        &ctx,
+        args.export.export_prefix.as_deref(),
+        args.export.export_arn.as_deref(),
+    )
+    .await?;
+    let request = IncrementRequest {
+        table,
+        export,
+        to: args.to,
+        new_and_old_images: args.view == View::NewAndOldImages,
+        total_segments: args.total_segments,
+        settings: SegmentSettings {
+            parts: args.parts.settings()?,
+            consistent_read: false,
+            max_read_units: None,
+            progress_every: Duration::from_secs(30),
+            checkpoint_every: Duration::from_secs(60),
+            restart: true,
+            page_items: None,
+        },
+        poll: Duration::from_secs(args.poll_seconds),
+        wait: Duration::from_secs(args.wait_seconds),
+    };
+    let (done, after) = increment(&ctx, warehouse.as_ref(), &request).await?;
+    let target = &warehouse.config().target;
+    if done.is_empty() {
+        line(format!(
+            "{target} is current to {} (less than 15 minutes ago, the shortest window an incremental export covers): nothing to apply",
+            instant(after.at)
+        ));
+    }
+    for d in &done {
+        line(match d.changes {
+            Some(n) => format!(
+                "increment {} applied to {target}: {n} changes from {} to {}",
+                d.run_id, d.from, d.to
+            ),
+            None => format!(
+                "increment {} ({} to {}) was applied to {target} before: nothing changed",
+                d.run_id, d.from, d.to
+            ),
+        });
+    }
+    let lag = chrono::Utc::now() - after.at;
+    line(format!(
+        "watermark of {target}: {} (run {}), {} min behind now",
+        instant(after.at),
+        after.serving,
+        lag.num_minutes()
+    ));
+    Ok(())
+}

@@ -1,0 +1,653 @@
+//! Increments: keeping the tables a target serves current between full copies with DynamoDB
+//! incremental exports (the changes of a window of 15 minutes to 24 hours, read from
+//! point-in-time recovery without consuming read capacity:
+//! <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/S3DataExport.HowItWorks.html>).
+//!
+//! `dynamo-etl increment` finds the target's watermark (where the last increment ended, or the
+//! point in time of the full copy it serves), exports the changes since then (or takes a given
+//! incremental export), plans an increment run pinned to the served run's data-schemas, and
+//! runs it like a full copy — phase 1 per segment over the export's files, phase 2 and 3 into a
+//! staging schema of its own — then applies it in one transaction (`warehouse::increment`).
+//! Missed windows are caught up in order, each an increment of its own.
+//!
+//! Phase 1 of an increment ([`stream_changes`]) reads change lines instead of items: each line's
+//! new image is classified and converted exactly as a full copy converts an item (drift, `_extra`,
+//! `_overflow` and rejections alike), its key is written in every served table's key columns,
+//! and one change row records where the image landed — nowhere for a delete.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+use super::segment::{SegmentError, SegmentSettings, TransformResult};
+use super::Context;
+use crate::error::Error;
+use crate::source::export::{read_segment, ChangeLine, Export, ExportKind, ExportSource};
+use crate::source::page::RawPage;
+use crate::source::{ScanCounters, ScanEnd, ScanError};
+use crate::staging::increment::{self, IncrementSpec, CHANGES_TABLE};
+use crate::staging::manifest::TableOutput;
+use crate::staging::parts::writer::{upload_chunks, PartWriter, Upload};
+use crate::staging::plan::RunPlan;
+use crate::staging::Staging;
+use crate::storage::ObjectStore;
+use crate::transform::Transformer;
+use crate::warehouse::increment::{Applied, ApplyOutcome, INCREMENT_SUFFIX};
+use crate::warehouse::Warehouse;
+
+/// Change pages waiting for the transform.
+const PAGES_IN_FLIGHT: usize = 2;
+
+/// Why the change transform stopped.
+enum Stop {
+    /// The uploader or the reader failed: their error is the one to report.
+    Downstream,
+    /// A change cannot be applied: the message says why and what to do.
+    Refused(String),
+}
+
+/// Phase 1 of an increment run for one segment: reads the segment's share of the incremental
+/// export and writes the increment layout's parts. Returns what was written once every part
+/// object is complete.
+pub(super) async fn stream_changes(
+    staging: &Staging,
+    settings: &SegmentSettings,
+    plan: &RunPlan,
+    segment: u32,
+    counters: &Arc<ScanCounters>,
+    (store, export, stop): (&dyn ObjectStore, &Export, &crate::stop::Stop),
+) -> Result<TransformResult, SegmentError> {
+    let internal = |problem: String| SegmentError::Internal {
+        run_id: plan.run_id.clone(),
+        segment,
+        problem,
+    };
+    let schemas = plan.schema_set().map_err(|e| internal(e.to_string()))?;
+    let transformer = Transformer::new(
+        &schemas,
+        &plan.key_attributes,
+        crate::warehouse::limits(plan.dialect),
+    );
+    let (page_tx, page_rx) = mpsc::channel::<RawPage>(PAGES_IN_FLIGHT);
+    let (chunk_tx, chunk_rx) = mpsc::channel::<Upload>(1);
+    let uploader = tokio::spawn(upload_chunks(
+        staging.store.clone(),
+        chunk_rx,
+        settings.parts.max_in_flight,
+    ));
+    let names: Vec<String> = plan
+        .warehouse_tables()
+        .into_iter()
+        .map(|t| t.table)
+        .collect();
+    let transform = {
+        let layout = staging.layout.clone();
+        let parts = settings.parts;
+        let run_id = plan.run_id.clone();
+        tokio::task::spawn_blocking(move || {
+            let new_writer: WriterOf = Box::new(move |name: &str| {
+                let (layout, run_id, name) = (layout.clone(), run_id.clone(), name.to_string());
+                PartWriter::new(
+                    Box::new(move |index| {
+                        layout.part(&run_id, segment, &name, index, parts.compression)
+                    }),
+                    parts,
+                    chunk_tx.clone(),
+                )
+            });
+            Changes {
+                transformer,
+                writers: names.iter().map(|_| None).collect(),
+                names,
+                new_writer,
+                segment,
+                seq: 0,
+            }
+            .run(page_rx)
+        })
+    };
+    let read = async {
+        let result = read_segment(
+            store,
+            export,
+            (segment, plan.total_segments),
+            stop,
+            counters,
+            &page_tx,
+            &plan.source_table,
+        )
+        .await;
+        drop(page_tx);
+        result
+    };
+    let read = read.await;
+    let transformed = transform
+        .await
+        .expect("the change transform does not panic");
+    let uploaded = uploader.await.expect("the uploader does not panic");
+    match (read, transformed, uploaded) {
+        (Ok(ScanEnd::Finished), Ok(mut t), Ok(done)) => {
+            for file in t.tables.values_mut().flat_map(|o| o.files.iter_mut()) {
+                match done.get(&file.key) {
+                    Some(etag) => file.etag = etag.clone(),
+                    None => {
+                        return Err(internal(format!(
+                            "part {} was written but its upload did not complete",
+                            file.key
+                        )))
+                    }
+                }
+            }
+            Ok(t)
+        }
+        (_, Err(Stop::Refused(problem)), _) => Err(internal(problem)),
+        (Ok(ScanEnd::Stopped), _, _) => Err(SegmentError::Interrupted {
+            run_id: plan.run_id.clone(),
+            segment,
+            why: stop.why().unwrap_or_else(|| "stop requested".into()),
+            items: counters.items.load(std::sync::atomic::Ordering::Relaxed),
+            checkpointed: false,
+        }),
+        (Err(e), _, _) if !matches!(e, ScanError::Downstream { .. }) => Err(e.into()),
+        (_, _, Err(e)) => Err(e.into()),
+        _ => Err(internal(
+            "the change transform stopped without a result".into(),
+        )),
+    }
+}
+
+/// Makes the part writer of a table (the first time a row goes to it).
+type WriterOf = Box<dyn Fn(&str) -> PartWriter + Send>;
+
+/// The change transform: pages of change lines in, the increment layout's rows out.
+struct Changes {
+    transformer: Transformer,
+    /// The increment layout's tables, as `RunPlan::warehouse_tables` lists them.
+    names: Vec<String>,
+    writers: Vec<Option<PartWriter>>,
+    new_writer: WriterOf,
+    segment: u32,
+    /// Change lines read so far by this segment.
+    seq: u64,
+}
+
+impl Changes {
+    fn index_of(&self, table: &str) -> usize {
+        self.names
+            .iter()
+            .position(|n| n == table)
+            .expect("every table of the increment layout has a writer")
+    }
+
+    fn write(&mut self, table: usize, fields: &[Option<Cow<str>>]) -> Result<(), Stop> {
+        let (names, new_writer) = (&self.names, &self.new_writer);
+        self.writers[table]
+            .get_or_insert_with(|| new_writer(&names[table]))
+            .write_row(fields)
+            .map_err(|_| Stop::Downstream)
+    }
+
+    fn run(mut self, mut pages: mpsc::Receiver<RawPage>) -> Result<TransformResult, Stop> {
+        let served: Vec<String> = self.transformer.tables().map(|t| t.table.clone()).collect();
+        let overflow = self.transformer.overflow_table();
+        let upsert_of: Vec<usize> = served.iter().map(|t| self.index_of(t)).collect();
+        let keys_of: Vec<Option<usize>> = (0..served.len())
+            .map(|i| (i != overflow).then(|| self.index_of(&increment::keys_table(i))))
+            .collect();
+        let changes_table = self.index_of(CHANGES_TABLE);
+        let mut rejected = Vec::new();
+        let mut items = 0u64;
+        while let Some(page) = pages.blocking_recv() {
+            let lines: Vec<ChangeLine> =
+                serde_json::from_slice(page.items_json()).map_err(|e| {
+                    Stop::Refused(format!("a page of change lines cannot be read: {e}"))
+                })?;
+            for line in &lines {
+                items += 1;
+                self.seq += 1;
+                let version = increment::version(
+                    line.metadata.write_timestamp_micros.0,
+                    self.segment,
+                    self.seq,
+                );
+                let key = self.transformer.item_key(&line.keys);
+                for (i, keys_table) in keys_of.iter().enumerate() {
+                    let Some(keys_table) = *keys_table else {
+                        continue;
+                    };
+                    let fields = self.transformer.key_fields(i, &line.keys).map_err(|why| {
+                        Stop::Refused(format!(
+                            "the change of item {key} cannot be applied: {why}; the served tables cannot find this item's row, so run a full copy (dynamo-etl run) instead of an increment"
+                        ))
+                    })?;
+                    let row: Vec<Option<Cow<str>>> =
+                        std::iter::once(Some(Cow::Borrowed(key.as_str())))
+                            .chain(fields)
+                            .collect();
+                    self.write(keys_table, &row)?;
+                }
+                let landed = match &line.new_image {
+                    None => None,
+                    Some(image) => match self.transformer.convert(image) {
+                        Ok(row) => {
+                            let lead = [
+                                Some(Cow::Borrowed(key.as_str())),
+                                Some(Cow::Borrowed(version.as_str())),
+                            ];
+                            let fields: Vec<Option<Cow<str>>> =
+                                lead.iter().cloned().chain(row.fields).collect();
+                            self.write(upsert_of[row.table], &fields)?;
+                            for piece in row.overflow {
+                                let fields: Vec<Option<Cow<str>>> =
+                                    lead.iter().cloned().chain(piece).collect();
+                                self.write(upsert_of[overflow], &fields)?;
+                            }
+                            Some(served[row.table].as_str())
+                        }
+                        // As in a full copy, an image no table can hold is listed, not loaded:
+                        // the item leaves the served tables.
+                        Err(rejection) => {
+                            rejected.push(rejection);
+                            None
+                        }
+                    },
+                };
+                let change = [
+                    Some(Cow::Borrowed(key.as_str())),
+                    Some(Cow::Borrowed(version.as_str())),
+                    landed.map(Cow::Borrowed),
+                ];
+                self.write(changes_table, &change)?;
+            }
+        }
+        let drift = self.transformer.drift();
+        let mut tables = BTreeMap::new();
+        for (name, writer) in self.names.into_iter().zip(self.writers) {
+            let output = match writer {
+                Some(w) => w.finish().map_err(|_| Stop::Downstream)?,
+                None => TableOutput::default(),
+            };
+            tables.insert(name, output);
+        }
+        Ok(TransformResult {
+            tables,
+            rejected,
+            drift,
+            items,
+        })
+    }
+}
+
+/// Incremental exports cover at least this much time
+/// (<https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/S3DataExport.HowItWorks.html>).
+pub const MIN_WINDOW: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
+/// And at most this much: a longer lag is caught up in windows of this length, in order.
+pub const MAX_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+/// Where a target's served tables are current to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watermark {
+    /// The full copy the target serves.
+    pub serving: String,
+    /// Every change written before this instant is in the served tables.
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// The last increment applied on top of it, if any.
+    pub last_increment: Option<Applied>,
+}
+
+/// An RFC 3339 time in UTC with milliseconds: how increment windows are written down.
+pub fn instant(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Reads an RFC 3339 time, down to whole milliseconds (export windows are given in
+/// milliseconds; rounding a watermark down only repeats changes, which is harmless).
+pub fn parse_instant(text: &str, what: &str) -> Result<chrono::DateTime<chrono::Utc>, Error> {
+    let t = chrono::DateTime::parse_from_rfc3339(text)
+        .map_err(|e| Error::fatal(format!("{what} {text:?} is not an RFC 3339 time: {e}")))?;
+    chrono::DateTime::from_timestamp_millis(t.timestamp_millis())
+        .ok_or_else(|| Error::fatal(format!("{what} {text:?} is out of range")))
+}
+
+/// The instant a full copy holds the table at: its export's time, or — for a scan, which reads
+/// over a while — when the run was planned, before its scan began (an increment from there may
+/// repeat changes the scan saw; applying a change twice leaves the same row).
+pub async fn copied_at(
+    ctx: &Context,
+    plan: &RunPlan,
+) -> Result<chrono::DateTime<chrono::Utc>, Error> {
+    if let Some(source) = &plan.export {
+        let store = ctx.store_of(&source.bucket)?;
+        let export = Export::open(store.as_ref(), source).await?;
+        if let Some(at) = export.summary.export_time.as_deref() {
+            return parse_instant(at, &format!("the export time of {}", source.url()));
+        }
+    }
+    parse_instant(
+        &plan.created_at,
+        &format!("the plan time of run {}", plan.run_id),
+    )
+}
+
+/// The target's watermark: the end of the last increment applied to the full copy it serves,
+/// else that copy's point in time.
+pub async fn watermark(ctx: &Context, warehouse: &dyn Warehouse) -> Result<Watermark, Error> {
+    let target = warehouse.config().target.clone();
+    let serving = warehouse.state().await?.serving.ok_or_else(|| {
+        Error::fatal(format!(
+            "{target} serves no full copy yet: increments apply on top of one; run it first (dynamo-etl run --target {target})"
+        ))
+    })?;
+    let applied = warehouse.increments().await?;
+    if let Some(last) = applied.last() {
+        return Ok(Watermark {
+            serving: serving.run_id,
+            at: parse_instant(&last.to, &format!("the end of increment {}", last.run_id))?,
+            last_increment: Some(last.clone()),
+        });
+    }
+    let base = RunPlan::require(ctx.staging()?, &serving.run_id).await?;
+    Ok(Watermark {
+        at: copied_at(ctx, &base).await?,
+        serving: serving.run_id,
+        last_increment: None,
+    })
+}
+
+/// The windows from `watermark` to `end`, in order, each between [`MIN_WINDOW`] and
+/// [`MAX_WINDOW`] long (the last one shorter than the minimum is left for later).
+pub fn windows(
+    watermark: chrono::DateTime<chrono::Utc>,
+    end: chrono::DateTime<chrono::Utc>,
+) -> Vec<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> {
+    let mut out = Vec::new();
+    let mut from = watermark;
+    while end - from >= MIN_WINDOW {
+        let mut to = (from + MAX_WINDOW).min(end);
+        // Never leave a remainder shorter than an export can cover.
+        if end - to > chrono::TimeDelta::zero() && end - to < MIN_WINDOW {
+            to = end - MIN_WINDOW;
+        }
+        out.push((from, to));
+        from = to;
+    }
+    out
+}
+
+/// What `increment` was asked to do.
+pub struct IncrementRequest<'a> {
+    pub table: &'a str,
+    /// An incremental export that exists already (its window must start at the watermark).
+    pub export: Option<ExportSource>,
+    /// Export and apply changes up to here; `None`: the newest restorable time of the table.
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
+    pub new_and_old_images: bool,
+    pub total_segments: u32,
+    pub settings: SegmentSettings,
+    /// How often and how long to wait for an export.
+    pub poll: std::time::Duration,
+    pub wait: std::time::Duration,
+}
+
+/// One increment applied (or found applied).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Done {
+    pub run_id: String,
+    pub from: String,
+    pub to: String,
+    /// Change lines applied; `None`: applied before, nothing changed now.
+    pub changes: Option<u64>,
+}
+
+/// `increment`: applies the changes since the watermark, window by window, and returns what it
+/// applied and the watermark after.
+pub async fn increment(
+    ctx: &Context,
+    warehouse: &dyn Warehouse,
+    request: &IncrementRequest<'_>,
+) -> Result<(Vec<Done>, Watermark), Error> {
+    let mut done = Vec::new();
+    let mark = watermark(ctx, warehouse).await?;
+    let base = RunPlan::require(ctx.staging()?, &mark.serving).await?;
+    if base.source_table != request.table {
+        return Err(Error::fatal(format!(
+            "{} serves a copy of table {}, not {}: pass --table {} or another --target",
+            warehouse.config().target,
+            base.source_table,
+            request.table,
+            base.source_table
+        )));
+    }
+    increment::tables(&base.served_tables(), &base.key_attributes).map_err(|why| {
+        Error::fatal(format!(
+            "the tables of run {} cannot take increments: {why}",
+            base.run_id
+        ))
+    })?;
+    if let Some(source) = &request.export {
+        let store = ctx.store_of(&source.bucket)?;
+        let export = Export::open_kind(store.as_ref(), source, ExportKind::Incremental).await?;
+        let window = |field: Option<&str>, what: &str| {
+            let text = field.ok_or_else(|| {
+                Error::fatal(format!(
+                    "incremental export {}: its manifest-summary.json gives no {what}; name the export by --export-arn, whose description gives its window",
+                    source.url()
+                ))
+            })?;
+            parse_instant(text, what)
+        };
+        let from = window(export.summary.export_from_time.as_deref(), "exportFromTime")?;
+        let to = window(export.summary.export_to_time.as_deref(), "exportToTime")?;
+        let one = apply_window(
+            ctx,
+            warehouse,
+            request,
+            &base,
+            &mark,
+            (from, to),
+            Some(source.clone()),
+        )
+        .await?;
+        done.push(one);
+    } else {
+        let end = match request.to {
+            Some(to) => to,
+            None => newest_restorable(ctx, request.table).await?,
+        };
+        let mut mark = mark.clone();
+        for (from, to) in windows(mark.at, end) {
+            let one = apply_window(ctx, warehouse, request, &base, &mark, (from, to), None).await?;
+            mark.at = to;
+            done.push(one);
+        }
+    }
+    let after = watermark(ctx, warehouse).await?;
+    Ok((done, after))
+}
+
+/// The newest time the table can be exported at (DescribeContinuousBackups,
+/// <https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_DescribeContinuousBackups.html>).
+async fn newest_restorable(
+    ctx: &Context,
+    table: &str,
+) -> Result<chrono::DateTime<chrono::Utc>, Error> {
+    let dynamodb = &ctx.dynamodb;
+    let out = ctx
+        .retry
+        .run_sdk(
+            || dynamodb.client.describe_continuous_backups().table_name(table).send(),
+            |e, delay| tracing::warn!(table, delay_ms = delay.as_millis() as u64, error = %dynamodb.describe(e), "DescribeContinuousBackups failed; retrying"),
+        )
+        .await
+        .map_err(|e| Error::fatal(format!("DescribeContinuousBackups of {table} failed: {}", dynamodb.describe(&e))))?;
+    let latest = out
+        .continuous_backups_description()
+        .and_then(|d| d.point_in_time_recovery_description())
+        .and_then(|p| p.latest_restorable_date_time())
+        .ok_or_else(|| Error::fatal(format!(
+            "table {table} has no point-in-time recovery, which incremental exports read: enable it, or pass --to"
+        )))?;
+    chrono::DateTime::from_timestamp_millis(latest.to_millis().unwrap_or_default()).ok_or_else(
+        || {
+            Error::fatal(format!(
+                "table {table}: the latest restorable time is out of range"
+            ))
+        },
+    )
+}
+
+/// The run id of the increment of `[from, to)` on `base`: the same window always gets the same
+/// id, so applying it again is recognised as done.
+pub fn run_id_of(from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>) -> String {
+    let compact = |t: chrono::DateTime<chrono::Utc>| t.format("%Y%m%dT%H%M%S%.3fZ").to_string();
+    format!("inc-{}-{}", compact(from), compact(to))
+}
+
+/// Plans, exports (unless `given`), runs and applies the increment of one window.
+async fn apply_window(
+    ctx: &Context,
+    warehouse: &dyn Warehouse,
+    request: &IncrementRequest<'_>,
+    base: &RunPlan,
+    mark: &Watermark,
+    (from, to): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>),
+    given: Option<ExportSource>,
+) -> Result<Done, Error> {
+    let target = warehouse.config().target.clone();
+    let run_id = run_id_of(from, to);
+    let spec = IncrementSpec {
+        base_run: base.run_id.clone(),
+        from: instant(from),
+        to: instant(to),
+        view: match request.new_and_old_images {
+            true => "NEW_AND_OLD_IMAGES",
+            false => "NEW_IMAGE",
+        }
+        .to_string(),
+    };
+    let applied = warehouse.increments().await?;
+    if applied.iter().any(|a| a.run_id == run_id) {
+        tracing::info!(
+            run_id,
+            target,
+            "the increment is applied already; nothing to do"
+        );
+        return Ok(Done {
+            run_id,
+            from: spec.from,
+            to: spec.to,
+            changes: None,
+        });
+    }
+    if from != mark.at {
+        let missing = from > mark.at;
+        return Err(Error::fatal(match missing {
+            true => format!(
+                "the increment covers {} to {}, but {target} holds changes up to {} only: the window from {} to {} is missing; apply it first: dynamo-etl increment --table {} --target {target} (without --export-prefix/--export-arn it exports and applies every missing window in order)",
+                spec.from, spec.to, instant(mark.at), instant(mark.at), spec.from, request.table
+            ),
+            false => format!(
+                "the increment covers {} to {}, but {target} already holds changes up to {}: it overlaps what is applied; export the changes from {} instead (dynamo-etl increment --table {} --target {target})",
+                spec.from, spec.to, instant(mark.at), instant(mark.at), request.table
+            ),
+        }));
+    }
+    let source = match given {
+        Some(source) => source,
+        None => {
+            let started = super::export::start(
+                ctx,
+                super::export::StartRequest {
+                    table: request.table,
+                    run_id: &run_id,
+                    export_time: None,
+                    incremental: Some(super::export::IncrementalWindow {
+                        from,
+                        to,
+                        new_and_old_images: request.new_and_old_images,
+                    }),
+                },
+            )
+            .await?;
+            let location =
+                super::export::wait(ctx, &started.export_arn, request.poll, request.wait).await?;
+            ExportSource::parse_url(&location).map_err(Error::fatal)?
+        }
+    };
+    let plan = RunPlan {
+        format: crate::staging::plan::PLAN_FORMAT,
+        run_id: run_id.clone(),
+        source_table: base.source_table.clone(),
+        total_segments: request.total_segments,
+        dialect: base.dialect,
+        key_attributes: base.key_attributes.clone(),
+        schema_source: base.schema_source.clone(),
+        schemas: base.schemas.clone(),
+        created_at: chrono::Utc::now().to_rfc3339(),
+        export: Some(source),
+        increment: Some(spec.clone()),
+    }
+    .store_once(ctx.staging()?)
+    .await?;
+    let staging = ctx.staging()?;
+    for k in 0..plan.total_segments {
+        if crate::staging::manifest::read(staging, &plan, k)
+            .await?
+            .is_some()
+        {
+            continue;
+        }
+        super::segment::run_segment(
+            ctx,
+            &request.settings,
+            &plan,
+            k,
+            Arc::new(ScanCounters::default()),
+        )
+        .await?;
+    }
+    let mut config = warehouse.config().clone();
+    config.target = format!("{target}{INCREMENT_SUFFIX}");
+    let staged = crate::warehouse::open(config);
+    let inc = staged.config().staging();
+    let prepared = staged
+        .state()
+        .await?
+        .staged
+        .is_some_and(|s| s.run_id == plan.run_id);
+    if !prepared {
+        staged.prepare(&plan).await?;
+    }
+    staged.load_segments(staging, &plan, &ctx.retry).await?;
+    let manifests = crate::staging::manifest::read_all(staging, &plan).await?;
+    let retry_with = format!(
+        "dynamo-etl increment --table {} --target {target}",
+        request.table
+    );
+    match warehouse.apply_increment(&plan, &inc, &manifests).await? {
+        ApplyOutcome::Applied { changes } => {
+            tracing::info!(run_id, target, from = %spec.from, to = %spec.to, changes, "increment applied");
+            Ok(Done {
+                run_id,
+                from: spec.from,
+                to: spec.to,
+                changes: Some(changes),
+            })
+        }
+        ApplyOutcome::AlreadyApplied => Ok(Done {
+            run_id,
+            from: spec.from,
+            to: spec.to,
+            changes: None,
+        }),
+        ApplyOutcome::Refused(refusal) => {
+            let class = refusal.class;
+            Err(Error::fatal(format!(
+                "increment {run_id} was not applied: {refusal}; {target} is unchanged"
+            ))
+            .reclassify(class)
+            .next(retry_with))
+        }
+    }
+}

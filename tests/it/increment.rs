@@ -1,0 +1,314 @@
+//! Increments through the real binary: a full copy, then incremental exports written in the
+//! documented layout (test kit, `testkit::export::write_incremental_export`) applied with
+//! `increment` — inserts, updates, deletes, an item moving to another table, the same key twice
+//! in one window, both export views — give the same tables as a fresh full copy of the final
+//! state; a repeated increment changes nothing; a window that does not start at the watermark is
+//! refused; an apply that fails at its last statement leaves the target as it was.
+
+use std::collections::HashMap;
+
+use crate::support::{show, TestEnv};
+use aws_sdk_dynamodb::types::AttributeValue;
+use dynamo_etl::phases::increment::{instant, parse_instant};
+use dynamo_etl::retry::RetryPolicy;
+use dynamo_etl::testkit::export::{write_incremental_export, Change, WrittenExport};
+use dynamo_etl::value::Item;
+
+const TABLES: [&str; 6] = ["org", "group", "fin", "vuln", "_unclassified", "_overflow"];
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_string())
+}
+
+fn key(pk: &str, sk: &str) -> Item {
+    HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))])
+}
+
+/// Rows of table `t` in schema `a` that schema `b` lacks (counted with duplicates).
+async fn missing_rows(env: &TestEnv, a: &str, b: &str, t: &str) -> i64 {
+    let mut conn = env.pg().await;
+    let sql = format!(
+        "SELECT count(*) FROM (SELECT * FROM \"{a}\".\"{t}\" EXCEPT ALL SELECT * FROM \"{b}\".\"{t}\") d"
+    );
+    sqlx::query_scalar(&sql)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// Fails unless every table of the two schemas holds the same rows.
+async fn assert_same_tables(env: &TestEnv, a: &str, b: &str, when: &str) {
+    for t in TABLES {
+        for (x, y) in [(a, b), (b, a)] {
+            assert_eq!(
+                missing_rows(env, x, y, t).await,
+                0,
+                "{when}: {t}: rows of {x} not in {y}"
+            );
+        }
+    }
+}
+
+/// The demo table's item with this key.
+fn demo_item(items: &[Item], pk: &str, sk: &str) -> Item {
+    items
+        .iter()
+        .find(|i| i["pk"] == s(pk) && i["sk"] == s(sk))
+        .unwrap_or_else(|| panic!("no demo item {pk}/{sk}"))
+        .clone()
+}
+
+struct Window<'a> {
+    id: &'a str,
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+}
+
+async fn export(env: &TestEnv, w: &Window<'_>, changes: &[Change]) -> WrittenExport {
+    let store = env.store_at(&env.stack.s3, RetryPolicy::default()).await;
+    write_incremental_export(
+        store.as_ref(),
+        ("exports/incremental", w.id, &env.table),
+        changes,
+        3,
+        (&instant(w.from), &instant(w.to)),
+    )
+    .await
+    .unwrap()
+}
+
+fn url(export: &WrittenExport) -> String {
+    format!("s3://{}/{}", export.source.bucket, export.source.prefix)
+}
+
+/// What the table holds after `changes`, applied to DynamoDB Local in write order.
+async fn apply_to_table(env: &TestEnv, changes: &[Change]) {
+    let mut ordered = changes.to_vec();
+    ordered.sort_by_key(|c| c.micros);
+    for c in ordered {
+        match c.new_image {
+            Some(item) => env
+                .dynamodb
+                .put_item()
+                .table_name(&env.table)
+                .set_item(Some(item))
+                .send()
+                .await
+                .map(|_| ())
+                .unwrap(),
+            None => env
+                .dynamodb
+                .delete_item()
+                .table_name(&env.table)
+                .set_key(Some(c.keys))
+                .send()
+                .await
+                .map(|_| ())
+                .unwrap(),
+        }
+    }
+}
+
+fn upsert(old: Option<&Item>, new: Item, micros: u64) -> Change {
+    Change {
+        keys: key(
+            new["pk"].as_s().unwrap().as_str(),
+            new["sk"].as_s().unwrap().as_str(),
+        ),
+        old_image: old.cloned(),
+        new_image: Some(new),
+        micros,
+    }
+}
+
+fn delete(old: &Item, micros: u64) -> Change {
+    Change {
+        keys: key(old["pk"].as_s().unwrap(), old["sk"].as_s().unwrap()),
+        old_image: Some(old.clone()),
+        new_image: None,
+        micros,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn increments_keep_the_served_tables_equal_to_a_fresh_copy() {
+    let env = TestEnv::with_demo("incr", 3).await;
+    let items = dynamo_etl::testkit::fixtures::demo_items(3);
+    // Groups are classified by a non-key attribute here, so changing it moves an item between
+    // `group` and `_unclassified`: an entity change under the same key.
+    let path = env.schemas_dir.path().join(&env.table).join("group.json");
+    let mut group: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    group["rule"] = serde_json::json!({"attribute": "service", "prefix": "white"});
+    std::fs::write(&path, serde_json::to_string_pretty(&group).unwrap()).unwrap();
+
+    env.run_ok(&[
+        "run",
+        "--table",
+        &env.table,
+        "--run-id",
+        "base",
+        "--total-segments",
+        "2",
+    ]);
+    let plan: serde_json::Value =
+        serde_json::from_slice(&env.get("dynamo-etl/runs/base/run.json").await.unwrap()).unwrap();
+    let w0 = parse_instant(plan["created_at"].as_str().unwrap(), "plan time").unwrap();
+    let hour = chrono::TimeDelta::hours(1);
+    let micros = |t: chrono::DateTime<chrono::Utc>, plus: i64| (t.timestamp_micros() + plus) as u64;
+    let increment = |export: &WrittenExport| {
+        env.run(
+            &[
+                "increment",
+                "--table",
+                &env.table,
+                "--export-prefix",
+                &url(export),
+            ],
+            &[],
+        )
+    };
+
+    // Window 1: an insert, an update adding an attribute no column has, a delete, a group
+    // moving to _unclassified, and one organization updated twice (the later write listed
+    // first, so file order cannot be what decides).
+    let w1 = Window {
+        id: "01765000000000-aaaa0001",
+        from: w0,
+        to: w0 + hour,
+    };
+    let org = demo_item(&items, "ORG#org-001", "META");
+    let mut org_late = org.clone();
+    org_late.insert("name".into(), s("renamed twice: this one wins"));
+    org_late.insert("mascot".into(), s("heron"));
+    let mut org_early = org.clone();
+    org_early.insert("name".into(), s("renamed once"));
+    let mut new_fin = demo_item(&items, "FIN#org-000-g0-f0", "GROUP#org-000-g0");
+    new_fin.insert("pk".into(), s("FIN#org-000-g0-f9"));
+    new_fin.insert("title".into(), s("inserted by an increment"));
+    let gone = items
+        .iter()
+        .find(|i| i["pk"].as_s().unwrap().starts_with("VULN#"))
+        .unwrap()
+        .clone();
+    let grp = items
+        .iter()
+        .find(|i| i["pk"].as_s().unwrap().starts_with("GROUP#") && i["service"] == s("white"))
+        .unwrap()
+        .clone();
+    let mut moved = grp.clone();
+    moved.insert("service".into(), s("black"));
+    let first = vec![
+        upsert(Some(&org), org_late.clone(), micros(w0, 2_000)),
+        upsert(None, new_fin.clone(), micros(w0, 1_000)),
+        delete(&gone, micros(w0, 1_500)),
+        upsert(Some(&grp), moved.clone(), micros(w0, 1_700)),
+        upsert(Some(&org), org_early, micros(w0, 1_100)),
+    ];
+    let e1 = export(&env, &w1, &first).await;
+    apply_to_table(&env, &first).await;
+    let out = increment(&e1);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(show(&out).contains("5 changes"), "{}", show(&out));
+
+    // A window that starts after the watermark leaves a gap: refused, naming it.
+    let gap = Window {
+        id: "01765000000000-aaaa0009",
+        from: w0 + hour * 3,
+        to: w0 + hour * 4,
+    };
+    let e_gap = export(
+        &env,
+        &gap,
+        &[upsert(None, new_fin.clone(), micros(gap.from, 1))],
+    )
+    .await;
+    let out = increment(&e_gap);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        show(&out).contains("missing") && show(&out).contains(&instant(w1.to)),
+        "{}",
+        show(&out)
+    );
+
+    // Window 2, new images only: the inserted item deleted again, the moved group moved back.
+    let w2 = Window {
+        id: "01765000000000-aaaa0002",
+        from: w1.to,
+        to: w1.to + hour,
+    };
+    let second = vec![
+        delete(&new_fin, micros(w2.from, 10)),
+        Change {
+            old_image: None,
+            ..upsert(None, grp.clone(), micros(w2.from, 20))
+        },
+    ];
+    let e2 = export(&env, &w2, &second).await;
+    apply_to_table(&env, &second).await;
+    let out = increment(&e2);
+    assert!(out.status.success(), "{}", show(&out));
+
+    // The same increment again: nothing changes.
+    let out = increment(&e2);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(show(&out).contains("nothing changed"), "{}", show(&out));
+
+    let fresh = format!("{}_fresh", env.target);
+    let copied = env.run(
+        &[
+            "run",
+            "--table",
+            &env.table,
+            "--run-id",
+            "fresh",
+            "--total-segments",
+            "2",
+        ],
+        &[("ETL_TARGET", fresh.clone())],
+    );
+    assert!(copied.status.success(), "{}", show(&copied));
+    assert_same_tables(&env, &env.target, &fresh, "after two increments").await;
+    assert_eq!(
+        env.count(&env.target, "org").await,
+        3,
+        "the organization updated twice is one row"
+    );
+
+    // Window 3 fails at its last statement (the ledger row cannot be written): the target
+    // keeps what it had; once the cause is gone the same increment applies.
+    let w3 = Window {
+        id: "01765000000000-aaaa0003",
+        from: w2.to,
+        to: w2.to + hour,
+    };
+    let third = vec![
+        delete(&grp, micros(w3.from, 5)),
+        delete(&org, micros(w3.from, 6)),
+    ];
+    let e3 = export(&env, &w3, &third).await;
+    let mut conn = env.pg().await;
+    let ledger = format!("\"{}\".\"_dynamo_etl_increments\"", env.target);
+    sqlx::query(&format!(
+        "ALTER TABLE {ledger} ADD COLUMN blocker INTEGER NOT NULL DEFAULT 0"
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::query(&format!(
+        "ALTER TABLE {ledger} ALTER COLUMN blocker DROP DEFAULT"
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let out = increment(&e3);
+    assert_ne!(out.status.code(), Some(0), "{}", show(&out));
+    assert_same_tables(&env, &env.target, &fresh, "after a failed apply").await;
+    sqlx::query(&format!("ALTER TABLE {ledger} DROP COLUMN blocker"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let out = increment(&e3);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(env.count(&env.target, "org").await, 2);
+}
