@@ -62,6 +62,12 @@ pub fn ledger_sql(schema: &str) -> String {
     )
 }
 
+/// The lock every apply to `schema` takes first, on its increment ledger: of two applies of one
+/// target the second waits for the first to commit.
+pub fn lock_sql(schema: &str) -> String {
+    format!("LOCK TABLE {}", qualified(schema, INCREMENTS_TABLE))
+}
+
 /// The increments `schema` has applied, oldest first; none when it has no ledger.
 pub async fn applied(session: &mut Session, schema: &str) -> Result<Vec<Applied>, WarehouseError> {
     let exists = session
@@ -273,10 +279,7 @@ pub async fn apply(
             .await?;
         // Serialises applies to this target: the second waits, then finds the first's row.
         session
-            .execute(
-                &format!("LOCK TABLE {}", qualified(&target, INCREMENTS_TABLE)),
-                "locking the increment ledger",
-            )
+            .execute(&lock_sql(&target), "locking the increment ledger")
             .await?;
         let serving = ledger::run_marker(&mut session, &target).await?;
         let done = applied(&mut session, &target).await?;

@@ -8,11 +8,11 @@ use dynamo_etl::schema::{SchemaSet, SchemaSource};
 use dynamo_etl::staging::manifest::PartFile;
 use dynamo_etl::staging::parts::codec::PartCompression;
 use dynamo_etl::staging::plan::{RunPlan, PLAN_FORMAT};
-use dynamo_etl::warehouse::ledger;
 use dynamo_etl::warehouse::redshift::copy::{copy_manifest, copy_statement};
 use dynamo_etl::warehouse::redshift::load_errors::{self, CopyMark};
 use dynamo_etl::warehouse::redshift::{Options, Redshift};
 use dynamo_etl::warehouse::swap::{self, SwapKind};
+use dynamo_etl::warehouse::{increment, ledger};
 use dynamo_etl::warehouse::{Dialect, DialectName, WarehouseConfig, WarehouseUrl};
 use sqlparser::dialect::RedshiftSqlDialect;
 use sqlparser::parser::Parser;
@@ -144,8 +144,39 @@ fn statements() -> Vec<(&'static str, Vec<String>)> {
         out.extend(swap::statements(&redshift, kind, exists));
         out
     };
+    let mut inc_plan = plan.clone();
+    inc_plan.run_id = "inc-20261121T000000.000Z-20261121T010000.000Z".into();
+    inc_plan.export = Some(dynamo_etl::source::export::ExportSource {
+        bucket: "etl-bucket".into(),
+        prefix: "exports/AWSDynamoDB/01763683200000-1a2b3c4d".into(),
+        export_arn: None,
+    });
+    inc_plan.increment = Some(dynamo_etl::staging::increment::IncrementSpec {
+        base_run: plan.run_id.clone(),
+        from: "2026-11-21T00:00:00.000Z".into(),
+        to: "2026-11-21T01:00:00.000Z".into(),
+        view: "NEW_AND_OLD_IMAGES".into(),
+    });
+    let mut inc_config = config.clone();
+    inc_config.target = format!("{}{}", config.target, increment::INCREMENT_SUFFIX);
+    let mut apply = vec![
+        lock.clone(),
+        increment::ledger_sql(&config.target),
+        increment::lock_sql(&config.target),
+    ];
+    apply.extend(increment::apply_sql(
+        &redshift,
+        &inc_plan,
+        &inc_config.staging(),
+        42,
+    ));
     vec![
         ("prepare", ledger::prepare_sql(&redshift, &plan)),
+        (
+            "increment_prepare",
+            ledger::prepare_sql(&Redshift::new(inc_config), &inc_plan),
+        ),
+        ("increment_apply", apply),
         ("upload", upload.clone()),
         ("upload_all", upload_all),
         ("load_errors", load_errors),
