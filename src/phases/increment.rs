@@ -651,3 +651,40 @@ async fn apply_window(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(minutes: i64) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::from_timestamp(1_764_547_200, 0).unwrap()
+            + chrono::TimeDelta::minutes(minutes)
+    }
+
+    #[test]
+    fn a_lag_is_caught_up_in_windows_an_export_can_cover() {
+        assert!(windows(at(0), at(14)).is_empty(), "under 15 minutes: later");
+        assert_eq!(windows(at(0), at(15)), vec![(at(0), at(15))]);
+        let day = 24 * 60;
+        assert_eq!(
+            windows(at(0), at(2 * day + 120)),
+            vec![
+                (at(0), at(day)),
+                (at(day), at(2 * day)),
+                (at(2 * day), at(2 * day + 120))
+            ]
+        );
+        // A remainder too short to export is avoided by ending the window before it earlier.
+        assert_eq!(
+            windows(at(0), at(day + 10)),
+            vec![(at(0), at(day - 5)), (at(day - 5), at(day + 10))]
+        );
+    }
+
+    #[test]
+    fn the_same_window_gets_the_same_run_id() {
+        let id = run_id_of(at(0), at(60));
+        assert_eq!(id, "inc-20251201T000000.000Z-20251201T010000.000Z");
+        crate::staging::check_run_id(&id).unwrap();
+    }
+}

@@ -321,3 +321,70 @@ pub async fn apply(
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{DialectName, SchemaSource};
+
+    fn plan(from: &str, to: &str) -> RunPlan {
+        RunPlan {
+            format: crate::staging::plan::PLAN_FORMAT,
+            run_id: format!("inc-{from}-{to}"),
+            source_table: "t".into(),
+            total_segments: 1,
+            dialect: DialectName::Postgres,
+            key_attributes: vec!["pk".into()],
+            schema_source: SchemaSource::Static("schemas".into()),
+            schemas: vec![],
+            created_at: "2026-12-01T00:00:00Z".into(),
+            export: None,
+            increment: Some(IncrementSpec {
+                base_run: "base".into(),
+                from: from.into(),
+                to: to.into(),
+                view: "NEW_IMAGE".into(),
+            }),
+        }
+    }
+
+    fn applied(from: &str, to: &str) -> Applied {
+        Applied {
+            run_id: format!("inc-{from}-{to}"),
+            base_run: "base".into(),
+            from: from.into(),
+            to: to.into(),
+        }
+    }
+
+    const T0: &str = "2026-12-01T00:00:00.000Z";
+    const T1: &str = "2026-12-01T01:00:00.000Z";
+    const T2: &str = "2026-12-01T02:00:00.000Z";
+    const T3: &str = "2026-12-01T03:00:00.000Z";
+
+    fn check(p: &RunPlan, serving: &str, done: &[Applied]) -> Result<bool, GateRefusal> {
+        check_window("w", p, p.increment.as_ref().unwrap(), Some(serving), done)
+    }
+
+    #[test]
+    fn an_increment_must_follow_on_from_the_watermark() {
+        assert_eq!(
+            check(&plan(T0, T1), "base", &[]),
+            Ok(false),
+            "the first one"
+        );
+        assert_eq!(check(&plan(T1, T2), "base", &[applied(T0, T1)]), Ok(false));
+        assert_eq!(
+            check(&plan(T0, T1), "base", &[applied(T0, T1)]),
+            Ok(true),
+            "applied"
+        );
+        let gap = check(&plan(T2, T3), "base", &[applied(T0, T1)]).unwrap_err();
+        assert!(gap.to_string().contains("missing"), "{gap}");
+        assert_eq!(gap.class, Class::Fatal);
+        let overlap = check(&plan(T0, T2), "base", &[applied(T0, T1), applied(T1, T2)]);
+        assert!(overlap.unwrap_err().to_string().contains("overlaps"));
+        let rebased = check(&plan(T1, T2), "newer", &[]).unwrap_err();
+        assert!(rebased.to_string().contains("serves newer"), "{rebased}");
+    }
+}

@@ -311,4 +311,15 @@ async fn increments_keep_the_served_tables_equal_to_a_fresh_copy() {
     let out = increment(&e3);
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(env.count(&env.target, "org").await, 2);
+
+    // status shows the watermark: the end of the last increment applied.
+    let status = env.run(
+        &["status", "--run-id", "base", "--target", &env.target],
+        &[],
+    );
+    let text = show(&status);
+    assert!(
+        text.contains(&format!("watermark of {}: {}", env.target, instant(w3.to))),
+        "{text}"
+    );
 }
