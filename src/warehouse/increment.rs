@@ -123,7 +123,8 @@ fn latest_sql(inc: &str) -> String {
 
 /// The statements that apply increment `plan` (staged in `inc`) to `target`, once its checks
 /// passed: deletes of every changed key from every served table, then the inserts of the newest
-/// images, then the ledger row.
+/// images, the ledger row, and the staged increment dropped (it has served; committing the drop
+/// with the rest leaves it in place for a retry whenever the apply does not commit).
 pub fn apply_sql(dialect: &dyn Dialect, plan: &RunPlan, inc: &str, changes: u64) -> Vec<String> {
     let target = dialect.config().target.clone();
     let spec = plan.increment.as_ref().expect("an increment run's plan");
@@ -171,6 +172,10 @@ pub fn apply_sql(dialect: &dyn Dialect, plan: &RunPlan, inc: &str, changes: u64)
         dialect.literal(&spec.from),
         dialect.literal(&spec.to),
         dialect.now()
+    ));
+    out.push(format!(
+        "DROP SCHEMA IF EXISTS {} CASCADE",
+        quote_ident(inc)
     ));
     out
 }

@@ -323,3 +323,149 @@ async fn increments_keep_the_served_tables_equal_to_a_fresh_copy() {
         "{text}"
     );
 }
+
+/// `increment` killed (SIGKILL) while its apply transaction waits halfway through its deletes:
+/// the server rolls the transaction back, the target keeps every row, and the same command run
+/// again applies the increment.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_apply_killed_halfway_leaves_the_target_as_it_was() {
+    let env = TestEnv::with_demo("incr-kill", 2).await;
+    let items = dynamo_etl::testkit::fixtures::demo_items(2);
+    env.run_ok(&["run", "--table", &env.table, "--run-id", "base"]);
+    let plan: serde_json::Value =
+        serde_json::from_slice(&env.get("dynamo-etl/runs/base/run.json").await.unwrap()).unwrap();
+    let w0 = parse_instant(plan["created_at"].as_str().unwrap(), "plan time").unwrap();
+    let w = Window {
+        id: "01765000000000-bbbb0001",
+        from: w0,
+        to: w0 + chrono::TimeDelta::hours(1),
+    };
+    // A change in every table, so the apply has deletes before and after the locked one.
+    let changes: Vec<Change> = ["ORG#", "GROUP#", "FIN#", "VULN#"]
+        .iter()
+        .enumerate()
+        .map(|(i, prefix)| {
+            let item = items
+                .iter()
+                .find(|it| it["pk"].as_s().unwrap().starts_with(prefix))
+                .unwrap();
+            delete(item, (w0.timestamp_micros() + i as i64) as u64)
+        })
+        .collect();
+    let e = export(&env, &w, &changes).await;
+    let before: Vec<(String, i64)> = {
+        let mut out = Vec::new();
+        for t in TABLES {
+            out.push((t.to_string(), env.count(&env.target, t).await));
+        }
+        out
+    };
+
+    // Hold a lock on `org` so the apply stops at its delete from that table.
+    let mut blocker = env.pg().await;
+    sqlx::query("BEGIN").execute(&mut blocker).await.unwrap();
+    sqlx::query(&format!(
+        "LOCK TABLE \"{}\".\"org\" IN ACCESS EXCLUSIVE MODE",
+        env.target
+    ))
+    .execute(&mut blocker)
+    .await
+    .unwrap();
+    let mut child = env
+        .command(&[
+            "increment",
+            "--table",
+            &env.table,
+            "--export-prefix",
+            &url(&e),
+        ])
+        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut watcher = env.pg().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'DELETE FROM \"{}\".\"org\"%'",
+            env.target
+        ))
+        .fetch_one(&mut watcher)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("increment ended ({status}) before its apply reached the locked table");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the apply never reached the locked table"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+    // The server notices the dead client and rolls its transaction back.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let left: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'DELETE FROM \"{}\".%'",
+            env.target
+        ))
+        .fetch_one(&mut watcher)
+        .await
+        .unwrap();
+        if left == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the killed apply's session lingers"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for (t, rows) in &before {
+        assert_eq!(
+            env.count(&env.target, t).await,
+            *rows,
+            "{t} after the killed apply"
+        );
+    }
+
+    let out = env.run(
+        &[
+            "increment",
+            "--table",
+            &env.table,
+            "--export-prefix",
+            &url(&e),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    for (t, rows) in &before {
+        let expected = match t.as_str() {
+            "org" | "group" | "fin" | "vuln" => rows - 1,
+            _ => *rows,
+        };
+        assert_eq!(
+            env.count(&env.target, t).await,
+            expected,
+            "{t} after the retry"
+        );
+    }
+    let staged = format!("{}_increment_staging", env.target);
+    let left: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM information_schema.schemata WHERE schema_name = '{staged}'"
+    ))
+    .fetch_one(&mut watcher)
+    .await
+    .unwrap();
+    assert_eq!(
+        left, 0,
+        "the applied increment's staging schema is dropped with the commit"
+    );
+}

@@ -29,3 +29,5 @@ INSERT INTO "platform"."_unclassified" ("pk", "sk", "_extra") SELECT u."pk", u."
 INSERT INTO "platform"."_overflow" ("table_name", "item_key", "attribute", "chunk", "kind", "value") SELECT u."table_name", u."item_key", u."attribute", u."chunk", u."kind", u."value" FROM "platform_increment_staging"."_overflow" AS u JOIN (SELECT "_item_key", "_version", "_table" FROM (SELECT "_item_key", "_version", "_table", ROW_NUMBER() OVER (PARTITION BY "_item_key" ORDER BY "_version" DESC) AS change_rank FROM "platform_increment_staging"."_inc_changes") AS ranked WHERE change_rank = 1) AS l ON u."_item_key" = l."_item_key" AND u."_version" = l."_version";
 
 INSERT INTO "platform"."_dynamo_etl_increments" (run_id, base_run, window_from, window_to, applied_at, changes) VALUES ('inc-20261121T000000.000Z-20261121T010000.000Z', '2026-11-21-nightly', '2026-11-21T00:00:00.000Z', '2026-11-21T01:00:00.000Z', GETDATE(), 42);
+
+DROP SCHEMA IF EXISTS "platform_increment_staging" CASCADE;
