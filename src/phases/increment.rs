@@ -383,6 +383,10 @@ pub struct IncrementRequest<'a> {
     /// Export and apply changes up to here; `None`: the newest restorable time of the table.
     pub to: Option<chrono::DateTime<chrono::Utc>>,
     pub new_and_old_images: bool,
+    /// Where the current data-schemas are (compared with the ones the served copy pinned).
+    pub schemas: super::plan::SchemaOptions,
+    /// Apply with the served copy's data-schemas even though the current ones differ.
+    pub served_schemas: bool,
     pub total_segments: u32,
     pub settings: SegmentSettings,
     /// How often and how long to wait for an export.
@@ -425,6 +429,7 @@ pub async fn increment(
             base.run_id
         ))
     })?;
+    check_schemas(ctx, request, &base).await?;
     if let Some(source) = &request.export {
         let store = ctx.store_of(&source.bucket)?;
         let export = Export::open_kind(store.as_ref(), source, ExportKind::Incremental).await?;
@@ -464,6 +469,58 @@ pub async fn increment(
     }
     let after = watermark(ctx, warehouse).await?;
     Ok((done, after))
+}
+
+/// Refuses (unless asked to go on) when the data-schemas a new full copy would use differ from
+/// those the served copy pinned: increments apply to the tables as they are, so new schemas only
+/// reach the warehouse with a full copy.
+async fn check_schemas(
+    ctx: &Context,
+    request: &IncrementRequest<'_>,
+    base: &RunPlan,
+) -> Result<(), Error> {
+    let chosen = super::plan::resolver(ctx, &request.schemas)?
+        .resolve(request.table, None)
+        .await?;
+    let current = super::plan::fitted(&base.run_id, &chosen.schemas.schemas, base.dialect);
+    let by_name = |schemas: &[crate::schema::DataSchema]| {
+        schemas
+            .iter()
+            .map(|s| (s.table.clone(), s.clone()))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let (now, pinned) = (by_name(&current), by_name(&base.schemas));
+    let changed: Vec<String> = now
+        .keys()
+        .chain(pinned.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter(|t| now.get(*t) != pinned.get(*t))
+        .map(|t| match (now.contains_key(t), pinned.contains_key(t)) {
+            (true, false) => format!("{t} (new)"),
+            (false, true) => format!("{t} (gone)"),
+            _ => format!("{t} (changed)"),
+        })
+        .collect();
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let what = format!(
+        "the data-schemas of table {} changed since run {} was copied ({} now, {} then): {}",
+        request.table,
+        base.run_id,
+        chosen.source,
+        base.schema_source,
+        changed.join(", ")
+    );
+    if request.served_schemas {
+        tracing::warn!(run_id = %base.run_id, "{what}; applying with the served copy's data-schemas (--served-schemas)");
+        return Ok(());
+    }
+    Err(Error::fatal(format!(
+        "{what}. Increments change rows, not tables: the new data-schemas take effect with a full copy (dynamo-etl run --table {}); until then pass --served-schemas to keep applying increments with the schemas the served copy has",
+        request.table
+    )))
 }
 
 /// The newest time the table can be exported at (DescribeContinuousBackups,

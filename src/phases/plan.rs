@@ -134,7 +134,11 @@ pub async fn plan_new(
 /// The data-schemas as a run for `dialect` uses them (see `Limits::fit_schema`); a table that
 /// loses columns to the dialect's column cap is logged, since its rarest attributes then land in
 /// `_extra`.
-fn fitted(run_id: &str, schemas: &[DataSchema], dialect: DialectName) -> Vec<DataSchema> {
+pub(crate) fn fitted(
+    run_id: &str,
+    schemas: &[DataSchema],
+    dialect: DialectName,
+) -> Vec<DataSchema> {
     let limits = crate::warehouse::limits(dialect);
     schemas
         .iter()

@@ -468,4 +468,46 @@ async fn an_apply_killed_halfway_leaves_the_target_as_it_was() {
         left, 0,
         "the applied increment's staging schema is dropped with the commit"
     );
+
+    // The reviewed data-schemas change after the copy: increments refuse, saying a full copy
+    // brings them, unless asked to go on with the served ones.
+    let path = env.schemas_dir.path().join(&env.table).join("org.json");
+    let mut org: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    org["columns"].as_array_mut().unwrap().pop();
+    std::fs::write(&path, serde_json::to_string_pretty(&org).unwrap()).unwrap();
+    let next = Window {
+        id: "01765000000000-bbbb0002",
+        from: w.to,
+        to: w.to + chrono::TimeDelta::hours(1),
+    };
+    let e = export(&env, &next, &[]).await;
+    let refused = env.run(
+        &[
+            "increment",
+            "--table",
+            &env.table,
+            "--export-prefix",
+            &url(&e),
+        ],
+        &[],
+    );
+    assert_eq!(refused.status.code(), Some(2), "{}", show(&refused));
+    let text = show(&refused);
+    assert!(
+        text.contains("org (changed)") && text.contains("full copy"),
+        "{text}"
+    );
+    let kept = env.run(
+        &[
+            "increment",
+            "--table",
+            &env.table,
+            "--export-prefix",
+            &url(&e),
+            "--served-schemas",
+        ],
+        &[],
+    );
+    assert!(kept.status.success(), "{}", show(&kept));
 }

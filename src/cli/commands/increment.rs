@@ -1,7 +1,7 @@
 //! `increment`: apply the table's changes since the target's watermark (DynamoDB incremental
 //! exports) to the tables the target serves.
 
-use super::super::flags::{ExportFlags, PartFlags, TableFlag, WarehouseFlags};
+use super::super::flags::{ExportFlags, PartFlags, SchemaFlags, TableFlag, WarehouseFlags};
 use super::super::output::line;
 use super::super::Cli;
 use dynamo_etl::error::Error;
@@ -33,6 +33,13 @@ pub struct Args {
     pub total_segments: u32,
     #[command(flatten)]
     pub parts: PartFlags,
+    /// Where the current data-schemas are: when they differ from the served copy's, increment
+    /// refuses (a full copy brings new schemas) unless --served-schemas.
+    #[command(flatten)]
+    pub schemas: SchemaFlags,
+    /// Apply with the served copy's data-schemas even though the current ones differ.
+    #[arg(long, env = "ETL_SERVED_SCHEMAS")]
+    pub served_schemas: bool,
     /// Seconds between two DescribeExport calls while an export runs.
     #[arg(long, env = "ETL_EXPORT_POLL_SECONDS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -67,6 +74,8 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
         export,
         to: args.to,
         new_and_old_images: args.view == View::NewAndOldImages,
+        schemas: args.schemas.options(),
+        served_schemas: args.served_schemas,
         total_segments: args.total_segments,
         settings: SegmentSettings {
             parts: args.parts.settings()?,
