@@ -1,7 +1,7 @@
 //! Increments: keeping the tables a target serves current between full copies with DynamoDB
 //! incremental exports (the changes of a window of 15 minutes to 24 hours, read from
 //! point-in-time recovery without consuming read capacity:
-//! <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/S3DataExport.HowItWorks.html>).
+//! <https://aws.amazon.com/blogs/database/introducing-incremental-export-from-amazon-dynamodb-to-amazon-s3/>).
 //!
 //! `dynamo-etl increment` finds the target's watermark (where the last increment ended, or the
 //! point in time of the full copy it serves), exports the changes since then (or takes a given
@@ -279,8 +279,7 @@ impl Changes {
     }
 }
 
-/// Incremental exports cover at least this much time
-/// (<https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/S3DataExport.HowItWorks.html>).
+/// Incremental exports cover at least this much time (<https://aws.amazon.com/blogs/database/introducing-incremental-export-from-amazon-dynamodb-to-amazon-s3/>).
 pub const MIN_WINDOW: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
 /// And at most this much: a longer lag is caught up in windows of this length, in order.
 pub const MAX_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(24);
@@ -456,10 +455,18 @@ pub async fn increment(
         .await?;
         done.push(one);
     } else {
-        let end = match request.to {
-            Some(to) => to,
-            None => newest_restorable(ctx, request.table).await?,
-        };
+        let restorable = restorable(ctx, request.table).await?;
+        if mark.at < restorable.0 {
+            return Err(Error::fatal(format!(
+                "{} holds changes up to {}, but the point-in-time recovery of table {} goes back to {} only: the changes in between can no longer be exported; run a full copy (dynamo-etl run --table {}), which resets the watermark",
+                warehouse.config().target,
+                instant(mark.at),
+                request.table,
+                instant(restorable.0),
+                request.table
+            )));
+        }
+        let end = request.to.unwrap_or(restorable.1).min(restorable.1);
         let mut mark = mark.clone();
         for (from, to) in windows(mark.at, end) {
             let one = apply_window(ctx, warehouse, request, &base, &mark, (from, to), None).await?;
@@ -523,12 +530,14 @@ async fn check_schemas(
     )))
 }
 
-/// The newest time the table can be exported at (DescribeContinuousBackups,
-/// <https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_DescribeContinuousBackups.html>).
-async fn newest_restorable(
+/// The oldest and newest times the table can be exported at: its point-in-time recovery window
+/// (DescribeContinuousBackups,
+/// <https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_PointInTimeRecoveryDescription.html>;
+/// the newest is typically five minutes ago).
+async fn restorable(
     ctx: &Context,
     table: &str,
-) -> Result<chrono::DateTime<chrono::Utc>, Error> {
+) -> Result<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>), Error> {
     let dynamodb = &ctx.dynamodb;
     let out = ctx
         .retry
@@ -538,20 +547,31 @@ async fn newest_restorable(
         )
         .await
         .map_err(|e| Error::fatal(format!("DescribeContinuousBackups of {table} failed: {}", dynamodb.describe(&e))))?;
-    let latest = out
+    let pitr = out
         .continuous_backups_description()
         .and_then(|d| d.point_in_time_recovery_description())
-        .and_then(|p| p.latest_restorable_date_time())
-        .ok_or_else(|| Error::fatal(format!(
-            "table {table} has no point-in-time recovery, which incremental exports read: enable it, or pass --to"
-        )))?;
-    chrono::DateTime::from_timestamp_millis(latest.to_millis().unwrap_or_default()).ok_or_else(
-        || {
+        .filter(|p| {
+            p.point_in_time_recovery_status()
+                == Some(&aws_sdk_dynamodb::types::PointInTimeRecoveryStatus::Enabled)
+        })
+        .ok_or_else(|| {
             Error::fatal(format!(
-                "table {table}: the latest restorable time is out of range"
+                "table {table} has no point-in-time recovery, which incremental exports read: enable it (aws dynamodb update-continuous-backups --table-name {table} --point-in-time-recovery-specification PointInTimeRecoveryEnabled=true), then run a full copy"
             ))
-        },
-    )
+        })?;
+    let time = |t: Option<&aws_sdk_dynamodb::primitives::DateTime>, what: &str| {
+        t.and_then(|t| t.to_millis().ok())
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .ok_or_else(|| {
+                Error::fatal(format!(
+                    "DescribeContinuousBackups of {table} gave no {what} restorable time"
+                ))
+            })
+    };
+    Ok((
+        time(pitr.earliest_restorable_date_time(), "earliest")?,
+        time(pitr.latest_restorable_date_time(), "latest")?,
+    ))
 }
 
 /// The run id of the increment of `[from, to)` on `base`: the same window always gets the same

@@ -83,9 +83,9 @@ pub async fn resumable_run(
         .rev()
         .filter(|r| r.swap.is_none() && !served(&r.run_id))
         .find(|r| {
-            r.plan
-                .as_ref()
-                .is_some_and(|p| p.source_table == table && newer(&p.created_at))
+            r.plan.as_ref().is_some_and(|p| {
+                p.source_table == table && p.increment.is_none() && newer(&p.created_at)
+            })
         })
         .map(|r| r.run_id))
 }
@@ -238,6 +238,19 @@ pub fn dialect_mismatch(plan: &RunPlan, dialect: DialectName) -> Error {
 }
 
 /// Refuses to load `plan`'s run into a warehouse of another dialect.
+/// Fails for the plan of an increment run: its parts are the increment layout, which only
+/// `increment` stages (in a schema of its own) and applies; preparing, loading or swapping it
+/// as a full copy would replace the served tables with it.
+pub fn check_full_copy(plan: &RunPlan) -> Result<(), Error> {
+    match &plan.increment {
+        None => Ok(()),
+        Some(spec) => Err(Error::fatal(format!(
+            "run {} is an increment ({} to {} on run {}), not a full copy: prepare, upload, replace and run do not take it; `dynamo-etl increment --table {}` stages and applies it",
+            plan.run_id, spec.from, spec.to, spec.base_run, plan.source_table
+        ))),
+    }
+}
+
 pub fn check_dialect(plan: &RunPlan, dialect: DialectName) -> Result<(), Error> {
     match plan.dialect == dialect {
         true => Ok(()),

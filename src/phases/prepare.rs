@@ -12,6 +12,7 @@ pub async fn prepare(
     warehouse: &dyn Warehouse,
     plan: &RunPlan,
 ) -> Result<(), Error> {
+    super::plan::check_full_copy(plan)?;
     super::plan::check_dialect(plan, warehouse.config().dialect)?;
     warehouse.prepare(plan).await.map_err(|e| {
         Error::from(e)

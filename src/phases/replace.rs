@@ -85,6 +85,7 @@ pub async fn replace(
     plan: &RunPlan,
     allow_older: bool,
 ) -> Result<Replaced, Error> {
+    super::plan::check_full_copy(plan)?;
     super::plan::check_dialect(plan, warehouse.config().dialect)?;
     check_may_replace(warehouse, plan, allow_older).await?;
     let config = warehouse.config();

@@ -16,6 +16,7 @@ pub async fn upload(
     plan: &RunPlan,
     segment: u32,
 ) -> Result<UploadOutcome, Error> {
+    super::plan::check_full_copy(plan)?;
     super::plan::check_dialect(plan, warehouse.config().dialect)?;
     if segment >= plan.total_segments {
         return Err(Error::fatal(format!(
@@ -78,6 +79,7 @@ pub async fn upload_all(
     warehouse: &dyn Warehouse,
     plan: &RunPlan,
 ) -> Result<AllSegments, Error> {
+    super::plan::check_full_copy(plan)?;
     super::plan::check_dialect(plan, warehouse.config().dialect)?;
     let staging = ctx.staging()?;
     let runbook = ctx.runbook(&plan.run_id, Some(&warehouse.config().target));

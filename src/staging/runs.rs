@@ -51,13 +51,13 @@ pub async fn list_runs(staging: &Staging) -> Result<Vec<RunEntry>, StoreError> {
     Ok(out)
 }
 
-/// The most recently planned run.
+/// The most recently planned full copy (increments are named by their own run id).
 pub async fn latest_run(staging: &Staging) -> Result<Option<String>, StoreError> {
     Ok(list_runs(staging)
         .await?
         .into_iter()
         .rev()
-        .find(|r| r.plan.is_some())
+        .find(|r| r.plan.as_ref().is_some_and(|p| p.increment.is_none()))
         .map(|r| r.run_id))
 }
 

@@ -312,6 +312,18 @@ async fn increments_keep_the_served_tables_equal_to_a_fresh_copy() {
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(env.count(&env.target, "org").await, 2);
 
+    // An increment run is never taken for a full copy: not by the phases, and not by `run`
+    // looking for a run to go on with.
+    let inc_run = dynamo_etl::phases::increment::run_id_of(w3.from, w3.to);
+    for phase in ["prepare", "replace"] {
+        let out = env.run(&[phase, "--run-id", &inc_run], &[]);
+        assert_eq!(out.status.code(), Some(2), "{phase}: {}", show(&out));
+        assert!(
+            show(&out).contains("not a full copy"),
+            "{phase}: {}",
+            show(&out)
+        );
+    }
     // status shows the watermark: the end of the last increment applied.
     let status = env.run(
         &["status", "--run-id", "base", "--target", &env.target],
@@ -510,4 +522,12 @@ async fn an_apply_killed_halfway_leaves_the_target_as_it_was() {
         &[],
     );
     assert!(kept.status.success(), "{}", show(&kept));
+    let again = env.run_ok(&["run", "--table", &env.table]);
+    let served = env.served_run(&env.target).await.unwrap();
+    assert!(
+        !served.starts_with("inc-") && served != "base",
+        "{served}: {}",
+        show(&again)
+    );
+    assert_eq!(env.count(&env.target, "org").await, 2);
 }
