@@ -3,6 +3,10 @@ the stack and provides boto3). Measures, on one table and with one segment count
 
   bare      dynamo-etl-bare-scan: every segment scanned in parallel in one process, items dropped
   phase1    dynamo-etl segment: one process per segment, all at once (as AWS Batch array children)
+  export    the same items written to S3 as a DynamoDB export of the table (the documented
+            layout, by dynamo-etl-seed bench-export), a run planned from it (plan
+            --export-prefix), and dynamo-etl segment over it as phase1 runs: one process per
+            segment, all at once; rows per table checked against the phase1 run's
   baseline  jobs/bench/baseline_phase1.py: the old Python ETL's phase 1, one thread per segment
   load      dynamo-etl upload: one process per segment of the phase1 run, all at once, after
             prepare; against psql \\copy of the same CSV (decompressed beforehand) into fresh
@@ -63,7 +67,7 @@ TARGET_BUDGET = (0.90, 1.05)  # achieved read units per second / --max-read-unit
 # stands for "no checkpoints": about 32 years, which no segment reaches.
 DEFAULT_CHECKPOINT_SECONDS = 60
 RARE_CHECKPOINT_SECONDS = 1_000_000_000
-STEPS = ("bare", "phase1", "baseline", "load", "rss", "resume", "overhead", "budget")
+STEPS = ("bare", "phase1", "export", "baseline", "load", "rss", "resume", "overhead", "budget")
 
 
 def log(msg):
@@ -85,8 +89,8 @@ def parse_args():
     p.add_argument("--items", type=int, help="items in the table (default 1,000,000; 2,000 with --smoke)")
     p.add_argument("--segments", type=int, help="segments = parallel scans/processes (default 4; 2 with --smoke)")
     p.add_argument("--only", default=",".join(STEPS),
-                   help="comma-separated steps to run: bare, phase1, baseline, load (needs phase1), rss, "
-                        "resume, overhead, budget")
+                   help="comma-separated steps to run: bare, phase1, export (needs phase1), baseline, "
+                        "load (needs phase1), rss, resume, overhead, budget")
     p.add_argument("--rss-items", help="items of the two rss runs (default 100000,1000000; 2000,20000 with --smoke)")
     p.add_argument("--smoke", action="store_true",
                    help="a quick check of the harness: small table on the stack's DynamoDB, debug build, table deleted afterwards")
@@ -141,6 +145,8 @@ def parse_args():
         p.error(f"unknown steps in --only: {', '.join(sorted(unknown))}")
     if "load" in args.steps and "phase1" not in args.steps:
         p.error("the load step loads what the phase1 step wrote: add phase1 to --only")
+    if "export" in args.steps and "phase1" not in args.steps:
+        p.error("the export step is compared with the phase1 step's scan of the same table: add phase1 to --only")
     if args.items < 1 or args.segments < 1:
         p.error("--items and --segments must be at least 1")
     if not 0 < args.resume_at < 1 or not 0 < args.budget_fraction < 1:
@@ -418,6 +424,49 @@ def step_phase1(args, env, logs, run_id, schemas_dir):
             for k in range(args.segments)]
     step, outs = run_step("phase1", f"b  dynamo-etl segment ({args.segments} processes)", cmds, env, logs)
     step.units = sum(int(re.search(r": (\d+) items scanned", o).group(1)) for o in outs)
+    return step
+
+
+def segment_rows(s3, bucket, run_prefix, segments):
+    """Rows per table and items over every segment manifest of a run."""
+    rows, items = {}, 0
+    for k in range(segments):
+        key = f"{run_prefix}segments/{k}/manifest.json"
+        m = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        items += m["items_scanned"]
+        for t, o in m["tables"].items():
+            rows[t] = rows.get(t, 0) + o["rows"]
+    return dict(sorted(rows.items())), items
+
+
+def step_export(args, env, logs, run_id, schemas_dir, s3, bucket, prefix):
+    """i: the table's items written as a DynamoDB export (documented layout, test kit), a run
+    planned from it, and phase 1 over it in --segments processes, as the phase1 step scans."""
+    files = max(8, 2 * args.segments)
+    started = time.monotonic()
+    written = subprocess.run(
+        [os.path.join(args.bin_dir, "dynamo-etl-seed"), "bench-export", "--table", args.table, "--items",
+         str(args.items), "--bucket", bucket, "--prefix", f"{prefix}/export", "--files", str(files)],
+        env=env, check=True, capture_output=True, text=True)
+    write_s = time.monotonic() - started
+    url = written.stdout.strip().splitlines()[-1]
+    export_run = f"{run_id}-export"
+    etl = os.path.join(args.bin_dir, "dynamo-etl")
+    started = time.monotonic()
+    subprocess.run([etl, "plan", "--table", args.table, "--run-id", export_run, "--total-segments",
+                    str(args.segments), "--schemas-dir", schemas_dir, "--export-prefix", url],
+                   env=env, check=True, stdout=subprocess.DEVNULL, stderr=open(os.path.join(logs, "export-plan.err"), "wb"))
+    plan_s = time.monotonic() - started
+    cmds = [[etl, "segment", "--table", args.table, "--run-id", export_run, "--total-segments",
+             str(args.segments), "--segment", str(k), "--schemas-dir", schemas_dir]
+            for k in range(args.segments)]
+    step, outs = run_step("export", f"i  dynamo-etl segment from an export ({args.segments} processes)", cmds,
+                          env, logs)
+    step.units = sum(int(re.search(r": (\d+) items scanned", o).group(1)) for o in outs)
+    step.extra.update({"export": url, "data_files": files + 1, "write_export_s": round(write_s, 2),
+                       "plan_s": round(plan_s, 2)})
+    step.extra["rows"], _ = segment_rows(s3, bucket, f"{env['ETL_PREFIX']}/runs/{export_run}/", args.segments)
+    step.extra["scan_rows"], _ = segment_rows(s3, bucket, f"{env['ETL_PREFIX']}/runs/{run_id}/", args.segments)
     return step
 
 
@@ -899,6 +948,17 @@ def ratios_and_targets(steps):
         targets["load >= 0.9 x psql \\copy throughput"] = {
             "measured": round(ratios["upload/psql throughput"], 3), "target": TARGET_LOAD_VS_PSQL,
             "met": ratios["upload/psql throughput"] >= TARGET_LOAD_VS_PSQL}
+    e = steps.get("export")
+    if b and e:
+        ratios["export/scan items per s"] = e.rate() / b.rate()
+        ratios["export/scan cpu per item"] = (e.cpu / e.units) / (b.cpu / b.units)
+        ratios["export/scan peak RSS"] = e.peak_rss_mb / b.peak_rss_mb
+        moto = e.extra.get("server_cpu_s", {}).get("s3")
+        if moto is not None:
+            ratios["export: S3 server cpu per item (us)"] = moto / e.units * 1e6
+        same = e.extra["rows"] == e.extra["scan_rows"]
+        targets["export: same rows per table as the scan"] = {
+            "measured": "same" if same else e.extra["rows"], "target": e.extra["scan_rows"], "met": same}
     segment_ratios_and_targets(steps, ratios, targets)
     return {k: round(v, 3) for k, v in ratios.items()}, targets
 
@@ -1010,6 +1070,9 @@ def main():
         if "phase1" in args.steps:
             log("b: dynamo-etl phase 1")
             steps["phase1"] = step_phase1(args, env, logs, run_id, schemas_dir)
+        if "export" in args.steps:
+            log("i: dynamo-etl phase 1 from an export of the same table")
+            steps["export"] = step_export(args, env, logs, run_id, schemas_dir, s3, bucket, prefix)
         if "baseline" in args.steps:
             log("c: python baseline")
             steps["baseline"] = step_baseline(args, env, logs, schemas_dir, f"{prefix}/python", work)

@@ -3,8 +3,12 @@
 //! ```text
 //! dynamo-etl-seed demo  --table platform [--organizations 20]
 //! dynamo-etl-seed bench --table bench --items 1000000
+//! dynamo-etl-seed bench-export --table bench --items 1000000 --bucket B --prefix P
 //! ```
-//! The table is (re)created as an on-demand table keyed by `pk`/`sk`.
+//! `demo` and `bench` (re)create the table as an on-demand table keyed by `pk`/`sk`.
+//! `bench-export` writes the items `bench` loads, the same ones for the same `--items`, as a
+//! DynamoDB export of the table to S3 instead (the test kit's documented layout), and prints its
+//! location for `plan --export-prefix`; it leaves DynamoDB alone.
 
 mod shared;
 
@@ -42,13 +46,64 @@ enum Dataset {
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
     },
+    /// The items of `bench --items N`, written to S3 as a full export of the table.
+    BenchExport {
+        #[arg(long, default_value = "bench")]
+        table: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        items: u64,
+        /// Bucket to write the export to.
+        #[arg(long, env = "ETL_BUCKET")]
+        bucket: String,
+        /// Export prefix: the export goes under <prefix>/AWSDynamoDB/<export-id>/.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Export id, as DynamoDB names them (time in milliseconds, a dash, 8 characters).
+        #[arg(long, default_value = "01700000000000-bench000")]
+        export_id: String,
+        /// Data files besides the empty one (their sizes differ, as a real export's do).
+        #[arg(long, default_value_t = 8)]
+        files: usize,
+    },
 }
+
+/// The seed of the benchmark's items.
+const BENCH_SEED: u64 = 7;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let client = args.endpoints.dynamodb().await?;
     let started = Instant::now();
+    if let Dataset::BenchExport {
+        table,
+        items,
+        bucket,
+        prefix,
+        export_id,
+        files,
+    } = &args.dataset
+    {
+        // The seed and the order `bench` draws its items in, so these are the table's items.
+        let all = fixtures::bench_items(*items, BENCH_SEED);
+        let store = args.endpoints.store(bucket).await?;
+        let written = dynamo_etl::testkit::export::write_export(
+            store.as_ref(),
+            prefix,
+            export_id,
+            table,
+            &all,
+            *files,
+        )
+        .await?;
+        eprintln!(
+            "seed: wrote {items} items of {table} as an export in {} data files in {:.1} s",
+            written.files.len(),
+            started.elapsed().as_secs_f64()
+        );
+        println!("s3://{}/{}", written.source.bucket, written.source.prefix);
+        return Ok(());
+    }
+    let client = args.endpoints.dynamodb().await?;
     let (table, count) = match args.dataset {
         Dataset::Demo {
             table,
@@ -68,7 +123,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             fixtures::delete_table(&client, &table).await?;
             fixtures::create_table(&client, &table).await?;
-            let mut rng = Rng::new(7);
+            let mut rng = Rng::new(BENCH_SEED);
             let batch = 50_000u64;
             let mut written = 0u64;
             while written < items {
@@ -85,6 +140,7 @@ async fn main() -> anyhow::Result<()> {
             }
             (table, items)
         }
+        Dataset::BenchExport { .. } => unreachable!("written above"),
     };
     println!(
         "loaded {count} items into {table} in {:.1} s",

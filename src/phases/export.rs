@@ -215,11 +215,74 @@ pub async fn start(ctx: &Context, request: StartRequest<'_>) -> Result<Started, 
         })?
         .to_string();
     tracing::info!(table, export_arn, bucket, s3_prefix, "export started");
-    Ok(Started {
+    let started = Started {
         export_arn,
         bucket,
         s3_prefix,
-    })
+    };
+    record_started(staging, request.run_id, table, &started).await?;
+    Ok(started)
+}
+
+/// The note `export start` leaves in the run's folder (`export-started.json`). On AWS Batch one
+/// job's output never reaches the next job; the state machine hands each job only the run id, so
+/// `export wait --run-id` and `plan --export-of-run` read the export's ARN from here.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StartedRecord {
+    pub run_id: String,
+    pub table: String,
+    pub export_arn: String,
+    pub bucket: String,
+    pub s3_prefix: String,
+    pub started_at: String,
+}
+
+/// Writes the run's note of its export. Overwrites: starting again within DynamoDB's
+/// idempotency window returns the same export, and after it a new one, which is then the run's.
+pub async fn record_started(
+    staging: &crate::staging::Staging,
+    run_id: &str,
+    table: &str,
+    started: &Started,
+) -> Result<(), Error> {
+    let record = StartedRecord {
+        run_id: run_id.to_string(),
+        table: table.to_string(),
+        export_arn: started.export_arn.clone(),
+        bucket: started.bucket.clone(),
+        s3_prefix: started.s3_prefix.clone(),
+        started_at: chrono::Utc::now().to_rfc3339(),
+    };
+    let text = serde_json::to_string_pretty(&record).expect("the record serialises");
+    let key = staging.layout.run_export_started(run_id);
+    staging
+        .store
+        .put(&key, text.into(), "application/json")
+        .await
+        .map_err(|e| Error::from(e).context(format!("recording the export of run {run_id}")))
+}
+
+/// The export `export start` started for `run_id`, from the run's note.
+pub async fn started_for(
+    staging: &crate::staging::Staging,
+    run_id: &str,
+) -> Result<StartedRecord, Error> {
+    crate::staging::check_run_id(run_id).map_err(Error::fatal)?;
+    let key = staging.layout.run_export_started(run_id);
+    let Some(bytes) = staging.store.get(&key).await? else {
+        return Err(Error::fatal(format!(
+            "no export was started for run {run_id} (there is no {key}): start one with `dynamo-etl export start --run-id {run_id}`, or name the export with --export-arn"
+        )));
+    };
+    let record: StartedRecord = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::fatal(format!("{key} is not an export record: {e}")))?;
+    if record.run_id != run_id {
+        return Err(Error::fatal(format!(
+            "{key} is the export record of run {}, not of run {run_id}; start the export again (dynamo-etl export start --run-id {run_id})",
+            record.run_id
+        )));
+    }
+    Ok(record)
 }
 
 /// An SDK failure of `what`, classed by whether a retry may help.
@@ -336,6 +399,42 @@ pub async fn wait(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_started_export_is_found_by_the_run_id() {
+        let staging = crate::staging::Staging::new(
+            std::sync::Arc::new(crate::storage::memory::MemoryStore::new("b")),
+            crate::staging::Layout::new("p"),
+        );
+        let missing = started_for(&staging, "r1").await.unwrap_err();
+        assert_eq!(missing.class(), Class::Fatal);
+        assert!(
+            missing.to_string().contains("export start --run-id r1"),
+            "{missing}"
+        );
+        let started = Started {
+            export_arn: ARN.to_string(),
+            bucket: "b".to_string(),
+            s3_prefix: "p/runs/r1/export".to_string(),
+        };
+        record_started(&staging, "r1", "T", &started).await.unwrap();
+        let found = started_for(&staging, "r1").await.unwrap();
+        assert_eq!(
+            (found.export_arn.as_str(), found.table.as_str()),
+            (ARN, "T")
+        );
+        assert!(started_for(&staging, "r2").await.is_err());
+        // A record copied from another run's folder is refused.
+        let copied = staging.store.get("p/runs/r1/export-started.json").await;
+        let copied = copied.unwrap().unwrap();
+        staging
+            .store
+            .put("p/runs/r3/export-started.json", copied, "application/json")
+            .await
+            .unwrap();
+        let refused = started_for(&staging, "r3").await.unwrap_err();
+        assert!(refused.to_string().contains("of run r1"), "{refused}");
+    }
 
     const ARN: &str = "arn:aws:dynamodb:us-east-1:1:table/T/export/0176-ab";
 

@@ -47,6 +47,12 @@ impl Layout {
         format!("{}lease.json", self.run(run_id))
     }
 
+    /// Written by `export start`: the export it started for the run, so the run's later jobs
+    /// (`export wait --run-id`, `plan --export-of-run`) find it by the run id alone.
+    pub fn run_export_started(&self, run_id: &str) -> String {
+        format!("{}export-started.json", self.run(run_id))
+    }
+
     /// The report `run` writes at the end.
     pub fn run_report(&self, run_id: &str) -> String {
         format!("{}report.json", self.run(run_id))

@@ -10,6 +10,8 @@
 //! <prefix>/runs/<run-id>/swapped.json                    written after the swap committed
 //! <prefix>/runs/<run-id>/report.json                     the report of `dynamo-etl run`
 //! <prefix>/runs/<run-id>/lease.json                      held while `dynamo-etl run` works on it
+//! <prefix>/runs/<run-id>/export-started.json            the export `export start` started for it
+//! <prefix>/runs/<run-id>/export/AWSDynamoDB/<id>/...     that export, written by DynamoDB
 //! <prefix>/schemas/<snapshot-id>/...                     schema cache snapshots
 //! ```
 

@@ -243,6 +243,60 @@ async fn export_start_and_wait_call_the_export_api() {
         !written.is_empty(),
         "the export wrote under the run's folder"
     );
+
+    // What the state machine's jobs do: they know only the run id, and find the export through
+    // the note `export start` left in the run's folder.
+    let note: serde_json::Value = serde_json::from_slice(
+        &env.get("dynamo-etl/runs/nightly/export-started.json")
+            .await
+            .expect("export start notes its export"),
+    )
+    .unwrap();
+    assert_eq!(note["export_arn"], arn.as_str());
+    assert_eq!(note["table"], env.table.as_str());
+    let by_run = env.run(
+        &[
+            "export",
+            "wait",
+            "--run-id",
+            "nightly",
+            "--poll-seconds",
+            "1",
+        ],
+        &on_moto,
+    );
+    assert!(by_run.status.success(), "{}", show(&by_run));
+    assert_eq!(
+        String::from_utf8_lossy(&by_run.stdout).trim(),
+        location,
+        "the same export as by its ARN"
+    );
+    // A run nothing was exported for is refused, naming the command that starts its export.
+    for args in [
+        vec!["export", "wait", "--run-id", "other"],
+        vec![
+            "plan",
+            "--table",
+            &env.table,
+            "--run-id",
+            "other",
+            "--total-segments",
+            "2",
+            "--export-of-run",
+        ],
+    ] {
+        let out = env.run(&args, &on_moto);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", show(&out));
+        assert!(
+            show(&out).contains("export start --run-id other"),
+            "{args:?}: {}",
+            show(&out)
+        );
+    }
+    assert!(
+        env.get("dynamo-etl/runs/other/run.json").await.is_none(),
+        "nothing was planned"
+    );
 }
 
 /// The data-schemas `infer-schema` writes to a folder, file by file.

@@ -231,11 +231,18 @@ fn job_definitions() -> BTreeMap<String, Job> {
 /// Turns a job's environment into the flags that read it, the way the binary would see it, without
 /// touching this process's environment (other tests spawn the binary and would inherit it).
 /// Returns the flags and the variables no flag of the command reads.
-fn env_as_flags(subcommand: &str, env: &[(String, String)]) -> (Vec<String>, Vec<String>) {
+fn env_as_flags(command: &[String], env: &[(String, String)]) -> (Vec<String>, Vec<String>) {
     let root = Cli::command();
-    let sub = root
-        .find_subcommand(subcommand)
-        .unwrap_or_else(|| panic!("no subcommand {subcommand}"));
+    let mut sub = root
+        .find_subcommand(&command[0])
+        .unwrap_or_else(|| panic!("no subcommand {}", command[0]));
+    // A command with subcommands of its own (`export start`): the flags are the innermost one's.
+    for word in &command[1..] {
+        match sub.find_subcommand(word) {
+            Some(inner) => sub = inner,
+            None => break,
+        }
+    }
     let mut flags = Vec::new();
     let mut unread = Vec::new();
     for (name, value) in env {
@@ -262,7 +269,7 @@ fn env_as_flags(subcommand: &str, env: &[(String, String)]) -> (Vec<String>, Vec
 
 /// Parses `dynamo-etl <command>` run with `env`, the way Batch starts the container.
 fn parse_job(name: &str, command: &[String], env: &[(String, String)]) -> Cli {
-    let (flags, unread) = env_as_flags(&command[0], env);
+    let (flags, unread) = env_as_flags(command, env);
     assert!(
         unread.is_empty(),
         "{name}: `dynamo-etl {}` reads no {unread:?}; a misspelt or stale variable is silently ignored",
@@ -285,14 +292,18 @@ fn every_batch_command_parses_with_the_cli() {
     let jobs = job_definitions();
     for phase in [
         "plan",
+        "export start",
+        "export wait",
         "segment",
         "prepare",
         "upload",
         "replace",
         "infer-schema",
     ] {
+        let words: Vec<&str> = phase.split(' ').collect();
         assert!(
-            jobs.values().any(|j| j.command[0] == phase),
+            jobs.values()
+                .any(|j| j.command.len() >= words.len() && j.command[..words.len()] == words),
             "no job definition runs `{phase}`"
         );
     }
@@ -372,6 +383,20 @@ fn each_job_gets_the_settings_its_phase_needs() {
                 Some("${DIALECT}"),
                 "{name}: plan and phase 1 learn the dialect from DIALECT"
             );
+        }
+        if phase == "export" {
+            // The export and its note of the ARN go to the staging area; no warehouse is needed.
+            assert!(!job.has_warehouse_secret(), "{name}: needs no warehouse");
+            for var in ["ETL_BUCKET", "ETL_PREFIX", "ETL_REGION"] {
+                assert!(job.env_raw(var).is_some(), "{name}: needs {var}");
+            }
+            if job.command[1] == "start" {
+                assert_eq!(
+                    job.env_raw("ETL_TABLE").as_deref(),
+                    Some("${TABLE}"),
+                    "{name}: exports the deployment's table"
+                );
+            }
         }
         if job.has_warehouse_secret() {
             // The secret's scheme (redshift:// or postgres://) names the dialect; a second
@@ -614,7 +639,8 @@ fn the_state_machine_runs_the_phases_in_order_with_existing_job_definitions() {
     for dialect in DIALECTS {
         for (from, start_at) in phases.iter().enumerate() {
             let input = json!({
-                "config": {"runId": sample("runId"), "totalSegments": 16, "startAt": start_at},
+                "config": {"runId": sample("runId"), "totalSegments": 16, "startAt": start_at,
+                           "source": "scan"},
                 "dialect": dialect,
             });
             let (tasks, end) = walk(&asl, &input);
@@ -637,11 +663,13 @@ fn the_state_machine_runs_the_phases_in_order_with_existing_job_definitions() {
             }
         }
         // An input the state machine refuses never reaches a job.
-        let bad = json!({"config": {"runId": "r", "totalSegments": 1, "startAt": "plan"},
+        let bad = json!({"config": {"runId": "r", "totalSegments": 1, "startAt": "plan",
+                                    "source": "scan"},
                          "dialect": dialect});
         assert_eq!(walk(&asl, &bad), (vec![], "InvalidInput".to_string()));
     }
-    let unknown = json!({"config": {"runId": "r", "totalSegments": 16, "startAt": "upload"},
+    let unknown = json!({"config": {"runId": "r", "totalSegments": 16, "startAt": "upload",
+                                    "source": "scan"},
                          "dialect": "mysql"});
     assert_eq!(walk(&asl, &unknown), (vec![], "InvalidDialect".to_string()));
 }
@@ -709,8 +737,8 @@ fn batch_tasks_pass_the_parameters_their_job_definitions_take() {
         }
     }
     assert_eq!(
-        tasks, 6,
-        "plan, phase 1, prepare, two phase 3 modes, replace"
+        tasks, 9,
+        "export start, export wait, plan from the export, plan, phase 1, prepare, two phase 3 modes, replace"
     );
 }
 
@@ -725,7 +753,8 @@ fn the_state_machines_retries_fit_in_the_execution_timeout() {
     let jobs = job_definitions();
     let limit = asl["TimeoutSeconds"].as_u64().expect("TimeoutSeconds");
     for dialect in DIALECTS {
-        let input = json!({"config": {"runId": "r", "totalSegments": 16, "startAt": "plan"},
+        let input = json!({"config": {"runId": "r", "totalSegments": 16, "startAt": "plan",
+                                      "source": "scan"},
                            "dialect": dialect});
         let (tasks, _) = walk(&asl, &input);
         let mut total = 0.0;
@@ -752,6 +781,206 @@ fn the_state_machines_retries_fit_in_the_execution_timeout() {
         assert!(
             total <= limit as f64,
             "{dialect}: the phases and their retries take up to {total} s of the execution's {limit} s"
+        );
+    }
+}
+
+/// The jobs the export path submits before phase 1, in order: `export start`, `export wait`, and
+/// the plan that pins the run to the export.
+const EXPORT_JOBS: [&str; 3] = [
+    "dynamo-etl-export-start",
+    "dynamo-etl-export-wait",
+    "dynamo-etl-plan-export",
+];
+
+/// The merged state data of an execution from `source`, starting at `start_at`.
+fn config(source: &str, start_at: &str, dialect: &str) -> Value {
+    json!({
+        "config": {"runId": sample("runId"), "totalSegments": 16, "startAt": start_at,
+                   "source": source},
+        "dialect": dialect,
+    })
+}
+
+/// The job definitions a walk submits, in order.
+fn submitted_jobs(asl: &Value, tasks: &[String]) -> Vec<String> {
+    tasks
+        .iter()
+        .map(|t| submitted(&asl["States"][t]).expect("a Batch task").0)
+        .collect()
+}
+
+/// With `"source": "export"` the run starts a DynamoDB export, waits for it and plans from it,
+/// then runs the same phase 1 array and later phases as a scan; the default stays the scan.
+#[test]
+fn the_export_path_starts_waits_and_plans_before_the_same_phases() {
+    let asl = state_machine();
+    let jobs = job_definitions();
+    assert_eq!(
+        asl["States"]["Configure"]["Parameters"]["defaults"]["source"], "scan",
+        "an execution without input scans, as before the export path"
+    );
+    for dialect in DIALECTS {
+        let scan = submitted_jobs(&asl, &walk(&asl, &config("scan", "plan", dialect)).0);
+        assert!(
+            !scan.iter().any(|j| EXPORT_JOBS.contains(&j.as_str())),
+            "{dialect}: the scan path runs no export job: {scan:?}"
+        );
+        let (tasks, end) = walk(&asl, &config("export", "plan", dialect));
+        assert_eq!(end, "Done", "{dialect}");
+        let export = submitted_jobs(&asl, &tasks);
+        assert_eq!(export[..3], EXPORT_JOBS, "{dialect}: {export:?}");
+        assert_eq!(
+            export[3..],
+            scan[1..],
+            "{dialect}: after its plan the export path runs the scan path's phases"
+        );
+        // What each job runs, parsed by the CLI: start and wait find the export by the run id,
+        // and the plan pins the run to the export that start noted.
+        for job in &export[..3] {
+            let j = &jobs[job];
+            let cli = parse_job(job, &j.command, &j.env(dialect));
+            match &cli.command {
+                cli::Command::Export(cli::ExportCommand::Start(args)) => {
+                    assert_eq!(job, EXPORT_JOBS[0]);
+                    assert!(args.run.run_id.is_some(), "{job}: needs the run id");
+                    assert!(args.table.table.is_some(), "{job}: needs the table");
+                }
+                cli::Command::Export(cli::ExportCommand::Wait(args)) => {
+                    assert_eq!(job, EXPORT_JOBS[1]);
+                    assert!(
+                        args.export_arn.is_none() && args.run.run_id.is_some(),
+                        "{job}: the state machine knows only the run id"
+                    );
+                }
+                cli::Command::Plan(args) => {
+                    assert_eq!(job, EXPORT_JOBS[2]);
+                    assert!(args.export_of_run, "{job}: must plan from the run's export");
+                    assert!(args.run.run_id.is_some(), "{job}: needs the run id");
+                }
+                other => panic!("{job} runs {other:?}"),
+            }
+        }
+        // Resuming: at wait skips the start; from segment on the plan already says what to read.
+        let (tasks, _) = walk(&asl, &config("export", "wait", dialect));
+        assert_eq!(submitted_jobs(&asl, &tasks)[..2], EXPORT_JOBS[1..]);
+        for start_at in ["segment", "prepare", "upload", "replace"] {
+            assert_eq!(
+                walk(&asl, &config("export", start_at, dialect)),
+                walk(&asl, &config("scan", start_at, dialect)),
+                "{dialect}, startAt {start_at}"
+            );
+        }
+        // Inputs the state machine refuses never reach a job.
+        for (source, start_at) in [("scan", "wait"), ("s3", "plan"), ("EXPORT", "plan")] {
+            assert_eq!(
+                walk(&asl, &config(source, start_at, dialect)),
+                (vec![], "InvalidInput".to_string()),
+                "source {source}, startAt {start_at}"
+            );
+        }
+    }
+    // A failed export step is reported like any phase, with the export source in the resume input.
+    let states = asl["States"].as_object().unwrap();
+    for job in EXPORT_JOBS {
+        let (name, state) = states
+            .iter()
+            .find(|(_, s)| submitted(s).is_some_and(|(j, _)| j == job))
+            .unwrap_or_else(|| panic!("no state submits {job}"));
+        let caught = state["Catch"][0]["Next"].as_str().unwrap();
+        assert_eq!(
+            states[caught]["Next"], "DescribeFailure",
+            "{name}: a failure must reach the alert"
+        );
+        let resume_at = states[caught]["Result"]["resumeAt"].as_str().unwrap();
+        let resumed = config("export", resume_at, "redshift");
+        assert_eq!(
+            walk(&asl, &resumed).1,
+            "Done",
+            "{caught}: resumeAt {resume_at} must be an input the state machine takes"
+        );
+    }
+    assert_eq!(
+        asl["States"]["DescribeFailure"]["Parameters"]["resumeInput"]["source.$"],
+        "$.config.source"
+    );
+}
+
+/// `export wait` must give up on its own (exit 1, which Batch retries) before the attempt's timeout:
+/// Batch does not retry an attempt its timeout killed. Over all attempts it waits for hours.
+#[test]
+fn the_export_wait_gives_up_before_batch_kills_it_and_waits_for_hours() {
+    let jobs = job_definitions();
+    let job = &jobs["dynamo-etl-export-wait"];
+    let cli = parse_job("dynamo-etl-export-wait", &job.command, &job.env("redshift"));
+    let cli::Command::Export(cli::ExportCommand::Wait(args)) = &cli.command else {
+        panic!("dynamo-etl-export-wait runs {:?}", cli.command);
+    };
+    let timeout = timeout_of(&jobs, "dynamo-etl-export-wait");
+    // The last poll may start just before the wait's end; it and the container's start need time.
+    let margin = 120;
+    assert!(
+        args.wait_seconds + args.poll_seconds + margin <= timeout,
+        "an attempt waits {} s plus a {} s poll, within {margin} s of its {timeout} s timeout",
+        args.wait_seconds,
+        args.poll_seconds
+    );
+    let attempts = job.def["retryStrategy"]["attempts"].as_u64().unwrap();
+    assert!(
+        attempts * args.wait_seconds >= 4 * 3600,
+        "{attempts} attempts of {} s are too short for an export of a large table",
+        args.wait_seconds
+    );
+    assert!(
+        args.poll_seconds >= 30,
+        "polling faster than every 30 s only spends DescribeExport calls"
+    );
+}
+
+/// The export path waits for the export before planning, so it has less room for the state
+/// machine's retries: with every attempt of the wait used up and every later phase at its timeout,
+/// one whole-job retry of phase 3 (the longest phase) must still fit in the execution's timeout.
+#[test]
+fn the_export_path_fits_in_the_execution_timeout() {
+    let asl = state_machine();
+    let jobs = job_definitions();
+    let limit = asl["TimeoutSeconds"].as_u64().expect("TimeoutSeconds");
+    for dialect in DIALECTS {
+        let (tasks, _) = walk(&asl, &config("export", "plan", dialect));
+        let mut total = 0;
+        for t in &tasks {
+            let job = submitted(&asl["States"][t]).unwrap().0;
+            total += timeout_of(&jobs, &job);
+            if job == "dynamo-etl-export-wait" {
+                // Still running at the end of an attempt is exit 1, which Batch retries: the
+                // wait's whole budget is every attempt.
+                let attempts = jobs[&job].def["retryStrategy"]["attempts"]
+                    .as_u64()
+                    .unwrap();
+                total += (attempts - 1) * timeout_of(&jobs, &job);
+            }
+        }
+        let upload = tasks
+            .iter()
+            .find(|t| {
+                submitted(&asl["States"][t.as_str()])
+                    .unwrap()
+                    .0
+                    .contains("phase3")
+            })
+            .unwrap();
+        let state = &asl["States"][upload.as_str()];
+        let retry = state["Retry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["ErrorEquals"][0] == "States.TaskFailed")
+            .expect("phase 3 retries a failed job");
+        total += retry["IntervalSeconds"].as_u64().unwrap()
+            + timeout_of(&jobs, &submitted(state).unwrap().0);
+        assert!(
+            total <= limit,
+            "{dialect}: the export path with one phase 3 retry takes up to {total} s of the execution's {limit} s"
         );
     }
 }

@@ -5,7 +5,7 @@ use super::super::flags::{RunFlag, TableFlag};
 use super::super::output::line;
 use super::super::Cli;
 use dynamo_etl::error::Error;
-use dynamo_etl::phases::export::{start, wait, StartRequest};
+use dynamo_etl::phases::export::{start, started_for, wait, StartRequest};
 use dynamo_etl::phases::plan::{given_run_id, new_run_id};
 use std::time::Duration;
 
@@ -25,9 +25,14 @@ pub struct StartArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct WaitArgs {
-    /// The export to wait for (printed by `export start`).
+    /// The export to wait for (printed by `export start`). Default: the export `export start`
+    /// started for --run-id.
     #[arg(long, env = "ETL_EXPORT_ARN", value_name = "ARN")]
-    pub export_arn: String,
+    pub export_arn: Option<String>,
+    /// Without --export-arn: wait for the export `export start` started for this run (it notes
+    /// the ARN in runs/<run-id>/export-started.json).
+    #[command(flatten)]
+    pub run: RunFlag,
     /// Seconds between two DescribeExport calls.
     #[arg(long, env = "ETL_EXPORT_POLL_SECONDS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -66,9 +71,18 @@ pub async fn run_start(cli: &Cli, args: &StartArgs) -> Result<(), Error> {
 
 pub async fn run_wait(cli: &Cli, args: &WaitArgs) -> Result<(), Error> {
     let ctx = cli.context().await?;
+    let arn = match &args.export_arn {
+        Some(arn) => arn.clone(),
+        None => {
+            let run_id = args.run.required().map_err(|_| {
+                Error::fatal("export wait needs the export: pass --export-arn, or --run-id of the run `export start` started it for")
+            })?;
+            started_for(ctx.staging()?, run_id).await?.export_arn
+        }
+    };
     let location = wait(
         &ctx,
-        &args.export_arn,
+        &arn,
         Duration::from_secs(args.poll_seconds),
         Duration::from_secs(args.wait_seconds),
     )

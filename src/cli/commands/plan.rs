@@ -8,6 +8,7 @@ use super::super::output::{line, out};
 use super::super::Cli;
 use dynamo_etl::error::Error;
 use dynamo_etl::phases::estimate::{estimate, EstimateSettings, DEFAULT_READ_PRICE_PER_MILLION};
+use dynamo_etl::phases::export::started_for;
 use dynamo_etl::phases::plan::{given_run_id, new_run_id, plan_new};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -26,6 +27,11 @@ pub struct Args {
     /// Plan the run to read a DynamoDB export instead of scanning the table.
     #[command(flatten)]
     pub export: ExportFlags,
+    /// Plan the run to read the export `export start` started for this run id (the ARN it
+    /// noted in runs/<run-id>/export-started.json), as with --export-arn. Needs a finished
+    /// export (`export wait`).
+    #[arg(long, env = "ETL_EXPORT_OF_RUN", conflicts_with_all = ["export_prefix", "export_arn"])]
+    pub export_of_run: bool,
     #[command(flatten)]
     pub estimate: EstimateFlags,
     /// With --estimate: the read settings phase 1 will run with (AWS Batch runs every segment
@@ -110,10 +116,23 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
     })?;
     let run_id = given_run_id(args.run.run_id.as_deref()).unwrap_or_else(new_run_id);
     let ctx = cli.context().await?;
+    let noted_arn = match args.export_of_run {
+        true => {
+            let noted = started_for(ctx.staging()?, &run_id).await?;
+            if noted.table != table {
+                return Err(Error::fatal(format!(
+                    "run {run_id}'s export is of table {}, not {table}; plan it with --table {}, or start an export of {table}",
+                    noted.table, noted.table
+                )));
+            }
+            Some(noted.export_arn)
+        }
+        false => None,
+    };
     let export = dynamo_etl::phases::export::resolve(
         &ctx,
         args.export.export_prefix.as_deref(),
-        args.export.export_arn.as_deref(),
+        args.export.export_arn.as_deref().or(noted_arn.as_deref()),
     )
     .await?;
     let plan = plan_new(
