@@ -7,6 +7,11 @@ the stack and provides boto3). Measures, on one table and with one segment count
             layout, by dynamo-etl-seed bench-export), a run planned from it (plan
             --export-prefix), and dynamo-etl segment over it as phase1 runs: one process per
             segment, all at once; rows per table checked against the phase1 run's
+  increment a full copy of the table (dynamo-etl run) into a target of its own, then an
+            incremental export changing --increment-fraction of its items (dynamo-etl-seed
+            bench-increment: eight updates, one delete, one insert in ten) applied with
+            dynamo-etl increment; the increment's time and CPU against the full copy's, and the
+            target's rows checked against the count the changes leave
   baseline  jobs/bench/baseline_phase1.py: the old Python ETL's phase 1, one thread per segment
   load      dynamo-etl upload: one process per segment of the phase1 run, all at once, after
             prepare; against psql \\copy of the same CSV (decompressed beforehand) into fresh
@@ -67,7 +72,7 @@ TARGET_BUDGET = (0.90, 1.05)  # achieved read units per second / --max-read-unit
 # stands for "no checkpoints": about 32 years, which no segment reaches.
 DEFAULT_CHECKPOINT_SECONDS = 60
 RARE_CHECKPOINT_SECONDS = 1_000_000_000
-STEPS = ("bare", "phase1", "export", "baseline", "load", "rss", "resume", "overhead", "budget")
+STEPS = ("bare", "phase1", "export", "increment", "baseline", "load", "rss", "resume", "overhead", "budget")
 
 
 def log(msg):
@@ -89,7 +94,7 @@ def parse_args():
     p.add_argument("--items", type=int, help="items in the table (default 1,000,000; 2,000 with --smoke)")
     p.add_argument("--segments", type=int, help="segments = parallel scans/processes (default 4; 2 with --smoke)")
     p.add_argument("--only", default=",".join(STEPS),
-                   help="comma-separated steps to run: bare, phase1, export (needs phase1), baseline, "
+                   help="comma-separated steps to run: bare, phase1, export (needs phase1), increment, baseline, "
                         "load (needs phase1), rss, resume, overhead, budget")
     p.add_argument("--rss-items", help="items of the two rss runs (default 100000,1000000; 2000,20000 with --smoke)")
     p.add_argument("--smoke", action="store_true",
@@ -118,6 +123,8 @@ def parse_args():
     p.add_argument("--budget-fraction", type=float, default=1 / 3,
                    help="budget step: --max-read-units as this fraction of the unbudgeted run's read units per second "
                         "(default 1/3)")
+    p.add_argument("--increment-fraction", type=float, default=0.01,
+                   help="increment step: the share of the table's items the increment changes (default 0.01)")
     p.add_argument("--keep", action="store_true", help="keep the S3 objects and warehouse schemas of this run")
     p.add_argument("--drop-table", action="store_true", help="delete the table at the end (default with --smoke)")
     p.add_argument("--out", default=os.path.join(ROOT, "target", "bench"), help="results and scratch folder")
@@ -468,6 +475,43 @@ def step_export(args, env, logs, run_id, schemas_dir, s3, bucket, prefix):
     step.extra["rows"], _ = segment_rows(s3, bucket, f"{env['ETL_PREFIX']}/runs/{export_run}/", args.segments)
     step.extra["scan_rows"], _ = segment_rows(s3, bucket, f"{env['ETL_PREFIX']}/runs/{run_id}/", args.segments)
     return step
+
+
+def step_increment(args, env, logs, run_id, schemas_dir, s3, bucket, prefix, target):
+    """j: a full copy of the table, then an increment changing --increment-fraction of it."""
+    etl = os.path.join(args.bin_dir, "dynamo-etl")
+    full_run, inc_target = f"{run_id}-full", f"{target}_inc"
+    full, _ = run_step("full-copy", f"j1 dynamo-etl run: a full copy ({args.segments} segments)",
+                       [[etl, "run", "--table", args.table, "--run-id", full_run, "--total-segments",
+                         str(args.segments), "--schemas-dir", schemas_dir, "--target", inc_target]], env, logs)
+    rows, full.units = segment_rows(s3, bucket, f"{env['ETL_PREFIX']}/runs/{full_run}/", args.segments)
+    plan = json.loads(s3.get_object(Bucket=bucket, Key=f"{env['ETL_PREFIX']}/runs/{full_run}/run.json")["Body"].read())
+    started = time.monotonic()
+    written = subprocess.run(
+        [os.path.join(args.bin_dir, "dynamo-etl-seed"), "bench-increment", "--table", args.table, "--items",
+         str(args.items), "--fraction", str(args.increment_fraction), "--from", plan["created_at"], "--bucket", bucket,
+         "--prefix", f"{prefix}/increment"],
+        env=env, check=True, capture_output=True, text=True)
+    write_s = time.monotonic() - started
+    url = written.stdout.strip().splitlines()[-1]
+    inc, (out,) = run_step("increment", f"j2 dynamo-etl increment ({args.increment_fraction:.0%} of the items changed)",
+                           [[etl, "increment", "--table", args.table, "--target", inc_target, "--export-prefix", url,
+                             "--schemas-dir", schemas_dir]], env, logs)
+    changes = int(re.search(r": (\d+) changes from", out).group(1))
+    inc.units = changes
+    count = max(1, round(args.items * args.increment_fraction))
+    deletes = sum(1 for j in range(count) if j % 10 == 0)
+    inserts = sum(1 for j in range(count) if j % 10 == 1)
+    tables = [t for t in rows if t != "_overflow"]
+    served = sum(int(sql(env, f'SELECT count(*) FROM "{inc_target}"."{t}"')) for t in tables)
+    inc.extra.update({"expected_items": None, "changes": changes, "export": url,
+                      "write_export_s": round(write_s, 2), "served_rows": served,
+                      "expected_rows": full.units - deletes + inserts})
+    full.extra["rows"] = rows
+    if not args.keep:
+        sql(env, f'DROP SCHEMA IF EXISTS "{inc_target}" CASCADE; DROP SCHEMA IF EXISTS "{inc_target}_previous" CASCADE; '
+                 f'DROP SCHEMA IF EXISTS "{inc_target}_increment_staging" CASCADE')
+    return full, inc
 
 
 def step_baseline(args, env, logs, schemas_dir, prefix, work):
@@ -959,6 +1003,14 @@ def ratios_and_targets(steps):
         same = e.extra["rows"] == e.extra["scan_rows"]
         targets["export: same rows per table as the scan"] = {
             "measured": "same" if same else e.extra["rows"], "target": e.extra["scan_rows"], "met": same}
+    full, inc = steps.get("full-copy"), steps.get("increment")
+    if full and inc:
+        ratios["increment/full copy wall"] = inc.wall / full.wall
+        ratios["increment/full copy cpu"] = inc.cpu / full.cpu
+        ratios["increment: changes / items"] = inc.units / full.units
+        same = inc.extra["served_rows"] == inc.extra["expected_rows"]
+        targets["increment: served rows = copy's - deletes + inserts"] = {
+            "measured": inc.extra["served_rows"], "target": inc.extra["expected_rows"], "met": same}
     segment_ratios_and_targets(steps, ratios, targets)
     return {k: round(v, 3) for k, v in ratios.items()}, targets
 
@@ -1073,6 +1125,10 @@ def main():
         if "export" in args.steps:
             log("i: dynamo-etl phase 1 from an export of the same table")
             steps["export"] = step_export(args, env, logs, run_id, schemas_dir, s3, bucket, prefix)
+        if "increment" in args.steps:
+            log(f"j: a full copy, then an increment changing {args.increment_fraction:.0%} of the items")
+            steps["full-copy"], steps["increment"] = step_increment(args, env, logs, run_id, schemas_dir, s3,
+                                                                    bucket, prefix, target)
         if "baseline" in args.steps:
             log("c: python baseline")
             steps["baseline"] = step_baseline(args, env, logs, schemas_dir, f"{prefix}/python", work)
