@@ -25,6 +25,21 @@ pub async fn resolve(
     }
 }
 
+/// The window of incremental export `arn`, from DescribeExport's
+/// `IncrementalExportSpecification` (`None` for a full export).
+pub async fn incremental_window(
+    ctx: &Context,
+    arn: &str,
+) -> Result<Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>, Error> {
+    let d = describe_export(ctx, arn).await?;
+    let time = |t: Option<&aws_sdk_dynamodb::primitives::DateTime>| {
+        t.and_then(|t| t.to_millis().ok())
+            .and_then(chrono::DateTime::from_timestamp_millis)
+    };
+    Ok(d.incremental_export_specification()
+        .and_then(|spec| Some((time(spec.export_from_time())?, time(spec.export_to_time())?))))
+}
+
 /// Where the finished export `arn` is, from DescribeExport.
 async fn describe(ctx: &Context, arn: &str) -> Result<ExportSource, Error> {
     let d = describe_export(ctx, arn).await?;

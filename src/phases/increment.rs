@@ -379,6 +379,8 @@ pub struct IncrementRequest<'a> {
     pub table: &'a str,
     /// An incremental export that exists already (its window must start at the watermark).
     pub export: Option<ExportSource>,
+    /// Its window, when DescribeExport gave it (`--export-arn`); else the summary's is used.
+    pub export_window: Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>,
     /// Export and apply changes up to here; `None`: the newest restorable time of the table.
     pub to: Option<chrono::DateTime<chrono::Utc>>,
     pub new_and_old_images: bool,
@@ -432,6 +434,14 @@ pub async fn increment(
     if let Some(source) = &request.export {
         let store = ctx.store_of(&source.bucket)?;
         let export = Export::open_kind(store.as_ref(), source, ExportKind::Incremental).await?;
+        if let Some(exported) = export.summary.table_name().filter(|t| *t != request.table) {
+            return Err(Error::fatal(format!(
+                "incremental export {} is of table {exported}, not {}: pass the export of {}",
+                source.url(),
+                request.table,
+                request.table
+            )));
+        }
         let window = |field: Option<&str>, what: &str| {
             let text = field.ok_or_else(|| {
                 Error::fatal(format!(
@@ -441,8 +451,13 @@ pub async fn increment(
             })?;
             parse_instant(text, what)
         };
-        let from = window(export.summary.export_from_time.as_deref(), "exportFromTime")?;
-        let to = window(export.summary.export_to_time.as_deref(), "exportToTime")?;
+        let (from, to) = match request.export_window {
+            Some(window) => window,
+            None => (
+                window(export.summary.export_from_time.as_deref(), "exportFromTime")?,
+                window(export.summary.export_to_time.as_deref(), "exportToTime")?,
+            ),
+        };
         let one = apply_window(
             ctx,
             warehouse,

@@ -62,6 +62,11 @@ pub enum SwapState {
     NotPrepared,
     /// No warehouse given; the swap record in the staging area says whether it was swapped.
     Unknown { swapped: bool },
+    /// An increment run: whether the target has applied it (`None`: warehouse not consulted).
+    Increment {
+        window: String,
+        applied: Option<bool>,
+    },
 }
 
 /// Something left to do, and the command that does it.
@@ -120,6 +125,14 @@ impl RunStatus {
             SwapState::Replaced => "swapped in earlier, since replaced by a newer run".to_string(),
             SwapState::Staged => "staged, not swapped in yet".to_string(),
             SwapState::NotPrepared => "staging not prepared for this run".to_string(),
+            SwapState::Increment { window, applied } => format!(
+                "increment of {window}: {}",
+                match applied {
+                    Some(true) => "applied to the target",
+                    Some(false) => "not applied to the target",
+                    None => "warehouse not consulted",
+                }
+            ),
             SwapState::Unknown { swapped } => format!(
                 "{} (warehouse not consulted)",
                 if *swapped {
@@ -299,6 +312,46 @@ pub async fn gather(
     };
     let target = warehouse.map(|w| w.config().target.as_str());
     let runbook = ctx.runbook(&plan.run_id, target);
+    if let Some(spec) = &plan.increment {
+        // An increment is never swapped: it is applied, by `increment`, which also stages it.
+        let applied = match warehouse {
+            Some(w) => Some(
+                w.increments()
+                    .await?
+                    .iter()
+                    .any(|a| a.run_id == plan.run_id),
+            ),
+            None => None,
+        };
+        let mut status = decide(plan, &manifests, true, None, &runbook);
+        status.swap = SwapState::Increment {
+            window: format!("{} to {} on run {}", spec.from, spec.to, spec.base_run),
+            applied,
+        };
+        if applied != Some(true) {
+            let export = plan
+                .export
+                .as_ref()
+                .map(|e| format!(" --export-prefix {}", e.url()))
+                .unwrap_or_default();
+            let target = target.map(|t| format!(" --target {t}")).unwrap_or_default();
+            status.gaps.push(Gap {
+                what: match applied {
+                    Some(_) => "the increment is not applied".to_string(),
+                    None => {
+                        "the increment may not be applied (pass --target for the warehouse's view)"
+                            .to_string()
+                    }
+                },
+                command: format!(
+                    "dynamo-etl increment --table {}{export}{target}",
+                    plan.source_table
+                ),
+            });
+        }
+        note_checkpoints(staging, plan, &runbook, &mut status).await?;
+        return Ok(status);
+    }
     let mut status = decide(plan, &manifests, swapped, state.as_ref(), &runbook);
     note_checkpoints(staging, plan, &runbook, &mut status).await?;
     Ok(status)

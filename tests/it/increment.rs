@@ -324,6 +324,16 @@ async fn increments_keep_the_served_tables_equal_to_a_fresh_copy() {
             show(&out)
         );
     }
+    let status = env.run(
+        &["status", "--run-id", &inc_run, "--target", &env.target],
+        &[],
+    );
+    assert!(status.status.success(), "{}", show(&status));
+    assert!(
+        show(&status).contains("applied to the target"),
+        "{}",
+        show(&status)
+    );
     // status shows the watermark: the end of the last increment applied.
     let status = env.run(
         &["status", "--run-id", "base", "--target", &env.target],

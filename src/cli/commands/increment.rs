@@ -1,7 +1,7 @@
 //! `increment`: apply the table's changes since the target's watermark (DynamoDB incremental
 //! exports) to the tables the target serves.
 
-use super::super::flags::{ExportFlags, PartFlags, SchemaFlags, TableFlag, WarehouseFlags};
+use super::super::flags::{PartFlags, SchemaFlags, TableFlag, WarehouseFlags};
 use super::super::output::line;
 use super::super::Cli;
 use dynamo_etl::error::Error;
@@ -15,10 +15,20 @@ pub struct Args {
     pub table: TableFlag,
     #[command(flatten)]
     pub warehouse: WarehouseFlags,
-    /// Apply this finished incremental export (it must start at the target's watermark) instead
-    /// of exporting the changes.
-    #[command(flatten)]
-    pub export: ExportFlags,
+    /// Apply this finished incremental export instead of exporting the changes:
+    /// s3://<bucket>/<export-prefix>/AWSDynamoDB/<export-id>. Its window must start at the
+    /// target's watermark.
+    #[arg(
+        long,
+        env = "ETL_EXPORT_PREFIX",
+        value_name = "S3_URL",
+        conflicts_with = "export_arn"
+    )]
+    pub export_prefix: Option<String>,
+    /// Apply the finished incremental export with this ARN (location and window from
+    /// DescribeExport).
+    #[arg(long, env = "ETL_EXPORT_ARN", value_name = "ARN")]
+    pub export_arn: Option<String>,
     /// Apply changes written before this RFC 3339 time. Default: the newest time the table's
     /// point-in-time recovery can export.
     #[arg(long, env = "ETL_INCREMENT_TO", value_name = "TIME", value_parser = super::export::parse_time)]
@@ -65,13 +75,18 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
         dynamo_etl::warehouse::open(args.warehouse.config(Some(table), &cli.aws, &cli.retry)?);
     let export = dynamo_etl::phases::export::resolve(
         &ctx,
-        args.export.export_prefix.as_deref(),
-        args.export.export_arn.as_deref(),
+        args.export_prefix.as_deref(),
+        args.export_arn.as_deref(),
     )
     .await?;
+    let export_window = match args.export_arn.as_deref() {
+        Some(arn) => dynamo_etl::phases::export::incremental_window(&ctx, arn).await?,
+        None => None,
+    };
     let request = IncrementRequest {
         table,
         export,
+        export_window,
         to: args.to,
         new_and_old_images: args.view == View::NewAndOldImages,
         schemas: args.schemas.options(),
