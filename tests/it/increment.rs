@@ -541,3 +541,58 @@ async fn an_apply_killed_halfway_leaves_the_target_as_it_was() {
     );
     assert_eq!(env.count(&env.target, "org").await, 2);
 }
+
+/// Without a given export, `increment` asks DescribeContinuousBackups for the table's
+/// point-in-time recovery window (against the S3-compatible server's own DynamoDB, which has
+/// the call; DynamoDB Local does not): no recovery means no increments, a watermark older than
+/// the recovery window cannot be caught up (a full copy resets it), and a watermark less than 15
+/// minutes old leaves nothing to export yet.
+#[tokio::test(flavor = "multi_thread")]
+async fn increment_reads_the_recovery_window_and_waits_for_a_whole_window() {
+    let env = TestEnv::with_demo("incr-pitr", 1).await;
+    env.run_ok(&["run", "--table", &env.table, "--run-id", "base"]);
+    let config = dynamo_etl::aws::AwsConfig {
+        dynamodb_endpoint: Some(env.stack.s3.clone()),
+        ..Default::default()
+    };
+    let sdk = dynamo_etl::aws::load(&config).await.unwrap();
+    let moto = dynamo_etl::aws::dynamodb(&sdk, &config);
+    dynamo_etl::testkit::fixtures::create_table(&moto, &env.table)
+        .await
+        .unwrap();
+    let on_moto = [("ETL_DYNAMODB_ENDPOINT", env.stack.s3.clone())];
+    let args = ["increment", "--table", &env.table];
+
+    let refused = env.run(&args, &on_moto);
+    assert_eq!(refused.status.code(), Some(2), "{}", show(&refused));
+    assert!(
+        show(&refused).contains("point-in-time recovery"),
+        "{}",
+        show(&refused)
+    );
+
+    moto.update_continuous_backups()
+        .table_name(&env.table)
+        .point_in_time_recovery_specification(
+            aws_sdk_dynamodb::types::PointInTimeRecoverySpecification::builder()
+                .point_in_time_recovery_enabled(true)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    // The copy was taken before recovery was switched on.
+    let too_old = env.run(&args, &on_moto);
+    assert_eq!(too_old.status.code(), Some(2), "{}", show(&too_old));
+    assert!(
+        show(&too_old).contains("can no longer be exported"),
+        "{}",
+        show(&too_old)
+    );
+
+    env.run_ok(&["run", "--table", &env.table, "--run-id", "after-pitr"]);
+    let out = env.run(&args, &on_moto);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(show(&out).contains("nothing to apply"), "{}", show(&out));
+}
