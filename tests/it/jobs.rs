@@ -1086,7 +1086,11 @@ fn the_failure_alerts_commands_run_as_written() {
 #[test]
 fn schedules_and_policies_are_well_formed() {
     let schedules = json_files(&root().join("events"));
-    assert_eq!(schedules.len(), 2, "a nightly run and a weekly schema job");
+    assert_eq!(
+        schedules.len(),
+        3,
+        "a nightly run, a weekly schema job and hourly increments"
+    );
     for (path, s) in &schedules {
         assert!(
             s["ScheduleExpression"]
@@ -1203,15 +1207,34 @@ fn the_roles_may_submit_and_start_what_they_are_given() {
         }
     }
     let scheduler = policy("dynamo-etl-scheduler");
-    let (_, weekly) = json_files(&root().join("events"))
-        .into_iter()
-        .find(|(p, _)| p.to_string_lossy().contains("infer-schema"))
-        .unwrap();
-    let input: Value = serde_json::from_str(weekly["Target"]["Input"].as_str().unwrap()).unwrap();
-    let job = input["JobDefinition"].as_str().unwrap();
-    assert!(job_definitions().contains_key(job), "{job}");
-    let arn = format!("arn:aws:batch:${{REGION}}:${{ACCOUNT_ID}}:job-definition/{job}:3");
-    assert!(allows(&scheduler, "batch:SubmitJob", &arn), "{job}");
+    let mut submitting = 0;
+    for (path, schedule) in json_files(&root().join("events")) {
+        if !schedule["Target"]["Arn"]
+            .as_str()
+            .is_some_and(|a| a.ends_with("batch:submitJob"))
+        {
+            continue;
+        }
+        submitting += 1;
+        let input: Value =
+            serde_json::from_str(schedule["Target"]["Input"].as_str().unwrap()).unwrap();
+        let job = input["JobDefinition"].as_str().unwrap();
+        assert!(
+            job_definitions().contains_key(job),
+            "{}: {job}",
+            path.display()
+        );
+        let arn = format!("arn:aws:batch:${{REGION}}:${{ACCOUNT_ID}}:job-definition/{job}:3");
+        assert!(
+            allows(&scheduler, "batch:SubmitJob", &arn),
+            "{}: the scheduler may not submit {job}",
+            path.display()
+        );
+    }
+    assert_eq!(
+        submitting, 2,
+        "the weekly schema job and the hourly increment"
+    );
 }
 
 /// An AWS SDK operation the code may call, as the client's fluent method, with the IAM actions it
