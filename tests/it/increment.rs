@@ -348,7 +348,9 @@ async fn increments_keep_the_served_tables_equal_to_a_fresh_copy() {
 
 /// `increment` killed (SIGKILL) while its apply transaction waits halfway through its deletes:
 /// the server rolls the transaction back, the target keeps every row, and the same command run
-/// again applies the increment.
+/// again applies the increment. Then: changed data-schemas are refused unless --served-schemas,
+/// and a full copy (`run` without a run id, which must not take an increment run for one to go
+/// on with) makes its own point in time the watermark again.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_apply_killed_halfway_leaves_the_target_as_it_was() {
     let env = TestEnv::with_demo("incr-kill", 2).await;
@@ -539,7 +541,21 @@ async fn an_apply_killed_halfway_leaves_the_target_as_it_was() {
         "{served}: {}",
         show(&again)
     );
-    assert_eq!(env.count(&env.target, "org").await, 2);
+    assert_eq!(
+        env.count(&env.target, "org").await,
+        2,
+        "a full copy of the table, which the increments' deletes never touched"
+    );
+    // The new copy's own point in time is the watermark again.
+    let status = env.run(
+        &["status", "--run-id", &served, "--target", &env.target],
+        &[],
+    );
+    assert!(
+        show(&status).contains(&format!("(the point in time of full copy {served})")),
+        "{}",
+        show(&status)
+    );
 }
 
 /// Without a given export, `increment` asks DescribeContinuousBackups for the table's
