@@ -37,7 +37,11 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
         let warehouse = dynamo_etl::warehouse::open(config);
         // Only a target that serves a copy has a watermark; status of a run never fails on it.
         if let Ok(mark) = dynamo_etl::phases::increment::watermark(&ctx, warehouse.as_ref()).await {
-            out(&watermark_line(&warehouse.config().target, &mark));
+            out(&watermark_line(
+                &status.source_table,
+                &warehouse.config().target,
+                &mark,
+            ));
         }
     }
     match status.is_complete() {
@@ -51,14 +55,18 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
 }
 
 /// Where the target's served tables are current to, and how far behind now that is.
-fn watermark_line(target: &str, mark: &dynamo_etl::phases::increment::Watermark) -> String {
+fn watermark_line(
+    table: &str,
+    target: &str,
+    mark: &dynamo_etl::phases::increment::Watermark,
+) -> String {
     let lag = chrono::Utc::now() - mark.at;
     let since = match &mark.last_increment {
         Some(last) => format!("the end of increment {}", last.run_id),
         None => format!("the point in time of full copy {}", mark.serving),
     };
     format!(
-        "watermark of {target}: {} ({since}); lag {} min; `dynamo-etl increment --target {target}` applies the changes since\n",
+        "watermark of {target}: {} ({since}); lag {} min; `dynamo-etl increment --table {table} --target {target}` applies the changes since\n",
         dynamo_etl::phases::increment::instant(mark.at),
         lag.num_minutes()
     )
