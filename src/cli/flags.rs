@@ -171,6 +171,29 @@ pub struct ExportFlags {
     pub export_arn: Option<String>,
 }
 
+/// How long a command waits for a DynamoDB export to finish.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExportWaitFlags {
+    /// Seconds between two DescribeExport calls.
+    #[arg(long, env = "ETL_EXPORT_POLL_SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub poll_seconds: u64,
+    /// Give up (exit 1, run again) when the export is still running after this many seconds.
+    #[arg(long, env = "ETL_EXPORT_WAIT_SECONDS", default_value_t = 6 * 3600,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub wait_seconds: u64,
+}
+
+impl ExportWaitFlags {
+    pub fn poll(&self) -> Duration {
+        Duration::from_secs(self.poll_seconds)
+    }
+
+    pub fn wait(&self) -> Duration {
+        Duration::from_secs(self.wait_seconds)
+    }
+}
+
 /// How many segments a table is scanned in.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TotalSegmentsFlag {

@@ -16,85 +16,26 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
+pub use super::phase1::{SegmentError, SegmentSettings};
+
+use super::phase1::TransformResult;
 use super::plan::{plan_or_resume, RunRequest};
 use super::Context;
-use crate::error::{Class, Classify, Error};
+use crate::error::Error;
 use crate::source::export::{read_segment, Export, ExportKind};
 use crate::source::page::{parse_key, RawPage};
 use crate::source::{scan_segment, Finished, ScanCounters, ScanEnd, ScanError, ScanSpec, Stopped};
 use crate::staging::checkpoint::{self, Checkpoint, Found, CHECKPOINT_FORMAT};
 use crate::staging::commands::Step;
-use crate::staging::manifest::{
-    Rejection, Resumed, SegmentManifest, TableDrift, TableOutput, MANIFEST_FORMAT,
-};
+use crate::staging::manifest::{Rejection, Resumed, SegmentManifest, TableOutput, MANIFEST_FORMAT};
 use crate::staging::parts::writer::{upload_chunks, PartSettings, PartWriter, Upload, Uploaded};
 use crate::staging::plan::RunPlan;
 use crate::staging::Staging;
 use crate::storage::{abort_uploads, ObjectStore, StoreError};
 use crate::transform::Transformer;
 
-/// How phase 1 reads and shapes its output.
-#[derive(Debug, Clone, Copy)]
-pub struct SegmentSettings {
-    pub parts: PartSettings,
-    pub consistent_read: bool,
-    /// Read units per second for this segment.
-    pub max_read_units: Option<f64>,
-    /// How often progress is logged.
-    pub progress_every: Duration,
-    /// A checkpoint is taken at least this often (and whenever a part fills up).
-    pub checkpoint_every: Duration,
-    /// Ignore the segment's checkpoint and scan it from its first page.
-    pub restart: bool,
-    /// At most this many items per Scan page (`None`: DynamoDB's 1 MB pages).
-    pub page_items: Option<u32>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SegmentError {
-    #[error(transparent)]
-    Scan(#[from] ScanError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("segment {segment} of run {run_id}: {problem}")]
-    Internal {
-        run_id: String,
-        segment: u32,
-        problem: String,
-    },
-    #[error("segment {segment} of run {run_id} stopped ({why}) after {items} items; {}",
-        if *.checkpointed { "a checkpoint holds them, and the retry goes on from there" }
-        else { "the retry goes on from the last checkpoint, or from the start when there is none" })]
-    Interrupted {
-        run_id: String,
-        segment: u32,
-        why: String,
-        items: u64,
-        checkpointed: bool,
-    },
-}
-
-impl Classify for SegmentError {
-    fn class(&self) -> Class {
-        match self {
-            SegmentError::Scan(e) => e.class(),
-            SegmentError::Store(e) => e.class(),
-            SegmentError::Internal { .. } => Class::Fatal,
-            SegmentError::Interrupted { .. } => Class::Retry,
-        }
-    }
-}
-
 /// Pages waiting for the transform (each at most 1 MB of items).
 const PAGES_IN_FLIGHT: usize = 2;
-
-/// What the transform thread hands back.
-pub(super) struct TransformResult {
-    pub(super) tables: BTreeMap<String, TableOutput>,
-    pub(super) rejected: Vec<Rejection>,
-    pub(super) drift: BTreeMap<String, TableDrift>,
-    pub(super) items: u64,
-}
 
 /// How the scan ended, for the transform thread (which sees only the channel close).
 const SCAN_RUNNING: u8 = 0;
@@ -395,7 +336,7 @@ async fn stream(
         let (store, export) = export.ok_or_else(|| {
             internal("an increment run's plan names no incremental export".into())
         })?;
-        return super::increment::stream_changes(
+        return super::changes::stream_changes(
             staging,
             settings,
             plan,

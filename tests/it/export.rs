@@ -181,16 +181,7 @@ async fn a_data_file_that_disagrees_with_its_manifest_line_stops_phase_1_naming_
 #[tokio::test(flavor = "multi_thread")]
 async fn export_start_and_wait_call_the_export_api() {
     let env = TestEnv::new("export-api").await;
-    let config = dynamo_etl::aws::AwsConfig {
-        dynamodb_endpoint: Some(env.stack.s3.clone()),
-        ..Default::default()
-    };
-    let sdk = dynamo_etl::aws::load(&config).await.unwrap();
-    let moto = dynamo_etl::aws::dynamodb(&sdk, &config);
-    dynamo_etl::testkit::fixtures::create_table(&moto, &env.table)
-        .await
-        .unwrap();
-    let on_moto = [("ETL_DYNAMODB_ENDPOINT", env.stack.s3.clone())];
+    let (moto, on_moto) = env.table_on_moto().await;
     let start = [
         "export", "start", "--table", &env.table, "--run-id", "nightly",
     ];
@@ -203,17 +194,7 @@ async fn export_start_and_wait_call_the_export_api() {
         show(&refused)
     );
 
-    moto.update_continuous_backups()
-        .table_name(&env.table)
-        .point_in_time_recovery_specification(
-            aws_sdk_dynamodb::types::PointInTimeRecoverySpecification::builder()
-                .point_in_time_recovery_enabled(true)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    crate::support::enable_pitr(&moto, &env.table).await;
     let started = env.run(&start, &on_moto);
     assert!(started.status.success(), "{}", show(&started));
     let arn = String::from_utf8_lossy(&started.stdout).trim().to_string();

@@ -567,16 +567,7 @@ async fn an_apply_killed_halfway_leaves_the_target_as_it_was() {
 async fn increment_reads_the_recovery_window_and_waits_for_a_whole_window() {
     let env = TestEnv::with_demo("incr-pitr", 1).await;
     env.run_ok(&["run", "--table", &env.table, "--run-id", "base"]);
-    let config = dynamo_etl::aws::AwsConfig {
-        dynamodb_endpoint: Some(env.stack.s3.clone()),
-        ..Default::default()
-    };
-    let sdk = dynamo_etl::aws::load(&config).await.unwrap();
-    let moto = dynamo_etl::aws::dynamodb(&sdk, &config);
-    dynamo_etl::testkit::fixtures::create_table(&moto, &env.table)
-        .await
-        .unwrap();
-    let on_moto = [("ETL_DYNAMODB_ENDPOINT", env.stack.s3.clone())];
+    let (moto, on_moto) = env.table_on_moto().await;
     let args = ["increment", "--table", &env.table];
 
     let refused = env.run(&args, &on_moto);
@@ -587,17 +578,7 @@ async fn increment_reads_the_recovery_window_and_waits_for_a_whole_window() {
         show(&refused)
     );
 
-    moto.update_continuous_backups()
-        .table_name(&env.table)
-        .point_in_time_recovery_specification(
-            aws_sdk_dynamodb::types::PointInTimeRecoverySpecification::builder()
-                .point_in_time_recovery_enabled(true)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    crate::support::enable_pitr(&moto, &env.table).await;
     // The copy was taken before recovery was switched on.
     let too_old = env.run(&args, &on_moto);
     assert_eq!(too_old.status.code(), Some(2), "{}", show(&too_old));

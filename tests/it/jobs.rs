@@ -920,19 +920,19 @@ fn the_export_wait_gives_up_before_batch_kills_it_and_waits_for_hours() {
     // The last poll may start just before the wait's end; it and the container's start need time.
     let margin = 120;
     assert!(
-        args.wait_seconds + args.poll_seconds + margin <= timeout,
+        args.wait.wait_seconds + args.wait.poll_seconds + margin <= timeout,
         "an attempt waits {} s plus a {} s poll, within {margin} s of its {timeout} s timeout",
-        args.wait_seconds,
-        args.poll_seconds
+        args.wait.wait_seconds,
+        args.wait.poll_seconds
     );
     let attempts = job.def["retryStrategy"]["attempts"].as_u64().unwrap();
     assert!(
-        attempts * args.wait_seconds >= 4 * 3600,
+        attempts * args.wait.wait_seconds >= 4 * 3600,
         "{attempts} attempts of {} s are too short for an export of a large table",
-        args.wait_seconds
+        args.wait.wait_seconds
     );
     assert!(
-        args.poll_seconds >= 30,
+        args.wait.poll_seconds >= 30,
         "polling faster than every 30 s only spends DescribeExport calls"
     );
 }

@@ -1,13 +1,12 @@
 //! `export start` / `export wait`: a DynamoDB export of the table to the staging bucket, for a
 //! run that reads it instead of scanning (`plan --export-arn`).
 
-use super::super::flags::{RunFlag, TableFlag};
+use super::super::flags::{ExportWaitFlags, RunFlag, TableFlag};
 use super::super::output::line;
 use super::super::Cli;
 use dynamo_etl::error::Error;
 use dynamo_etl::phases::export::{start, started_for, wait, StartRequest};
 use dynamo_etl::phases::plan::{given_run_id, new_run_id};
-use std::time::Duration;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct StartArgs {
@@ -33,14 +32,8 @@ pub struct WaitArgs {
     /// the ARN in runs/<run-id>/export-started.json).
     #[command(flatten)]
     pub run: RunFlag,
-    /// Seconds between two DescribeExport calls.
-    #[arg(long, env = "ETL_EXPORT_POLL_SECONDS", default_value_t = 30,
-          value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub poll_seconds: u64,
-    /// Give up (exit 1, wait again) when the export is still running after this many seconds.
-    #[arg(long, env = "ETL_EXPORT_WAIT_SECONDS", default_value_t = 6 * 3600,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    pub wait_seconds: u64,
+    #[command(flatten)]
+    pub wait: ExportWaitFlags,
 }
 
 pub fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
@@ -80,13 +73,7 @@ pub async fn run_wait(cli: &Cli, args: &WaitArgs) -> Result<(), Error> {
             started_for(ctx.staging()?, run_id).await?.export_arn
         }
     };
-    let location = wait(
-        &ctx,
-        &arn,
-        Duration::from_secs(args.poll_seconds),
-        Duration::from_secs(args.wait_seconds),
-    )
-    .await?;
+    let location = wait(&ctx, &arn, args.wait.poll(), args.wait.wait()).await?;
     line(location);
     Ok(())
 }

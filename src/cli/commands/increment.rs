@@ -1,7 +1,7 @@
 //! `increment`: apply the table's changes since the target's watermark (DynamoDB incremental
 //! exports) to the tables the target serves.
 
-use super::super::flags::{PartFlags, SchemaFlags, TableFlag, WarehouseFlags};
+use super::super::flags::{ExportWaitFlags, PartFlags, SchemaFlags, TableFlag, WarehouseFlags};
 use super::super::output::line;
 use super::super::Cli;
 use dynamo_etl::error::Error;
@@ -50,14 +50,8 @@ pub struct Args {
     /// Apply with the served copy's data-schemas even though the current ones differ.
     #[arg(long, env = "ETL_SERVED_SCHEMAS")]
     pub served_schemas: bool,
-    /// Seconds between two DescribeExport calls while an export runs.
-    #[arg(long, env = "ETL_EXPORT_POLL_SECONDS", default_value_t = 30,
-          value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub poll_seconds: u64,
-    /// Give up (exit 1, run again) when an export still runs after this many seconds.
-    #[arg(long, env = "ETL_EXPORT_WAIT_SECONDS", default_value_t = 6 * 3600,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    pub wait_seconds: u64,
+    #[command(flatten)]
+    pub wait: ExportWaitFlags,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -101,8 +95,8 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
             restart: true,
             page_items: None,
         },
-        poll: Duration::from_secs(args.poll_seconds),
-        wait: Duration::from_secs(args.wait_seconds),
+        poll: args.wait.poll(),
+        wait: args.wait.wait(),
     };
     let (done, after) = increment(&ctx, warehouse.as_ref(), &request).await?;
     let target = &warehouse.config().target;

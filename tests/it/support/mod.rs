@@ -389,6 +389,22 @@ impl TestEnv {
         child.wait().unwrap();
     }
 
+    /// This test's table created in the S3-compatible server's own DynamoDB, which has the
+    /// export and point-in-time recovery calls DynamoDB Local lacks; with the variable that
+    /// points the binary at it.
+    pub async fn table_on_moto(&self) -> (DynamoClient, [(&'static str, String); 1]) {
+        let config = AwsConfig {
+            dynamodb_endpoint: Some(self.stack.s3.clone()),
+            ..AwsConfig::default()
+        };
+        let sdk = dynamo_etl::aws::load(&config).await.unwrap();
+        let moto = dynamo_etl::aws::dynamodb(&sdk, &config);
+        dynamo_etl::testkit::fixtures::create_table(&moto, &self.table)
+            .await
+            .unwrap();
+        (moto, [("ETL_DYNAMODB_ENDPOINT", self.stack.s3.clone())])
+    }
+
     /// Writes data-schemas where the binary will look for them.
     pub fn write_schemas(&self, schemas: &[DataSchema]) {
         let dir = self.schemas_dir.path().join(&self.table);
@@ -610,4 +626,20 @@ pub fn key_of(item: &Item) -> String {
         other => format!("{other:?}"),
     };
     format!("{}|{}", part("pk"), part("sk"))
+}
+
+/// Switches point-in-time recovery on for `table`.
+pub async fn enable_pitr(client: &DynamoClient, table: &str) {
+    client
+        .update_continuous_backups()
+        .table_name(table)
+        .point_in_time_recovery_specification(
+            aws_sdk_dynamodb::types::PointInTimeRecoverySpecification::builder()
+                .point_in_time_recovery_enabled(true)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
 }
