@@ -10,18 +10,6 @@ use dynamo_etl::testkit::export::{write_export, write_manifests, WrittenExport};
 
 const TABLES: [&str; 5] = ["org", "group", "fin", "vuln", "_unclassified"];
 
-/// Rows of table `t` in schema `a` that schema `b` lacks (counted with duplicates).
-async fn missing_rows(env: &TestEnv, a: &str, b: &str, t: &str) -> i64 {
-    let mut conn = env.pg().await;
-    let sql = format!(
-        "SELECT count(*) FROM (SELECT * FROM \"{a}\".\"{t}\" EXCEPT ALL SELECT * FROM \"{b}\".\"{t}\") d"
-    );
-    sqlx::query_scalar(&sql)
-        .fetch_one(&mut conn)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-}
-
 /// The demo table's items written as an export in this test's bucket, in `files` data files.
 async fn export_of_demo(env: &TestEnv, id: &str, files: usize) -> WrittenExport {
     let store = env.store_at(&env.stack.s3, RetryPolicy::default()).await;
@@ -96,7 +84,7 @@ async fn a_run_from_an_export_gives_the_same_tables_as_a_scan() {
     for t in TABLES {
         for (a, b) in [(&env.target, &scan_target), (&scan_target, &env.target)] {
             assert_eq!(
-                missing_rows(&env, a, b, t).await,
+                env.missing_rows(a, b, t).await,
                 0,
                 "{t}: rows of {a} not in {b}"
             );

@@ -24,24 +24,12 @@ fn key(pk: &str, sk: &str) -> Item {
     HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))])
 }
 
-/// Rows of table `t` in schema `a` that schema `b` lacks (counted with duplicates).
-async fn missing_rows(env: &TestEnv, a: &str, b: &str, t: &str) -> i64 {
-    let mut conn = env.pg().await;
-    let sql = format!(
-        "SELECT count(*) FROM (SELECT * FROM \"{a}\".\"{t}\" EXCEPT ALL SELECT * FROM \"{b}\".\"{t}\") d"
-    );
-    sqlx::query_scalar(&sql)
-        .fetch_one(&mut conn)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-}
-
 /// Fails unless every table of the two schemas holds the same rows.
 async fn assert_same_tables(env: &TestEnv, a: &str, b: &str, when: &str) {
     for t in TABLES {
         for (x, y) in [(a, b), (b, a)] {
             assert_eq!(
-                missing_rows(env, x, y, t).await,
+                env.missing_rows(x, y, t).await,
                 0,
                 "{when}: {t}: rows of {x} not in {y}"
             );

@@ -290,6 +290,18 @@ impl TestEnv {
             .unwrap_or_else(|e| panic!("count {schema}.{table}: {e}"))
     }
 
+    /// Rows of table `t` in schema `a` that schema `b` lacks (counted with duplicates).
+    pub async fn missing_rows(&self, a: &str, b: &str, t: &str) -> i64 {
+        let mut conn = self.pg().await;
+        let sql = format!(
+            "SELECT count(*) FROM (SELECT * FROM \"{a}\".\"{t}\" EXCEPT ALL SELECT * FROM \"{b}\".\"{t}\") d"
+        );
+        sqlx::query_scalar(&sql)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
     /// Every row of `schema.table` as text fields in column order (then `_extra`), timestamps as
     /// UTC RFC 3339 with microseconds: the shape `decode_row` reads.
     pub async fn text_rows(&self, schema: &str, table: &DataSchema) -> Vec<Vec<Option<String>>> {
