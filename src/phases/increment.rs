@@ -20,6 +20,7 @@ use crate::error::Error;
 use crate::source::export::{Export, ExportKind, ExportSource};
 use crate::source::ScanCounters;
 use crate::staging::increment::{self, IncrementSpec};
+use crate::staging::lease::RunLease;
 use crate::staging::plan::RunPlan;
 use crate::warehouse::increment::{Applied, ApplyOutcome, INCREMENT_SUFFIX};
 use crate::warehouse::Warehouse;
@@ -390,103 +391,113 @@ async fn apply_window(
             ),
         }));
     }
-    let source = match given {
-        Some(source) => source,
-        None => {
-            let started = super::export::start(
+    // One process works on an increment at a time (its staging schema is the target's one):
+    // a job submitted twice is told who holds it, and the retry finds the increment applied.
+    let lease = RunLease::acquire(ctx.staging()?, &run_id)
+        .await
+        .map_err(|e| Error::from(e).context(format!("increment {run_id} of {target}")))?;
+    let result = async {
+        let source = match given {
+            Some(source) => source,
+            None => {
+                let started = super::export::start(
+                    ctx,
+                    super::export::StartRequest {
+                        table: request.table,
+                        run_id: &run_id,
+                        export_time: None,
+                        incremental: Some(super::export::IncrementalWindow {
+                            from,
+                            to,
+                            new_and_old_images: request.new_and_old_images,
+                        }),
+                    },
+                )
+                .await?;
+                let location =
+                    super::export::wait(ctx, &started.export_arn, request.poll, request.wait).await?;
+                ExportSource::parse_url(&location).map_err(Error::fatal)?
+            }
+        };
+        let plan = RunPlan {
+            format: crate::staging::plan::PLAN_FORMAT,
+            run_id: run_id.clone(),
+            source_table: base.source_table.clone(),
+            total_segments: request.total_segments,
+            dialect: base.dialect,
+            key_attributes: base.key_attributes.clone(),
+            schema_source: base.schema_source.clone(),
+            schemas: base.schemas.clone(),
+            created_at: chrono::Utc::now().to_rfc3339(),
+            export: Some(source),
+            increment: Some(spec.clone()),
+        }
+        .store_once(ctx.staging()?)
+        .await?;
+        let staging = ctx.staging()?;
+        for k in 0..plan.total_segments {
+            if crate::staging::manifest::read(staging, &plan, k)
+                .await?
+                .is_some()
+            {
+                continue;
+            }
+            super::segment::run_segment(
                 ctx,
-                super::export::StartRequest {
-                    table: request.table,
-                    run_id: &run_id,
-                    export_time: None,
-                    incremental: Some(super::export::IncrementalWindow {
-                        from,
-                        to,
-                        new_and_old_images: request.new_and_old_images,
-                    }),
-                },
+                &request.settings,
+                &plan,
+                k,
+                Arc::new(ScanCounters::default()),
             )
             .await?;
-            let location =
-                super::export::wait(ctx, &started.export_arn, request.poll, request.wait).await?;
-            ExportSource::parse_url(&location).map_err(Error::fatal)?
         }
-    };
-    let plan = RunPlan {
-        format: crate::staging::plan::PLAN_FORMAT,
-        run_id: run_id.clone(),
-        source_table: base.source_table.clone(),
-        total_segments: request.total_segments,
-        dialect: base.dialect,
-        key_attributes: base.key_attributes.clone(),
-        schema_source: base.schema_source.clone(),
-        schemas: base.schemas.clone(),
-        created_at: chrono::Utc::now().to_rfc3339(),
-        export: Some(source),
-        increment: Some(spec.clone()),
-    }
-    .store_once(ctx.staging()?)
-    .await?;
-    let staging = ctx.staging()?;
-    for k in 0..plan.total_segments {
-        if crate::staging::manifest::read(staging, &plan, k)
+        let mut config = warehouse.config().clone();
+        config.target = format!("{target}{INCREMENT_SUFFIX}");
+        let staged = crate::warehouse::open(config);
+        let inc = staged.config().staging();
+        let prepared = staged
+            .state()
             .await?
-            .is_some()
-        {
-            continue;
+            .staged
+            .is_some_and(|s| s.run_id == plan.run_id);
+        if !prepared {
+            staged.prepare(&plan).await?;
         }
-        super::segment::run_segment(
-            ctx,
-            &request.settings,
-            &plan,
-            k,
-            Arc::new(ScanCounters::default()),
-        )
-        .await?;
-    }
-    let mut config = warehouse.config().clone();
-    config.target = format!("{target}{INCREMENT_SUFFIX}");
-    let staged = crate::warehouse::open(config);
-    let inc = staged.config().staging();
-    let prepared = staged
-        .state()
-        .await?
-        .staged
-        .is_some_and(|s| s.run_id == plan.run_id);
-    if !prepared {
-        staged.prepare(&plan).await?;
-    }
-    staged.load_segments(staging, &plan, &ctx.retry).await?;
-    let manifests = crate::staging::manifest::read_all(staging, &plan).await?;
-    let retry_with = format!(
-        "dynamo-etl increment --table {} --target {target}",
-        request.table
-    );
-    match warehouse.apply_increment(&plan, &inc, &manifests).await? {
-        ApplyOutcome::Applied { changes } => {
-            tracing::info!(run_id, target, from = %spec.from, to = %spec.to, changes, "increment applied");
-            Ok(Done {
+        staged.load_segments(staging, &plan, &ctx.retry).await?;
+        let manifests = crate::staging::manifest::read_all(staging, &plan).await?;
+        let retry_with = format!(
+            "dynamo-etl increment --table {} --target {target}",
+            request.table
+        );
+        match warehouse.apply_increment(&plan, &inc, &manifests).await? {
+            ApplyOutcome::Applied { changes } => {
+                tracing::info!(run_id, target, from = %spec.from, to = %spec.to, changes, "increment applied");
+                Ok(Done {
+                    run_id,
+                    from: spec.from,
+                    to: spec.to,
+                    changes: Some(changes),
+                })
+            }
+            ApplyOutcome::AlreadyApplied => Ok(Done {
                 run_id,
                 from: spec.from,
                 to: spec.to,
-                changes: Some(changes),
-            })
-        }
-        ApplyOutcome::AlreadyApplied => Ok(Done {
-            run_id,
-            from: spec.from,
-            to: spec.to,
-            changes: None,
-        }),
-        ApplyOutcome::Refused(refusal) => {
-            let class = refusal.class;
-            Err(Error::fatal(format!(
-                "increment {run_id} was not applied: {refusal}; {target} is unchanged"
-            ))
-            .reclassify(class)
-            .next(retry_with))
+                changes: None,
+            }),
+            ApplyOutcome::Refused(refusal) => {
+                let class = refusal.class;
+                Err(Error::fatal(format!(
+                    "increment {run_id} was not applied: {refusal}; {target} is unchanged"
+                ))
+                .reclassify(class)
+                .next(retry_with))
+            }
         }
     }
+    .await;
+    lease.release().await;
+    result
 }
 
 #[cfg(test)]

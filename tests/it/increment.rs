@@ -581,3 +581,71 @@ async fn increment_reads_the_recovery_window_and_waits_for_a_whole_window() {
     assert!(out.status.success(), "{}", show(&out));
     assert!(show(&out).contains("nothing to apply"), "{}", show(&out));
 }
+
+/// The same increment submitted twice at once: one process works on it, the other is told who
+/// holds it (exit 1) or, starting after the first committed, finds it applied (exit 0); the
+/// changes are applied exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_increment_submitted_twice_is_applied_once() {
+    let env = TestEnv::with_demo("incr-twice", 1).await;
+    let items = dynamo_etl::testkit::fixtures::demo_items(1);
+    env.run_ok(&["run", "--table", &env.table, "--run-id", "base"]);
+    let plan: serde_json::Value =
+        serde_json::from_slice(&env.get("dynamo-etl/runs/base/run.json").await.unwrap()).unwrap();
+    let w0 = parse_instant(plan["created_at"].as_str().unwrap(), "plan time").unwrap();
+    let w = Window {
+        id: "01765000000000-cccc0001",
+        from: w0,
+        to: w0 + chrono::TimeDelta::hours(1),
+    };
+    let gone: Vec<Change> = items
+        .iter()
+        .filter(|i| i["pk"].as_s().unwrap().starts_with("FIN#"))
+        .enumerate()
+        .map(|(n, i)| delete(i, (w0.timestamp_micros() + n as i64) as u64))
+        .collect();
+    let before = env.count(&env.target, "fin").await;
+    let e = export(&env, &w, &gone).await;
+    let args = [
+        "increment",
+        "--table",
+        &env.table,
+        "--export-prefix",
+        &url(&e),
+    ];
+    let spawn = || {
+        env.command(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let outs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+    let mut applied = 0;
+    for out in &outs {
+        let text = show(out);
+        match out.status.code() {
+            Some(0) if text.contains(&format!("{} changes", gone.len())) => applied += 1,
+            Some(0) => assert!(text.contains("nothing changed"), "{text}"),
+            Some(1) => assert!(text.contains("another process"), "{text}"),
+            _ => panic!("{text}"),
+        }
+    }
+    assert_eq!(applied, 1, "exactly one process applied the increment");
+    assert_eq!(
+        env.count(&env.target, "fin").await,
+        before - gone.len() as i64
+    );
+    let mut conn = env.pg().await;
+    let recorded: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM \"{}\".\"_dynamo_etl_increments\"",
+        env.target
+    ))
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(recorded, 1);
+    let again = env.run(&args, &[]);
+    assert!(show(&again).contains("nothing changed"), "{}", show(&again));
+}
