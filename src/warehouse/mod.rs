@@ -39,17 +39,31 @@ use crate::staging::Staging;
 use crate::storage::StoreError;
 use sql::Session;
 
-/// The phases' view of a warehouse.
+/// The phases' view of a warehouse. What every dialect does the same way (prepare, state, the
+/// swap, increments) is provided here through [`Warehouse::dialect`]; a dialect writes how its
+/// parts get in (`load_segment`, `load_segments`) and how `run` should load (`run_load`).
 #[async_trait(?Send)]
 pub trait Warehouse {
-    fn config(&self) -> &WarehouseConfig;
+    /// The SQL dialect the shared steps (ledger, gate, swap, increments) speak through.
+    fn dialect(&self) -> &dyn Dialect;
+
+    fn config(&self) -> &WarehouseConfig {
+        self.dialect().config()
+    }
 
     /// Phase 2's statements, as `prepare --dry-run` prints them.
-    fn prepare_sql(&self, plan: &RunPlan) -> Vec<String>;
+    fn prepare_sql(&self, plan: &RunPlan) -> Vec<String> {
+        ledger::prepare_sql(self.dialect(), plan)
+    }
 
     /// Phase 2: drop and re-create the staging schema with one table per data-schema, the
     /// ledger and the run marker, in one transaction. Never touches the target or previous.
-    async fn prepare(&self, plan: &RunPlan) -> Result<(), WarehouseError>;
+    async fn prepare(&self, plan: &RunPlan) -> Result<(), WarehouseError> {
+        let mut session = self.dialect().session().await?;
+        session
+            .in_transaction(&self.prepare_sql(plan), "preparing the staging schema")
+            .await
+    }
 
     /// Phase 3 for one segment: in one transaction, claim the segment in the ledger (or find it
     /// loaded already), copy every part of its manifest, check the counts, record them, commit.
@@ -81,13 +95,20 @@ pub trait Warehouse {
 
     /// The statements that refresh the planner's statistics of the staged tables before a swap,
     /// unless the configuration turned that off.
-    fn analyze_sql(&self, plan: &RunPlan) -> Vec<String>;
+    fn analyze_sql(&self, plan: &RunPlan) -> Vec<String> {
+        swap::analyze_sql(self.dialect(), plan)
+    }
 
     /// Which runs the target, staging and previous schemas hold, and the staged segments.
-    async fn state(&self) -> Result<WarehouseState, WarehouseError>;
+    async fn state(&self) -> Result<WarehouseState, WarehouseError> {
+        let mut session = self.dialect().session().await?;
+        ledger::state(self.dialect(), &mut session).await
+    }
 
     /// The statements of a swap, as `--dry-run` prints them (the target assumed to exist).
-    fn swap_sql(&self, kind: swap::SwapKind) -> Vec<String>;
+    fn swap_sql(&self, kind: swap::SwapKind) -> Vec<String> {
+        swap::statements(self.dialect(), kind, true)
+    }
 
     /// Phase 4: the gate (forward only, complete), then the swap, in one transaction; conflicts
     /// retried. `allow_older` lets a run planned before the served one replace it.
@@ -97,10 +118,19 @@ pub trait Warehouse {
         manifests: &[Committed],
         allow_older: bool,
         retry: &RetryPolicy,
-    ) -> Result<SwapOutcome, WarehouseError>;
+    ) -> Result<SwapOutcome, WarehouseError> {
+        let swap = swap::Swap::Replace {
+            plan,
+            manifests,
+            allow_older,
+        };
+        swap::run(self.dialect(), swap, retry).await
+    }
 
     /// The previous generation back in (the replaced one kept as previous).
-    async fn rollback(&self, retry: &RetryPolicy) -> Result<SwapOutcome, WarehouseError>;
+    async fn rollback(&self, retry: &RetryPolicy) -> Result<SwapOutcome, WarehouseError> {
+        swap::run(self.dialect(), swap::Swap::Rollback, retry).await
+    }
 
     /// Applies increment run `plan`, staged in schema `inc`, to the target in one transaction
     /// (see [`increment`]).
@@ -109,10 +139,15 @@ pub trait Warehouse {
         plan: &RunPlan,
         inc: &str,
         manifests: &[Committed],
-    ) -> Result<increment::ApplyOutcome, WarehouseError>;
+    ) -> Result<increment::ApplyOutcome, WarehouseError> {
+        increment::apply(self.dialect(), plan, inc, manifests).await
+    }
 
     /// The increments the target has applied on top of the run it serves, oldest first.
-    async fn increments(&self) -> Result<Vec<increment::Applied>, WarehouseError>;
+    async fn increments(&self) -> Result<Vec<increment::Applied>, WarehouseError> {
+        let mut session = self.dialect().session().await?;
+        increment::applied(&mut session, &self.config().target).await
+    }
 }
 
 /// The dialect for a configuration: the registry of dialects.

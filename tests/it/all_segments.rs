@@ -14,16 +14,15 @@ use dynamo_etl::phases::segment::SegmentSettings;
 use dynamo_etl::phases::{Context, StagingConfig};
 use dynamo_etl::retry::RetryPolicy;
 use dynamo_etl::schema::LogicalType;
-use dynamo_etl::staging::manifest::{Committed, SegmentManifest};
+use dynamo_etl::staging::manifest::SegmentManifest;
 use dynamo_etl::staging::parts::codec::{PartCompression, PartEncoder};
 use dynamo_etl::staging::parts::writer::PartSettings;
 use dynamo_etl::staging::plan::RunPlan;
 use dynamo_etl::staging::Staging;
 use dynamo_etl::testkit::decode::decompress;
-use dynamo_etl::warehouse::swap::SwapKind;
 use dynamo_etl::warehouse::{
-    DialectName, RunLoad, SegmentsLoaded, SwapOutcome, UploadOutcome, Warehouse, WarehouseConfig,
-    WarehouseError, WarehouseState, WarehouseUrl,
+    Dialect, DialectName, RunLoad, SegmentsLoaded, UploadOutcome, Warehouse, WarehouseConfig,
+    WarehouseError, WarehouseUrl,
 };
 
 use crate::support::fault_proxy::{FaultProxy, Injected, RequestHead};
@@ -266,14 +265,8 @@ struct AtOnce(Box<dyn Warehouse>);
 
 #[async_trait(?Send)]
 impl Warehouse for AtOnce {
-    fn config(&self) -> &WarehouseConfig {
-        self.0.config()
-    }
-    fn prepare_sql(&self, plan: &RunPlan) -> Vec<String> {
-        self.0.prepare_sql(plan)
-    }
-    async fn prepare(&self, plan: &RunPlan) -> Result<(), WarehouseError> {
-        self.0.prepare(plan).await
+    fn dialect(&self) -> &dyn Dialect {
+        self.0.dialect()
     }
     async fn load_segment(
         &self,
@@ -294,40 +287,6 @@ impl Warehouse for AtOnce {
     }
     fn run_load(&self) -> RunLoad {
         RunLoad::OneTransaction
-    }
-    fn analyze_sql(&self, plan: &RunPlan) -> Vec<String> {
-        self.0.analyze_sql(plan)
-    }
-    async fn state(&self) -> Result<WarehouseState, WarehouseError> {
-        self.0.state().await
-    }
-    fn swap_sql(&self, kind: SwapKind) -> Vec<String> {
-        self.0.swap_sql(kind)
-    }
-    async fn replace(
-        &self,
-        plan: &RunPlan,
-        manifests: &[Committed],
-        allow_older: bool,
-        retry: &RetryPolicy,
-    ) -> Result<SwapOutcome, WarehouseError> {
-        self.0.replace(plan, manifests, allow_older, retry).await
-    }
-    async fn rollback(&self, retry: &RetryPolicy) -> Result<SwapOutcome, WarehouseError> {
-        self.0.rollback(retry).await
-    }
-    async fn apply_increment(
-        &self,
-        plan: &RunPlan,
-        inc: &str,
-        manifests: &[Committed],
-    ) -> Result<dynamo_etl::warehouse::increment::ApplyOutcome, WarehouseError> {
-        self.0.apply_increment(plan, inc, manifests).await
-    }
-    async fn increments(
-        &self,
-    ) -> Result<Vec<dynamo_etl::warehouse::increment::Applied>, WarehouseError> {
-        self.0.increments().await
     }
 }
 

@@ -9,17 +9,15 @@ use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::increment;
 use super::ledger::{self, LEDGER_TABLE};
 use super::sql::{self, qualified, quote_ident, Session};
-use super::swap::{self, Swap, SwapKind};
 use super::{
-    load, Dialect, Grantee, RunLoad, SegmentsLoaded, SwapOutcome, UploadOutcome, Warehouse,
-    WarehouseConfig, WarehouseError, WarehouseState,
+    load, Dialect, Grantee, RunLoad, SegmentsLoaded, UploadOutcome, Warehouse, WarehouseConfig,
+    WarehouseError,
 };
 use crate::retry::RetryPolicy;
 use crate::schema::LogicalType;
-use crate::staging::manifest::{self, Committed};
+use crate::staging::manifest;
 use crate::staging::parts::reader::PartReader;
 use crate::staging::plan::RunPlan;
 use crate::staging::Staging;
@@ -213,19 +211,8 @@ impl Dialect for Postgres {
 
 #[async_trait(?Send)]
 impl Warehouse for Postgres {
-    fn config(&self) -> &WarehouseConfig {
-        &self.config
-    }
-
-    fn prepare_sql(&self, plan: &RunPlan) -> Vec<String> {
-        ledger::prepare_sql(self, plan)
-    }
-
-    async fn prepare(&self, plan: &RunPlan) -> Result<(), WarehouseError> {
-        let mut session = self.session().await?;
-        session
-            .in_transaction(&self.prepare_sql(plan), "preparing the staging schema")
-            .await
+    fn dialect(&self) -> &dyn Dialect {
+        self
     }
 
     async fn load_segment(
@@ -254,50 +241,5 @@ impl Warehouse for Postgres {
     /// once, each in its own transaction.
     fn run_load(&self) -> RunLoad {
         RunLoad::PerSegment
-    }
-
-    fn analyze_sql(&self, plan: &RunPlan) -> Vec<String> {
-        swap::analyze_sql(self, plan)
-    }
-
-    async fn state(&self) -> Result<WarehouseState, WarehouseError> {
-        let mut session = self.session().await?;
-        ledger::state(self, &mut session).await
-    }
-
-    fn swap_sql(&self, kind: SwapKind) -> Vec<String> {
-        swap::statements(self, kind, true)
-    }
-    async fn replace(
-        &self,
-        plan: &RunPlan,
-        manifests: &[Committed],
-        allow_older: bool,
-        retry: &RetryPolicy,
-    ) -> Result<SwapOutcome, WarehouseError> {
-        let swap = Swap::Replace {
-            plan,
-            manifests,
-            allow_older,
-        };
-        swap::run(self, swap, retry).await
-    }
-
-    async fn rollback(&self, retry: &RetryPolicy) -> Result<SwapOutcome, WarehouseError> {
-        swap::run(self, Swap::Rollback, retry).await
-    }
-
-    async fn apply_increment(
-        &self,
-        plan: &RunPlan,
-        inc: &str,
-        manifests: &[Committed],
-    ) -> Result<increment::ApplyOutcome, WarehouseError> {
-        increment::apply(self, plan, inc, manifests).await
-    }
-
-    async fn increments(&self) -> Result<Vec<increment::Applied>, WarehouseError> {
-        let mut session = self.session().await?;
-        increment::applied(&mut session, &self.config.target).await
     }
 }
