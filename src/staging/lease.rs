@@ -1,7 +1,8 @@
 //! A lease on a run: `runs/<run-id>/lease.json`, created only if absent (a conditional PUT), so
 //! of two `run`s of one run id started together exactly one works on it; the other is told who
 //! holds it and until when. The holder renews it while it works and removes it at the end; a
-//! lease not renewed for [`LEASE_SECONDS`] (its holder was killed) may be taken over.
+//! lease not renewed for [`LEASE_SECONDS`] (its holder was killed) may be taken over, and at once
+//! when its holder was a process of this host that is no longer running.
 
 use chrono::{DateTime, Duration as Span, Utc};
 use serde::{Deserialize, Serialize};
@@ -56,12 +57,33 @@ pub struct RunLease {
     renewal: tokio::task::JoinHandle<()>,
 }
 
-fn this_process() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| "an unknown host".into());
-    format!("pid {} on {host}", std::process::id())
+        .unwrap_or_else(|_| "an unknown host".into())
+}
+
+fn this_process() -> String {
+    format!("pid {} on {}", std::process::id(), this_host())
+}
+
+/// Whether `holder` (as [`this_process`] names one) was a process of this host that has ended:
+/// its lease need not be waited out. A process of another host (another container) is never
+/// known to be gone, and a reused pid only makes the lease look held.
+fn holder_is_gone(holder: &str) -> bool {
+    let Some((pid, host)) = holder
+        .strip_prefix("pid ")
+        .and_then(|rest| rest.split_once(" on "))
+    else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    host == this_host()
+        && pid != std::process::id()
+        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 fn record(holder: &str, started_at: &str) -> bytes::Bytes {
@@ -94,6 +116,7 @@ impl RunLease {
             };
             let live = current.as_ref().is_some_and(|r| {
                 DateTime::parse_from_rfc3339(&r.expires_at).is_ok_and(|e| e > Utc::now())
+                    && !holder_is_gone(&r.holder)
             });
             if let (true, Some(r)) = (live, current) {
                 return Err(LeaseError::Held {
@@ -103,7 +126,7 @@ impl RunLease {
                     expires_at: r.expires_at,
                 });
             }
-            // Expired or unreadable: its holder is gone. Of two processes taking it over at
+            // Expired, unreadable, or its holder ended on this host: its holder is gone. Of two processes taking it over at
             // once, the conditional PUT lets one win.
             tracing::warn!(run_id, lease = %staging.url(&key), "taking over an expired lease");
             store.delete_keys(std::slice::from_ref(&key)).await?;
@@ -159,6 +182,36 @@ mod tests {
     use crate::staging::Layout;
     use crate::storage::memory::MemoryStore;
     use std::sync::Arc;
+
+    #[tokio::test]
+    async fn a_lease_of_a_process_gone_from_this_host_is_taken_over_at_once() {
+        let staging = Staging::new(Arc::new(MemoryStore::new("b")), Layout::new("p"));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let gone = child.id();
+        child.wait().unwrap();
+        let live_until = (Utc::now() + Span::seconds(LEASE_SECONDS)).to_rfc3339();
+        for (run, host, taken) in [
+            ("here", this_host(), true),
+            ("there", "elsewhere".into(), false),
+        ] {
+            let held = LeaseRecord {
+                holder: format!("pid {gone} on {host}"),
+                started_at: Utc::now().to_rfc3339(),
+                expires_at: live_until.clone(),
+            };
+            staging
+                .store
+                .put(
+                    &staging.layout.run_lease(run),
+                    serde_json::to_vec(&held).unwrap().into(),
+                    "application/json",
+                )
+                .await
+                .unwrap();
+            let got = RunLease::acquire(&staging, run).await;
+            assert_eq!(got.is_ok(), taken, "{run}: {:?}", got.err());
+        }
+    }
 
     #[tokio::test]
     async fn one_holder_at_a_time_and_an_expired_lease_is_taken_over() {
