@@ -68,6 +68,14 @@ pub fn lock_sql(schema: &str) -> String {
     format!("LOCK TABLE {}", qualified(schema, INCREMENTS_TABLE))
 }
 
+/// What an apply runs first, in its transaction: the increment ledger created if need be and
+/// locked, under the lock-wait bound, which is lifted before the deletes and inserts (on Redshift
+/// the bound is a statement timeout, which would cancel them on a large table).
+pub fn lock_statements(dialect: &dyn Dialect) -> Vec<String> {
+    let target = &dialect.config().target;
+    dialect.lock_bounded(vec![ledger_sql(target), lock_sql(target)])
+}
+
 /// The increments `schema` has applied, oldest first; none when it has no ledger.
 pub async fn applied(session: &mut Session, schema: &str) -> Result<Vec<Applied>, WarehouseError> {
     let exists = session
@@ -228,10 +236,11 @@ fn check_window(
     }
     if serving != Some(spec.base_run.as_str()) {
         return Err(refuse(format!(
-            "increment {} builds on run {}, but {target} serves {}: a full copy was swapped in or rolled back since it was planned; plan the increment again from the new watermark (dynamo-etl increment without --run-id)",
+            "increment {} builds on run {}, but {target} serves {}: a full copy was swapped in or rolled back since it was planned; apply the changes since the new watermark instead (dynamo-etl increment --table {} --target {target})",
             plan.run_id,
             spec.base_run,
-            serving.unwrap_or("nothing")
+            serving.unwrap_or("nothing"),
+            plan.source_table
         )));
     }
     let Some(last) = applied.last() else {
@@ -241,12 +250,12 @@ fn check_window(
     match (at(&last.to), at(&spec.from)) {
         (Some(watermark), Some(from)) if watermark == from => Ok(false),
         (Some(watermark), Some(from)) if watermark < from => Err(refuse(format!(
-            "increment {} covers {} to {}, but {target} holds changes up to {} only: the changes from {} to {} are missing; apply them first (dynamo-etl increment without --export-arn exports and applies every missing window in order)",
-            plan.run_id, spec.from, spec.to, last.to, last.to, spec.from
+            "increment {} covers {} to {}, but {target} holds changes up to {} only: the changes from {} to {} are missing; apply them first (dynamo-etl increment --table {} --target {target}, without --export-arn, exports and applies every missing window in order)",
+            plan.run_id, spec.from, spec.to, last.to, last.to, spec.from, plan.source_table
         ))),
         _ => Err(refuse(format!(
-            "increment {} starts at {}, but {target} already holds changes up to {} (increment {}): it overlaps what is applied; plan a new increment from the watermark (dynamo-etl increment without --run-id)",
-            plan.run_id, spec.from, last.to, last.run_id
+            "increment {} starts at {}, but {target} already holds changes up to {} (increment {}): it overlaps what is applied; apply the changes since the watermark instead (dynamo-etl increment --table {} --target {target})",
+            plan.run_id, spec.from, last.to, last.run_id, plan.source_table
         ))),
     }
 }
@@ -264,12 +273,6 @@ pub async fn apply(
     let mut session = dialect.session().await?;
     session.begin().await?;
     let result = async {
-        session
-            .execute(
-                &dialect.lock_timeout(config.lock_timeout),
-                "setting the lock timeout",
-            )
-            .await?;
         if !ledger::schema_exists(&mut session, &target).await? {
             return Ok(ApplyOutcome::Refused(GateRefusal {
                 problems: vec![format!(
@@ -279,13 +282,12 @@ pub async fn apply(
                 class: Class::Fatal,
             }));
         }
-        session
-            .execute(&ledger_sql(&target), "creating the increment ledger")
-            .await?;
         // Serialises applies to this target: the second waits, then finds the first's row.
-        session
-            .execute(&lock_sql(&target), "locking the increment ledger")
-            .await?;
+        for statement in lock_statements(dialect) {
+            session
+                .execute(&statement, "locking the increment ledger")
+                .await?;
+        }
         let serving = ledger::run_marker(&mut session, &target).await?;
         let done = applied(&mut session, &target).await?;
         match check_window(

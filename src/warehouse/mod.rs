@@ -107,7 +107,9 @@ pub trait Warehouse {
 
     /// The statements of a swap, as `--dry-run` prints them (the target assumed to exist).
     fn swap_sql(&self, kind: swap::SwapKind) -> Vec<String> {
-        swap::statements(self.dialect(), kind, true)
+        let mut out = swap::lock_statements(self.dialect(), kind, true);
+        out.extend(swap::statements(self.dialect(), kind, true));
+        out
     }
 
     /// Phase 4: the gate (forward only, complete), then the swap, in one transaction; conflicts
@@ -186,6 +188,22 @@ pub trait Dialect {
 
     /// A statement that bounds how long the current transaction waits for locks.
     fn lock_timeout(&self, timeout: Duration) -> String;
+
+    /// The statement that lifts [`Dialect::lock_timeout`]'s bound again, where that bound also
+    /// limits how long a statement may run (Redshift); `None` where it bounds lock waits only.
+    fn lock_timeout_lifted(&self) -> Option<String> {
+        None
+    }
+
+    /// `statements` (lock-taking ones) run under the lock-wait bound, which is lifted after
+    /// them: whatever runs next — counts, an increment's deletes and inserts, post-swap SQL —
+    /// is never cancelled for taking longer than a lock wait may.
+    fn lock_bounded(&self, statements: Vec<String>) -> Vec<String> {
+        let mut out = vec![self.lock_timeout(self.config().lock_timeout)];
+        out.extend(statements);
+        out.extend(self.lock_timeout_lifted());
+        out
+    }
 
     /// A grantee as `GRANT … TO` takes it.
     fn grantee(&self, grantee: &Grantee) -> String;

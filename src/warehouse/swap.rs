@@ -1,5 +1,6 @@
 //! The swap plan, the same for every dialect: renames of whole schemas inside one transaction,
-//! with the gate (for `replace`) read in that same transaction, lock waits bounded, grants
+//! with the gate (for `replace`) read in that same transaction, lock waits bounded (and only
+//! they: the gate's counts and the post-swap SQL run unbounded), grants
 //! re-applied and the configured post-swap SQL run before the commit. Conflicts with concurrent
 //! transactions are retried on a fresh session; a lock timeout is final (the target is
 //! untouched, and the caller says so).
@@ -83,8 +84,20 @@ pub fn statements(dialect: &dyn Dialect, kind: SwapKind, target_exists: bool) ->
             "GRANT SELECT ON ALL TABLES IN SCHEMA {target} TO {who}"
         ));
     }
+    // The renames wait for readers' locks: that wait is bounded. The user's post-swap SQL may
+    // run long, so it runs with the bound lifted.
+    let mut out = dialect.lock_bounded(out);
     out.extend(config.post_swap_sql.clone());
     out
+}
+
+/// What a swap's transaction runs first: for `replace` of a prepared run, the staging ledger
+/// locked under the lock-wait bound, lifted again before the gate counts the staged rows.
+pub fn lock_statements(dialect: &dyn Dialect, kind: SwapKind, prepared: bool) -> Vec<String> {
+    match (kind, prepared) {
+        (SwapKind::Replace, true) => dialect.lock_bounded(vec![lock_sql(dialect)]),
+        _ => Vec::new(),
+    }
 }
 
 /// The lock every `replace` of a target takes first: on its staging ledger, which phase 3's
@@ -257,10 +270,10 @@ async fn check(
     };
     let staging = config.staging();
     let prepared = ledger::run_marker(session, &staging).await?;
-    if prepared.is_some() {
-        // Serialises replaces of this target: the second waits here for the first to commit.
+    // Serialises replaces of this target: the second waits here for the first to commit.
+    for statement in lock_statements(dialect, SwapKind::Replace, prepared.is_some()) {
         session
-            .execute(&lock_sql(dialect), "locking the staging ledger")
+            .execute(&statement, "locking the staging ledger")
             .await?;
     }
     let serving = ledger::run_marker(session, &config.target).await?;
@@ -303,12 +316,6 @@ async fn once(
 ) -> Result<SwapOutcome, WarehouseError> {
     let config = dialect.config();
     session.begin().await?;
-    session
-        .execute(
-            &dialect.lock_timeout(config.lock_timeout),
-            "setting the lock timeout",
-        )
-        .await?;
     match check(dialect, session, swap).await? {
         Decision::Go => {}
         Decision::Refuse(refusal) => {

@@ -13,7 +13,7 @@ use dynamo_etl::warehouse::redshift::load_errors::{self, CopyMark};
 use dynamo_etl::warehouse::redshift::{Options, Redshift};
 use dynamo_etl::warehouse::swap::{self, SwapKind};
 use dynamo_etl::warehouse::{increment, ledger};
-use dynamo_etl::warehouse::{Dialect, DialectName, WarehouseConfig, WarehouseUrl};
+use dynamo_etl::warehouse::{DialectName, WarehouseConfig, WarehouseUrl};
 use sqlparser::dialect::RedshiftSqlDialect;
 use sqlparser::parser::Parser;
 use std::collections::BTreeMap;
@@ -45,6 +45,10 @@ fn plan() -> RunPlan {
     }
 }
 
+/// A user's `--post-swap-sql`, which may run for long.
+const POST_SWAP_SQL: &str =
+    "INSERT INTO \"analytics\".\"swaps\" SELECT COUNT(*) FROM \"platform\".\"org\"";
+
 fn config() -> WarehouseConfig {
     WarehouseConfig {
         url: WarehouseUrl::new("redshift://etl:secret@cluster.example:5439/dev"),
@@ -56,7 +60,7 @@ fn config() -> WarehouseConfig {
             "etl_reader".parse().unwrap(),
         ],
         lock_timeout: Duration::from_secs(60),
-        post_swap_sql: None,
+        post_swap_sql: Some(POST_SWAP_SQL.into()),
         analyze: true,
         credentials: Default::default(),
         redshift: Options {
@@ -135,12 +139,9 @@ fn statements() -> Vec<(&'static str, Vec<String>)> {
         "s3://etl-bucket/dynamo-etl/runs/2026-11-21-nightly/segments/",
     )
     .to_vec();
-    let lock = redshift.lock_timeout(config.lock_timeout);
+    // A swap's transaction as `replace`/`rollback` run it (the gate's reads between the two).
     let with_lock = |kind, exists| {
-        let mut out = vec![lock.clone()];
-        if kind == SwapKind::Replace {
-            out.push(swap::lock_sql(&redshift));
-        }
+        let mut out = swap::lock_statements(&redshift, kind, true);
         out.extend(swap::statements(&redshift, kind, exists));
         out
     };
@@ -159,11 +160,7 @@ fn statements() -> Vec<(&'static str, Vec<String>)> {
     });
     let mut inc_config = config.clone();
     inc_config.target = format!("{}{}", config.target, increment::INCREMENT_SUFFIX);
-    let mut apply = vec![
-        lock.clone(),
-        increment::ledger_sql(&config.target),
-        increment::lock_sql(&config.target),
-    ];
+    let mut apply = increment::lock_statements(&redshift);
     apply.extend(increment::apply_sql(
         &redshift,
         &inc_plan,
@@ -214,6 +211,45 @@ fn generated_redshift_sql_matches_the_golden_files() {
             path.display()
         );
     }
+}
+
+/// Redshift's statement_timeout cancels any statement over the limit, lock wait or not
+/// (r_statement_timeout): it may be set while locks are taken, never while rows are deleted,
+/// inserted or the user's SQL runs.
+#[test]
+fn only_lock_waits_run_under_the_statement_timeout() {
+    let mut checked = 0;
+    for (name, sql) in statements() {
+        let mut limit: Option<u64> = None;
+        for statement in &sql {
+            if let Some(ms) = statement.strip_prefix("SET statement_timeout TO ") {
+                limit = Some(ms.parse().unwrap()).filter(|ms| *ms > 0);
+                continue;
+            }
+            let long = statement.starts_with("DELETE")
+                || statement.starts_with("INSERT")
+                || statement.starts_with("COPY")
+                || statement == POST_SWAP_SQL;
+            if long {
+                checked += 1;
+                assert_eq!(
+                    limit, None,
+                    "{name}: this statement would be cancelled after the lock timeout: {statement}"
+                );
+            }
+            if statement.starts_with("LOCK")
+                && ["replace", "rollback", "increment_apply"]
+                    .iter()
+                    .any(|n| name.starts_with(n))
+            {
+                assert!(
+                    limit.is_some(),
+                    "{name}: the lock wait is not bounded: {statement}"
+                );
+            }
+        }
+    }
+    assert!(checked > 10, "the long statements were found ({checked})");
 }
 
 #[test]

@@ -365,10 +365,17 @@ impl Dialect for Redshift {
         "GETDATE()"
     }
 
+    /// Redshift has no lock_timeout: `statement_timeout` is the only bound on a wait, and it
+    /// cancels any statement over the limit, counting planning, WLM queueing and execution
+    /// (<https://docs.aws.amazon.com/redshift/latest/dg/r_statement_timeout.html>). So it is
+    /// set only around the statements that take locks, and lifted after them.
     fn lock_timeout(&self, timeout: Duration) -> String {
-        // Redshift has no lock_timeout; a statement timeout bounds the wait (and the swap is only
-        // metadata changes, so it never needs long).
         format!("SET statement_timeout TO {}", timeout.as_millis().max(1))
+    }
+
+    /// 0 turns the limit off (r_statement_timeout).
+    fn lock_timeout_lifted(&self) -> Option<String> {
+        Some("SET statement_timeout TO 0".into())
     }
 
     fn grantee(&self, grantee: &Grantee) -> String {

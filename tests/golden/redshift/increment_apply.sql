@@ -4,6 +4,8 @@ CREATE TABLE IF NOT EXISTS "platform"."_dynamo_etl_increments" (run_id VARCHAR(1
 
 LOCK TABLE "platform"."_dynamo_etl_increments";
 
+SET statement_timeout TO 0;
+
 DELETE FROM "platform"."group" USING "platform_increment_staging"."_inc_keys_0" WHERE "platform"."group"."pk" = "platform_increment_staging"."_inc_keys_0"."pk" AND "platform"."group"."sk" = "platform_increment_staging"."_inc_keys_0"."sk";
 
 DELETE FROM "platform"."vuln" USING "platform_increment_staging"."_inc_keys_1" WHERE "platform"."vuln"."pk" = "platform_increment_staging"."_inc_keys_1"."pk" AND "platform"."vuln"."sk" = "platform_increment_staging"."_inc_keys_1"."sk";

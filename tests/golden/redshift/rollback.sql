@@ -19,3 +19,7 @@ GRANT SELECT ON ALL TABLES IN SCHEMA "platform" TO ROLE "bi_reader";
 GRANT USAGE ON SCHEMA "platform" TO "etl_reader";
 
 GRANT SELECT ON ALL TABLES IN SCHEMA "platform" TO "etl_reader";
+
+SET statement_timeout TO 0;
+
+INSERT INTO "analytics"."swaps" SELECT COUNT(*) FROM "platform"."org";
