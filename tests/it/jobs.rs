@@ -1083,6 +1083,52 @@ fn the_failure_alerts_commands_run_as_written() {
     assert!(checked >= 6, "{commands:#?}");
 }
 
+/// The role Redshift assumes for COPY: a provisioned cluster assumes it as
+/// `redshift.amazonaws.com`, a Serverless namespace as `redshift-serverless.amazonaws.com`, and
+/// the role must trust both (Redshift management guide, Serverless: granting permissions to other
+/// AWS services, <https://docs.aws.amazon.com/redshift/latest/mgmt/serverless-iam.html>); the
+/// deploy steps attach it either way.
+#[test]
+fn the_copy_role_is_assumable_by_clusters_and_serverless() {
+    let trust: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("iam/dynamo-etl-redshift-copy.trust.json")).unwrap(),
+    )
+    .unwrap();
+    let mut principals = BTreeSet::new();
+    for statement in trust["Statement"].as_array().unwrap() {
+        assert_eq!(statement["Action"], "sts:AssumeRole");
+        match &statement["Principal"]["Service"] {
+            Value::String(s) => principals.insert(s.clone()),
+            Value::Array(all) => {
+                for s in all {
+                    principals.insert(s.as_str().unwrap().to_string());
+                }
+                true
+            }
+            other => panic!("unexpected principal {other}"),
+        };
+    }
+    for service in [
+        "redshift.amazonaws.com",
+        "redshift-serverless.amazonaws.com",
+    ] {
+        assert!(
+            principals.contains(service),
+            "{service} is not trusted: {principals:?}"
+        );
+    }
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    for step in [
+        "aws redshift modify-cluster-iam-roles",
+        "aws redshift-serverless update-namespace",
+    ] {
+        assert!(
+            readme.contains(step),
+            "jobs/aws/README.md does not show `{step}`"
+        );
+    }
+}
+
 #[test]
 fn schedules_and_policies_are_well_formed() {
     let schedules = json_files(&root().join("events"));
