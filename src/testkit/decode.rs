@@ -359,6 +359,12 @@ fn decode_tag(key: &str, inner: &serde_json::Value) -> Result<Option<AttributeVa
     };
     Ok(Some(match key {
         "$b" => AttributeValue::B(Blob::new(b64(inner)?)),
+        "$n" => AttributeValue::N(
+            inner
+                .as_str()
+                .ok_or_else(|| bad("expected the number as a string"))?
+                .to_string(),
+        ),
         "$s64" => AttributeValue::S(String::from_utf8(b64(inner)?).map_err(|_| bad("not UTF-8"))?),
         "$ss" => AttributeValue::Ss(
             array(inner)?
@@ -375,6 +381,12 @@ fn decode_tag(key: &str, inner: &serde_json::Value) -> Result<Option<AttributeVa
                 .iter()
                 .map(|v| match v {
                     serde_json::Value::Number(n) => Ok(n.to_string()),
+                    serde_json::Value::Object(tagged) if tagged.len() == 1 => {
+                        match tagged.get("$n").and_then(|t| t.as_str()) {
+                            Some(n) => Ok(n.to_string()),
+                            None => Err(bad("expected numbers")),
+                        }
+                    }
                     _ => Err(bad("expected numbers")),
                 })
                 .collect::<Result<_, _>>()?,

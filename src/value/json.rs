@@ -9,6 +9,13 @@
 //! | `B` | `{"$b": "<base64>"}` |
 //! | `SS` / `NS` / `BS` | `{"$ss": [..]}` / `{"$ns": [..]}` / `{"$bs": ["<base64>", ..]}` |
 //! | `S` containing U+0000 (which PostgreSQL cannot store) | `{"$s64": "<base64 of the UTF-8>"}` |
+//! | `N` that no DECIMAL holds exactly (precision over 38 or scale over 37) | `{"$n": "<the number>"}` |
+//!
+//! Numbers: Redshift's DECIMAL holds at most 38 digits with a scale of at most 37
+//! (<https://docs.aws.amazon.com/redshift/latest/dg/r_Numeric_types201.html>), and what COPY
+//! makes of a JSON number inside SUPER beyond that is not documented; DynamoDB numbers reach
+//! 1E-130 and 9.99E+125 (38 significant digits). Such numbers are written as a tagged string in
+//! every dialect, so the JSON of a value is the same whatever the warehouse.
 //!
 //! Object keys that start with `$` are written with one more `$` in front, so a map can never be
 //! mistaken for a tag. The test kit's decoder inverts all of this exactly.
@@ -197,13 +204,17 @@ pub fn longest_string(value: &Value) -> usize {
     };
     match value {
         Value::S(s) => string(s),
-        Value::N(_) | Value::Bool(_) | Value::Null | Value::Unknown(_) => 0,
+        Value::N(n) => tagged_number_length(n),
+        Value::Bool(_) | Value::Null | Value::Unknown(_) => 0,
         Value::B(b) => base64(b.len()).max("$b".len()),
         Value::Ss(items) => items
             .iter()
             .map(|s| string(s))
             .fold("$ss".len(), usize::max),
-        Value::Ns(_) => "$ns".len(),
+        Value::Ns(items) => items
+            .iter()
+            .map(|n| tagged_number_length(n))
+            .fold("$ns".len(), usize::max),
         Value::Bs(items) => items
             .iter()
             .map(|b| base64(b.len()))
@@ -250,6 +261,15 @@ fn write_base64(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
 }
 
+/// The widest DECIMAL a warehouse holds: a JSON number beyond it is written tagged.
+const MAX_PRECISION: u32 = 38;
+const MAX_SCALE: u32 = 37;
+
+/// Whether `d` is written as `{"$n": …}` rather than as a JSON number.
+fn number_is_tagged(d: &Decimal) -> bool {
+    d.precision() > MAX_PRECISION || d.scale() > MAX_SCALE
+}
+
 fn write_number(out: &mut Vec<u8>, n: &str, path: &Path) -> Result<(), JsonError> {
     let d = Decimal::parse(n).map_err(|_| JsonError::BadNumber {
         path: path.render(),
@@ -257,8 +277,26 @@ fn write_number(out: &mut Vec<u8>, n: &str, path: &Path) -> Result<(), JsonError
     })?;
     let mut text = String::new();
     d.write_json_number(&mut text);
-    out.extend_from_slice(text.as_bytes());
+    if number_is_tagged(&d) {
+        out.extend_from_slice(b"{\"$n\":\"");
+        out.extend_from_slice(text.as_bytes());
+        out.extend_from_slice(b"\"}");
+    } else {
+        out.extend_from_slice(text.as_bytes());
+    }
     Ok(())
+}
+
+/// The length of the string a tagged number is written as (0 for a plain JSON number).
+fn tagged_number_length(n: &str) -> usize {
+    match Decimal::parse(n) {
+        Ok(d) if number_is_tagged(&d) => {
+            let mut text = String::new();
+            d.write_json_number(&mut text);
+            text.len().max("$n".len())
+        }
+        _ => 0,
+    }
 }
 
 /// JSON text for a whole value, as a `String`.
@@ -329,6 +367,51 @@ mod tests {
         round_trip(Bs(vec![Blob::new(vec![1u8]), Blob::new(vec![2u8, 3])]));
         round_trip(L(vec![S("x".into()), N("1".into()), L(vec![])]));
         round_trip(S("nul\0inside".into()));
+    }
+
+    /// Redshift's DECIMAL holds 38 digits with a scale of at most 37 (r_Numeric_types201): a
+    /// number beyond that is a tagged string, so COPY never has to make one out of a JSON number.
+    #[test]
+    fn numbers_no_decimal_holds_are_tagged() {
+        use AttributeValue::*;
+        let widest = "12345678901234567890123456789012345678";
+        assert_eq!(json(&N(widest.into()), "a").unwrap(), widest);
+        let scale_37 = "0.1234567890123456789012345678901234567";
+        assert_eq!(json(&N(scale_37.into()), "a").unwrap(), scale_37);
+        for (n, tagged) in [
+            ("1E-130", r#"{"$n":"1E-130"}"#),
+            (
+                "0.12345678901234567890123456789012345678",
+                r#"{"$n":"0.12345678901234567890123456789012345678"}"#,
+            ),
+            (
+                "1E+38",
+                r#"{"$n":"100000000000000000000000000000000000000"}"#,
+            ),
+            (
+                "-9.9999999999999999999999999999999999999E+125",
+                r#"{"$n":"-9.9999999999999999999999999999999999999E+125"}"#,
+            ),
+            (
+                "123456789012345678901234567890.123456789",
+                r#"{"$n":"123456789012345678901234567890.123456789"}"#,
+            ),
+        ] {
+            assert_eq!(json(&N(n.into()), "a").unwrap(), tagged, "{n}");
+            round_trip(N(n.into()));
+            assert_eq!(
+                longest_string(&Value::from_sdk(&N(n.into()))),
+                longest_in_text(tagged),
+                "{n}"
+            );
+        }
+        let set = Ns(vec!["1".into(), "1E+125".into()]);
+        assert_eq!(
+            json(&set, "a").unwrap(),
+            format!(r#"{{"$ns":[1,{{"$n":"1E+125"}}]}}"#)
+        );
+        round_trip(set);
+        round_trip(L(vec![N("1E-130".into()), N("2".into())]));
     }
 
     #[test]

@@ -7,8 +7,9 @@
 //! | VARCHAR length | 65,535 bytes | `r_Character_types.html` |
 //! | DECIMAL precision / scale | 38 / 37; extra input scale is rounded, not refused | `r_Numeric_types201.html` |
 //! | DECIMAL(19, s) | stored in 64 bits: at most 9223372036854775807 whatever the scale, so 19 is declared as 20 | `r_Numeric_types201.html` |
-//! | string inside SUPER | 65,535 bytes (a database opt-in raises it; not relied on) | `limitations-super.html` |
-//! | SUPER value from CSV | objects over 1 MB are documented only for Parquet, JSON and text; kept under 1,000,000 bytes | `r_SUPER_type.html`, `ingest-super.html` |
+//! | string inside SUPER | 65,535 bytes by default; the 2026-11 database opt-in `enable_large_strings_opt_in` raises it to 16,000,000, not relied on | `limitations-super.html` |
+//! | SUPER value from CSV | copies of `r_SUPER_type.html` disagree on whether CSV may carry objects over 1 MB (the en-US page lists Parquet, JSON and text; other copies add CSV), so values are kept under 1,000,000 bytes; SUPER itself holds 16 MB | `r_SUPER_type.html`, `limitations-super.html`, `ingest-super.html` |
+//! | number inside SUPER | what COPY makes of a JSON number no DECIMAL holds is undocumented: such numbers are sent as tagged strings (`value::json`) | `r_Numeric_types201.html`, `ingest-super.html` |
 //! | VARBYTE | up to 16,777,216 bytes on current versions, 1,024,000 on older ones; the older figure is used | `r_VARBYTE_type.html` |
 //! | VARBYTE from CSV | hexadecimal text | `copy-usage-varbyte.html` |
 //! | input row | 4 MB | `copy-parameters-data-source-s3.html` |
