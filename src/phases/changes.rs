@@ -206,6 +206,10 @@ impl Changes {
                             "the change of item {key} cannot be applied: {why}; the served tables cannot find this item's row, so run a full copy (dynamo-etl run) instead of an increment"
                         ))
                     })?;
+                    // A key this table's columns cannot hold is in no row of it.
+                    let Some(fields) = fields else {
+                        continue;
+                    };
                     let row: Vec<Option<Cow<str>>> =
                         std::iter::once(Some(Cow::Borrowed(key.as_str())))
                             .chain(fields)

@@ -51,6 +51,9 @@ pub enum DriftReason {
     /// Beyond what the run's warehouse can hold in any column (see `schema::limits`): kept as
     /// bytes in `_overflow`.
     Overflow,
+    /// A key attribute whose value the table's typed key column cannot hold (U+0000, or exactly
+    /// the CSV NULL marker): the item went to `_unclassified`, whose key columns are JSON.
+    KeyNotHeld,
 }
 
 impl DriftReason {
@@ -66,6 +69,9 @@ impl DriftReason {
             DriftReason::NotATimestamp => "not an RFC 3339 timestamp with offset",
             DriftReason::OtherType => "type differs from the data-schema",
             DriftReason::Overflow => "beyond what the warehouse holds; kept in _overflow",
+            DriftReason::KeyNotHeld => {
+                "a key value no typed key column holds; the item went to _unclassified"
+            }
         }
     }
 }

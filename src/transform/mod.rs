@@ -45,6 +45,8 @@ struct TableLayout {
     /// Column index by attribute name. foldhash (still seeded per process) rather than SipHash:
     /// this lookup runs for every attribute of every item.
     column_of: HashMap<String, usize, foldhash::fast::RandomState>,
+    /// Per column: whether it holds a key attribute.
+    is_key: Vec<bool>,
 }
 
 /// Classifies and converts items of one source table. Not shared between threads: each segment
@@ -55,6 +57,13 @@ pub struct Transformer {
     drift: Vec<BTreeMap<DriftKey, DriftCount>>,
     catch_all: Option<usize>,
     limits: Limits,
+}
+
+/// Why an item was not converted into a row of one table.
+enum Unconverted {
+    Rejected(Rejection),
+    /// The table's typed column for this key attribute cannot hold the item's value.
+    KeyNotHeld(String),
 }
 
 /// A value bound for `_overflow`: its attribute, what its bytes are, and the bytes.
@@ -82,6 +91,11 @@ impl Transformer {
                     .iter()
                     .enumerate()
                     .map(|(i, c)| (c.attribute.clone(), i))
+                    .collect(),
+                is_key: schema
+                    .columns
+                    .iter()
+                    .map(|c| key_attributes.contains(&c.attribute))
                     .collect(),
                 schema,
             })
@@ -178,9 +192,45 @@ impl Transformer {
         item_key(item, &self.key_attributes)
     }
 
-    /// Converts one item into a row of its table.
+    /// Converts one item into a row of its table. An item whose key its table's typed key
+    /// columns cannot hold (a string with U+0000, or exactly the CSV NULL marker `\N`: both
+    /// valid DynamoDB keys) goes to `_unclassified`, whose key columns are JSON and hold any key,
+    /// so that every row can be found by its key again (increments delete and replace rows by
+    /// key); it is counted as drift of the table it was classified into.
     pub fn convert<'a>(&mut self, item: &'a ItemView<'_>) -> Result<Row<'a>, Rejection> {
         let table = self.classify(item);
+        match self.convert_into(table, item) {
+            Ok(row) => Ok(row),
+            Err(Unconverted::Rejected(r)) => Err(r),
+            Err(Unconverted::KeyNotHeld(attribute)) => {
+                let key = self.item_key(item);
+                let entry = self.drift[table]
+                    .entry(DriftKey {
+                        attribute,
+                        reason: DriftReason::KeyNotHeld,
+                    })
+                    .or_default();
+                entry.count += 1;
+                if entry.examples.len() < EXAMPLE_KEYS {
+                    entry.examples.push(key);
+                }
+                match self.convert_into(self.unclassified(), item) {
+                    Ok(row) => Ok(row),
+                    Err(Unconverted::Rejected(r)) => Err(r),
+                    Err(Unconverted::KeyNotHeld(attribute)) => Err(self.reject(
+                        item,
+                        format!("key attribute {attribute} cannot be held even as JSON"),
+                    )),
+                }
+            }
+        }
+    }
+
+    fn convert_into<'a>(
+        &mut self,
+        table: usize,
+        item: &'a ItemView<'_>,
+    ) -> Result<Row<'a>, Unconverted> {
         let limits = self.limits;
         let layout = &self.tables[table];
         let ncols = layout.schema.columns.len();
@@ -190,7 +240,7 @@ impl Transformer {
         let mut overflowed: Vec<Overflowed<'a>> = Vec::new();
         for (name, value) in item.iter() {
             if !limits.text_fits(name.len()) {
-                return Err(self.reject(
+                return Err(Unconverted::Rejected(self.reject(
                     item,
                     format!(
                         "attribute name of {} bytes (starting {:?}) is longer than {} allows ({} bytes)",
@@ -199,13 +249,16 @@ impl Transformer {
                         limits.dialect,
                         limits.max_text_bytes.unwrap_or(u32::MAX)
                     ),
-                ));
+                )));
             }
             match layout.column_of.get(name) {
                 Some(&i) => {
                     let column = &layout.schema.columns[i];
                     match convert_value(value, column.logical_type, name, &limits) {
                         Ok(Some(text)) => fields[i] = Some(text),
+                        _ if layout.is_key[i] => {
+                            return Err(Unconverted::KeyNotHeld(name.to_string()))
+                        }
                         Ok(None) => extra.push((name, value)),
                         Err(Misfit::Drift(reason)) => {
                             extra.push((name, value));
@@ -220,7 +273,7 @@ impl Transformer {
                             drifted.push((name, DriftReason::Overflow));
                         }
                         Err(Misfit::Unrepresentable(e)) => {
-                            return Err(self.reject(item, e.to_string()))
+                            return Err(Unconverted::Rejected(self.reject(item, e.to_string())))
                         }
                     }
                 }
@@ -234,16 +287,16 @@ impl Transformer {
         }
         if !extra.is_empty() {
             let text = extra_object(extra, &limits, &mut overflowed, &mut drifted)
-                .map_err(|e| self.reject(item, e.to_string()))?;
+                .map_err(|e| Unconverted::Rejected(self.reject(item, e.to_string())))?;
             fields[ncols] = text.map(Cow::Owned);
         }
         if let Some(max) = limits.max_row_bytes {
             let size = csv_row_bytes(&fields);
             if size > max as usize {
-                return Err(self.reject(
+                return Err(Unconverted::Rejected(self.reject(
                     item,
                     format!("its row would be {size} bytes of CSV, more than {} loads in one row ({max} bytes)", limits.dialect),
-                ));
+                )));
             }
         }
         let overflow = match overflowed.is_empty() {
@@ -277,13 +330,14 @@ impl Transformer {
     }
 
     /// The key of `keys` (an item's key attributes) as table `table`'s key columns hold it, in
-    /// key order: what finds the item's row in that table. An error says why the table cannot
-    /// hold this key in its columns (then its row, if any, keeps the key in `_extra`).
+    /// key order: what finds the item's row in that table. `None`: the table's key columns cannot
+    /// hold this key, so no row of the table has it (such items are in `_unclassified`, see
+    /// [`Transformer::convert`]). An error says what is wrong with the change's key.
     pub fn key_fields<'a>(
         &self,
         table: usize,
         keys: &'a ItemView<'_>,
-    ) -> Result<Fields<'a>, String> {
+    ) -> Result<Option<Fields<'a>>, String> {
         let layout = &self.tables[table];
         let mut out = Vec::with_capacity(self.key_attributes.len());
         for attribute in &self.key_attributes {
@@ -303,18 +357,10 @@ impl Transformer {
                 })?;
             match convert_value(value, column.logical_type, name, &self.limits) {
                 Ok(Some(text)) => out.push(Some(text)),
-                _ => {
-                    return Err(format!(
-                        "key attribute {attribute} = {} does not fit column {} ({}) of table {}",
-                        self.item_key(keys),
-                        column.column,
-                        column.logical_type.name(),
-                        layout.schema.table
-                    ))
-                }
+                _ => return Ok(None),
             }
         }
-        Ok(out)
+        Ok(Some(out))
     }
 
     fn reject(&self, item: &ItemView, reason: String) -> Rejection {
@@ -739,6 +785,50 @@ mod tests {
             t.drift().is_empty(),
             "unclassified attributes are not drift"
         );
+    }
+
+    #[test]
+    fn keys_no_typed_column_holds_go_to_unclassified_and_are_found_again() {
+        for dialect in [&POSTGRES, &REDSHIFT] {
+            let mut t = Transformer::new(&schemas(), &["pk".into()], dialect);
+            for pk in ["ORG#\0nul", "\\N"] {
+                let it = item(&[("pk", s(pk)), ("employees", n("3"))]);
+                let view = ItemView::from_sdk(&it);
+                let row = t.convert(&view).unwrap();
+                assert_eq!(row.table, t.unclassified(), "{pk:?}");
+                assert!(
+                    row.fields[0].is_some(),
+                    "{pk:?}: the key is in its JSON column"
+                );
+                assert!(survives(&mut t, &it), "{pk:?}");
+                // What an increment's key rows use: no row of `organization` holds this key,
+                // `_unclassified` does.
+                assert_eq!(t.key_fields(0, &view).unwrap(), None, "{pk:?}");
+                assert_eq!(
+                    t.key_fields(t.unclassified(), &view).unwrap().unwrap(),
+                    row.fields[..1].to_vec(),
+                    "{pk:?}"
+                );
+            }
+            // Counted as drift of the table the item was classified into (`\N` is no
+            // organization's key at all, so it is not).
+            let mut fresh = Transformer::new(&schemas(), &["pk".into()], dialect);
+            for pk in ["ORG#\0nul", "\\N"] {
+                fresh
+                    .convert(&ItemView::from_sdk(&item(&[("pk", s(pk))])))
+                    .unwrap();
+            }
+            let drift = fresh.drift();
+            let entry = drift["organization"]
+                .iter()
+                .find(|e| e.reason == DriftReason::KeyNotHeld)
+                .expect("counted as drift");
+            assert_eq!((entry.attribute.as_str(), entry.count), ("pk", 1));
+            assert_eq!(entry.examples, [r#"{"pk":{"$s64":"T1JHIwBudWw="}}"#]);
+            // An ordinary key stays in its table.
+            let it = item(&[("pk", s("ORG#1"))]);
+            assert_eq!(t.convert(&ItemView::from_sdk(&it)).unwrap().table, 0);
+        }
     }
 
     #[test]
