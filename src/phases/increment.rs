@@ -120,6 +120,25 @@ pub fn windows(
     out
 }
 
+/// The windows from `watermark` to `end` when an earlier attempt already decided that the first
+/// one ends at `decided`: that window is taken again as it was (its export may exist already),
+/// unless `--to` now asks for less; the rest are cut as [`windows`] cuts them.
+pub fn windows_after(
+    watermark: chrono::DateTime<chrono::Utc>,
+    end: chrono::DateTime<chrono::Utc>,
+    asked_to: Option<chrono::DateTime<chrono::Utc>>,
+    decided: Option<chrono::DateTime<chrono::Utc>>,
+) -> Vec<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> {
+    match decided.filter(|to| *to > watermark && asked_to.is_none_or(|asked| *to <= asked)) {
+        Some(to) => {
+            let mut all = vec![(watermark, to)];
+            all.extend(windows(to, end.max(to)));
+            all
+        }
+        None => windows(watermark, end),
+    }
+}
+
 /// What `increment` was asked to do.
 pub struct IncrementRequest<'a> {
     pub table: &'a str,
@@ -228,8 +247,38 @@ pub async fn increment(
             )));
         }
         let end = request.to.unwrap_or(restorable.1).min(restorable.1);
+        let target = warehouse.config().target.clone();
+        let view = view_of(request);
+        // A window an earlier attempt decided on (and perhaps exported) is taken again as it
+        // was, though the newest restorable time has moved on since.
+        let decided = decided_window(ctx, &target)
+            .await?
+            .filter(|w| {
+                w.resumes(
+                    &target,
+                    request.table,
+                    &base.run_id,
+                    &instant(mark.at),
+                    view,
+                )
+            })
+            .map(|w| {
+                parse_instant(
+                    &w.to,
+                    &format!("the end of the window decided for {target}"),
+                )
+            })
+            .transpose()?;
+        let planned = windows_after(mark.at, end, request.to, decided);
+        if let (Some(to), Some(first)) = (decided, planned.first()) {
+            if first.1 == to {
+                tracing::info!(target, from = %instant(mark.at), to = %instant(to),
+                    "taking up the window an earlier attempt decided on (and its export)");
+            }
+        }
         let mut mark = mark.clone();
-        for (from, to) in windows(mark.at, end) {
+        for (from, to) in planned {
+            record_window(ctx, &target, request, &base.run_id, (from, to)).await?;
             let one = apply_window(ctx, warehouse, request, &base, &mark, (from, to), None).await?;
             mark.at = to;
             done.push(one);
@@ -237,6 +286,72 @@ pub async fn increment(
     }
     let after = watermark(ctx, warehouse).await?;
     Ok((done, after))
+}
+
+fn view_of(request: &IncrementRequest<'_>) -> &'static str {
+    match request.new_and_old_images {
+        true => "NEW_AND_OLD_IMAGES",
+        false => "NEW_IMAGE",
+    }
+}
+
+/// The window recorded for `target`'s next increment, if any.
+async fn decided_window(
+    ctx: &Context,
+    target: &str,
+) -> Result<Option<increment::DecidedWindow>, Error> {
+    let staging = ctx.staging()?;
+    let key = staging.layout.increment_window(target);
+    let Some(bytes) = staging.store.get(&key).await? else {
+        return Ok(None);
+    };
+    match serde_json::from_slice(&bytes) {
+        Ok(window) => Ok(Some(window)),
+        Err(e) => {
+            // Only an optimisation is lost: the window is decided anew.
+            tracing::warn!(key, error = %e, "the recorded increment window is not readable; deciding the window anew");
+            Ok(None)
+        }
+    }
+}
+
+/// Records the window `target`'s increment is about to export, before the export starts.
+async fn record_window(
+    ctx: &Context,
+    target: &str,
+    request: &IncrementRequest<'_>,
+    base_run: &str,
+    (from, to): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>),
+) -> Result<(), Error> {
+    let staging = ctx.staging()?;
+    let window = increment::DecidedWindow {
+        target: target.to_string(),
+        table: request.table.to_string(),
+        run_id: run_id_of(target, from, to),
+        base_run: base_run.to_string(),
+        from: instant(from),
+        to: instant(to),
+        view: view_of(request).to_string(),
+        decided_at: instant(chrono::Utc::now()),
+    };
+    let key = staging.layout.increment_window(target);
+    let text = serde_json::to_string_pretty(&window).expect("the window serialises");
+    staging
+        .store
+        .put(&key, text.into(), "application/json")
+        .await
+        .map_err(|e| Error::from(e).context(format!("recording the increment window of {target}")))
+}
+
+/// Forgets the window recorded for `target` (best effort: a window left behind only makes the
+/// next attempt export it again).
+async fn forget_window(ctx: &Context, target: &str) {
+    if let Ok(staging) = ctx.staging() {
+        let key = staging.layout.increment_window(target);
+        if let Err(e) = staging.store.delete_keys(std::slice::from_ref(&key)).await {
+            tracing::warn!(key, error = %e, "could not remove the recorded increment window");
+        }
+    }
 }
 
 /// Refuses (unless asked to go on) when the data-schemas a new full copy would use differ from
@@ -335,11 +450,34 @@ async fn restorable(
     ))
 }
 
-/// The run id of the increment of `[from, to)` on `base`: the same window always gets the same
-/// id, so applying it again is recognised as done.
-pub fn run_id_of(from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>) -> String {
+/// The run id of the increment of `[from, to)` for `target`: the same window of the same target
+/// always gets the same id, so applying it again is recognised as done, while two targets
+/// sharing a staging prefix each get a run of their own. A target name that is not all run-id
+/// characters, or too long to fit, is shortened and followed by a hash of the whole name.
+pub fn run_id_of(
+    target: &str,
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+) -> String {
+    use sha2::Digest;
     let compact = |t: chrono::DateTime<chrono::Utc>| t.format("%Y%m%dT%H%M%S%.3fZ").to_string();
-    format!("inc-{}-{}", compact(from), compact(to))
+    let safe: String = target
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        .collect();
+    let name = match safe == target && !safe.is_empty() && safe.len() <= 40 {
+        true => safe,
+        false => {
+            let digest = sha2::Sha256::digest(target.as_bytes());
+            let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+            let stem: String = safe.chars().take(31).collect();
+            match stem.is_empty() {
+                true => hash,
+                false => format!("{stem}.{hash}"),
+            }
+        }
+    };
+    format!("inc-{name}-{}-{}", compact(from), compact(to))
 }
 
 /// Plans, exports (unless `given`), runs and applies the increment of one window.
@@ -353,16 +491,12 @@ async fn apply_window(
     given: Option<ExportSource>,
 ) -> Result<Done, Error> {
     let target = warehouse.config().target.clone();
-    let run_id = run_id_of(from, to);
+    let run_id = run_id_of(&target, from, to);
     let spec = IncrementSpec {
         base_run: base.run_id.clone(),
         from: instant(from),
         to: instant(to),
-        view: match request.new_and_old_images {
-            true => "NEW_AND_OLD_IMAGES",
-            false => "NEW_IMAGE",
-        }
-        .to_string(),
+        view: view_of(request).to_string(),
     };
     let applied = warehouse.increments().await?;
     if applied.iter().any(|a| a.run_id == run_id) {
@@ -415,7 +549,19 @@ async fn apply_window(
                 )
                 .await?;
                 let location =
-                    super::export::wait(ctx, &started.export_arn, request.poll, request.wait).await?;
+                    match super::export::wait(ctx, &started.export_arn, request.poll, request.wait)
+                        .await
+                    {
+                        Ok(location) => location,
+                        Err(e) => {
+                            if e.class() == crate::error::Class::Fatal {
+                                // A failed export is final: the next attempt decides a new
+                                // window (and so starts a new export) instead of this one.
+                                forget_window(ctx, &target).await;
+                            }
+                            return Err(e);
+                        }
+                    };
                 ExportSource::parse_url(&location).map_err(Error::fatal)?
             }
         };
@@ -433,7 +579,14 @@ async fn apply_window(
             increment: Some(spec.clone()),
         }
         .store_once(ctx.staging()?)
-        .await?;
+        .await
+        .map_err(|e| match e {
+            // Increments have no --run-id: their run id is the target and the window.
+            crate::staging::plan::PlanError::Conflict { difference, .. } => Error::fatal(format!(
+                "increment {run_id} of {target} was started with other settings ({difference}): repeat it with the settings it was started with (dynamo-etl status --run-id {run_id} shows them)"
+            )),
+            other => other.into(),
+        })?;
         let staging = ctx.staging()?;
         for k in 0..plan.total_segments {
             if crate::staging::manifest::read(staging, &plan, k)
@@ -530,9 +683,50 @@ mod tests {
     }
 
     #[test]
-    fn the_same_window_gets_the_same_run_id() {
-        let id = run_id_of(at(0), at(60));
-        assert_eq!(id, "inc-20251201T000000.000Z-20251201T010000.000Z");
-        crate::staging::check_run_id(&id).unwrap();
+    fn a_retry_takes_the_window_decided_before_though_the_restorable_time_moved() {
+        // The first attempt decided on [0, 30) when the newest restorable time was 30.
+        let first = windows_after(at(0), at(30), None, None);
+        assert_eq!(first, vec![(at(0), at(30))]);
+        // Its retry, with the restorable time at 37: the same window, so the same export.
+        assert_eq!(
+            windows_after(at(0), at(37), None, Some(at(30))),
+            vec![(at(0), at(30))]
+        );
+        // Far later: the same window first, then the rest in windows of their own.
+        assert_eq!(
+            windows_after(at(0), at(50), None, Some(at(30))),
+            vec![(at(0), at(30)), (at(30), at(50))]
+        );
+        // --to asks for less than was decided: a new window.
+        assert_eq!(
+            windows_after(at(0), at(20), Some(at(20)), Some(at(30))),
+            vec![(at(0), at(20))]
+        );
+        // A decision that does not start after the watermark is not one for it.
+        assert_eq!(
+            windows_after(at(30), at(60), None, Some(at(30))),
+            vec![(at(30), at(60))]
+        );
+    }
+
+    #[test]
+    fn the_same_window_of_the_same_target_gets_the_same_run_id() {
+        let id = run_id_of("platform", at(0), at(60));
+        assert_eq!(id, "inc-platform-20251201T000000.000Z-20251201T010000.000Z");
+        assert_eq!(id, run_id_of("platform", at(0), at(60)));
+        assert_ne!(id, run_id_of("platform_b", at(0), at(60)), "another target");
+        let long = "a_target_name_far_longer_than_a_run_id_leaves_room_for_at_all";
+        let other = "a_target_name_far_longer_than_a_run_id_leaves_room_for_at_all_2";
+        for target in [long, other, "Größe", "\"quoted\" name", "x"] {
+            crate::staging::check_run_id(&run_id_of(target, at(0), at(60))).unwrap();
+        }
+        assert_ne!(
+            run_id_of(long, at(0), at(60)),
+            run_id_of(other, at(0), at(60))
+        );
+        assert_ne!(
+            run_id_of("Größe", at(0), at(60)),
+            run_id_of("Gre", at(0), at(60))
+        );
     }
 }

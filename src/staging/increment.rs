@@ -51,6 +51,46 @@ pub struct IncrementSpec {
     pub view: String,
 }
 
+/// The window of changes the next increment of a target exports and applies, decided once —
+/// before its incremental export starts — and kept in the staging area: a retry after a failure
+/// finds it and exports (with the same client token, so DynamoDB returns the same export) the
+/// same window, instead of a new window to the newest restorable time, which would be a new,
+/// billed export (ExportTableToPointInTime is idempotent only for the same token *and*
+/// parameters: <https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_ExportTableToPointInTime.html>).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecidedWindow {
+    pub target: String,
+    pub table: String,
+    /// The increment's run id, also the export's client token.
+    pub run_id: String,
+    /// The full copy the target served when the window was decided.
+    pub base_run: String,
+    pub from: String,
+    pub to: String,
+    pub view: String,
+    pub decided_at: String,
+}
+
+impl DecidedWindow {
+    /// Whether a new attempt to bring `target`, at watermark `from`, up to date should take this
+    /// window again: it starts where the target stands, on the same copy, with the same view.
+    pub fn resumes(
+        &self,
+        target: &str,
+        table: &str,
+        base_run: &str,
+        from: &str,
+        view: &str,
+    ) -> bool {
+        self.target == target
+            && self.table == table
+            && self.base_run == base_run
+            && self.from == from
+            && self.view == view
+    }
+}
+
 /// The `_version` of the `seq`-th change line segment `segment` read, written at `micros`:
 /// zero-padded so that text order is the order of writes (a later write wins), with the segment
 /// and line making two changes of one microsecond distinct and their order the same everywhere.

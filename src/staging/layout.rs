@@ -86,6 +86,13 @@ impl Layout {
         )
     }
 
+    /// The window the next increment of `target` works on, written before its export starts:
+    /// a retry reuses it, and so the export, instead of exporting a new window (see
+    /// `staging::increment::DecidedWindow`).
+    pub fn increment_window(&self, target: &str) -> String {
+        self.join(&format!("increments/{target}/window.json"))
+    }
+
     /// `…/schemas/` — every schema cache snapshot lives below it.
     pub fn schemas(&self) -> String {
         self.join("schemas/")

@@ -302,7 +302,7 @@ async fn increments_keep_the_served_tables_equal_to_a_fresh_copy() {
 
     // An increment run is never taken for a full copy: not by the phases, and not by `run`
     // looking for a run to go on with.
-    let inc_run = dynamo_etl::phases::increment::run_id_of(w3.from, w3.to);
+    let inc_run = dynamo_etl::phases::increment::run_id_of(&env.target, w3.from, w3.to);
     for phase in ["prepare", "replace"] {
         let out = env.run(&[phase, "--run-id", &inc_run], &[]);
         assert_eq!(out.status.code(), Some(2), "{phase}: {}", show(&out));
@@ -648,4 +648,131 @@ async fn an_increment_submitted_twice_is_applied_once() {
     assert_eq!(recorded, 1);
     let again = env.run(&args, &[]);
     assert!(show(&again).contains("nothing changed"), "{}", show(&again));
+}
+
+/// The lock timeout bounds waiting for locks only: an apply whose deletes take longer than it
+/// (slowed here by a trigger on a served table) still applies. On Redshift the bound is a
+/// statement timeout, lifted before the deletes (see the golden files and
+/// `only_lock_waits_run_under_the_statement_timeout`); here a bound that limited statements
+/// would cancel the slow delete.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_apply_longer_than_the_lock_timeout_applies() {
+    let env = TestEnv::with_demo("incr-slow", 1).await;
+    let items = dynamo_etl::testkit::fixtures::demo_items(1);
+    env.run_ok(&["run", "--table", &env.table, "--run-id", "base"]);
+    let plan: serde_json::Value =
+        serde_json::from_slice(&env.get("dynamo-etl/runs/base/run.json").await.unwrap()).unwrap();
+    let w0 = parse_instant(plan["created_at"].as_str().unwrap(), "plan time").unwrap();
+    let w = Window {
+        id: "01765000000000-dddd0001",
+        from: w0,
+        to: w0 + chrono::TimeDelta::hours(1),
+    };
+    let org = items
+        .iter()
+        .find(|it| it["pk"].as_s().unwrap().starts_with("ORG#"))
+        .unwrap();
+    let e = export(&env, &w, &[delete(org, w0.timestamp_micros() as u64)]).await;
+    let orgs = env.count(&env.target, "org").await;
+    let mut pg = env.pg().await;
+    for statement in [
+        "CREATE OR REPLACE FUNCTION public.etl_test_slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(2.5); RETURN NULL; END $$".to_string(),
+        format!(
+            "CREATE TRIGGER slow_delete AFTER DELETE ON \"{}\".\"org\" FOR EACH STATEMENT EXECUTE FUNCTION public.etl_test_slow()",
+            env.target
+        ),
+    ] {
+        sqlx::query(&statement).execute(&mut pg).await.unwrap();
+    }
+    let started = std::time::Instant::now();
+    let out = env.run(
+        &[
+            "increment",
+            "--table",
+            &env.table,
+            "--export-prefix",
+            &url(&e),
+            "--lock-timeout-seconds",
+            "1",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        started.elapsed() > std::time::Duration::from_secs(2),
+        "the trigger made the apply slower than the lock timeout"
+    );
+    assert_eq!(env.count(&env.target, "org").await, orgs - 1);
+}
+
+/// Keys no text column can hold — exactly `\N` (the CSV NULL marker) and one containing U+0000,
+/// both valid in DynamoDB — are copied to `_unclassified`, whose key columns are JSON, and
+/// their changes (an update, a delete, an insert) are applied like any other: the served tables
+/// equal a fresh copy of the final state, and the increment is not refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_no_text_column_holds_are_applied_by_increments() {
+    let env = TestEnv::with_demo("incr-oddkey", 1).await;
+    let odd = |pk: &str, note: &str| -> Item {
+        HashMap::from([
+            ("pk".to_string(), s(pk)),
+            ("sk".to_string(), s("META")),
+            ("name".to_string(), s(note)),
+        ])
+    };
+    // `ORG#…` would be classified as an organization, whose pk column is text.
+    let (marker, nul, fresh_nul) = (
+        odd("\\N", "marker"),
+        odd("ORG#a\0b", "nul"),
+        odd("ORG#\0new", "new"),
+    );
+    for item in [&marker, &nul] {
+        env.dynamodb
+            .put_item()
+            .table_name(&env.table)
+            .set_item(Some(item.clone()))
+            .send()
+            .await
+            .unwrap();
+    }
+    env.run_ok(&["run", "--table", &env.table, "--run-id", "base"]);
+    let unclassified = env.count(&env.target, "_unclassified").await;
+    assert!(unclassified >= 2, "the odd keys are in _unclassified");
+    let plan: serde_json::Value =
+        serde_json::from_slice(&env.get("dynamo-etl/runs/base/run.json").await.unwrap()).unwrap();
+    let w0 = parse_instant(plan["created_at"].as_str().unwrap(), "plan time").unwrap();
+    let w = Window {
+        id: "01765000000000-eeee0001",
+        from: w0,
+        to: w0 + chrono::TimeDelta::hours(1),
+    };
+    let micros = |plus: i64| (w0.timestamp_micros() + plus) as u64;
+    let mut renamed = marker.clone();
+    renamed.insert("name".into(), s("marker, renamed"));
+    let changes = vec![
+        upsert(Some(&marker), renamed, micros(1)),
+        delete(&nul, micros(2)),
+        upsert(None, fresh_nul, micros(3)),
+    ];
+    let e = export(&env, &w, &changes).await;
+    apply_to_table(&env, &changes).await;
+    let out = env.run(
+        &[
+            "increment",
+            "--table",
+            &env.table,
+            "--export-prefix",
+            &url(&e),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(show(&out).contains("3 changes"), "{}", show(&out));
+    let fresh = format!("{}_fresh", env.target);
+    let copied = env.run(
+        &["run", "--table", &env.table, "--run-id", "fresh"],
+        &[("ETL_TARGET", fresh.clone())],
+    );
+    assert!(copied.status.success(), "{}", show(&copied));
+    assert_same_tables(&env, &env.target, &fresh, "after the increment").await;
+    assert_eq!(env.count(&env.target, "_unclassified").await, unclassified);
 }
