@@ -580,6 +580,55 @@ async fn increment_reads_the_recovery_window_and_waits_for_a_whole_window() {
     let out = env.run(&args, &on_moto);
     assert!(out.status.success(), "{}", show(&out));
     assert!(show(&out).contains("nothing to apply"), "{}", show(&out));
+
+    // An earlier attempt decided on a window and recorded it (then died): the retry takes that
+    // window again, though the newest restorable time has moved past it, and so its run id —
+    // the export's client token — instead of exporting a window of its own.
+    let plan: serde_json::Value = serde_json::from_slice(
+        &env.get("dynamo-etl/runs/after-pitr/run.json")
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let from = parse_instant(plan["created_at"].as_str().unwrap(), "plan time").unwrap();
+    let to = from + chrono::TimeDelta::seconds(1);
+    let run_id = dynamo_etl::phases::increment::run_id_of(&env.target, from, to);
+    let decided = dynamo_etl::staging::increment::DecidedWindow {
+        target: env.target.clone(),
+        table: env.table.clone(),
+        run_id: run_id.clone(),
+        base_run: "after-pitr".into(),
+        from: instant(from),
+        to: instant(to),
+        view: "NEW_AND_OLD_IMAGES".into(),
+        decided_at: instant(from),
+    };
+    let staging = env.staging("dynamo-etl", RetryPolicy::default()).await;
+    staging
+        .store
+        .put(
+            &staging.layout.increment_window(&env.target),
+            serde_json::to_vec(&decided).unwrap().into(),
+            "application/json",
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let retried = env.run(
+        &[&args[..], &["--wait-seconds", "1", "--poll-seconds", "1"]].concat(),
+        &on_moto,
+    );
+    let text = show(&retried);
+    assert!(
+        text.contains("taking up the window an earlier attempt decided on"),
+        "{text}"
+    );
+    assert!(
+        env.get(&format!("dynamo-etl/runs/{run_id}/export-started.json"))
+            .await
+            .is_some(),
+        "the export of the recorded window ({run_id}) was started: {text}"
+    );
 }
 
 /// The same increment submitted twice at once: one process works on it, the other is told who
