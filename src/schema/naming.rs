@@ -1,6 +1,6 @@
 //! The deterministic mapping from DynamoDB attribute names (any UTF-8) to warehouse identifiers.
 //!
-//! Rules, applied in order (documented in the README):
+//! Rules, applied in order (documented in schemas/README.md, "Column names"):
 //! 1. ASCII letters are lowercased, ASCII digits and `_` kept, every other character becomes `_`.
 //! 2. An empty result, or one starting with a digit, gets the prefix `c_`.
 //! 3. System column names of PostgreSQL and Redshift (`oid`, `xmin`, `ctid`, …) and our metadata

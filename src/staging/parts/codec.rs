@@ -4,7 +4,7 @@
 //!
 //! zstd is the default: at level 1 it compresses the benchmark's CSV to 54% of its size where gzip
 //! level 1 gives 78%, phase 1's per-item hot path runs about 1.6 times as fast with it, and
-//! decompressing it costs phase 3 less (see the README's Benchmarks). gzip stays for stores and
+//! decompressing it costs phase 3 less (see jobs/bench/README.md). gzip stays for stores and
 //! tools that only know it.
 
 use flate2::write::GzEncoder;

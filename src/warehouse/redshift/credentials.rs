@@ -310,7 +310,7 @@ impl IamSettings {
 /// access names the IAM action the job's role lacks.
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialsError {
-    #[error("{operation} for {target} was denied: {detail}; allow {action} on {resource} to the IAM role this job runs as (README: IAM credentials)")]
+    #[error("{operation} for {target} was denied: {detail}; allow {action} on {resource} to the IAM role this job runs as (jobs/aws/README.md: Redshift IAM credentials)")]
     Denied {
         target: Target,
         operation: &'static str,
