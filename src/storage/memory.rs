@@ -1,6 +1,8 @@
 //! A store held in memory, for unit tests of what is decided on top of the store (plans,
-//! manifests, status, gc, the gate). It keeps S3's observable rules: keys in byte order, a
-//! conditional PUT that one writer wins, multipart uploads that are invisible until completed.
+//! manifests, status, gc, the gate). It keeps S3's observable rules — keys in byte order, a
+//! conditional PUT that one writer wins, multipart uploads that are invisible until completed
+//! with parts of at least 5 MiB but the last — which `testkit::storage::conformance` asserts
+//! against both stores.
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -35,6 +37,10 @@ impl MemoryStore {
         self.state.lock().expect("memory store lock")
     }
 }
+
+/// The smallest part S3 accepts in a multipart upload, but for the last one
+/// (<https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html>).
+const MIN_PART_BYTES: usize = 5 << 20;
 
 /// An entity tag derived from the content, as S3's is for a single PUT.
 fn etag(body: &[u8]) -> String {
@@ -177,16 +183,32 @@ impl ObjectStore for MemoryStore {
         parts: Vec<UploadedPart>,
     ) -> Result<Option<String>, StoreError> {
         let mut state = self.state();
-        let Some((upload_key, stored)) = state.uploads.remove(upload_id) else {
+        let Some((upload_key, stored)) = state.uploads.get(upload_id) else {
             return Err(no_upload(self, key, upload_id));
         };
         let mut body = Vec::new();
-        for part in &parts {
-            match stored.get(&part.number) {
-                Some(bytes) => body.extend_from_slice(bytes),
-                None => return Err(no_upload(self, key, upload_id)),
+        for (i, part) in parts.iter().enumerate() {
+            let Some(bytes) = stored.get(&part.number) else {
+                return Err(no_upload(self, key, upload_id));
+            };
+            // As S3: every part but the last is at least 5 MiB, else the completion fails
+            // (EntityTooSmall) and the upload stays open.
+            if i + 1 < parts.len() && bytes.len() < MIN_PART_BYTES {
+                return Err(StoreError::Request {
+                    op: "CompleteMultipartUpload",
+                    url: self.url(key),
+                    detail: format!(
+                        "EntityTooSmall: part {} has {} bytes, under the 5 MiB minimum",
+                        part.number,
+                        bytes.len()
+                    ),
+                    class: crate::error::Class::Fatal,
+                });
             }
+            body.extend_from_slice(bytes);
         }
+        let upload_key = upload_key.clone();
+        state.uploads.remove(upload_id);
         let tag = etag(&body);
         state.objects.insert(upload_key, body.into());
         Ok(Some(tag))
@@ -225,44 +247,11 @@ fn no_upload(store: &MemoryStore, key: &str, upload_id: &str) -> StoreError {
 mod tests {
     use super::*;
 
+    /// The same assertions the S3 store passes on the local S3-compatible server
+    /// (`tests/it/storage.rs`).
     #[tokio::test]
-    async fn behaves_like_a_bucket() {
-        let store = MemoryStore::new("b");
-        store.put("a/1", "x".into(), "t").await.unwrap();
-        store.put("a/b/2", "yy".into(), "t").await.unwrap();
-        store.put("ab", "z".into(), "t").await.unwrap();
-        let listed: Vec<String> = store
-            .list("a/")
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|o| o.key)
-            .collect();
-        assert_eq!(listed, ["a/1", "a/b/2"]);
-        assert_eq!(store.list_dirs("a/").await.unwrap(), ["b"]);
-        assert!(!store.put_if_absent("a/1", "w".into(), "t").await.unwrap());
-        assert_eq!(store.get("a/1").await.unwrap().unwrap(), "x");
-        let id = store.create_multipart("m", "t").await.unwrap();
-        let p1 = store.upload_part("m", &id, 1, "he".into()).await.unwrap();
-        let p2 = store.upload_part("m", &id, 2, "llo".into()).await.unwrap();
-        let open = store.open_uploads("").await.unwrap();
-        assert_eq!(
-            open.iter().map(|u| u.key.as_str()).collect::<Vec<_>>(),
-            ["m"]
-        );
-        assert_eq!(
-            store.get("m").await.unwrap(),
-            None,
-            "invisible until completed"
-        );
-        store
-            .complete_multipart("m", &id, vec![p1, p2])
-            .await
-            .unwrap();
-        assert_eq!(store.get("m").await.unwrap().unwrap(), "hello");
-        assert!(store.open_uploads("").await.unwrap().is_empty());
-        assert_eq!(store.head("m").await.unwrap().unwrap().size, 5);
-        assert_eq!(super::super::delete_prefix(&store, "a/").await.unwrap(), 2);
-        assert_eq!(store.get("a/1").await.unwrap(), None);
+    async fn keeps_the_rules_of_s3() {
+        crate::testkit::storage::conformance(&MemoryStore::new("b"), "conformance/").await;
+        crate::testkit::storage::conformance(&MemoryStore::new("b"), "").await;
     }
 }

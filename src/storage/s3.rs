@@ -25,6 +25,11 @@ pub struct S3Store {
     endpoint: Endpoint,
     retry: RetryPolicy,
     retries: AtomicU64,
+    /// Keys a listing asks for per page (S3's maximum, 1,000, unless a test lowers it to see
+    /// many pages cheaply).
+    page_keys: i32,
+    /// Keys per DeleteObjects request (at most 1,000 by the API).
+    delete_keys: usize,
 }
 
 /// A failed attempt: the request, or reading its body. Short-lived, so its size does not
@@ -63,7 +68,17 @@ impl S3Store {
             endpoint,
             retry,
             retries: AtomicU64::new(0),
+            page_keys: 1000,
+            delete_keys: 1000,
         }
+    }
+
+    /// The same store with smaller listing pages and delete batches (for tests: the paging
+    /// code runs over many pages without writing thousands of objects). Clamped to S3's 1,000.
+    pub fn with_batch_sizes(mut self, page_keys: i32, delete_keys: usize) -> Self {
+        self.page_keys = page_keys.clamp(1, 1000);
+        self.delete_keys = delete_keys.clamp(1, 1000);
+        self
     }
 
     /// Runs one S3 operation under the retry policy. `op` names it for errors and logs.
@@ -159,6 +174,7 @@ impl S3Store {
                 .prefix(prefix)
                 .set_delimiter(delimiter.map(str::to_string))
                 .set_continuation_token(token.clone())
+                .max_keys(self.page_keys)
                 .send()
                 .await?)
         })
@@ -368,7 +384,7 @@ impl ObjectStore for S3Store {
     }
 
     async fn delete_keys(&self, keys: &[String]) -> Result<(), StoreError> {
-        for batch in keys.chunks(1000) {
+        for batch in keys.chunks(self.delete_keys) {
             let objects: Vec<ObjectIdentifier> = batch
                 .iter()
                 .map(|k| {

@@ -6,4 +6,5 @@
 pub mod decode;
 pub mod export;
 pub mod fixtures;
+pub mod storage;
 pub mod wire;

@@ -23,4 +23,5 @@ mod safety;
 mod schemas;
 mod staging;
 mod statistics;
+mod storage;
 mod warehouse;
