@@ -30,6 +30,9 @@ pub const MIN_WINDOW: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
 /// And at most this much: a longer lag is caught up in windows of this length, in order.
 pub const MAX_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 
+/// A window of changes: from (inclusive) to (exclusive).
+pub type Window = (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>);
+
 /// Where a target's served tables are current to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Watermark {
@@ -207,21 +210,12 @@ pub async fn increment(
                 request.table
             )));
         }
-        let window = |field: Option<&str>, what: &str| {
-            let text = field.ok_or_else(|| {
-                Error::fatal(format!(
-                    "incremental export {}: its manifest-summary.json gives no {what}; name the export by --export-arn, whose description gives its window",
-                    source.url()
-                ))
-            })?;
-            parse_instant(text, what)
-        };
         let (from, to) = match request.export_window {
             Some(window) => window,
-            None => (
-                window(export.summary.export_from_time.as_deref(), "exportFromTime")?,
-                window(export.summary.export_to_time.as_deref(), "exportToTime")?,
-            ),
+            None => match summary_window(&export.summary)? {
+                Some(window) => window,
+                None => described_window(ctx, &export).await?,
+            },
         };
         let one = apply_window(
             ctx,
@@ -352,6 +346,56 @@ async fn forget_window(ctx: &Context, target: &str) {
             tracing::warn!(key, error = %e, "could not remove the recorded increment window");
         }
     }
+}
+
+/// The window an incremental export's `manifest-summary.json` gives (`exportFromTime`,
+/// `exportToTime`), if it gives both. The output format page
+/// (<https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/S3DataExport.Output.html>)
+/// does not list these fields, so their absence is no fault: the window is then asked of
+/// DescribeExport ([`described_window`]).
+pub fn summary_window(
+    summary: &crate::source::export::ManifestSummary,
+) -> Result<Option<Window>, Error> {
+    match (
+        summary.export_from_time.as_deref(),
+        summary.export_to_time.as_deref(),
+    ) {
+        (Some(from), Some(to)) => Ok(Some((
+            parse_instant(from, "exportFromTime")?,
+            parse_instant(to, "exportToTime")?,
+        ))),
+        _ => Ok(None),
+    }
+}
+
+/// The window of `export` from DescribeExport's `IncrementalExportSpecification`, the export
+/// named by its summary's `exportArn` (or the ARN it was found by).
+async fn described_window(ctx: &Context, export: &Export) -> Result<Window, Error> {
+    let url = export.source.url();
+    let arn = export
+        .summary
+        .export_arn
+        .as_deref()
+        .or(export.source.export_arn.as_deref())
+        .ok_or_else(|| {
+            Error::fatal(format!(
+                "incremental export {url}: its manifest-summary.json gives neither its window (exportFromTime, exportToTime) nor its exportArn; name the export by --export-arn, whose description gives its window"
+            ))
+        })?;
+    tracing::info!(export = %url, export_arn = arn,
+        "the export's manifest-summary.json gives no window; asking DescribeExport for it");
+    super::export::incremental_window(ctx, arn)
+        .await
+        .map_err(|e| {
+            e.context(format!(
+                "incremental export {url}: its manifest-summary.json gives no window, and DescribeExport of {arn} (asked for it) failed"
+            ))
+        })?
+        .ok_or_else(|| {
+            Error::fatal(format!(
+                "incremental export {url}: neither its manifest-summary.json nor DescribeExport of {arn} gives its window (IncrementalExportSpecification): is it an incremental export?"
+            ))
+        })
 }
 
 /// Refuses (unless asked to go on) when the data-schemas a new full copy would use differ from
@@ -728,5 +772,29 @@ mod tests {
             run_id_of("Größe", at(0), at(60)),
             run_id_of("Gre", at(0), at(60))
         );
+    }
+
+    #[test]
+    fn a_summary_without_its_window_is_no_fault() {
+        use crate::source::export::ManifestSummary;
+        let with = |from: Option<&str>, to: Option<&str>| ManifestSummary {
+            export_from_time: from.map(str::to_string),
+            export_to_time: to.map(str::to_string),
+            ..ManifestSummary::default()
+        };
+        let (from, to) = ("2023-09-18T17:00:00.000Z", "2023-09-19T04:00:00.000Z");
+        assert_eq!(
+            summary_window(&with(Some(from), Some(to))).unwrap(),
+            Some((
+                parse_instant(from, "from").unwrap(),
+                parse_instant(to, "to").unwrap()
+            ))
+        );
+        // Absent (the output format page does not list them): DescribeExport is asked instead.
+        assert_eq!(summary_window(&with(None, None)).unwrap(), None);
+        assert_eq!(summary_window(&with(Some(from), None)).unwrap(), None);
+        // Present but not a time: refused, naming the field.
+        let err = summary_window(&with(Some("yesterday"), Some(to))).unwrap_err();
+        assert!(err.to_string().contains("exportFromTime"), "{err}");
     }
 }

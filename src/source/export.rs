@@ -8,13 +8,23 @@
 //! output format), `manifest-files.json` (one JSON object per line and data file: `itemCount`,
 //! `md5Checksum` — the base64 MD5 of the object's bytes —, `etag`, `dataFileS3Key`), a checksum
 //! file beside each manifest, and the gzipped data files under `data/`, each line of which is
-//! one item as `{"Item": {…DynamoDB JSON…}}`. Keys in the manifests are keys of the export's
-//! bucket.
+//! one item as `{"Item": {…DynamoDB JSON…}}`.
+//!
+//! The page's examples disagree on what the keys in the manifests (`manifestFilesS3Key`,
+//! `dataFileS3Key`) are relative to: the full export example sets `s3Prefix` but writes keys that
+//! start at `AWSDynamoDB/…`, the incremental one writes them with the prefix, and an incremental
+//! export's data files sit in a `AWSDynamoDB/data/` folder shared by the prefix's exports. So a
+//! key is taken as a key of the bucket when that object exists, else under the request's S3
+//! prefix, else under the export's folder ([`Export::candidates`]); when none exists the error
+//! names every location tried.
 //!
 //! Segment k of N reads the data files [`assign`] gives it, each streamed (gzip decoded line by
 //! line, the object's MD5 computed as it arrives) into [`RawPage`]s of at most about 1 MB of
 //! items, so memory stays bounded whatever the file sizes. A file whose item count or MD5 differs
-//! from its manifest line is refused, naming the file.
+//! from its manifest line, or whose gzip data is cut short or corrupt, is refused as damaged
+//! (fatal), naming the file and its manifest line; only a failure of the transfer itself (a
+//! connection dropped mid-read) is transient. What the page does not state is not refused: the
+//! summary's `itemCount` differing from the sum of the files' counts is only warned about.
 
 use base64::Engine;
 #[cfg(test)]
@@ -167,8 +177,12 @@ pub struct DataFile {
     pub md5_checksum: Option<String>,
     #[serde(default)]
     pub etag: Option<String>,
-    /// The object's key in the export's bucket.
+    /// The object's key, as the manifest gives it: in the export's bucket, or relative to the
+    /// request's S3 prefix or the export's folder (see [`Export::candidates`]).
     pub data_file_s3_key: String,
+    /// Its line in `manifest-files.json` (from 1; 0 when not read from a manifest).
+    #[serde(skip)]
+    pub line: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -178,11 +192,18 @@ pub enum ExportError {
     #[error("export {url}: {problem} (the layout is described at {FORMAT_DOC})")]
     Invalid { url: String, problem: String },
     #[error(
-        "export data file {url} does not match the export's manifest-files.json: {problem}; \
-             the export is damaged or incomplete: export the table again (dynamo-etl export start) \
-             and plan a new run from it, or plan a run without --export-prefix to scan the table"
+        "export data file {url} (line {line} of {manifest}) does not match its manifest line: \
+             {problem}; the export is damaged or incomplete, and reading it again cannot help: \
+             export the table again (dynamo-etl export start) and plan a new run from it, or plan \
+             a run without --export-prefix to scan the table"
     )]
-    Damaged { url: String, problem: String },
+    Damaged {
+        url: String,
+        /// The `manifest-files.json` that lists the file, and the file's line in it.
+        manifest: String,
+        line: usize,
+        problem: String,
+    },
 }
 
 impl Classify for ExportError {
@@ -202,10 +223,11 @@ pub fn parse_manifest_files(text: &str, url: &str) -> Result<Vec<DataFile>, Expo
         if line.trim().is_empty() {
             continue;
         }
-        let file: DataFile = serde_json::from_str(line).map_err(|e| ExportError::Invalid {
+        let mut file: DataFile = serde_json::from_str(line).map_err(|e| ExportError::Invalid {
             url: url.to_string(),
             problem: format!("line {} is not a data file entry: {e}", n + 1),
         })?;
+        file.line = n + 1;
         if !seen.insert(file.data_file_s3_key.clone()) {
             return Err(ExportError::Invalid {
                 url: url.to_string(),
@@ -269,6 +291,58 @@ pub struct Export {
     pub summary: ManifestSummary,
     pub files: Vec<DataFile>,
     pub kind: ExportKind,
+    /// Where `manifest-files.json` was found (`s3://…`), for messages naming a file's line.
+    pub files_url: String,
+}
+
+/// The keys an object named `key` in an export's manifests may have, in the order they are
+/// tried: `key` itself (a key of the bucket), then `key` under the request's S3 prefix (the
+/// export folder's part before `AWSDynamoDB/<export-id>`, and the summary's `s3Prefix`), then
+/// under the export's folder. The output format page
+/// (<https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/S3DataExport.Output.html>)
+/// shows both the first and the second: its full export example gives `s3Prefix` and keys
+/// starting `AWSDynamoDB/…`, its incremental example keys that start with the prefix.
+pub fn candidates(key: &str, source: &ExportSource, summary: &ManifestSummary) -> Vec<String> {
+    let key = key.trim_start_matches('/');
+    let export_id = source.prefix.rsplit('/').next().unwrap_or_default();
+    let request_prefix = source
+        .prefix
+        .strip_suffix(&format!("AWSDynamoDB/{export_id}"))
+        .unwrap_or_default();
+    let bases = [
+        request_prefix,
+        summary.s3_prefix.as_deref().unwrap_or_default(),
+        source.prefix.as_str(),
+    ];
+    let mut out = vec![key.to_string()];
+    for base in bases {
+        let base = base.trim_matches('/');
+        if base.is_empty() || key.starts_with(&format!("{base}/")) {
+            continue;
+        }
+        let joined = format!("{base}/{key}");
+        if !out.contains(&joined) {
+            out.push(joined);
+        }
+    }
+    out
+}
+
+/// The first of `keys` that exists in `store`, or the error `missing` makes of their URLs.
+async fn first_existing(
+    store: &dyn ObjectStore,
+    keys: &[String],
+) -> Result<Result<String, String>, StoreError> {
+    for key in keys {
+        if store.head(key).await?.is_some() {
+            return Ok(Ok(key.clone()));
+        }
+    }
+    Ok(Err(keys
+        .iter()
+        .map(|k| store.url(k))
+        .collect::<Vec<_>>()
+        .join(", ")))
 }
 
 impl Export {
@@ -324,30 +398,61 @@ impl Export {
                 ),
             }));
         }
-        let files_key = summary
-            .manifest_files_s3_key
-            .clone()
-            .unwrap_or_else(|| source.files_key());
+        let (tried, text) = match summary.manifest_files_s3_key.as_deref() {
+            Some(key) => {
+                let mut tried = Vec::new();
+                let mut found = None;
+                for key in candidates(key, source, &summary) {
+                    if let Some(text) = store.get(&key).await? {
+                        found = Some((key, text));
+                        break;
+                    }
+                    tried.push(store.url(&key));
+                }
+                (tried, found)
+            }
+            None => {
+                let key = source.files_key();
+                let found = store.get(&key).await?.map(|text| (key.clone(), text));
+                (vec![store.url(&key)], found)
+            }
+        };
+        let (files_key, text) = text.ok_or_else(|| {
+            invalid(format!(
+                "its manifest-files.json ({}) exists at none of: {}",
+                summary
+                    .manifest_files_s3_key
+                    .as_deref()
+                    .map(|k| format!("manifestFilesS3Key {k:?}"))
+                    .unwrap_or_else(|| "no manifestFilesS3Key in the summary".into()),
+                tried.join(", ")
+            ))
+        })?;
         let files_url = store.url(&files_key);
-        let text = store
-            .get(&files_key)
-            .await?
-            .ok_or_else(|| invalid(format!("{files_url} does not exist")))?;
         let text = std::str::from_utf8(&text)
             .map_err(|e| invalid(format!("{files_url} is not UTF-8: {e}")))?;
         let files = parse_manifest_files(text, &files_url)?;
         let listed: u64 = files.iter().map(|f| f.item_count).sum();
+        // The page does not say that the summary's count is the sum of the files' counts (each
+        // file's count is checked against the file itself when it is read): a difference is
+        // worth a look, not a refusal of a valid export.
         if let Some(total) = summary.item_count.filter(|t| *t != listed) {
-            return Err(invalid(format!(
-                "manifest-summary.json counts {total} items but the files of manifest-files.json add up to {listed}"
-            )));
+            tracing::warn!(export = %source.url(), summary_items = total, listed_items = listed,
+                "manifest-summary.json counts {total} items but the files of {files_url} add up to {listed}; reading the files as listed (each file's count is checked against its lines)");
         }
         Ok(Export {
             source: source.clone(),
             summary,
             files,
             kind,
+            files_url,
         })
+    }
+
+    /// The keys the object `key` named in this export's manifests may have, in the order they
+    /// are tried (see [`candidates`]).
+    pub fn candidates(&self, key: &str) -> Vec<String> {
+        candidates(key, &self.source, &self.summary)
     }
 
     pub fn item_count(&self) -> u64 {
@@ -378,7 +483,7 @@ pub async fn read_segment(
             segment,
             kind: export.kind,
         };
-        match read_file(store, file, PAGE_BYTES, &sink).await? {
+        match read_file(store, export, file, PAGE_BYTES, &sink).await? {
             ScanEnd::Finished => {}
             ScanEnd::Stopped => return Ok(ScanEnd::Stopped),
         }
@@ -389,28 +494,75 @@ pub async fn read_segment(
 /// Streams one data file into pages, then checks its item count and MD5 against `file`.
 pub async fn read_file(
     store: &dyn ObjectStore,
+    export: &Export,
     file: &DataFile,
     page_bytes: usize,
     sink: &Sink<'_>,
 ) -> Result<ScanEnd, ScanError> {
-    let key = file.data_file_s3_key.as_str();
-    let url = store.url(key);
-    let damaged = |problem: String| {
+    let listed = Listed {
+        manifest: &export.files_url,
+        file,
+    };
+    let key = match first_existing(store, &export.candidates(&file.data_file_s3_key))
+        .await
+        .map_err(|e| ScanError::Export(e.into()))?
+    {
+        Ok(key) => key,
+        Err(tried) => {
+            return Err(listed.damaged(
+                store.url(&file.data_file_s3_key),
+                format!(
+                    "no object exists at any of the places its key {:?} may name: {tried}",
+                    file.data_file_s3_key
+                ),
+            ))
+        }
+    };
+    let url = store.url(&key);
+    let body = store
+        .get_stream(&key)
+        .await
+        .map_err(|e| ScanError::Export(e.into()))?;
+    read_body(body, &url, listed, page_bytes, sink).await
+}
+
+/// A data file as its manifest lists it, for the checks and the messages.
+#[derive(Clone, Copy)]
+struct Listed<'a> {
+    /// The `manifest-files.json` that lists it.
+    manifest: &'a str,
+    file: &'a DataFile,
+}
+
+impl Listed<'_> {
+    fn damaged(&self, url: String, problem: String) -> ScanError {
         ScanError::Export(ExportError::Damaged {
-            url: url.clone(),
+            url,
+            manifest: self.manifest.to_string(),
+            line: self.file.line,
             problem,
         })
-    };
+    }
+}
+
+/// Streams the body of the data file at `url` into pages, then checks it against its manifest
+/// line. A failure of the transfer is transient; gzip data that ends early or is corrupt while
+/// the transfer went well is damage, which reading again cannot mend.
+async fn read_body(
+    body: crate::storage::Body,
+    url: &str,
+    listed: Listed<'_>,
+    page_bytes: usize,
+    sink: &Sink<'_>,
+) -> Result<ScanEnd, ScanError> {
+    let damaged = |problem: String| listed.damaged(url.to_string(), problem);
     let body_error = |e: std::io::Error| {
         ScanError::Export(ExportError::Store(StoreError::Body {
-            url: url.clone(),
+            url: url.to_string(),
             detail: e.to_string(),
         }))
     };
-    let body = store
-        .get_stream(key)
-        .await
-        .map_err(|e| ScanError::Export(e.into()))?;
+    let file = listed.file;
     let mut hashed = BufReader::with_capacity(64 << 10, Hashing::new(body));
     // An empty partition's data file may be an empty object: no items, nothing to decode.
     if hashed.fill_buf().await.map_err(body_error)?.is_empty() {
@@ -427,11 +579,20 @@ pub async fn read_file(
         line.clear();
         let read = match lines.read_until(b'\n', &mut line).await {
             Ok(n) => n,
-            // A body that is not gzip is damaged data, not a dropped connection.
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                return Err(damaged(format!("it is not gzip data: {e}")))
+            // The transfer failed (a dropped connection): reading again may succeed.
+            Err(e) if lines.get_ref().get_ref().get_ref().failed => return Err(body_error(e)),
+            // The bytes arrived whole but are not a whole gzip stream: a file cut short (in
+            // the bucket, or by a transfer that ended early without an error), or not gzip.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(damaged(format!(
+                    "its gzip data ends early, after line {number}: the object is cut short ({e})"
+                )))
             }
-            Err(e) => return Err(body_error(e)),
+            Err(e) => {
+                return Err(damaged(format!(
+                    "it is not valid gzip data (after line {number}): {e}"
+                )))
+            }
         };
         if read == 0 {
             break;
@@ -571,31 +732,58 @@ pub struct ChangeMetadata {
     pub write_timestamp_micros: NumberValue,
 }
 
-/// A DynamoDB JSON number (`{"N": "…"}`) read as an unsigned integer.
-#[derive(Debug)]
+/// A whole number of microseconds, in any of the forms exports are seen to write it: a DynamoDB
+/// number `{"N": "…"}` (what parsers of real exports read), a JSON string `"…"` (the output format
+/// page's incremental example,
+/// <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/S3DataExport.Output.html>)
+/// or a bare JSON number; the same value either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NumberValue(pub u64);
 
-impl<'de> Deserialize<'de> for NumberValue {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+impl NumberValue {
+    /// Reads the JSON text of the value.
+    pub fn parse(json: &str) -> Result<NumberValue, String> {
         #[derive(Deserialize)]
-        struct Tagged<'a> {
-            #[serde(rename = "N", borrow)]
-            n: std::borrow::Cow<'a, str>,
+        #[serde(deny_unknown_fields)]
+        struct Tagged {
+            #[serde(rename = "N")]
+            n: String,
         }
-        let tagged = Tagged::deserialize(d)?;
-        tagged.n.trim().parse().map(NumberValue).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "{:?} is not a whole number of microseconds: {e}",
-                tagged.n
-            ))
-        })
+        let json = json.trim();
+        let digits = match json.as_bytes().first() {
+            Some(b'{') => serde_json::from_str::<Tagged>(json).map(|t| t.n).ok(),
+            Some(b'"') => serde_json::from_str::<String>(json).ok(),
+            Some(b'0'..=b'9') => Some(json.to_string()),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            format!(
+                "{json} is not a number of microseconds: expected {{\"N\": \"<digits>\"}}, \"<digits>\" or a JSON number"
+            )
+        })?;
+        let whole = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+        whole
+            .then(|| digits.parse().ok())
+            .flatten()
+            .map(NumberValue)
+            .ok_or_else(|| format!("{json} is not a whole number of microseconds"))
     }
 }
 
-/// Passes an object's bytes through and computes their MD5.
+impl<'de> Deserialize<'de> for NumberValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Taken as raw JSON text: numbers arrive as text whatever serde_json's number features.
+        let raw = Box::<serde_json::value::RawValue>::deserialize(d)?;
+        NumberValue::parse(raw.get()).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Passes an object's bytes through and computes their MD5; notes whether reading the object
+/// itself failed (so a decoding error can be told from a failed transfer).
 struct Hashing<R> {
     inner: R,
     md5: md5::Md5,
+    failed: bool,
 }
 
 impl<R> Hashing<R> {
@@ -603,6 +791,7 @@ impl<R> Hashing<R> {
         Hashing {
             inner,
             md5: md5::Md5::new(),
+            failed: false,
         }
     }
 
@@ -620,8 +809,10 @@ impl<R: AsyncRead + Unpin> AsyncRead for Hashing<R> {
         let before = buf.filled().len();
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = polled {
-            this.md5.update(&buf.filled()[before..]);
+        match &polled {
+            Poll::Ready(Ok(())) => this.md5.update(&buf.filled()[before..]),
+            Poll::Ready(Err(_)) => this.failed = true,
+            Poll::Pending => {}
         }
         polled
     }
@@ -641,6 +832,7 @@ mod tests {
             md5_checksum: None,
             etag: None,
             data_file_s3_key: key.into(),
+            line: 0,
         }
     }
 
@@ -764,10 +956,10 @@ mod tests {
                 pages: &tx,
                 table: "t",
                 segment,
-                kind: ExportKind::Full,
+                kind: export.kind,
             };
             for f in assign(&export.files, segment, total) {
-                read_file(store, f, page_bytes, &sink).await?;
+                read_file(store, export, f, page_bytes, &sink).await?;
             }
         }
         drop(tx);
@@ -880,6 +1072,7 @@ mod tests {
             md5_checksum: Some(crate::testkit::export::md5_base64(b"")),
             etag: None,
             data_file_s3_key: key.clone(),
+            line: 0,
         });
         write_manifests(&store, &written.source, "t", &files)
             .await
@@ -911,8 +1104,9 @@ mod tests {
             .put(&summary_key, summary.to_string().into(), "x")
             .await
             .unwrap();
-        let err = Export::open(&store, &written.source).await.unwrap_err();
-        assert!(err.to_string().contains("counts 11 items"), "{err}");
+        // The page does not tie the summary's count to the files': warned about, not refused.
+        let export = Export::open(&store, &written.source).await.unwrap();
+        assert_eq!(export.item_count(), 10);
         summary["itemCount"] = 10.into();
         summary["outputFormat"] = "ION".into();
         store
@@ -924,5 +1118,405 @@ mod tests {
         let missing = ExportSource::parse_url("s3://b/p/AWSDynamoDB/none").unwrap();
         let err = Export::open(&store, &missing).await.unwrap_err();
         assert!(err.to_string().contains("does not exist"), "{err}");
+    }
+
+    /// Change lines shaped as the output format page's incremental examples show them (an
+    /// insert, an update with its old image, a delete; `WriteTimestampMicros` a JSON string),
+    /// and the same lines with the time as a DynamoDB number and as a bare JSON number.
+    fn page_change_lines(micros: &dyn Fn(&str) -> String) -> Vec<String> {
+        [
+            (
+                "1680109764000000",
+                r#""Keys":{"PK":{"S":"CUST#100"}},"NewImage":{"PK":{"S":"CUST#100"},"FirstName":{"S":"John"},"LastName":{"S":"Don"}}"#,
+            ),
+            (
+                "1680109764000001",
+                r#""Keys":{"PK":{"S":"CUST#200"}},"OldImage":{"PK":{"S":"CUST#200"},"FirstName":{"S":"Mary"},"LastName":{"S":"Grace"}},"NewImage":{"PK":{"S":"CUST#200"},"FirstName":{"S":"Mary"},"LastName":{"S":"Smith"}}"#,
+            ),
+            (
+                "1680109764000002",
+                r#""Keys":{"PK":{"S":"CUST#300"}},"OldImage":{"PK":{"S":"CUST#300"},"FirstName":{"S":"Jose"},"LastName":{"S":"Hernandez"}}"#,
+            ),
+        ]
+        .iter()
+        .map(|(at, rest)| {
+            format!(
+                r#"{{"Metadata":{{"WriteTimestampMicros":{}}},{rest}}}"#,
+                micros(at)
+            )
+        })
+        .collect()
+    }
+
+    #[test]
+    fn write_times_are_read_in_every_documented_form_as_the_same_value() {
+        let forms: [&dyn Fn(&str) -> String; 3] = [
+            &|at| format!(r#"{{"N":"{at}"}}"#),
+            &|at| format!(r#""{at}""#),
+            &|at| at.to_string(),
+        ];
+        let read = |lines: Vec<String>| -> Vec<(u64, bool, bool)> {
+            lines
+                .iter()
+                .map(|l| {
+                    let c: ChangeLine =
+                        serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"));
+                    (
+                        c.metadata.write_timestamp_micros.0,
+                        c.new_image.is_some(),
+                        c.old_image.is_some(),
+                    )
+                })
+                .collect()
+        };
+        let expected = vec![
+            (1_680_109_764_000_000, true, false),
+            (1_680_109_764_000_001, true, true),
+            (1_680_109_764_000_002, false, true),
+        ];
+        for form in forms {
+            assert_eq!(read(page_change_lines(form)), expected);
+        }
+        // Past what a double holds exactly: still exact.
+        assert_eq!(
+            NumberValue::parse("9007199254740993").unwrap(),
+            NumberValue(9_007_199_254_740_993)
+        );
+        for bad in [
+            r#"{"S":"1680109764000000"}"#,
+            r#"{"N":"1680109764000000","S":"x"}"#,
+            r#""16801097640000x0""#,
+            r#""""#,
+            "-5",
+            "1.5",
+            "1e6",
+            "true",
+            "null",
+            "[1]",
+        ] {
+            let err = NumberValue::parse(bad).unwrap_err();
+            assert!(err.contains(bad), "{bad}: {err}");
+            let line = format!(r#"{{"Metadata":{{"WriteTimestampMicros":{bad}}},"Keys":{{}}}}"#);
+            assert!(serde_json::from_str::<ChangeLine>(&line).is_err(), "{line}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_incremental_export_in_each_form_reads_the_same_and_a_bad_time_is_named() {
+        use crate::testkit::export::{
+            change_lines, gzip, write_incremental_export_in, Change, Form, KeyForm, MicrosForm,
+        };
+        let items = bench_items(30, 4);
+        let changes: Vec<Change> = items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| Change {
+                keys: item.clone(),
+                new_image: (i % 3 != 0).then(|| item.clone()),
+                old_image: None,
+                micros: 1_680_109_764_000_000 + i as u64,
+            })
+            .collect();
+        let window = ("2023-03-29T17:00:00.000Z", "2023-03-29T18:00:00.000Z");
+        let mut seen = Vec::new();
+        for (i, micros) in [MicrosForm::Number, MicrosForm::String, MicrosForm::Bare]
+            .into_iter()
+            .enumerate()
+        {
+            let store = MemoryStore::new("b");
+            let form = Form {
+                micros,
+                keys: [KeyForm::Bucket, KeyForm::Prefix][i % 2],
+                ..Form::default()
+            };
+            let written = write_incremental_export_in(
+                &store,
+                ("20230919-prefix", "01693685934212-ac809da5", "t"),
+                &changes,
+                3,
+                window,
+                form,
+            )
+            .await
+            .unwrap();
+            assert!(
+                written.files[0]
+                    .data_file_s3_key
+                    .contains("AWSDynamoDB/data/"),
+                "{:?}",
+                written.files[0]
+            );
+            let export = Export::open_kind(&store, &written.source, ExportKind::Incremental)
+                .await
+                .unwrap();
+            let pages = read_all(&store, &export, 2, PAGE_BYTES).await.unwrap();
+            let mut times: Vec<u64> = Vec::new();
+            for page in &pages {
+                let lines: Vec<ChangeLine> = serde_json::from_slice(page.items_json()).unwrap();
+                times.extend(lines.iter().map(|l| l.metadata.write_timestamp_micros.0));
+            }
+            times.sort();
+            seen.push(times);
+
+            // A line whose time is in no allowed form is named by its file and line.
+            let victim = export.files[1].clone();
+            let mut key = None;
+            for k in export.candidates(&victim.data_file_s3_key) {
+                if store.head(&k).await.unwrap().is_some() {
+                    key = Some(k);
+                    break;
+                }
+            }
+            let key = key.expect("the data file is found");
+            let mut text = String::from_utf8(change_lines(&changes[..2], micros)).unwrap();
+            text.push_str(&page_change_lines(&|at| format!(r#"{{"S":"{at}"}}"#))[0]);
+            text.push('\n');
+            store
+                .put(&key, gzip(text.as_bytes()).into(), "x")
+                .await
+                .unwrap();
+            let mut file = victim.clone();
+            file.item_count = 3;
+            file.md5_checksum = None;
+            let sole = Export {
+                files: vec![file],
+                ..export.clone()
+            };
+            let err = read_all(&store, &sole, 1, PAGE_BYTES).await.unwrap_err();
+            assert_eq!(err.class(), Class::Fatal, "{err}");
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("s3://b/{key}"))
+                    && text.contains("line 3 is not a change")
+                    && text.contains(&format!("line 2 of {}", export.files_url)),
+                "{text}"
+            );
+        }
+        assert_eq!(seen[0].len(), 30);
+        assert!(
+            seen.iter().all(|t| *t == seen[0]),
+            "the same times in every form"
+        );
+    }
+
+    #[test]
+    fn manifest_keys_may_be_of_the_bucket_or_under_the_prefix_or_the_folder() {
+        // The page's full export example: s3Prefix set, keys starting at AWSDynamoDB/.
+        let source =
+            ExportSource::parse_url("s3://b/2020-Nov/AWSDynamoDB/01234567890123-a1b2c3d4").unwrap();
+        let summary = ManifestSummary {
+            s3_prefix: Some("2020-Nov".into()),
+            ..ManifestSummary::default()
+        };
+        assert_eq!(
+            candidates(
+                "AWSDynamoDB/01234567890123-a1b2c3d4/manifest-files.json",
+                &source,
+                &summary
+            ),
+            [
+                "AWSDynamoDB/01234567890123-a1b2c3d4/manifest-files.json",
+                "2020-Nov/AWSDynamoDB/01234567890123-a1b2c3d4/manifest-files.json",
+                "2020-Nov/AWSDynamoDB/01234567890123-a1b2c3d4/AWSDynamoDB/01234567890123-a1b2c3d4/manifest-files.json",
+            ]
+        );
+        // The incremental example: a key that starts with the prefix is not prefixed again.
+        assert_eq!(
+            candidates(
+                "2020-Nov/AWSDynamoDB/data/sst7fxxm.json.gz",
+                &source,
+                &summary
+            ),
+            [
+                "2020-Nov/AWSDynamoDB/data/sst7fxxm.json.gz",
+                "2020-Nov/AWSDynamoDB/01234567890123-a1b2c3d4/2020-Nov/AWSDynamoDB/data/sst7fxxm.json.gz"
+            ]
+        );
+        // Without a prefix: a key of the bucket, or relative to the folder.
+        let source = ExportSource::parse_url("s3://b/AWSDynamoDB/x").unwrap();
+        assert_eq!(
+            candidates("data/a.json.gz", &source, &ManifestSummary::default()),
+            ["data/a.json.gz", "AWSDynamoDB/x/data/a.json.gz"]
+        );
+    }
+
+    #[tokio::test]
+    async fn keys_under_the_prefix_or_folder_are_found_and_a_missing_file_names_every_place_tried()
+    {
+        use crate::testkit::export::{write_export_in, Form, KeyForm};
+        let store = MemoryStore::new("b");
+        let items = bench_items(60, 3);
+        let written = write_export_in(
+            &store,
+            ("2020-Nov", "01234567890123-a1b2c3d4", "t"),
+            &items,
+            3,
+            Form {
+                keys: KeyForm::Prefix,
+                ..Form::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert!(written.files[0]
+            .data_file_s3_key
+            .starts_with("AWSDynamoDB/01234567890123-a1b2c3d4/data/"));
+        let summary: ManifestSummary = serde_json::from_slice(
+            &store
+                .get(&written.source.summary_key())
+                .await
+                .unwrap()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            summary.manifest_files_s3_key.as_deref(),
+            Some("AWSDynamoDB/01234567890123-a1b2c3d4/manifest-files.json")
+        );
+        let export = Export::open(&store, &written.source).await.unwrap();
+        assert_eq!(
+            export.files_url,
+            "s3://b/2020-Nov/AWSDynamoDB/01234567890123-a1b2c3d4/manifest-files.json"
+        );
+        let pages = read_all(&store, &export, 2, PAGE_BYTES).await.unwrap();
+        assert_eq!(pages.iter().map(|p| p.len()).sum::<u64>(), 60);
+
+        // Keys relative to the export's folder.
+        let mut files = export.files.clone();
+        for f in &mut files {
+            f.data_file_s3_key = f
+                .data_file_s3_key
+                .strip_prefix("AWSDynamoDB/01234567890123-a1b2c3d4/")
+                .unwrap()
+                .to_string();
+        }
+        let folder = Export {
+            files: files.clone(),
+            ..export.clone()
+        };
+        let pages = read_all(&store, &folder, 1, PAGE_BYTES).await.unwrap();
+        assert_eq!(pages.iter().map(|p| p.len()).sum::<u64>(), 60);
+
+        // A file that exists nowhere: every place tried is named, with its manifest line.
+        files[1].data_file_s3_key = "data/gone.json.gz".into();
+        let gone = Export {
+            files: vec![files[1].clone()],
+            ..export.clone()
+        };
+        let err = read_all(&store, &gone, 1, PAGE_BYTES).await.unwrap_err();
+        assert_eq!(err.class(), Class::Fatal, "{err}");
+        let text = err.to_string();
+        for place in [
+            "s3://b/data/gone.json.gz",
+            "s3://b/2020-Nov/data/gone.json.gz",
+            "s3://b/2020-Nov/AWSDynamoDB/01234567890123-a1b2c3d4/data/gone.json.gz",
+        ] {
+            assert!(text.contains(place), "{place}: {text}");
+        }
+        assert!(
+            text.contains(&format!("line 2 of {}", export.files_url)),
+            "{text}"
+        );
+
+        // A manifestFilesS3Key that exists nowhere is refused naming every place tried.
+        let summary_key = written.source.summary_key();
+        let mut summary: serde_json::Value =
+            serde_json::from_slice(&store.get(&summary_key).await.unwrap().unwrap()).unwrap();
+        summary["manifestFilesS3Key"] = "elsewhere/manifest-files.json".into();
+        store
+            .put(&summary_key, summary.to_string().into(), "x")
+            .await
+            .unwrap();
+        let err = Export::open(&store, &written.source).await.unwrap_err();
+        assert_eq!(err.class(), Class::Fatal);
+        let text = err.to_string();
+        assert!(
+            text.contains("s3://b/elsewhere/manifest-files.json")
+                && text.contains("s3://b/2020-Nov/elsewhere/manifest-files.json"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn gzip_data_cut_short_is_damage_even_with_a_matching_md5_but_a_dropped_transfer_is_retried(
+    ) {
+        let items = bench_items(200, 7);
+        for keep in [10, 300, usize::MAX] {
+            let store = MemoryStore::new("b");
+            let written = write_export(&store, "p", "0005-cc", "t", &items, 2)
+                .await
+                .unwrap();
+            // Cut short in the bucket, the manifest line written from the cut file: its MD5
+            // matches.
+            let mut files = written.files.clone();
+            let key = files[1].data_file_s3_key.clone();
+            let whole = store.get(&key).await.unwrap().unwrap();
+            let cut = whole.slice(..keep.min(whole.len() - 1));
+            files[1].md5_checksum = Some(crate::testkit::export::md5_base64(&cut));
+            store.put(&key, cut, "x").await.unwrap();
+            write_manifests(&store, &written.source, "t", &files)
+                .await
+                .unwrap();
+            let export = Export::open(&store, &written.source).await.unwrap();
+            let err = read_all(&store, &export, 1, PAGE_BYTES).await.unwrap_err();
+            assert_eq!(err.class(), Class::Fatal, "cut at {keep}: {err}");
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("s3://b/{key}"))
+                    && text.contains("ends early")
+                    && text.contains(&format!("line 2 of {}", export.files_url)),
+                "{text}"
+            );
+        }
+
+        // The same kind of bytes through a transfer that fails halfway: transient.
+        struct Dropped(std::io::Cursor<Vec<u8>>);
+        impl AsyncRead for Dropped {
+            fn poll_read(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &mut ReadBuf<'_>,
+            ) -> Poll<std::io::Result<()>> {
+                if self.0.position() as usize >= self.0.get_ref().len() {
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionReset,
+                        "connection reset by peer",
+                    )));
+                }
+                Pin::new(&mut self.0).poll_read(cx, buf)
+            }
+        }
+        let store = MemoryStore::new("b");
+        let written = write_export(&store, "p", "0006-dd", "t", &items, 2)
+            .await
+            .unwrap();
+        let file = &written.files[1];
+        let whole = store.get(&file.data_file_s3_key).await.unwrap().unwrap();
+        let half = whole[..whole.len() / 2].to_vec();
+        let (tx, _rx) = mpsc::channel(10_000);
+        let (stop, counters) = (crate::stop::Stop::default(), ScanCounters::default());
+        let sink = Sink {
+            stop: &stop,
+            counters: &counters,
+            pages: &tx,
+            table: "t",
+            segment: 0,
+            kind: ExportKind::Full,
+        };
+        let listed = Listed {
+            manifest: "s3://b/m",
+            file,
+        };
+        let err = read_body(
+            Box::pin(Dropped(std::io::Cursor::new(half))),
+            "s3://b/f",
+            listed,
+            PAGE_BYTES,
+            &sink,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.class(), Class::Retry, "{err}");
+        assert!(err.to_string().contains("s3://b/f"), "{err}");
     }
 }

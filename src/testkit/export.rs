@@ -8,7 +8,13 @@
 //! files differ in size. An incremental export ([`write_incremental_export`]) is laid out the same
 //! way, its lines holding `Metadata.WriteTimestampMicros`, `Keys`, `NewImage` (absent for a
 //! delete) and, in the `NEW_AND_OLD_IMAGES` view, `OldImage`, and its summary naming the type
-//! `INCREMENTAL_EXPORT` and the window.
+//! `INCREMENTAL_EXPORT` and the window; its data files go to the `AWSDynamoDB/data/` folder that
+//! the prefix's incremental exports share.
+//!
+//! Where the page shows a value in more than one form, [`Form`] picks the one written: manifest
+//! keys of the bucket or relative to the request's S3 prefix (the page's full export example),
+//! `WriteTimestampMicros` as `{"N": …}`, a string (the page's incremental example) or a bare
+//! number, and whether the summary gives the incremental window (the page does not list it).
 
 use base64::Engine;
 use bytes::Bytes;
@@ -60,6 +66,49 @@ fn md5_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// How a written export spells what exports are seen to write in more than one form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Form {
+    pub keys: KeyForm,
+    pub micros: MicrosForm,
+    /// Whether an incremental export's summary gives `exportFromTime` and `exportToTime`.
+    pub window_in_summary: bool,
+    /// Added to the summary's `itemCount` (which the page does not tie to the files' counts).
+    pub summary_count_offset: i64,
+}
+
+impl Default for Form {
+    fn default() -> Self {
+        Form {
+            keys: KeyForm::Bucket,
+            micros: MicrosForm::Number,
+            window_in_summary: true,
+            summary_count_offset: 0,
+        }
+    }
+}
+
+/// How `manifestFilesS3Key` and `dataFileS3Key` are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyForm {
+    /// Keys of the bucket (the page's incremental example).
+    Bucket,
+    /// Keys relative to the request's S3 prefix, `AWSDynamoDB/…` (the page's full export
+    /// example, whose summary names an `s3Prefix`).
+    Prefix,
+}
+
+/// How `Metadata.WriteTimestampMicros` is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MicrosForm {
+    /// `{"N": "1680109764000000"}`, a DynamoDB number.
+    Number,
+    /// `"1680109764000000"`, a JSON string (the page's incremental example).
+    String,
+    /// `1680109764000000`, a JSON number.
+    Bare,
+}
+
 /// One change of an incremental export: the item's key, its image after the change (`None`:
 /// deleted), its image before (written in the `NEW_AND_OLD_IMAGES` view when given), and when.
 #[derive(Debug, Clone)]
@@ -70,12 +119,17 @@ pub struct Change {
     pub micros: u64,
 }
 
-/// The lines of an incremental data file holding `changes`.
-pub fn change_lines(changes: &[Change]) -> Vec<u8> {
+/// The lines of an incremental data file holding `changes`, the write times in `micros` form.
+pub fn change_lines(changes: &[Change], micros: MicrosForm) -> Vec<u8> {
     let mut out = Vec::new();
     for c in changes {
+        let at = match micros {
+            MicrosForm::Number => serde_json::json!({ "N": c.micros.to_string() }),
+            MicrosForm::String => serde_json::json!(c.micros.to_string()),
+            MicrosForm::Bare => serde_json::json!(c.micros),
+        };
         let mut line = serde_json::json!({
-            "Metadata": { "WriteTimestampMicros": { "N": c.micros.to_string() } },
+            "Metadata": { "WriteTimestampMicros": at },
             "Keys": ItemView::from_sdk(&c.keys),
         });
         if let Some(new) = &c.new_image {
@@ -111,13 +165,31 @@ pub async fn write_export(
     items: &[Item],
     files: usize,
 ) -> anyhow::Result<WrittenExport> {
+    write_export_in(
+        store,
+        (export_prefix, export_id, table),
+        items,
+        files,
+        Form::default(),
+    )
+    .await
+}
+
+/// [`write_export`], spelling the manifests' keys as `form` says.
+pub async fn write_export_in(
+    store: &dyn ObjectStore,
+    (export_prefix, export_id, table): (&str, &str, &str),
+    items: &[Item],
+    files: usize,
+    form: Form,
+) -> anyhow::Result<WrittenExport> {
     write_lines(
         store,
         (export_prefix, export_id, table),
         items.len(),
         |range| data_lines(&items[range]),
         files,
-        Written::Full,
+        (Written::Full, form),
     )
     .await
 }
@@ -129,15 +201,35 @@ pub async fn write_incremental_export(
     (export_prefix, export_id, table): (&str, &str, &str),
     changes: &[Change],
     files: usize,
+    window: (&str, &str),
+) -> anyhow::Result<WrittenExport> {
+    write_incremental_export_in(
+        store,
+        (export_prefix, export_id, table),
+        changes,
+        files,
+        window,
+        Form::default(),
+    )
+    .await
+}
+
+/// [`write_incremental_export`] in the given `form`.
+pub async fn write_incremental_export_in(
+    store: &dyn ObjectStore,
+    (export_prefix, export_id, table): (&str, &str, &str),
+    changes: &[Change],
+    files: usize,
     (from, to): (&str, &str),
+    form: Form,
 ) -> anyhow::Result<WrittenExport> {
     write_lines(
         store,
         (export_prefix, export_id, table),
         changes.len(),
-        |range| change_lines(&changes[range]),
+        |range| change_lines(&changes[range], form.micros),
         files,
-        Written::Incremental { from, to },
+        (Written::Incremental { from, to }, form),
     )
     .await
 }
@@ -148,12 +240,18 @@ async fn write_lines(
     count: usize,
     lines_of: impl Fn(std::ops::Range<usize>) -> Vec<u8>,
     files: usize,
-    kind: Written<'_>,
+    (kind, form): (Written<'_>, Form),
 ) -> anyhow::Result<WrittenExport> {
     let files = files.max(1);
-    let folder = match export_prefix.trim_matches('/') {
-        "" => format!("AWSDynamoDB/{export_id}"),
-        p => format!("{p}/AWSDynamoDB/{export_id}"),
+    let under_prefix = |rest: &str| match export_prefix.trim_matches('/') {
+        "" => rest.to_string(),
+        p => format!("{p}/{rest}"),
+    };
+    let folder = under_prefix(&format!("AWSDynamoDB/{export_id}"));
+    // Incremental exports write their data files to a folder the prefix's exports share.
+    let data_folder = match kind {
+        Written::Full => format!("{folder}/data"),
+        Written::Incremental { .. } => under_prefix("AWSDynamoDB/data"),
     };
     store
         .put(
@@ -179,7 +277,7 @@ async fn write_lines(
         let body = gzip(&lines_of(range));
         // Data files are named by an opaque token.
         let key = format!(
-            "{folder}/data/{}.json.gz",
+            "{data_folder}/{}.json.gz",
             &md5_hex(format!("{export_id}/{i}").as_bytes())[..26]
         );
         store
@@ -189,7 +287,8 @@ async fn write_lines(
             item_count: share as u64,
             md5_checksum: Some(md5_base64(&body)),
             etag: Some(md5_hex(&body)),
-            data_file_s3_key: key,
+            data_file_s3_key: manifest_key(&key, export_prefix, form.keys),
+            line: i + 1,
         });
     }
     let source = ExportSource {
@@ -197,7 +296,7 @@ async fn write_lines(
         prefix: folder,
         export_arn: Some(export_arn(table, export_id)),
     };
-    write_summary(store, &source, table, &written, kind).await?;
+    write_summary(store, &source, table, &written, (kind, form)).await?;
     Ok(WrittenExport {
         source,
         table: table.to_string(),
@@ -210,14 +309,32 @@ pub fn export_arn(table: &str, export_id: &str) -> String {
     format!("arn:aws:dynamodb:us-east-1:000000000000:table/{table}/export/{export_id}")
 }
 
-/// Writes (or rewrites) the export's two manifests and their checksum files for `files`.
+/// `key` (of the bucket) as a manifest spelling keys in `form` writes it.
+fn manifest_key(key: &str, export_prefix: &str, form: KeyForm) -> String {
+    match (form, export_prefix.trim_matches('/')) {
+        (KeyForm::Bucket, _) | (KeyForm::Prefix, "") => key.to_string(),
+        (KeyForm::Prefix, p) => key
+            .strip_prefix(&format!("{p}/"))
+            .unwrap_or(key)
+            .to_string(),
+    }
+}
+
+/// Writes (or rewrites) a full export's two manifests and their checksum files for `files`.
 pub async fn write_manifests(
     store: &dyn ObjectStore,
     source: &ExportSource,
     table: &str,
     files: &[DataFile],
 ) -> anyhow::Result<()> {
-    write_summary(store, source, table, files, Written::Full).await
+    write_summary(
+        store,
+        source,
+        table,
+        files,
+        (Written::Full, Form::default()),
+    )
+    .await
 }
 
 async fn write_summary(
@@ -225,7 +342,7 @@ async fn write_summary(
     source: &ExportSource,
     table: &str,
     files: &[DataFile],
-    kind: Written<'_>,
+    (kind, form): (Written<'_>, Form),
 ) -> anyhow::Result<()> {
     let mut lines = Vec::new();
     for f in files {
@@ -249,8 +366,15 @@ async fn write_summary(
         export_time: Some(now),
         s3_bucket: Some(source.bucket.clone()),
         s3_prefix: prefix.map(str::to_string),
-        manifest_files_s3_key: Some(files_key.clone()),
-        item_count: Some(files.iter().map(|f| f.item_count).sum()),
+        manifest_files_s3_key: Some(manifest_key(
+            &files_key,
+            prefix.unwrap_or_default(),
+            form.keys,
+        )),
+        item_count: Some(
+            (files.iter().map(|f| f.item_count).sum::<u64>() as i64 + form.summary_count_offset)
+                .max(0) as u64,
+        ),
         output_format: Some("DYNAMODB_JSON".into()),
         export_type: Some(
             match kind {
@@ -260,12 +384,12 @@ async fn write_summary(
             .into(),
         ),
         export_from_time: match kind {
-            Written::Incremental { from, .. } => Some(from.to_string()),
-            Written::Full => None,
+            Written::Incremental { from, .. } if form.window_in_summary => Some(from.to_string()),
+            _ => None,
         },
         export_to_time: match kind {
-            Written::Incremental { to, .. } => Some(to.to_string()),
-            Written::Full => None,
+            Written::Incremental { to, .. } if form.window_in_summary => Some(to.to_string()),
+            _ => None,
         },
     };
     let summary = serde_json::to_vec_pretty(&summary)?;

@@ -1,12 +1,15 @@
 //! Phase 1 from a DynamoDB export: a table's items written as an export laid out as the AWS
 //! documentation describes (test kit, `testkit::export`), loaded through the whole pipeline,
-//! give the same warehouse tables as a scan of the table; a data file that does not match its
-//! manifest line stops phase 1 with exit 2, naming the file.
+//! give the same warehouse tables as a scan of the table, also with its keys spelled as the
+//! page's full export example spells them; a data file that does not match its manifest line, or
+//! whose gzip data is cut short, stops phase 1 with exit 2, naming the file and its manifest line.
 
 use crate::support::{show, TestEnv};
 use dynamo_etl::retry::RetryPolicy;
 use dynamo_etl::source::export::DataFile;
-use dynamo_etl::testkit::export::{write_export, write_manifests, WrittenExport};
+use dynamo_etl::testkit::export::{
+    md5_base64, write_export, write_export_in, write_manifests, Form, KeyForm, WrittenExport,
+};
 
 const TABLES: [&str; 5] = ["org", "group", "fin", "vuln", "_unclassified"];
 
@@ -91,6 +94,92 @@ async fn a_run_from_an_export_gives_the_same_tables_as_a_scan() {
         }
     }
     assert_eq!(env.count(&env.target, "vuln").await, 72);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_export_with_keys_relative_to_its_prefix_is_read_and_served() {
+    let env = TestEnv::with_demo("export-forms", 3).await;
+    let store = env.store_at(&env.stack.s3, RetryPolicy::default()).await;
+    // As the output format page's full export example: an s3Prefix, and manifest keys that
+    // start at AWSDynamoDB/ (relative to that prefix); and a summary count that the files do
+    // not add up to, which the page does not rule out.
+    let export = write_export_in(
+        store.as_ref(),
+        ("2020-Nov", "01234567890123-a1b2c3d4", &env.table),
+        &dynamo_etl::testkit::fixtures::demo_items(3),
+        4,
+        Form {
+            keys: KeyForm::Prefix,
+            summary_count_offset: 7,
+            ..Form::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(export.files[0].data_file_s3_key.starts_with("AWSDynamoDB/"));
+    let planned = env.run(
+        &[
+            "plan",
+            "--table",
+            &env.table,
+            "--run-id",
+            "relative-keys",
+            "--total-segments",
+            "2",
+            "--export-prefix",
+            &url(&export),
+        ],
+        &[],
+    );
+    assert!(planned.status.success(), "{}", show(&planned));
+    let out = env.run(&["run", "--run-id", "relative-keys"], &[]);
+    assert!(out.status.success(), "{}", show(&out));
+    let mut items = 0;
+    for k in 0..2 {
+        items += env
+            .manifest("relative-keys", k)
+            .await
+            .expect("segment committed")
+            .items_scanned;
+    }
+    assert_eq!(items, 120, "every exported item once");
+    assert_eq!(env.count(&env.target, "vuln").await, 72);
+    assert_eq!(env.count(&env.target, "org").await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_data_file_cut_short_stops_phase_1_with_exit_2_naming_it_and_its_line() {
+    let env = TestEnv::with_demo("export-cut", 3).await;
+    let export = export_of_demo(&env, "01764000000002-c0c0c0c0", 4).await;
+    // Cut short in the bucket, and its manifest line written from the cut bytes: the MD5
+    // matches, only the gzip data tells.
+    let store = env.store_at(&env.stack.s3, RetryPolicy::default()).await;
+    let key = export.files[2].data_file_s3_key.clone();
+    let whole = store.get(&key).await.unwrap().unwrap();
+    let cut = whole.slice(..whole.len() / 2);
+    store
+        .put(&key, cut.clone(), "application/octet-stream")
+        .await
+        .unwrap();
+    let (out, victim) = phase1_after(&env, &export, "cut", |f| {
+        f.md5_checksum = Some(md5_base64(&cut))
+    })
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let text = show(&out);
+    let manifest = format!(
+        "line 3 of s3://{}/{}",
+        env.bucket,
+        export.source.files_key()
+    );
+    assert!(
+        text.contains(&victim) && text.contains(&manifest) && text.contains("ends early"),
+        "{text}"
+    );
+    assert!(
+        env.manifest("cut", 0).await.is_none(),
+        "nothing is committed"
+    );
 }
 
 /// Plans a one-segment run from `export`, rewrites its manifest lines with `change`, runs phase

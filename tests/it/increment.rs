@@ -3,7 +3,9 @@
 //! `increment` — inserts, updates, deletes, an item moving to another table, the same key twice
 //! in one window, both export views — give the same tables as a fresh full copy of the final
 //! state; a repeated increment changes nothing; a window that does not start at the watermark is
-//! refused; an apply that fails at its last statement leaves the target as it was.
+//! refused; an apply that fails at its last statement leaves the target as it was. The
+//! exports are written in each form the output format page shows (write times as DynamoDB
+//! numbers, strings and bare numbers; keys of the bucket or relative to the request's prefix).
 
 use std::collections::HashMap;
 
@@ -11,7 +13,9 @@ use crate::support::{show, TestEnv};
 use aws_sdk_dynamodb::types::AttributeValue;
 use dynamo_etl::phases::increment::{instant, parse_instant};
 use dynamo_etl::retry::RetryPolicy;
-use dynamo_etl::testkit::export::{write_incremental_export, Change, WrittenExport};
+use dynamo_etl::testkit::export::{
+    write_incremental_export_in, Change, Form, KeyForm, MicrosForm, WrittenExport,
+};
 use dynamo_etl::value::Item;
 
 const TABLES: [&str; 6] = ["org", "group", "fin", "vuln", "_unclassified", "_overflow"];
@@ -53,13 +57,19 @@ struct Window<'a> {
 }
 
 async fn export(env: &TestEnv, w: &Window<'_>, changes: &[Change]) -> WrittenExport {
+    export_in(env, w, changes, Form::default()).await
+}
+
+/// [`export`] spelling what the output format page shows in more than one way as `form` says.
+async fn export_in(env: &TestEnv, w: &Window<'_>, changes: &[Change], form: Form) -> WrittenExport {
     let store = env.store_at(&env.stack.s3, RetryPolicy::default()).await;
-    write_incremental_export(
+    write_incremental_export_in(
         store.as_ref(),
         ("exports/incremental", w.id, &env.table),
         changes,
         3,
         (&instant(w.from), &instant(w.to)),
+        form,
     )
     .await
     .unwrap()
@@ -193,7 +203,16 @@ async fn increments_keep_the_served_tables_equal_to_a_fresh_copy() {
         upsert(Some(&grp), moved.clone(), micros(w0, 1_700)),
         upsert(Some(&org), org_early, micros(w0, 1_100)),
     ];
-    let e1 = export(&env, &w1, &first).await;
+    // Written as the output format page's incremental example shows it: the write times as
+    // JSON strings; the keys relative to the request's prefix as in its full export example;
+    // a summary count the files do not add up to (the page does not tie them).
+    let page_form = Form {
+        micros: MicrosForm::String,
+        keys: KeyForm::Prefix,
+        summary_count_offset: 1,
+        ..Form::default()
+    };
+    let e1 = export_in(&env, &w1, &first, page_form).await;
     apply_to_table(&env, &first).await;
     let out = increment(&e1);
     assert!(out.status.success(), "{}", show(&out));
@@ -232,7 +251,12 @@ async fn increments_keep_the_served_tables_equal_to_a_fresh_copy() {
             ..upsert(None, grp.clone(), micros(w2.from, 20))
         },
     ];
-    let e2 = export(&env, &w2, &second).await;
+    // The write times as bare JSON numbers.
+    let bare = Form {
+        micros: MicrosForm::Bare,
+        ..Form::default()
+    };
+    let e2 = export_in(&env, &w2, &second, bare).await;
     apply_to_table(&env, &second).await;
     let out = increment(&e2);
     assert!(out.status.success(), "{}", show(&out));
