@@ -30,7 +30,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader, ReadBuf};
 use tokio::sync::mpsc;
 
 use super::page::RawPage;
-use super::{ScanCounters, ScanEnd, ScanError};
+use super::{Message, ScanCounters, ScanEnd, ScanError};
 use crate::error::{Class, Classify};
 use crate::storage::{ObjectStore, StoreError};
 
@@ -279,7 +279,7 @@ pub async fn read_segment(
     (segment, total): (u32, u32),
     stop: &crate::stop::Stop,
     counters: &ScanCounters,
-    pages: &mpsc::Sender<RawPage>,
+    pages: &mpsc::Sender<Message>,
     table: &str,
 ) -> Result<ScanEnd, ScanError> {
     let files = assign(&export.files, segment, total);
@@ -429,7 +429,7 @@ fn check(
 pub struct Sink<'a> {
     pub stop: &'a crate::stop::Stop,
     pub counters: &'a ScanCounters,
-    pub pages: &'a mpsc::Sender<RawPage>,
+    pub pages: &'a mpsc::Sender<Message>,
     /// For messages: the source table and segment.
     pub table: &'a str,
     pub segment: u32,
@@ -448,7 +448,7 @@ impl Sink<'_> {
         self.counters.pages.fetch_add(1, Ordering::Relaxed);
         self.counters.items.fetch_add(*in_batch, Ordering::Relaxed);
         *in_batch = 0;
-        if self.pages.send(page).await.is_err() {
+        if self.pages.send(Message::Page(page)).await.is_err() {
             return Err(ScanError::Downstream {
                 table: self.table.to_string(),
                 segment: self.segment,
@@ -688,7 +688,10 @@ mod tests {
         }
         drop(tx);
         let mut pages = Vec::new();
-        while let Some(p) = rx.recv().await {
+        while let Some(message) = rx.recv().await {
+            let Message::Page(p) = message else {
+                panic!("the reader sends pages only: {message:?}");
+            };
             pages.push(p);
         }
         assert_eq!(
