@@ -25,6 +25,8 @@ mod changes;
 mod items;
 mod pipeline;
 pub mod source;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::Ordering;
