@@ -15,9 +15,11 @@ use super::source::PageSource;
 use super::{commit, Job, SegmentError, SegmentSettings};
 use crate::error::{Class, Classify};
 use crate::schema::{unclassified_schema, DataSchema, DialectName, SchemaSource};
+use crate::source::export::ExportSource;
 use crate::source::page::RawPage;
 use crate::source::{Message, ScanCounters, ScanEnd, ScanError};
 use crate::staging::checkpoint::Checkpoint;
+use crate::staging::increment::{keys_table, IncrementSpec, CHANGES_TABLE};
 use crate::staging::manifest::SegmentManifest;
 use crate::staging::parts::codec::PartCompression;
 use crate::staging::parts::writer::PartSettings;
@@ -185,11 +187,20 @@ async fn phase1(
     pages: &[RawPage],
     then: Then,
 ) -> Result<SegmentManifest, SegmentError> {
-    let plan = plan();
+    phase1_of(&plan(), staging, settings, pages, then).await
+}
+
+async fn phase1_of(
+    plan: &RunPlan,
+    staging: &Staging,
+    settings: SegmentSettings,
+    pages: &[RawPage],
+    then: Then,
+) -> Result<SegmentManifest, SegmentError> {
     let stop = Stop::default();
     let job = Job {
         staging,
-        plan: &plan,
+        plan,
         segment: SEGMENT,
         settings,
         counters: Arc::new(ScanCounters::default()),
@@ -521,6 +532,102 @@ async fn a_failed_read_without_a_resume_key_leaves_nothing_behind() {
         .map(|o| o.key)
         .collect();
     assert!(left.is_empty(), "nothing is left: {left:?}");
+    assert!(staging
+        .store
+        .open_uploads(&prefix)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// An increment run's plan: the same table, its changes read from an incremental export.
+fn increment_plan() -> RunPlan {
+    RunPlan {
+        increment: Some(IncrementSpec {
+            base_run: "r0".into(),
+            from: "2026-01-01T00:00:00Z".into(),
+            to: "2026-01-01T01:00:00Z".into(),
+            view: "NEW_AND_OLD_IMAGES".into(),
+        }),
+        export: Some(ExportSource::parse_url("s3://b/e/AWSDynamoDB/01-ab").unwrap()),
+        ..plan()
+    }
+}
+
+/// One page of change lines, as an incremental export's reader sends them: an upsert of each
+/// of `upserts`, then a delete of `deleted`.
+fn change_page(upserts: &[&str], deleted: &str) -> RawPage {
+    let key = |pk: &str| serde_json::json!({"pk": {"S": pk}, "sk": {"S": "x"}});
+    let mut lines: Vec<serde_json::Value> = upserts
+        .iter()
+        .map(|pk| {
+            serde_json::json!({
+                "Metadata": {"WriteTimestampMicros": {"N": "1767225600000000"}},
+                "Keys": key(pk),
+                "NewImage": {"pk": {"S": pk}, "sk": {"S": "x"}, "n": {"N": "1"}},
+            })
+        })
+        .collect();
+    lines.push(serde_json::json!({
+        "Metadata": {"WriteTimestampMicros": {"N": "1767225600000001"}},
+        "Keys": key(deleted),
+        "OldImage": {"pk": {"S": deleted}, "sk": {"S": "x"}},
+    }));
+    let count = lines.len() as u64;
+    RawPage::of_items(Bytes::from(serde_json::to_vec(&lines).unwrap()), count)
+}
+
+/// The increment's pipeline is the same pipeline: its change lines become one change row each,
+/// an upsert row per new image and a keys row per served table, and a stop leaves nothing
+/// behind (an increment's segment takes no checkpoints; its retry reads its files again).
+#[tokio::test]
+async fn an_increment_writes_its_changes_through_the_same_pipeline() {
+    let staging = memory_staging();
+    let plan = increment_plan();
+    let pages = [change_page(&["a", "b"], "c"), change_page(&["d"], "a")];
+    let manifest = phase1_of(&plan, &staging, settings(), &pages, Then::Finish)
+        .await
+        .unwrap();
+    assert_eq!(manifest.items_scanned, 5);
+    let rows = |table: &str| manifest.tables.get(table).map_or(0, |t| t.rows);
+    assert_eq!(rows(CHANGES_TABLE), 5, "one change row per line");
+    let served = plan.served_tables();
+    assert_eq!(served[0].table, "item");
+    let upserts: u64 = manifest
+        .tables
+        .iter()
+        .filter(|(name, _)| name.as_str() != CHANGES_TABLE && !name.contains("keys_"))
+        .map(|(_, t)| t.rows)
+        .sum();
+    assert_eq!(
+        upserts,
+        3,
+        "one upsert row per new image: {:?}",
+        manifest.tables.keys()
+    );
+    assert_eq!(
+        rows(&keys_table(0)),
+        5,
+        "every change's key, for the served table"
+    );
+
+    let staging = memory_staging();
+    let stopped = phase1_of(&plan, &staging, settings(), &pages, Then::StopAt(1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            stopped,
+            SegmentError::Interrupted {
+                items: 3,
+                checkpointed: false,
+                ..
+            }
+        ),
+        "{stopped}"
+    );
+    let prefix = staging.layout.segment("r1", SEGMENT);
+    assert!(staging.store.list(&prefix).await.unwrap().is_empty());
     assert!(staging
         .store
         .open_uploads(&prefix)
