@@ -9,12 +9,12 @@
 //! runs it like a full copy — phase 1 per segment over the export's files, phase 2 and 3 into a
 //! staging schema of its own — then applies it in one transaction (`warehouse::increment`).
 //! Missed windows are caught up in order, each an increment of its own; phase 1 of an increment
-//! is [`super::changes`].
+//! is `segment::changes`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::phase1::SegmentSettings;
+use super::segment::SegmentSettings;
 use super::Context;
 use crate::error::Error;
 use crate::source::export::{Export, ExportKind, ExportSource};

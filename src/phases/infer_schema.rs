@@ -28,8 +28,9 @@ use crate::schema::evolve::{narrowings, Narrowing};
 use crate::schema::infer::{Classification, Inference};
 use crate::schema::{DataSchema, SchemaError, SchemaSet};
 use crate::source::export::{read_segment, Export, ExportSource};
-use crate::source::page::RawPage;
-use crate::source::{key_attributes, scan_segment, DynamoDb, ScanCounters, ScanError, ScanSpec};
+use crate::source::{
+    key_attributes, scan_segment, DynamoDb, Message, ScanCounters, ScanError, ScanSpec,
+};
 use crate::staging::resolve::Resolution;
 use crate::staging::schema_cache::SnapshotCache;
 use crate::storage::{Store, StoreError};
@@ -210,7 +211,7 @@ async fn infer_segment(
         // A sample has nothing worth saving: a stop ends it like any other failure.
         stop: crate::stop::Stop::default(),
     };
-    let (tx, mut rx) = mpsc::channel::<RawPage>(PAGES_IN_FLIGHT);
+    let (tx, mut rx) = mpsc::channel::<Message>(PAGES_IN_FLIGHT);
     let scan = async move {
         let result = match &settings.export {
             // An export is read in the same segments, each its share of the data files.
@@ -233,7 +234,8 @@ async fn infer_segment(
     };
     let summarise = async {
         let mut out = SegmentOutcome::default();
-        'pages: while let Some(page) = rx.recv().await {
+        // Nothing sends an end here: the channel closes when the scan returns.
+        'pages: while let Some(Message::Page(page)) = rx.recv().await {
             let items = match page.items() {
                 Ok(items) => items,
                 Err(e) => {

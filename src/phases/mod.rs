@@ -3,14 +3,12 @@
 //! below, and returns what happened — or an [`Error`] that says whether to retry and which
 //! runbook command fixes it. Nothing here writes SQL or prints.
 
-pub mod changes;
 pub mod drift;
 pub mod estimate;
 pub mod export;
 pub mod gc;
 pub mod increment;
 pub mod infer_schema;
-pub mod phase1;
 pub mod plan;
 pub mod prepare;
 pub mod replace;

@@ -113,6 +113,11 @@ pub struct Limits {
 /// The table of each run that receives values no column can hold (see the module doc).
 pub const OVERFLOW_TABLE: &str = "_overflow";
 
+/// What stands for SQL NULL in the CSV parts both warehouses load (unquoted; every value is
+/// quoted, see `staging::parts::csv`). A string that is exactly this text is still a value, so the
+/// transform keeps it in `_extra` rather than let a warehouse read it as NULL.
+pub const NULL_MARKER: &str = "\\N";
+
 /// Largest piece of one overflowing value per `_overflow` row: well under the smallest binary
 /// column size a dialect allows, and small enough that a row (hex doubles it) stays far below
 /// every row limit.

@@ -5,6 +5,7 @@
 //! (column lists); `infer-schema` writes them. Unknown fields are rejected on read so that a typo in
 //! a reviewed file fails loudly instead of being ignored.
 
+pub mod drift;
 pub mod evolve;
 pub mod infer;
 pub mod limits;

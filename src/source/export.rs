@@ -40,7 +40,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader, ReadBuf};
 use tokio::sync::mpsc;
 
 use super::page::RawPage;
-use super::{ScanCounters, ScanEnd, ScanError};
+use super::{Message, ScanCounters, ScanEnd, ScanError};
 use crate::error::{Class, Classify};
 use crate::storage::{ObjectStore, StoreError};
 
@@ -52,91 +52,7 @@ pub const FORMAT_DOC: &str =
 /// DynamoDB JSON (the size of a Scan page).
 pub const PAGE_BYTES: usize = 1 << 20;
 
-/// Where an export is: its bucket and its folder `<export-prefix>/AWSDynamoDB/<export-id>`.
-/// Part of a run's plan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExportSource {
-    pub bucket: String,
-    /// `<export-prefix>/AWSDynamoDB/<export-id>`, without a trailing `/`.
-    pub prefix: String,
-    /// The export's ARN, when the run was planned from one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub export_arn: Option<String>,
-}
-
-impl ExportSource {
-    /// Reads `s3://<bucket>/<export-prefix>/AWSDynamoDB/<export-id>` (a trailing `/` or
-    /// `/manifest-summary.json` is accepted too).
-    pub fn parse_url(url: &str) -> Result<ExportSource, String> {
-        let shape = "expected s3://<bucket>/<export-prefix>/AWSDynamoDB/<export-id>";
-        let rest = url
-            .strip_prefix("s3://")
-            .ok_or_else(|| format!("export location {url:?}: {shape}"))?;
-        let rest = rest.trim_end_matches('/');
-        let rest = rest
-            .strip_suffix("/manifest-summary.json")
-            .unwrap_or(rest)
-            .trim_end_matches('/');
-        let (bucket, prefix) = rest
-            .split_once('/')
-            .ok_or_else(|| format!("export location {url:?} names no folder: {shape}"))?;
-        let parts: Vec<&str> = prefix.split('/').collect();
-        let well_formed = !bucket.is_empty()
-            && parts.len() >= 2
-            && parts[parts.len() - 2] == "AWSDynamoDB"
-            && !parts[parts.len() - 1].is_empty()
-            && parts.iter().all(|p| !p.is_empty());
-        if !well_formed {
-            return Err(format!("export location {url:?}: {shape}"));
-        }
-        Ok(ExportSource {
-            bucket: bucket.to_string(),
-            prefix: prefix.to_string(),
-            export_arn: None,
-        })
-    }
-
-    /// The folder of the export written for `export_arn` under `s3_prefix` of `bucket`: the
-    /// export id is the ARN's last path element.
-    pub fn of_arn(
-        bucket: &str,
-        s3_prefix: Option<&str>,
-        export_arn: &str,
-    ) -> Result<ExportSource, String> {
-        let id = export_arn
-            .rsplit_once("/export/")
-            .map(|(_, id)| id)
-            .filter(|id| !id.is_empty() && !id.contains('/'))
-            .ok_or_else(|| {
-                format!("{export_arn:?} is not an export ARN (…:table/<table>/export/<id>)")
-            })?;
-        let prefix = match s3_prefix
-            .map(|p| p.trim_matches('/'))
-            .filter(|p| !p.is_empty())
-        {
-            Some(p) => format!("{p}/AWSDynamoDB/{id}"),
-            None => format!("AWSDynamoDB/{id}"),
-        };
-        Ok(ExportSource {
-            bucket: bucket.to_string(),
-            prefix,
-            export_arn: Some(export_arn.to_string()),
-        })
-    }
-
-    pub fn url(&self) -> String {
-        format!("s3://{}/{}", self.bucket, self.prefix)
-    }
-
-    pub fn summary_key(&self) -> String {
-        format!("{}/manifest-summary.json", self.prefix)
-    }
-
-    pub fn files_key(&self) -> String {
-        format!("{}/manifest-files.json", self.prefix)
-    }
-}
+pub use crate::staging::export::ExportSource;
 
 /// `manifest-summary.json`: the fields this reader uses; others are ignored.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -468,7 +384,7 @@ pub async fn read_segment(
     (segment, total): (u32, u32),
     stop: &crate::stop::Stop,
     counters: &ScanCounters,
-    pages: &mpsc::Sender<RawPage>,
+    pages: &mpsc::Sender<Message>,
     table: &str,
 ) -> Result<ScanEnd, ScanError> {
     let files = assign(&export.files, segment, total);
@@ -674,7 +590,7 @@ fn check(
 pub struct Sink<'a> {
     pub stop: &'a crate::stop::Stop,
     pub counters: &'a ScanCounters,
-    pub pages: &'a mpsc::Sender<RawPage>,
+    pub pages: &'a mpsc::Sender<Message>,
     /// For messages: the source table and segment.
     pub table: &'a str,
     pub segment: u32,
@@ -693,7 +609,7 @@ impl Sink<'_> {
         self.counters.pages.fetch_add(1, Ordering::Relaxed);
         self.counters.items.fetch_add(*in_batch, Ordering::Relaxed);
         *in_batch = 0;
-        if self.pages.send(page).await.is_err() {
+        if self.pages.send(Message::Page(page)).await.is_err() {
             return Err(ScanError::Downstream {
                 table: self.table.to_string(),
                 segment: self.segment,
@@ -964,7 +880,10 @@ mod tests {
         }
         drop(tx);
         let mut pages = Vec::new();
-        while let Some(p) = rx.recv().await {
+        while let Some(message) = rx.recv().await {
+            let Message::Page(p) = message else {
+                panic!("the reader sends pages only: {message:?}");
+            };
             pages.push(p);
         }
         assert_eq!(

@@ -127,6 +127,15 @@ pub enum ScanEnd {
     Stopped,
 }
 
+/// What a reader of one segment (a Scan, an export's data files) sends the transform over a
+/// bounded channel: its pages in order, then how it ended. A channel that closes without an
+/// `End` tells the transform the reader failed; the reader's error goes to whoever ran it.
+#[derive(Debug)]
+pub enum Message {
+    Page(page::RawPage),
+    End(ScanEnd),
+}
+
 /// The key attribute names of a table (partition key first).
 pub async fn key_attributes(
     dynamodb: &DynamoDb,

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use super::budget::ReadBudget;
 use super::page::{CaptureBody, PageMeta, RawPage};
-use super::{DynamoDb, ScanCounters, ScanEnd, ScanError, ScanSpec};
+use super::{DynamoDb, Message, ScanCounters, ScanEnd, ScanError, ScanSpec};
 use crate::retry::{is_throttling_code, sdk_failure};
 use crate::value::json::item_key;
 use crate::value::ItemView;
@@ -18,13 +18,14 @@ use crate::value::ItemView;
 /// One Scan page at most this many bytes (DynamoDB's own cap).
 const PAGE_BYTES: f64 = 1024.0 * 1024.0;
 
-/// Scans one segment and sends its pages to `pages`. Returns when the segment is exhausted. The
-/// caller owns the sender, so it can record how the scan ended before closing the channel.
+/// Scans one segment and sends its pages to `pages`. Returns when the segment is exhausted, or
+/// stopped; the caller owns the sender, so it sends the [`Message::End`] (or, after an error,
+/// closes the channel without one).
 pub async fn scan_segment(
     dynamodb: &DynamoDb,
     spec: &ScanSpec,
     counters: &Arc<ScanCounters>,
-    pages: &mpsc::Sender<RawPage>,
+    pages: &mpsc::Sender<Message>,
 ) -> Result<ScanEnd, ScanError> {
     let mut pacer = Pacer::new(spec);
     let mut start_key: Option<HashMap<String, AttributeValue>> = spec.start_key.clone();
@@ -55,7 +56,7 @@ pub async fn scan_segment(
             .read_milliunits
             .fetch_add((units * 1000.0).round() as u64, Ordering::Relaxed);
         start_key = meta.last_evaluated_key;
-        if !page.is_empty() && pages.send(page).await.is_err() {
+        if !page.is_empty() && pages.send(Message::Page(page)).await.is_err() {
             return Err(ScanError::Downstream {
                 table: spec.table.clone(),
                 segment: spec.segment,

@@ -17,6 +17,7 @@
 
 pub mod checkpoint;
 pub mod commands;
+pub mod export;
 pub mod increment;
 pub mod layout;
 pub mod lease;

@@ -33,7 +33,7 @@ pub struct RunPlan {
     /// Phase 1 reads this DynamoDB export in place of scanning the table; absent in plans of
     /// scanning runs (and in every plan written before exports could be loaded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub export: Option<crate::source::export::ExportSource>,
+    pub export: Option<super::export::ExportSource>,
     /// Set in the plan of an increment run: the window of changes it applies and the served run
     /// it builds on; `export` is then the incremental export holding them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -118,7 +118,7 @@ impl RunPlan {
             return Some("different key attributes".into());
         }
         if self.export != other.export {
-            let what = |e: &Option<crate::source::export::ExportSource>| match e {
+            let what = |e: &Option<super::export::ExportSource>| match e {
                 Some(e) => format!("export {}", e.url()),
                 None => "a scan".to_string(),
             };

@@ -16,12 +16,11 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
-use crate::schema::limits::{overflow_schema, OverflowKind, OVERFLOW_CHUNK_BYTES};
-use crate::schema::{varchar_width, DataSchema, Limits, LogicalType, SchemaSet};
-use crate::staging::manifest::{
+use crate::schema::drift::{
     DriftCount, DriftKey, DriftReason, Rejection, TableDrift, EXAMPLE_KEYS,
 };
-use crate::staging::parts::csv::NULL_MARKER;
+use crate::schema::limits::{overflow_schema, OverflowKind, NULL_MARKER, OVERFLOW_CHUNK_BYTES};
+use crate::schema::{varchar_width, DataSchema, Limits, LogicalType, SchemaSet};
 use crate::value::decimal::{self, Decimal};
 use crate::value::json::{self, item_key};
 use crate::value::time::{is_timestamp, to_utc};

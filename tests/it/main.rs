@@ -14,6 +14,7 @@ mod export;
 mod increment;
 mod infer_schema;
 mod jobs;
+mod layers;
 mod limits;
 mod phase1;
 mod pipeline;

@@ -9,8 +9,7 @@
 
 use csv_core::{QuoteStyle, Terminator, WriteResult, Writer, WriterBuilder};
 
-/// The NULL marker, written unquoted.
-pub const NULL_MARKER: &str = "\\N";
+pub use crate::schema::limits::NULL_MARKER;
 
 /// Encodes rows into CSV bytes.
 pub struct CsvEncoder {
