@@ -213,7 +213,11 @@ async fn phase1_of(
 }
 
 fn memory_staging() -> Staging {
-    Staging::new(Arc::new(MemoryStore::new("b")), Layout::new("p"))
+    // Parts of a few KiB (see `settings`): smaller than S3 takes, which these tests do not test.
+    Staging::new(
+        Arc::new(MemoryStore::with_any_part_size("b")),
+        Layout::new("p"),
+    )
 }
 
 fn checkpoint_key(staging: &Staging) -> String {
@@ -378,7 +382,7 @@ struct Watched {
 impl Watched {
     fn new(armed: bool) -> Arc<Watched> {
         Arc::new(Watched {
-            inner: MemoryStore::new("b"),
+            inner: MemoryStore::with_any_part_size("b"),
             armed: AtomicBool::new(armed),
             failed: AtomicU64::new(0),
             checkpoints: Mutex::new(Vec::new()),
