@@ -16,12 +16,12 @@ use dynamo_etl::schema::naming;
 use dynamo_etl::staging::layout::DEFAULT_PREFIX;
 use dynamo_etl::staging::parts::codec::PartCompression;
 use dynamo_etl::staging::parts::writer::{PartSettings, MIN_CHUNK_BYTES};
-use dynamo_etl::warehouse::config::{Credentials, PREVIOUS_SUFFIX, ROLLBACK_SUFFIX};
+use dynamo_etl::warehouse::config::{PREVIOUS_SUFFIX, ROLLBACK_SUFFIX};
 use dynamo_etl::warehouse::redshift::credentials::{
     Choice, IamCredentials, IamSettings, Mode, MAX_SECONDS, MIN_SECONDS,
 };
-use dynamo_etl::warehouse::redshift::Options as RedshiftOptions;
-use dynamo_etl::warehouse::{DialectName, Grantee, WarehouseConfig, WarehouseUrl};
+use dynamo_etl::warehouse::redshift::{Credentials, Options as RedshiftOptions};
+use dynamo_etl::warehouse::{DialectName, DialectOptions, Grantee, WarehouseConfig, WarehouseUrl};
 
 const CONNECTION: &str = "Connection (AWS, staging area)";
 const RETRIES: &str = "Retries of AWS calls";
@@ -428,7 +428,7 @@ impl PlanDialectFlag {
     pub fn resolve(&self) -> Option<DialectName> {
         self.dialect.map(DialectArg::name).or_else(|| {
             let url = std::env::var("ETL_WAREHOUSE_URL").ok()?;
-            WarehouseUrl::new(&url).implied_dialect()
+            WarehouseUrl::parse(&url).ok()?.implied_dialect()
         })
     }
 }
@@ -512,7 +512,7 @@ impl WarehouseFlags {
         let raw = self.warehouse_url.as_deref().filter(|u| !u.is_empty()).ok_or_else(|| {
             Error::fatal("no warehouse: pass --warehouse-url or set ETL_WAREHOUSE_URL (postgres://… or redshift://…)")
         })?;
-        Ok(WarehouseUrl::new(raw))
+        WarehouseUrl::parse(raw).map_err(|e| Error::fatal(e.to_string()))
     }
 
     /// The dialect: `--dialect`, else the one the URL's scheme implies.
@@ -568,20 +568,23 @@ impl WarehouseFlags {
             return Err(Error::fatal("Redshift COPY needs an IAM role to read the staging bucket: pass --redshift-iam-role ARN (or `default`)"));
         }
         let credentials = self.credentials(&url, dialect, aws, retry)?;
+        let options = match dialect {
+            DialectName::Redshift => DialectOptions::Redshift(RedshiftOptions {
+                iam_role: self.redshift_iam_role.clone(),
+                s3_region: self.redshift_s3_region.clone(),
+                query_group: self.redshift_query_group.clone(),
+                credentials,
+            }),
+            other => DialectOptions::default_for(other),
+        };
         Ok(WarehouseConfig {
             url,
-            dialect,
             target,
             grantees: self.grant_select_to.clone(),
             lock_timeout: Duration::from_secs(self.lock_timeout_seconds.max(1)),
             post_swap_sql,
             analyze: !self.no_analyze,
-            credentials,
-            redshift: RedshiftOptions {
-                iam_role: self.redshift_iam_role.clone(),
-                s3_region: self.redshift_s3_region.clone(),
-                query_group: self.redshift_query_group.clone(),
-            },
+            options,
         })
     }
 }
@@ -637,8 +640,9 @@ mod tests {
     use super::super::{Cli, Command};
     use clap::Parser;
     use dynamo_etl::error::Class;
-    use dynamo_etl::warehouse::config::Credentials;
     use dynamo_etl::warehouse::redshift::credentials::Target;
+    use dynamo_etl::warehouse::redshift::Credentials;
+    use dynamo_etl::warehouse::DialectOptions;
 
     fn rollback(extra: &[&str]) -> Result<Cli, clap::Error> {
         let mut args = vec![
@@ -659,7 +663,10 @@ mod tests {
         };
         args.warehouse
             .config(None, &cli.aws, &cli.retry)
-            .map(|c| c.credentials)
+            .map(|c| match c.options {
+                DialectOptions::Redshift(o) => o.credentials,
+                _ => Credentials::Url,
+            })
     }
 
     #[test]

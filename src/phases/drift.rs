@@ -197,8 +197,8 @@ mod tests {
             read_units: 0.0,
             pages: 1,
             retries: 0,
-            started_at: String::new(),
-            finished_at: String::new(),
+            started_at: chrono::DateTime::UNIX_EPOCH,
+            finished_at: chrono::DateTime::UNIX_EPOCH,
             duration_ms: 0,
             resumed: None,
         }
@@ -223,7 +223,7 @@ mod tests {
             key_attributes: vec!["pk".into()],
             schema_source: SchemaSource::Static("schemas".into()),
             schemas: vec![],
-            created_at: String::new(),
+            created_at: chrono::DateTime::UNIX_EPOCH,
             export: None,
             increment: None,
         }

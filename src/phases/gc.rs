@@ -27,7 +27,7 @@ pub struct GcEntry {
 /// Decides what goes. Lists each doomed run's objects to report sizes.
 pub async fn plan_gc(staging: &Staging, keep: usize) -> Result<Vec<GcEntry>, StoreError> {
     let runs = list_runs(staging).await?;
-    let successful: Vec<&str> = runs
+    let successful: Vec<_> = runs
         .iter()
         .filter(|r| r.swap.is_some() && r.plan.is_some())
         .map(|r| r.created_at())
@@ -309,7 +309,7 @@ mod tests {
                 rule: None,
                 columns: vec![],
             }],
-            created_at: format!("2026-12-01T{hour:02}:00:00Z"),
+            created_at: format!("2026-12-01T{hour:02}:00:00Z").parse().unwrap(),
             export: None,
             increment: None,
         };

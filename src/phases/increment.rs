@@ -73,7 +73,7 @@ pub async fn copied_at(
         }
     }
     parse_instant(
-        &plan.created_at,
+        &crate::staging::rfc3339::text(&plan.created_at),
         &format!("the plan time of run {}", plan.run_id),
     )
 }
@@ -618,7 +618,7 @@ async fn apply_window(
             key_attributes: base.key_attributes.clone(),
             schema_source: base.schema_source.clone(),
             schemas: base.schemas.clone(),
-            created_at: chrono::Utc::now().to_rfc3339(),
+            created_at: chrono::Utc::now(),
             export: Some(source),
             increment: Some(spec.clone()),
         }

@@ -71,12 +71,8 @@ pub async fn resumable_run(
     };
     let served_at = state
         .and_then(|s| s.serving.as_ref())
-        .and_then(|m| m.planned_at.as_deref())
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
-    let newer = |created: &str| match (served_at, chrono::DateTime::parse_from_rfc3339(created)) {
-        (Some(served), Ok(created)) => created > served,
-        _ => true,
-    };
+        .and_then(|m| m.planned_at.time());
+    let newer = |created: &chrono::DateTime<chrono::Utc>| served_at.is_none_or(|s| *created > s);
     Ok(list_runs(ctx.staging()?)
         .await?
         .into_iter()
@@ -124,7 +120,7 @@ pub async fn plan_new(
         key_attributes: keys,
         schema_source: chosen.source,
         schemas: fitted(run_id, &chosen.schemas.schemas, dialect),
-        created_at: chrono::Utc::now().to_rfc3339(),
+        created_at: chrono::Utc::now(),
         export,
         increment: None,
     };
@@ -301,7 +297,7 @@ mod tests {
                     nullable: false,
                 }],
             }],
-            created_at: "2026-12-01T00:00:00Z".into(),
+            created_at: "2026-12-01T00:00:00Z".parse().unwrap(),
             export: None,
             increment: None,
         }
@@ -317,7 +313,7 @@ mod tests {
         let first = plan("r1", 4).store_once(&staging).await.unwrap();
         // The same settings later: the stored plan is returned, with its original time.
         let mut again = plan("r1", 4);
-        again.created_at = "2026-12-02T00:00:00Z".into();
+        again.created_at = "2026-12-02T00:00:00Z".parse().unwrap();
         assert_eq!(again.store_once(&staging).await.unwrap(), first);
         let err = plan("r1", 8).store_once(&staging).await.unwrap_err();
         assert!(err.to_string().contains("4 total segments vs 8"), "{err}");

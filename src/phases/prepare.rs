@@ -13,7 +13,7 @@ pub async fn prepare(
     plan: &RunPlan,
 ) -> Result<(), Error> {
     super::plan::check_full_copy(plan)?;
-    super::plan::check_dialect(plan, warehouse.config().dialect)?;
+    super::plan::check_dialect(plan, warehouse.config().dialect())?;
     warehouse.prepare(plan).await.map_err(|e| {
         Error::from(e)
             .context(format!("prepare for run {} did not complete", plan.run_id))

@@ -86,7 +86,7 @@ pub async fn replace(
     allow_older: bool,
 ) -> Result<Replaced, Error> {
     super::plan::check_full_copy(plan)?;
-    super::plan::check_dialect(plan, warehouse.config().dialect)?;
+    super::plan::check_dialect(plan, warehouse.config().dialect())?;
     check_may_replace(warehouse, plan, allow_older).await?;
     let config = warehouse.config();
     let runbook = ctx.runbook(&plan.run_id, Some(&config.target));

@@ -391,7 +391,7 @@ async fn note_checkpoints(
         }
         state.checkpoint = Some(Resumable {
             items: c.items_scanned,
-            saved_at: c.saved_at.clone(),
+            saved_at: crate::staging::rfc3339::text(&c.saved_at),
         });
     }
     Ok(())
@@ -415,7 +415,7 @@ mod tests {
             key_attributes: vec!["pk".into()],
             schema_source: SchemaSource::Static("schemas".into()),
             schemas: vec![],
-            created_at: String::new(),
+            created_at: chrono::DateTime::UNIX_EPOCH,
             export: None,
             increment: None,
         }
@@ -436,8 +436,8 @@ mod tests {
             read_units: 0.0,
             pages: 0,
             retries: 0,
-            started_at: String::new(),
-            finished_at: String::new(),
+            started_at: chrono::DateTime::UNIX_EPOCH,
+            finished_at: chrono::DateTime::UNIX_EPOCH,
             duration_ms: 5,
             resumed: None,
         }))
@@ -455,7 +455,7 @@ mod tests {
     fn marker(run_id: &str) -> RunMarker {
         RunMarker {
             run_id: run_id.into(),
-            planned_at: None,
+            planned_at: Default::default(),
         }
     }
 

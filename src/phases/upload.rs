@@ -17,7 +17,7 @@ pub async fn upload(
     segment: u32,
 ) -> Result<UploadOutcome, Error> {
     super::plan::check_full_copy(plan)?;
-    super::plan::check_dialect(plan, warehouse.config().dialect)?;
+    super::plan::check_dialect(plan, warehouse.config().dialect())?;
     if segment >= plan.total_segments {
         return Err(Error::fatal(format!(
             "segment {segment} does not exist: run {} has segments 0 to {}",
@@ -80,7 +80,7 @@ pub async fn upload_all(
     plan: &RunPlan,
 ) -> Result<AllSegments, Error> {
     super::plan::check_full_copy(plan)?;
-    super::plan::check_dialect(plan, warehouse.config().dialect)?;
+    super::plan::check_dialect(plan, warehouse.config().dialect())?;
     let staging = ctx.staging()?;
     let runbook = ctx.runbook(&plan.run_id, Some(&warehouse.config().target));
     let load = warehouse.load_segments(staging, plan, &ctx.retry);

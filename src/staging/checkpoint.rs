@@ -13,6 +13,7 @@
 //! A checkpoint is used only by the run, segment, total segments and plan it was taken for; any
 //! other is ignored, with the reason logged.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
@@ -48,8 +49,10 @@ pub struct Checkpoint {
     pub pages: u64,
     pub retries: u64,
     /// When the segment's first attempt started.
-    pub started_at: String,
-    pub saved_at: String,
+    #[serde(with = "super::rfc3339")]
+    pub started_at: DateTime<Utc>,
+    #[serde(with = "super::rfc3339")]
+    pub saved_at: DateTime<Utc>,
     /// Time spent on the segment up to this checkpoint, over every attempt.
     pub duration_ms: u64,
 }
@@ -187,7 +190,7 @@ mod tests {
             key_attributes: vec!["pk".into()],
             schema_source: SchemaSource::Static("schemas".into()),
             schemas: vec![],
-            created_at: String::new(),
+            created_at: chrono::DateTime::UNIX_EPOCH,
             export: None,
             increment: None,
         }
@@ -228,8 +231,8 @@ mod tests {
             read_units: 1.5,
             pages: 1,
             retries: 0,
-            started_at: String::new(),
-            saved_at: String::new(),
+            started_at: chrono::DateTime::UNIX_EPOCH,
+            saved_at: chrono::DateTime::UNIX_EPOCH,
             duration_ms: 10,
         }
     }

@@ -23,8 +23,10 @@ const RENEW_EVERY: Duration = Duration::from_secs(30);
 struct LeaseRecord {
     /// Which process holds it: `pid <n> on <host>`.
     holder: String,
-    started_at: String,
-    expires_at: String,
+    #[serde(with = "super::rfc3339")]
+    started_at: DateTime<Utc>,
+    #[serde(with = "super::rfc3339")]
+    expires_at: DateTime<Utc>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,12 +88,11 @@ fn holder_is_gone(holder: &str) -> bool {
         && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
-fn record(holder: &str, started_at: &str) -> bytes::Bytes {
-    let expires = Utc::now() + Span::seconds(LEASE_SECONDS);
+fn record(holder: &str, started_at: DateTime<Utc>) -> bytes::Bytes {
     let record = LeaseRecord {
         holder: holder.to_string(),
-        started_at: started_at.to_string(),
-        expires_at: expires.to_rfc3339(),
+        started_at,
+        expires_at: Utc::now() + Span::seconds(LEASE_SECONDS),
     };
     serde_json::to_vec(&record)
         .expect("lease serialises")
@@ -103,8 +104,8 @@ impl RunLease {
     pub async fn acquire(staging: &Staging, run_id: &str) -> Result<RunLease, LeaseError> {
         let key = staging.layout.run_lease(run_id);
         let holder = this_process();
-        let started_at = Utc::now().to_rfc3339();
-        let body = record(&holder, &started_at);
+        let started_at = Utc::now();
+        let body = record(&holder, started_at);
         let store = &staging.store;
         if !store
             .put_if_absent(&key, body.clone(), "application/json")
@@ -114,16 +115,15 @@ impl RunLease {
                 Some(bytes) => serde_json::from_slice::<LeaseRecord>(&bytes).ok(),
                 None => None,
             };
-            let live = current.as_ref().is_some_and(|r| {
-                DateTime::parse_from_rfc3339(&r.expires_at).is_ok_and(|e| e > Utc::now())
-                    && !holder_is_gone(&r.holder)
-            });
+            let live = current
+                .as_ref()
+                .is_some_and(|r| r.expires_at > Utc::now() && !holder_is_gone(&r.holder));
             if let (true, Some(r)) = (live, current) {
                 return Err(LeaseError::Held {
                     run_id: run_id.to_string(),
                     holder: r.holder,
-                    since: r.started_at,
-                    expires_at: r.expires_at,
+                    since: super::rfc3339::text(&r.started_at),
+                    expires_at: super::rfc3339::text(&r.expires_at),
                 });
             }
             // Expired, unreadable, or its holder ended on this host: its holder is gone. Of two processes taking it over at
@@ -139,7 +139,7 @@ impl RunLease {
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(RENEW_EVERY).await;
-                    let body = record(&holder, &started_at);
+                    let body = record(&holder, started_at);
                     if let Err(e) = staging.store.put(&key, body, "application/json").await {
                         tracing::warn!(error = %e, "could not renew the run's lease");
                     }
@@ -189,15 +189,15 @@ mod tests {
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let gone = child.id();
         child.wait().unwrap();
-        let live_until = (Utc::now() + Span::seconds(LEASE_SECONDS)).to_rfc3339();
+        let live_until = Utc::now() + Span::seconds(LEASE_SECONDS);
         for (run, host, taken) in [
             ("here", this_host(), true),
             ("there", "elsewhere".into(), false),
         ] {
             let held = LeaseRecord {
                 holder: format!("pid {gone} on {host}"),
-                started_at: Utc::now().to_rfc3339(),
-                expires_at: live_until.clone(),
+                started_at: Utc::now(),
+                expires_at: live_until,
             };
             staging
                 .store
@@ -222,20 +222,15 @@ mod tests {
         assert_eq!(err.class(), Class::Retry);
         lease.release().await;
         let again = RunLease::acquire(&staging, "r").await.unwrap();
-        // A holder that was killed: its lease expired long ago.
-        let stale = LeaseRecord {
-            holder: "pid 1 on gone".into(),
-            started_at: "2026-01-01T00:00:00+00:00".into(),
-            expires_at: "2026-01-01T00:02:00+00:00".into(),
-        };
+        // A holder that was killed: its lease (as leases have always been written) expired long
+        // ago.
+        let stale = r#"{"holder":"pid 1 on gone","started_at":"2026-01-01T00:00:00+00:00","expires_at":"2026-01-01T00:02:00+00:00"}"#;
+        let record: LeaseRecord = serde_json::from_str(stale).unwrap();
+        assert_eq!(serde_json::to_string(&record).unwrap(), stale);
         let key = staging.layout.run_lease("s");
         staging
             .store
-            .put(
-                &key,
-                serde_json::to_vec(&stale).unwrap().into(),
-                "application/json",
-            )
+            .put(&key, stale.as_bytes().to_vec().into(), "application/json")
             .await
             .unwrap();
         let taken = RunLease::acquire(&staging, "s").await.unwrap();

@@ -3,6 +3,7 @@
 //! `status`, `drift` and `run`'s report — all through [`read`] and [`read_all`], so a missing,
 //! unreadable or damaged manifest is treated the same way everywhere.
 
+use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -86,8 +87,10 @@ pub struct SegmentManifest {
     pub pages: u64,
     /// Calls retried after throttling or transient errors (DynamoDB and S3).
     pub retries: u64,
-    pub started_at: String,
-    pub finished_at: String,
+    #[serde(with = "super::rfc3339")]
+    pub started_at: DateTime<Utc>,
+    #[serde(with = "super::rfc3339")]
+    pub finished_at: DateTime<Utc>,
     pub duration_ms: u64,
     /// Set when the segment was resumed from a checkpoint: how far that had got.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -102,7 +105,8 @@ pub struct Resumed {
     pub items: u64,
     /// Read units spent up to the checkpoint (the final figure includes them).
     pub read_units: f64,
-    pub saved_at: String,
+    #[serde(with = "super::rfc3339")]
+    pub saved_at: DateTime<Utc>,
 }
 
 impl SegmentManifest {
@@ -321,7 +325,7 @@ mod tests {
             key_attributes: vec!["pk".into()],
             schema_source: SchemaSource::Static("schemas".into()),
             schemas: vec![],
-            created_at: String::new(),
+            created_at: chrono::DateTime::UNIX_EPOCH,
             export: None,
             increment: None,
         }
@@ -361,8 +365,8 @@ mod tests {
             read_units: 1.0,
             pages: 1,
             retries: 0,
-            started_at: String::new(),
-            finished_at: String::new(),
+            started_at: chrono::DateTime::UNIX_EPOCH,
+            finished_at: chrono::DateTime::UNIX_EPOCH,
             duration_ms: 1,
             resumed: None,
         }

@@ -25,6 +25,7 @@ pub mod manifest;
 pub mod parts;
 pub mod plan;
 pub mod resolve;
+pub mod rfc3339;
 pub mod runs;
 pub mod schema_cache;
 

@@ -2,6 +2,7 @@
 //! of the run — on whichever machine — agrees, and a schema snapshot activated mid-run changes
 //! nothing for it. Written once; a second writer with different content is refused.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::Staging;
@@ -29,7 +30,8 @@ pub struct RunPlan {
     /// The data-schemas of this run, copied in so later cache changes cannot affect it, with
     /// their types fitted to the dialect (`Limits::fit_schema`).
     pub schemas: Vec<DataSchema>,
-    pub created_at: String,
+    #[serde(with = "super::rfc3339")]
+    pub created_at: DateTime<Utc>,
     /// Phase 1 reads this DynamoDB export in place of scanning the table; absent in plans of
     /// scanning runs (and in every plan written before exports could be loaded).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,6 +1,7 @@
 //! The history of runs in the staging area: which runs exist, when they were planned, which were
 //! swapped in. Used by `status` (latest run), `gc` (what may go) and `replace` (the swap record).
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::plan::{PlanError, RunPlan};
@@ -13,7 +14,8 @@ use crate::storage::StoreError;
 pub struct SwapRecord {
     pub run_id: String,
     pub target: String,
-    pub swapped_at: String,
+    #[serde(with = "super::rfc3339")]
+    pub swapped_at: DateTime<Utc>,
 }
 
 /// One run found under `<prefix>/runs/`.
@@ -26,9 +28,9 @@ pub struct RunEntry {
 }
 
 impl RunEntry {
-    /// When the run was planned (RFC 3339; empty when unknown, which sorts first).
-    pub fn created_at(&self) -> &str {
-        self.plan.as_ref().map_or("", |p| p.created_at.as_str())
+    /// When the run was planned; `None` when unknown, which sorts first.
+    pub fn created_at(&self) -> Option<DateTime<Utc>> {
+        self.plan.as_ref().map(|p| p.created_at)
     }
 }
 
@@ -83,7 +85,7 @@ pub async fn record_swap(staging: &Staging, run_id: &str, target: &str) -> Resul
     let record = SwapRecord {
         run_id: run_id.to_string(),
         target: target.to_string(),
-        swapped_at: chrono::Utc::now().to_rfc3339(),
+        swapped_at: Utc::now(),
     };
     staging
         .store

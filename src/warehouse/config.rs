@@ -1,11 +1,10 @@
 //! What the warehouse phases are told about the warehouse: where it is (a URL that never shows
-//! its password), which dialect it speaks, the target schema and who may read it.
+//! its password), the target schema and who may read it, and — opaque here — the settings of
+//! the dialect it speaks.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use super::redshift::credentials::IamCredentials;
-use super::WarehouseError;
+use super::DialectOptions;
 
 /// Suffix of the schema that a run is loaded into.
 pub const STAGING_SUFFIX: &str = "_staging";
@@ -51,22 +50,10 @@ impl std::str::FromStr for Grantee {
     }
 }
 
-/// How a session logs in to the warehouse.
-#[derive(Debug, Clone, Default)]
-pub enum Credentials {
-    /// With the user and password of the URL.
-    #[default]
-    Url,
-    /// Redshift: with temporary credentials from IAM, shared by every session of the process
-    /// and replaced shortly before they expire.
-    Iam(Arc<IamCredentials>),
-}
-
 /// Everything the warehouse phases need to know about the warehouse.
 #[derive(Debug, Clone)]
 pub struct WarehouseConfig {
     pub url: WarehouseUrl,
-    pub dialect: DialectName,
     /// The schema consumers read; staging and previous are derived from it.
     pub target: String,
     pub grantees: Vec<Grantee>,
@@ -77,10 +64,8 @@ pub struct WarehouseConfig {
     /// Refresh the planner's statistics of the staged tables before the swap (`--no-analyze`
     /// turns it off).
     pub analyze: bool,
-    /// How sessions log in.
-    pub credentials: Credentials,
-    /// Settings only Redshift reads.
-    pub redshift: super::redshift::Options,
+    /// The dialect, with the settings only it reads (how its sessions log in, how it loads).
+    pub options: DialectOptions,
 }
 
 impl WarehouseConfig {
@@ -94,13 +79,9 @@ impl WarehouseConfig {
         format!("{}{ROLLBACK_SUFFIX}", self.target)
     }
 
-    /// The URL a new session connects with: the configured one, or the same with temporary
-    /// credentials (cached ones while they are good for a while yet, else new ones).
-    pub async fn login_url(&self) -> Result<WarehouseUrl, WarehouseError> {
-        match &self.credentials {
-            Credentials::Url => Ok(self.url.clone()),
-            Credentials::Iam(iam) => Ok(iam.login(&self.url).await?),
-        }
+    /// The dialect the warehouse speaks.
+    pub fn dialect(&self) -> DialectName {
+        self.options.name()
     }
 }
 

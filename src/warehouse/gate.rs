@@ -11,11 +11,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use super::RunMarker;
+use super::{PlannedAt, RunMarker};
 use crate::error::{Class, Classify};
 use crate::staging::commands::Step;
 use crate::staging::manifest::Committed;
 use crate::staging::plan::RunPlan;
+use crate::staging::rfc3339;
 
 /// Why `replace` refused, with the steps that fix it. Incomplete work ([`Class::Retry`]): once
 /// the steps ran, the same `replace` succeeds. A refusal of the forward rule is
@@ -63,16 +64,24 @@ pub fn check_forward(
         )));
     }
     let served = serving?;
-    let (Some(served_at), false) = (served.planned_at.as_deref(), allow_older) else {
+    if allow_older {
         return None;
-    };
-    let planned = |text: &str| chrono::DateTime::parse_from_rfc3339(text).ok();
-    match (planned(&plan.created_at), planned(served_at)) {
-        (Some(ours), Some(theirs)) if ours < theirs => Some(refuse(format!(
-            "run {} was planned at {}, before run {} that {target} serves (planned at {served_at}); an older generation never replaces a newer one unless asked: pass --allow-older to serve it on purpose, or use rollback to go back one generation",
-            plan.run_id, plan.created_at, served.run_id
+    }
+    let ours = rfc3339::text(&plan.created_at);
+    match &served.planned_at {
+        // A generation from before markers recorded the time: nothing to compare with.
+        PlannedAt::Unrecorded => None,
+        PlannedAt::At(theirs) if plan.created_at < *theirs => Some(refuse(format!(
+            "run {} was planned at {ours}, before run {} that {target} serves (planned at {}); an older generation never replaces a newer one unless asked: pass --allow-older to serve it on purpose, or use rollback to go back one generation",
+            plan.run_id, served.run_id, rfc3339::text(theirs)
         ))),
-        _ => None,
+        PlannedAt::At(_) => None,
+        // Recorded but unreadable: the served run may be the newer one, so the gate does not
+        // guess in favour of replacing it.
+        PlannedAt::Unreadable(text) => Some(refuse(format!(
+            "the run marker of {target} (run {}) records its planning time as {text:?}, which cannot be read as a time, so whether run {} (planned at {ours}) is newer cannot be told; an older generation never replaces a newer one unless asked: pass --allow-older to serve it on purpose, or use rollback to go back one generation",
+            served.run_id, plan.run_id
+        ))),
     }
 }
 
@@ -199,7 +208,7 @@ mod tests {
             key_attributes: vec!["pk".into()],
             schema_source: SchemaSource::Static(PathBuf::from("schemas")),
             schemas: vec![],
-            created_at: String::new(),
+            created_at: chrono::DateTime::UNIX_EPOCH,
             export: None,
             increment: None,
         }
@@ -228,8 +237,8 @@ mod tests {
             read_units: 0.0,
             pages: 1,
             retries: 0,
-            started_at: String::new(),
-            finished_at: String::new(),
+            started_at: chrono::DateTime::UNIX_EPOCH,
+            finished_at: chrono::DateTime::UNIX_EPOCH,
             duration_ms: 0,
             resumed: None,
         }))
@@ -308,14 +317,14 @@ mod tests {
     fn marker(run_id: &str, planned_at: Option<&str>) -> RunMarker {
         RunMarker {
             run_id: run_id.into(),
-            planned_at: planned_at.map(str::to_string),
+            planned_at: PlannedAt::from_column(planned_at),
         }
     }
 
     #[test]
     fn the_served_generation_only_moves_forward() {
         let mut p = plan(1);
-        p.created_at = "2026-12-01T10:00:00+00:00".into();
+        p.created_at = "2026-12-01T10:00:00+00:00".parse().unwrap();
         let newer = marker("r2", Some("2026-12-01T11:00:00+00:00"));
         let older = marker("r0", Some("2026-12-01T09:00:00+00:00"));
         // Newer than what is served: may go.
@@ -335,6 +344,24 @@ mod tests {
             check_forward(&p, "t", Some(&marker("r9", None)), None, false),
             None
         );
+    }
+
+    /// A served generation whose planning time cannot be read may be newer than the run: the
+    /// gate refuses (as it does for an older run) rather than let it through unchecked.
+    #[test]
+    fn a_served_time_that_cannot_be_read_is_refused() {
+        let mut p = plan(1);
+        p.created_at = "2026-12-01T10:00:00+00:00".parse().unwrap();
+        for unreadable in ["", "yesterday", "2026-13-01T10:00:00+00:00"] {
+            let served = marker("r2", Some(unreadable));
+            let r = check_forward(&p, "t", Some(&served), None, false)
+                .unwrap_or_else(|| panic!("{unreadable:?} let run r1 through"));
+            assert_eq!(r.class, Class::Fatal);
+            assert!(r.problems[0].contains("cannot be read"), "{r}");
+            assert!(r.problems[0].contains("--allow-older"), "{r}");
+            // Asked for on purpose, it goes.
+            assert_eq!(check_forward(&p, "t", Some(&served), None, true), None);
+        }
     }
 
     #[test]

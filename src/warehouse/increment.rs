@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use super::gate::{self, GateRefusal};
 use super::ledger;
 use super::sql::{qualified, quote_ident, Session};
-use super::{Dialect, WarehouseError};
+use super::{Warehouse, WarehouseError};
 use crate::error::Class;
 use crate::schema::{DataSchema, OVERFLOW_TABLE};
 use crate::staging::increment::{
@@ -71,7 +71,7 @@ pub fn lock_sql(schema: &str) -> String {
 /// What an apply runs first, in its transaction: the increment ledger created if need be and
 /// locked, under the lock-wait bound, which is lifted before the deletes and inserts (on Redshift
 /// the bound is a statement timeout, which would cancel them on a large table).
-pub fn lock_statements(dialect: &dyn Dialect) -> Vec<String> {
+pub fn lock_statements(dialect: &(impl Warehouse + ?Sized)) -> Vec<String> {
     let target = &dialect.config().target;
     dialect.lock_bounded(vec![ledger_sql(target), lock_sql(target)])
 }
@@ -133,7 +133,12 @@ fn latest_sql(inc: &str) -> String {
 /// passed: deletes of every changed key from every served table, then the inserts of the newest
 /// images, the ledger row, and the staged increment dropped (it has served; committing the drop
 /// with the rest leaves it in place for a retry whenever the apply does not commit).
-pub fn apply_sql(dialect: &dyn Dialect, plan: &RunPlan, inc: &str, changes: u64) -> Vec<String> {
+pub fn apply_sql(
+    dialect: &(impl Warehouse + ?Sized),
+    plan: &RunPlan,
+    inc: &str,
+    changes: u64,
+) -> Vec<String> {
     let target = dialect.config().target.clone();
     let spec = plan.increment.as_ref().expect("an increment run's plan");
     let served = plan.served_tables();
@@ -262,7 +267,7 @@ fn check_window(
 
 /// Applies increment `plan`, staged in `inc`, to the dialect's target in one transaction.
 pub async fn apply(
-    dialect: &dyn Dialect,
+    dialect: &(impl Warehouse + ?Sized),
     plan: &RunPlan,
     inc: &str,
     manifests: &[Committed],
@@ -344,7 +349,7 @@ mod tests {
             key_attributes: vec!["pk".into()],
             schema_source: SchemaSource::Static("schemas".into()),
             schemas: vec![],
-            created_at: "2026-12-01T00:00:00Z".into(),
+            created_at: "2026-12-01T00:00:00Z".parse().unwrap(),
             export: None,
             increment: Some(IncrementSpec {
                 base_run: "base".into(),

@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::sql::{qualified, quote_ident, Session};
-use super::{Dialect, RunMarker, Staged, WarehouseError, WarehouseState};
+use super::{PlannedAt, RunMarker, Staged, Warehouse, WarehouseError, WarehouseState};
 use crate::schema::{DataSchema, LogicalType, EXTRA_COLUMN};
 use crate::staging::plan::RunPlan;
 
@@ -26,7 +26,11 @@ pub const LEDGER_TABLE: &str = "_dynamo_etl_ledger";
 pub const RUN_TABLE: &str = "_dynamo_etl_run";
 
 /// `CREATE TABLE` for one data-schema in `schema`; every identifier quoted.
-pub fn create_table_sql(dialect: &dyn Dialect, schema: &str, table: &DataSchema) -> String {
+pub fn create_table_sql(
+    dialect: &(impl Warehouse + ?Sized),
+    schema: &str,
+    table: &DataSchema,
+) -> String {
     let columns: Vec<String> = table
         .columns
         .iter()
@@ -53,7 +57,7 @@ pub fn create_table_sql(dialect: &dyn Dialect, schema: &str, table: &DataSchema)
 }
 
 /// Phase 2: a pristine staging schema for `plan`'s run.
-pub fn prepare_sql(dialect: &dyn Dialect, plan: &RunPlan) -> Vec<String> {
+pub fn prepare_sql(dialect: &(impl Warehouse + ?Sized), plan: &RunPlan) -> Vec<String> {
     let staging = dialect.config().staging();
     let mut out = vec![
         format!("DROP SCHEMA IF EXISTS {} CASCADE", quote_ident(&staging)),
@@ -78,14 +82,14 @@ pub fn prepare_sql(dialect: &dyn Dialect, plan: &RunPlan) -> Vec<String> {
         plan.total_segments,
         dialect.literal(&plan.schema_source.to_string()),
         dialect.now(),
-        dialect.literal(&plan.created_at)
+        dialect.literal(&PlannedAt::column_text(&plan.created_at))
     ));
     out
 }
 
 /// Completes a segment's ledger row with what was loaded.
 pub fn record_segment_sql(
-    dialect: &dyn Dialect,
+    dialect: &(impl Warehouse + ?Sized),
     staging: &str,
     segment: u32,
     tables: &BTreeMap<String, u64>,
@@ -106,7 +110,7 @@ const LEDGER_ROWS_PER_INSERT: usize = 500;
 /// The completed ledger rows of a load of many segments, which holds the ledger's lock for its
 /// whole transaction and so inserts each segment's row once, with its counts (no claim row first).
 pub fn record_segments_sql(
-    dialect: &dyn Dialect,
+    dialect: &(impl Warehouse + ?Sized),
     staging: &str,
     run_id: &str,
     segments: &[(u32, BTreeMap<String, u64>)],
@@ -175,7 +179,7 @@ pub async fn run_marker(
         )
         .await?;
     Ok(rows.into_iter().next().and_then(|mut r| {
-        let planned_at = r.get_mut(1).and_then(Option::take);
+        let planned_at = PlannedAt::from_column(r.get(1).and_then(Option::as_deref));
         Some(RunMarker {
             run_id: r.first_mut()?.take()?,
             planned_at,
@@ -247,7 +251,7 @@ pub async fn staged_counts(
 
 /// What the warehouse holds for `dialect`'s target.
 pub async fn state(
-    dialect: &dyn Dialect,
+    dialect: &(impl Warehouse + ?Sized),
     session: &mut Session,
 ) -> Result<WarehouseState, WarehouseError> {
     let config = dialect.config();

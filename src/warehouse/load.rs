@@ -4,7 +4,7 @@
 //!
 //! A load of many segments at once ([`load_segments`], `upload --all-segments`) is shared too: in
 //! one transaction it takes the ledger's lock, sees which committed segments staging lacks,
-//! loads each table once over all of their parts (a dialect's [`CopyBatch`] says how), checks
+//! loads each table once over all of their parts (a dialect's [`Warehouse::copy_batch`] says how), checks
 //! each table's count against the sum of those segments' manifests, and records every segment in
 //! the ledger before the commit. Holding the ledger's lock for the whole transaction is the claim:
 //! no other load of the run records a segment meanwhile, so the rows it inserts are final at once.
@@ -12,14 +12,12 @@
 //! one table are serialised anyway, and one COPY reads all of its files in parallel
 //! (<https://docs.aws.amazon.com/redshift/latest/dg/c_best-practices-single-copy-command.html>).
 
-use async_trait::async_trait;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use std::collections::BTreeMap;
 use std::future::Future;
 
 use super::ledger;
-use super::sql::Session;
-use super::{Dialect, SegmentsLoaded, UploadOutcome, WarehouseError};
+use super::{SegmentsLoaded, UploadOutcome, Warehouse, WarehouseError};
 use crate::retry::RetryPolicy;
 use crate::schema::DataSchema;
 use crate::staging::manifest::{self, PartFile, SegmentManifest, TableOutput};
@@ -169,22 +167,6 @@ pub fn check_batch_copied(
     })
 }
 
-/// How a dialect loads one table's parts of many segments inside the open transaction of a load
-/// of many segments.
-#[async_trait(?Send)]
-pub trait CopyBatch: Dialect {
-    /// Copies every part of `batch` into its staging table with as few COPY statements as the
-    /// dialect allows (one, normally), verifying each part as phase 3 always does, and returns
-    /// the rows the server reports as loaded.
-    async fn copy_batch(
-        &self,
-        session: &mut Session,
-        staging: &Staging,
-        plan: &RunPlan,
-        batch: &TableBatch<'_>,
-    ) -> Result<u64, WarehouseError>;
-}
-
 /// The manifests phase 1 has committed for the run, by segment.
 pub async fn committed_manifests(
     staging: &Staging,
@@ -207,8 +189,8 @@ pub async fn committed_manifests(
 /// Phase 3 for every segment of `plan`'s run that phase 1 committed and staging does not hold
 /// yet, in one transaction of `dialect`; a transient fault rolls it all back and the load starts
 /// again on a fresh session, within `retry`'s budget.
-pub async fn load_segments<D: CopyBatch>(
-    dialect: &D,
+pub async fn load_segments<W: Warehouse + ?Sized>(
+    dialect: &W,
     staging: &Staging,
     plan: &RunPlan,
     retry: &RetryPolicy,
@@ -228,8 +210,8 @@ pub async fn load_segments<D: CopyBatch>(
 }
 
 /// One attempt of [`load_segments`].
-async fn load_segments_once<D: CopyBatch>(
-    dialect: &D,
+async fn load_segments_once<W: Warehouse + ?Sized>(
+    dialect: &W,
     staging: &Staging,
     plan: &RunPlan,
     committed: &BTreeMap<u32, SegmentManifest>,

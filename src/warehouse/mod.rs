@@ -1,23 +1,24 @@
-//! The warehouse side of a run: one trait at the level of the protocol — [`Warehouse`] — and one
-//! folder per SQL dialect implementing it ([`postgres`], [`redshift`]), picked by [`open`].
+//! The warehouse side of a run: one trait, [`Warehouse`], that each SQL dialect implements in
+//! a folder of its own ([`postgres`], [`redshift`]), and the registry below that names them
+//! (the only place in the generic code that does).
 //!
-//! Beside the trait lie the pieces every dialect shares, written in SQL both servers read:
-//! quoting and sessions ([`sql`]), the ledger and run-marker contract ([`ledger`]), the
-//! completeness gate's decision ([`gate`]) and the swap plan ([`swap`]). They ask a dialect
-//! what differs through [`Dialect`]: column types, literals, the current time, bounding lock
-//! waits, naming grantees. Everything else a dialect needs — how parts get in, how a segment is
-//! claimed, how a failed load is explained, which errors are worth a retry — stays in its folder.
+//! A dialect writes what differs: its session (how it logs in), column types, literals, the
+//! current time, bounding lock waits, naming grantees, and how parts get in (`load_segment_once`,
+//! `copy_batch`). The rest of the protocol — prepare, the ledger, the completeness gate, the
+//! swap, increments, the load of many segments — are the trait's provided methods, written once
+//! beside it in SQL both servers read: quoting and sessions ([`sql`]), the ledger and run-marker
+//! contract ([`ledger`]), the gate's decisions ([`gate`]), the swap plan ([`swap`]), loads
+//! ([`load`]) and increments ([`increment`]). Settings only one dialect reads (Redshift's IAM
+//! role, its IAM credentials) are that dialect's own options type, carried opaquely in
+//! [`DialectOptions`].
 //!
-//! Adding a dialect: a folder with a type implementing [`Dialect`] and [`Warehouse`], and one line
-//! in [`open`] (plus a [`DialectName`] and the URL scheme that implies it).
+//! Adding a dialect: see "Adding a dialect" in `src/ARCHITECTURE.md`.
 
 pub mod config;
 pub mod gate;
 pub mod increment;
 pub mod ledger;
 pub mod load;
-pub mod postgres;
-pub mod redshift;
 pub mod sql;
 pub mod swap;
 pub mod url;
@@ -28,6 +29,7 @@ use std::time::Duration;
 
 pub use config::{DialectName, Grantee, WarehouseConfig, WarehouseUrl};
 pub use gate::GateRefusal;
+pub use load::TableBatch;
 
 use crate::error::{Class, Classify};
 use crate::retry::RetryPolicy;
@@ -39,76 +41,151 @@ use crate::staging::Staging;
 use crate::storage::StoreError;
 use sql::Session;
 
-/// The phases' view of a warehouse. What every dialect does the same way (prepare, state, the
-/// swap, increments) is provided here through [`Warehouse::dialect`]; a dialect writes how its
-/// parts get in (`load_segment`, `load_segments`) and how `run` should load (`run_load`).
+/// The one trait a dialect implements: the phases' view of a warehouse. A dialect writes the
+/// required methods (what its SQL and its loads look like); the provided ones are the protocol
+/// every dialect shares, which a dialect overrides only where its server differs.
 #[async_trait(?Send)]
 pub trait Warehouse {
-    /// The SQL dialect the shared steps (ledger, gate, swap, increments) speak through.
-    fn dialect(&self) -> &dyn Dialect;
+    // What a dialect writes.
 
-    fn config(&self) -> &WarehouseConfig {
-        self.dialect().config()
+    /// Where the warehouse is and what to call things there.
+    fn config(&self) -> &WarehouseConfig;
+
+    /// A new session, logged in and set up for this tool.
+    async fn session(&self) -> Result<Session, WarehouseError>;
+
+    /// The column type for a logical type.
+    fn column_type(&self, t: LogicalType) -> String;
+
+    /// A string literal.
+    fn literal(&self, text: &str) -> String;
+
+    /// The current time as an SQL expression.
+    fn now(&self) -> &'static str;
+
+    /// A statement that bounds how long the current transaction waits for locks.
+    fn lock_timeout(&self, timeout: Duration) -> String;
+
+    /// A grantee as `GRANT … TO` takes it.
+    fn grantee(&self, grantee: &Grantee) -> String;
+
+    /// One attempt of phase 3 for one segment: in one transaction, claim the segment in the
+    /// ledger (or find it loaded already), copy every part of its manifest, check the counts,
+    /// record them, commit ([`Warehouse::load_segment`] retries it).
+    async fn load_segment_once(
+        &self,
+        staging: &Staging,
+        plan: &RunPlan,
+        segment: u32,
+    ) -> Result<UploadOutcome, WarehouseError>;
+
+    /// Copies every part of `batch` into its staging table, inside the open transaction of a
+    /// load of many segments, with as few COPY statements as the dialect allows (one,
+    /// normally), verifying each part as phase 3 always does; returns the rows the server
+    /// reports as loaded.
+    async fn copy_batch(
+        &self,
+        session: &mut Session,
+        staging: &Staging,
+        plan: &RunPlan,
+        batch: &TableBatch<'_>,
+    ) -> Result<u64, WarehouseError>;
+
+    /// How `run` loads a whole run into this warehouse.
+    fn run_load(&self) -> RunLoad;
+
+    // Where a dialect's SQL may differ from the standard.
+
+    /// The statement that lifts [`Warehouse::lock_timeout`]'s bound again, where that bound also
+    /// limits how long a statement may run (Redshift); `None` where it bounds lock waits only.
+    fn lock_timeout_lifted(&self) -> Option<String> {
+        None
     }
+
+    /// `statements` (lock-taking ones) run under the lock-wait bound, which is lifted after
+    /// them: whatever runs next — counts, an increment's deletes and inserts, post-swap SQL —
+    /// is never cancelled for taking longer than a lock wait may.
+    fn lock_bounded(&self, statements: Vec<String>) -> Vec<String> {
+        let mut out = vec![self.lock_timeout(self.config().lock_timeout)];
+        out.extend(statements);
+        out.extend(self.lock_timeout_lifted());
+        out
+    }
+
+    /// A condition that holds when two key columns of type `t` hold the same key.
+    fn key_equals(&self, a: &str, b: &str, _t: LogicalType) -> String {
+        format!("{a} = {b}")
+    }
+
+    /// The statements that refresh the planner's statistics of `tables` (qualified names), run
+    /// one by one outside any transaction.
+    fn analyze_tables(&self, tables: &[String]) -> Vec<String> {
+        tables.iter().map(|t| format!("ANALYZE {t}")).collect()
+    }
+
+    // The protocol, the same for every dialect.
 
     /// Phase 2's statements, as `prepare --dry-run` prints them.
     fn prepare_sql(&self, plan: &RunPlan) -> Vec<String> {
-        ledger::prepare_sql(self.dialect(), plan)
+        ledger::prepare_sql(self, plan)
     }
 
     /// Phase 2: drop and re-create the staging schema with one table per data-schema, the
     /// ledger and the run marker, in one transaction. Never touches the target or previous.
     async fn prepare(&self, plan: &RunPlan) -> Result<(), WarehouseError> {
-        let mut session = self.dialect().session().await?;
+        let mut session = self.session().await?;
         session
             .in_transaction(&self.prepare_sql(plan), "preparing the staging schema")
             .await
     }
 
-    /// Phase 3 for one segment: in one transaction, claim the segment in the ledger (or find it
-    /// loaded already), copy every part of its manifest, check the counts, record them, commit.
-    /// A transient failure (a body cut short, a dropped connection) rolls the transaction back
-    /// and starts the segment's load again on a fresh session, within `retry`'s budget.
+    /// Phase 3 for one segment ([`Warehouse::load_segment_once`]). A transient failure (a body
+    /// cut short, a dropped connection) rolls the transaction back and starts the segment's
+    /// load again on a fresh session, within `retry`'s budget.
     async fn load_segment(
         &self,
         staging: &Staging,
         plan: &RunPlan,
         segment: u32,
         retry: &RetryPolicy,
-    ) -> Result<UploadOutcome, WarehouseError>;
+    ) -> Result<UploadOutcome, WarehouseError> {
+        load::with_retries(retry, plan, segment, || {
+            self.load_segment_once(staging, plan, segment)
+        })
+        .await
+    }
 
     /// Phase 3 for every segment of the run that phase 1 committed and staging does not hold yet,
     /// in one transaction: lock the ledger, load each table with one COPY over all of those
-    /// segments' parts (every part verified as in [`Warehouse::load_segment`]), check each
-    /// table's count against the sum of their manifests, record every segment, commit. Segments
-    /// without a manifest are left out and listed. A transient failure rolls everything back and
-    /// the load starts again on a fresh session, within `retry`'s budget.
+    /// segments' parts ([`Warehouse::copy_batch`]), check each table's count against the sum of
+    /// their manifests, record every segment, commit. Segments without a manifest are left out
+    /// and listed. A transient failure rolls everything back and the load starts again on a
+    /// fresh session, within `retry`'s budget.
     async fn load_segments(
         &self,
         staging: &Staging,
         plan: &RunPlan,
         retry: &RetryPolicy,
-    ) -> Result<SegmentsLoaded, WarehouseError>;
-
-    /// How `run` loads a whole run into this warehouse.
-    fn run_load(&self) -> RunLoad;
+    ) -> Result<SegmentsLoaded, WarehouseError> {
+        load::load_segments(self, staging, plan, retry).await
+    }
 
     /// The statements that refresh the planner's statistics of the staged tables before a swap,
     /// unless the configuration turned that off.
     fn analyze_sql(&self, plan: &RunPlan) -> Vec<String> {
-        swap::analyze_sql(self.dialect(), plan)
+        swap::analyze_sql(self, plan)
     }
 
     /// Which runs the target, staging and previous schemas hold, and the staged segments.
     async fn state(&self) -> Result<WarehouseState, WarehouseError> {
-        let mut session = self.dialect().session().await?;
-        ledger::state(self.dialect(), &mut session).await
+        let mut session = self.session().await?;
+        ledger::state(self, &mut session).await
     }
 
     /// The statements of a swap, as `--dry-run` prints them (the target assumed to exist).
     fn swap_sql(&self, kind: swap::SwapKind) -> Vec<String> {
-        let mut out = swap::lock_statements(self.dialect(), kind, true);
-        out.extend(swap::statements(self.dialect(), kind, true));
+        let mut out = swap::lock_statements(self, kind, true);
+        out.extend(swap::statements(self, kind, true));
         out
     }
 
@@ -126,12 +203,12 @@ pub trait Warehouse {
             manifests,
             allow_older,
         };
-        swap::run(self.dialect(), swap, retry).await
+        swap::run(self, swap, retry).await
     }
 
     /// The previous generation back in (the replaced one kept as previous).
     async fn rollback(&self, retry: &RetryPolicy) -> Result<SwapOutcome, WarehouseError> {
-        swap::run(self.dialect(), swap::Swap::Rollback, retry).await
+        swap::run(self, swap::Swap::Rollback, retry).await
     }
 
     /// Applies increment run `plan`, staged in schema `inc`, to the target in one transaction
@@ -142,21 +219,55 @@ pub trait Warehouse {
         inc: &str,
         manifests: &[Committed],
     ) -> Result<increment::ApplyOutcome, WarehouseError> {
-        increment::apply(self.dialect(), plan, inc, manifests).await
+        increment::apply(self, plan, inc, manifests).await
     }
 
     /// The increments the target has applied on top of the run it serves, oldest first.
     async fn increments(&self) -> Result<Vec<increment::Applied>, WarehouseError> {
-        let mut session = self.dialect().session().await?;
+        let mut session = self.session().await?;
         increment::applied(&mut session, &self.config().target).await
     }
 }
 
-/// The dialect for a configuration: the registry of dialects.
+// The registry of dialects: the only part of the generic warehouse code that names them. A new
+// dialect is a folder beside these two, a `DialectName` (src/schema/limits.rs) and one line in
+// each list below. (`tests/it/dialects.rs` checks that nothing outside this part names one.)
+// registry:start
+
+pub mod postgres;
+pub mod redshift;
+
+/// A dialect's own settings, carried opaquely by [`WarehouseConfig`]: only the dialect reads
+/// them.
+#[derive(Debug, Clone)]
+pub enum DialectOptions {
+    Postgres(postgres::Options),
+    Redshift(redshift::Options),
+}
+
+impl DialectOptions {
+    /// The default settings of dialect `name`.
+    pub fn default_for(name: DialectName) -> DialectOptions {
+        match name {
+            DialectName::Postgres => DialectOptions::Postgres(Default::default()),
+            DialectName::Redshift => DialectOptions::Redshift(Default::default()),
+        }
+    }
+
+    /// The dialect these settings are for.
+    pub fn name(&self) -> DialectName {
+        match self {
+            DialectOptions::Postgres(_) => DialectName::Postgres,
+            DialectOptions::Redshift(_) => DialectName::Redshift,
+        }
+    }
+}
+
+/// The warehouse for a configuration, speaking its dialect.
 pub fn open(config: WarehouseConfig) -> Box<dyn Warehouse> {
-    match config.dialect {
-        DialectName::Postgres => Box::new(postgres::Postgres::new(config)),
-        DialectName::Redshift => Box::new(redshift::Redshift::new(config)),
+    match config.options.clone() {
+        DialectOptions::Postgres(o) => Box::new(postgres::Postgres::new(config, o)),
+        DialectOptions::Redshift(o) => Box::new(redshift::Redshift::new(config, o)),
     }
 }
 
@@ -169,56 +280,16 @@ pub fn limits(dialect: DialectName) -> &'static Limits {
     }
 }
 
-/// What the shared pieces ask of a dialect's SQL.
-#[async_trait(?Send)]
-pub trait Dialect {
-    fn config(&self) -> &WarehouseConfig;
-
-    /// A new session, set up for this tool.
-    async fn session(&self) -> Result<Session, WarehouseError>;
-
-    /// The column type for a logical type.
-    fn column_type(&self, t: LogicalType) -> String;
-
-    /// A string literal.
-    fn literal(&self, text: &str) -> String;
-
-    /// The current time as an SQL expression.
-    fn now(&self) -> &'static str;
-
-    /// A statement that bounds how long the current transaction waits for locks.
-    fn lock_timeout(&self, timeout: Duration) -> String;
-
-    /// The statement that lifts [`Dialect::lock_timeout`]'s bound again, where that bound also
-    /// limits how long a statement may run (Redshift); `None` where it bounds lock waits only.
-    fn lock_timeout_lifted(&self) -> Option<String> {
-        None
-    }
-
-    /// `statements` (lock-taking ones) run under the lock-wait bound, which is lifted after
-    /// them: whatever runs next — counts, an increment's deletes and inserts, post-swap SQL —
-    /// is never cancelled for taking longer than a lock wait may.
-    fn lock_bounded(&self, statements: Vec<String>) -> Vec<String> {
-        let mut out = vec![self.lock_timeout(self.config().lock_timeout)];
-        out.extend(statements);
-        out.extend(self.lock_timeout_lifted());
-        out
-    }
-
-    /// A grantee as `GRANT … TO` takes it.
-    fn grantee(&self, grantee: &Grantee) -> String;
-
-    /// The statements that refresh the planner's statistics of `tables` (qualified names), run
-    /// one by one outside any transaction.
-    /// A condition that holds when two key columns of type `t` hold the same key.
-    fn key_equals(&self, a: &str, b: &str, _t: LogicalType) -> String {
-        format!("{a} = {b}")
-    }
-
-    fn analyze_tables(&self, tables: &[String]) -> Vec<String> {
-        tables.iter().map(|t| format!("ANALYZE {t}")).collect()
+/// The dialect a URL scheme implies, if any.
+pub fn dialect_of_scheme(scheme: &str) -> Option<DialectName> {
+    match scheme {
+        "postgres" | "postgresql" => Some(DialectName::Postgres),
+        "redshift" => Some(DialectName::Redshift),
+        _ => None,
     }
 }
+
+// registry:end
 
 /// How `run` loads a whole run into a warehouse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -265,9 +336,45 @@ pub enum SwapOutcome {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunMarker {
     pub run_id: String,
-    /// When the run was planned (RFC 3339); `None` for generations prepared before the marker
-    /// recorded it.
-    pub planned_at: Option<String>,
+    /// When the run was planned.
+    pub planned_at: PlannedAt,
+}
+
+/// When a generation's run was planned, as its run marker records it (text, RFC 3339).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum PlannedAt {
+    /// The generation was prepared before run markers recorded it.
+    #[default]
+    Unrecorded,
+    At(chrono::DateTime<chrono::Utc>),
+    /// The marker holds text that is no RFC 3339 time: the generation cannot be ordered.
+    Unreadable(String),
+}
+
+impl PlannedAt {
+    /// What a marker's `planned_at` column holds (`None`: no such column, or NULL).
+    pub fn from_column(text: Option<&str>) -> PlannedAt {
+        match text {
+            None => PlannedAt::Unrecorded,
+            Some(text) => match crate::staging::rfc3339::parse(text) {
+                Ok(t) => PlannedAt::At(t),
+                Err(_) => PlannedAt::Unreadable(text.to_string()),
+            },
+        }
+    }
+
+    /// The time, when it was recorded and can be read.
+    pub fn time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        match self {
+            PlannedAt::At(t) => Some(*t),
+            _ => None,
+        }
+    }
+
+    /// The column text a marker holds for `t`: UTC with `Z`.
+    pub fn column_text(t: &chrono::DateTime<chrono::Utc>) -> String {
+        t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    }
 }
 
 /// What the warehouse holds for one target.
@@ -344,15 +451,41 @@ pub enum WarehouseError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Manifest(#[from] ManifestError),
-    /// No temporary credentials to log in with (Redshift IAM); the API calls were retried
-    /// already, so a fresh session would not help.
+    /// A dialect could not get what a session logs in with (e.g. temporary credentials from a
+    /// cloud API); it retried what it could already, so a fresh session would not help.
     #[error(transparent)]
-    Credentials(Box<redshift::credentials::CredentialsError>),
+    Login(LoginError),
 }
 
-impl From<redshift::credentials::CredentialsError> for WarehouseError {
-    fn from(e: redshift::credentials::CredentialsError) -> Self {
-        WarehouseError::Credentials(Box::new(e))
+/// What a dialect could not log in with: its own error, classified by it.
+pub struct LoginError(Box<dyn LoginFailure>);
+
+/// An error a dialect's login may end in.
+pub trait LoginFailure: std::error::Error + Classify + Send + Sync + 'static {}
+
+impl<E: std::error::Error + Classify + Send + Sync + 'static> LoginFailure for E {}
+
+impl LoginError {
+    pub fn new(e: impl LoginFailure) -> LoginError {
+        LoginError(Box::new(e))
+    }
+}
+
+impl std::fmt::Display for LoginError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::fmt::Debug for LoginError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for LoginError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
     }
 }
 
@@ -375,7 +508,7 @@ impl Classify for WarehouseError {
             }
             WarehouseError::Store(e) => e.class(),
             WarehouseError::Manifest(e) => e.class(),
-            WarehouseError::Credentials(e) => e.class(),
+            WarehouseError::Login(e) => e.0.class(),
         }
     }
 }

@@ -42,7 +42,7 @@ impl Session {
         setup: &[String],
         transient: Transient,
     ) -> Result<Session, WarehouseError> {
-        let conn = PgConnection::connect(&url.for_driver())
+        let conn = PgConnection::connect_with(&url.connect_options())
             .await
             .map_err(|e| WarehouseError::Connect {
                 url: url.to_string(),
@@ -278,8 +278,13 @@ pub(crate) mod wire_double {
             let mut rest = Vec::new();
             socket.read_to_end(&mut rest).await.map(drop)
         });
-        let url = format!("postgres://etl@{addr}/dev?sslmode=disable");
-        let mut conn = PgConnection::connect(&url).await.unwrap();
+        let options = sqlx::postgres::PgConnectOptions::new_without_pgpass()
+            .host(&addr.ip().to_string())
+            .port(addr.port())
+            .username("etl")
+            .database("dev")
+            .ssl_mode(sqlx::postgres::PgSslMode::Disable);
+        let mut conn = PgConnection::connect_with(&options).await.unwrap();
         let err = sqlx::raw_sql("SELECT 1")
             .execute(&mut conn)
             .await

@@ -12,7 +12,7 @@
 use super::gate::{self, GateRefusal};
 use super::ledger::{self, LEDGER_TABLE};
 use super::sql::{qualified, quote_ident, Session};
-use super::{Dialect, SwapOutcome, WarehouseError};
+use super::{SwapOutcome, Warehouse, WarehouseError};
 use crate::error::{Class, Classify};
 use crate::retry::RetryPolicy;
 use crate::staging::manifest::Committed;
@@ -49,7 +49,11 @@ impl Swap<'_> {
 }
 
 /// The statements of a swap, after its check passed.
-pub fn statements(dialect: &dyn Dialect, kind: SwapKind, target_exists: bool) -> Vec<String> {
+pub fn statements(
+    dialect: &(impl Warehouse + ?Sized),
+    kind: SwapKind,
+    target_exists: bool,
+) -> Vec<String> {
     let config = dialect.config();
     let target = quote_ident(&config.target);
     let (staging, previous, parked) = (
@@ -93,7 +97,11 @@ pub fn statements(dialect: &dyn Dialect, kind: SwapKind, target_exists: bool) ->
 
 /// What a swap's transaction runs first: for `replace` of a prepared run, the staging ledger
 /// locked under the lock-wait bound, lifted again before the gate counts the staged rows.
-pub fn lock_statements(dialect: &dyn Dialect, kind: SwapKind, prepared: bool) -> Vec<String> {
+pub fn lock_statements(
+    dialect: &(impl Warehouse + ?Sized),
+    kind: SwapKind,
+    prepared: bool,
+) -> Vec<String> {
     match (kind, prepared) {
         (SwapKind::Replace, true) => dialect.lock_bounded(vec![lock_sql(dialect)]),
         _ => Vec::new(),
@@ -103,7 +111,7 @@ pub fn lock_statements(dialect: &dyn Dialect, kind: SwapKind, prepared: bool) ->
 /// The lock every `replace` of a target takes first: on its staging ledger, which phase 3's
 /// loads write too (a load of many segments takes this same lock first and holds it to its
 /// commit), so a swap also waits for loads in flight.
-pub fn lock_sql(dialect: &dyn Dialect) -> String {
+pub fn lock_sql(dialect: &(impl Warehouse + ?Sized)) -> String {
     format!(
         "LOCK TABLE {}",
         qualified(&dialect.config().staging(), LEDGER_TABLE)
@@ -114,7 +122,7 @@ pub fn lock_sql(dialect: &dyn Dialect) -> String {
 /// (none when the configuration turned that off). COPY leaves statistics alone here (Redshift's
 /// runs with STATUPDATE OFF, PostgreSQL's COPY never updates them), so without these the swapped-in
 /// tables would serve queries planned without statistics.
-pub fn analyze_sql(dialect: &dyn Dialect, plan: &RunPlan) -> Vec<String> {
+pub fn analyze_sql(dialect: &(impl Warehouse + ?Sized), plan: &RunPlan) -> Vec<String> {
     let config = dialect.config();
     if !config.analyze {
         return Vec::new();
@@ -134,7 +142,7 @@ pub fn analyze_sql(dialect: &dyn Dialect, plan: &RunPlan) -> Vec<String> {
 /// its waits with a timeout (on Redshift a statement timeout, which would cut a long ANALYZE of a
 /// large table short), and a conflict retry of the swap must not analyze again.
 async fn analyze(
-    dialect: &dyn Dialect,
+    dialect: &(impl Warehouse + ?Sized),
     plan: &RunPlan,
     retry: &RetryPolicy,
 ) -> Result<(), WarehouseError> {
@@ -180,7 +188,7 @@ fn is_lock_timeout(e: &WarehouseError) -> bool {
 /// Runs a swap, retrying conflicts with a fresh session per attempt (a conflict may leave the
 /// old one unusable).
 pub async fn run(
-    dialect: &dyn Dialect,
+    dialect: &(impl Warehouse + ?Sized),
     swap: Swap<'_>,
     retry: &RetryPolicy,
 ) -> Result<SwapOutcome, WarehouseError> {
@@ -216,7 +224,7 @@ pub async fn run(
             |e: &WarehouseError| {
                 e.class() == Class::Retry
                     && !is_lock_timeout(e)
-                    && !matches!(e, WarehouseError::Credentials(_))
+                    && !matches!(e, WarehouseError::Login(_))
             },
             |e, delay| tracing::warn!(error = %e, delay_ms = delay.as_millis() as u64, "swap conflicted; retrying"),
         )
@@ -224,7 +232,11 @@ pub async fn run(
 }
 
 /// Whether the target serves the run a replace was about (outside any transaction).
-async fn served_by_now(dialect: &dyn Dialect, session: &mut Session, swap: Swap<'_>) -> bool {
+async fn served_by_now(
+    dialect: &(impl Warehouse + ?Sized),
+    session: &mut Session,
+    swap: Swap<'_>,
+) -> bool {
     let Swap::Replace { plan, .. } = swap else {
         return false;
     };
@@ -245,7 +257,7 @@ enum Decision {
 
 /// What stops the swap, read inside its transaction.
 async fn check(
-    dialect: &dyn Dialect,
+    dialect: &(impl Warehouse + ?Sized),
     session: &mut Session,
     swap: Swap<'_>,
 ) -> Result<Decision, WarehouseError> {
@@ -310,7 +322,7 @@ async fn check(
 
 /// One attempt: check, then the renames, in one transaction with bounded lock waits.
 async fn once(
-    dialect: &dyn Dialect,
+    dialect: &(impl Warehouse + ?Sized),
     session: &mut Session,
     swap: Swap<'_>,
 ) -> Result<SwapOutcome, WarehouseError> {

@@ -20,8 +20,9 @@ use dynamo_etl::staging::parts::writer::PartSettings;
 use dynamo_etl::staging::plan::RunPlan;
 use dynamo_etl::staging::Staging;
 use dynamo_etl::testkit::decode::decompress;
+use dynamo_etl::warehouse::sql::Session;
 use dynamo_etl::warehouse::{
-    Dialect, DialectName, RunLoad, SegmentsLoaded, UploadOutcome, Warehouse, WarehouseConfig,
+    DialectOptions, Grantee, RunLoad, TableBatch, UploadOutcome, Warehouse, WarehouseConfig,
     WarehouseError, WarehouseUrl,
 };
 
@@ -260,30 +261,58 @@ async fn a_damaged_part_or_a_rejected_row_commits_none_of_the_segments() {
 }
 
 /// A warehouse that loads a whole run the way Redshift does — one transaction, one COPY per
-/// table — over the real PostgreSQL, to see `run` take that path.
+/// table — over the real PostgreSQL, to see `run` take that path: PostgreSQL's dialect in all
+/// but `run_load`.
 struct AtOnce(Box<dyn Warehouse>);
 
 #[async_trait(?Send)]
 impl Warehouse for AtOnce {
-    fn dialect(&self) -> &dyn Dialect {
-        self.0.dialect()
+    fn config(&self) -> &WarehouseConfig {
+        self.0.config()
     }
-    async fn load_segment(
+    async fn session(&self) -> Result<Session, WarehouseError> {
+        self.0.session().await
+    }
+    fn column_type(&self, t: LogicalType) -> String {
+        self.0.column_type(t)
+    }
+    fn literal(&self, text: &str) -> String {
+        self.0.literal(text)
+    }
+    fn now(&self) -> &'static str {
+        self.0.now()
+    }
+    fn lock_timeout(&self, timeout: Duration) -> String {
+        self.0.lock_timeout(timeout)
+    }
+    fn lock_timeout_lifted(&self) -> Option<String> {
+        self.0.lock_timeout_lifted()
+    }
+    fn grantee(&self, grantee: &Grantee) -> String {
+        self.0.grantee(grantee)
+    }
+    fn key_equals(&self, a: &str, b: &str, t: LogicalType) -> String {
+        self.0.key_equals(a, b, t)
+    }
+    fn analyze_tables(&self, tables: &[String]) -> Vec<String> {
+        self.0.analyze_tables(tables)
+    }
+    async fn load_segment_once(
         &self,
         staging: &Staging,
         plan: &RunPlan,
         segment: u32,
-        retry: &RetryPolicy,
     ) -> Result<UploadOutcome, WarehouseError> {
-        self.0.load_segment(staging, plan, segment, retry).await
+        self.0.load_segment_once(staging, plan, segment).await
     }
-    async fn load_segments(
+    async fn copy_batch(
         &self,
+        session: &mut Session,
         staging: &Staging,
         plan: &RunPlan,
-        retry: &RetryPolicy,
-    ) -> Result<SegmentsLoaded, WarehouseError> {
-        self.0.load_segments(staging, plan, retry).await
+        batch: &TableBatch<'_>,
+    ) -> Result<u64, WarehouseError> {
+        self.0.copy_batch(session, staging, plan, batch).await
     }
     fn run_load(&self) -> RunLoad {
         RunLoad::OneTransaction
@@ -313,15 +342,13 @@ async fn run_loads_a_whole_run_in_one_transaction_when_the_dialect_prefers_it() 
         .unwrap()
         .unwrap();
     let warehouse = AtOnce(dynamo_etl::warehouse::open(WarehouseConfig {
-        url: WarehouseUrl::new(&env.stack.warehouse),
-        dialect: DialectName::Postgres,
+        url: WarehouseUrl::parse(&env.stack.warehouse).unwrap(),
         target: env.target.clone(),
         grantees: vec![],
         lock_timeout: Duration::from_secs(60),
         post_swap_sql: None,
         analyze: true,
-        credentials: Default::default(),
-        redshift: Default::default(),
+        options: DialectOptions::Postgres(Default::default()),
     }));
     let options = RunOptions {
         concurrency: 3,

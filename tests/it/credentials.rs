@@ -12,10 +12,9 @@ use std::time::Duration;
 
 use dynamo_etl::aws::AwsConfig;
 use dynamo_etl::retry::RetryPolicy;
-use dynamo_etl::warehouse::config::Credentials;
 use dynamo_etl::warehouse::redshift::credentials::{Choice, IamCredentials, IamSettings};
-use dynamo_etl::warehouse::redshift::{Options, Redshift};
-use dynamo_etl::warehouse::{Dialect, DialectName, WarehouseConfig, WarehouseUrl};
+use dynamo_etl::warehouse::redshift::{Credentials, Options, Redshift};
+use dynamo_etl::warehouse::{DialectOptions, Warehouse, WarehouseConfig, WarehouseUrl};
 
 use crate::support::redshift_api::{FakeRedshiftApi, Reply, Script};
 use crate::support::{self, show, Stack};
@@ -59,7 +58,7 @@ fn fast() -> RetryPolicy {
 
 /// The Redshift dialect on the stack's PostgreSQL, logging in with IAM credentials from `api`.
 fn redshift(stack: &Stack, params: &str, api: &FakeRedshiftApi) -> Redshift {
-    let url = WarehouseUrl::new(&redshift_url(stack, params));
+    let url = WarehouseUrl::parse(&redshift_url(stack, params)).unwrap();
     let choice = Choice {
         seconds: 900,
         ..Choice::default()
@@ -69,17 +68,20 @@ fn redshift(stack: &Stack, params: &str, api: &FakeRedshiftApi) -> Redshift {
         redshift_api_endpoint: Some(api.url.clone()),
         ..AwsConfig::default()
     };
-    Redshift::new(WarehouseConfig {
+    let options = Options {
+        credentials: Credentials::Iam(Arc::new(IamCredentials::new(settings, aws, fast()))),
+        ..Options::default()
+    };
+    let config = WarehouseConfig {
         url,
-        dialect: DialectName::Redshift,
         target: "unused".into(),
         grantees: Vec::new(),
         lock_timeout: Duration::from_secs(5),
         post_swap_sql: None,
         analyze: true,
-        credentials: Credentials::Iam(Arc::new(IamCredentials::new(settings, aws, fast()))),
-        redshift: Options::default(),
-    })
+        options: DialectOptions::Redshift(options.clone()),
+    };
+    Redshift::new(config, options)
 }
 
 async fn current_user(redshift: &Redshift) -> String {

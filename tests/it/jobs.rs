@@ -1962,7 +1962,7 @@ fn redshift_examples_use_the_redshift_scheme() {
                 if redshift_host {
                     seen += 1;
                     assert_eq!(
-                        WarehouseUrl::new(&url).implied_dialect(),
+                        WarehouseUrl::parse(&url).unwrap().implied_dialect(),
                         Some(DialectName::Redshift),
                         "{}: {url} would be loaded as PostgreSQL",
                         doc.display()

@@ -360,18 +360,19 @@ async fn phase_1_for_redshift_sends_only_values_redshift_loads() {
 
     // The DDL prepare would send: every type within Redshift's limits.
     let config = dynamo_etl::warehouse::WarehouseConfig {
-        url: dynamo_etl::warehouse::WarehouseUrl::new("redshift://etl@cluster.example:5439/dev"),
-        dialect: dynamo_etl::warehouse::DialectName::Redshift,
+        url: dynamo_etl::warehouse::WarehouseUrl::parse("redshift://etl@cluster.example:5439/dev")
+            .unwrap(),
         target: "limits".into(),
         grantees: vec![],
         lock_timeout: std::time::Duration::from_secs(60),
         post_swap_sql: None,
         analyze: true,
-        credentials: Default::default(),
-        redshift: dynamo_etl::warehouse::redshift::Options {
-            iam_role: Some("default".into()),
-            ..Default::default()
-        },
+        options: dynamo_etl::warehouse::DialectOptions::Redshift(
+            dynamo_etl::warehouse::redshift::Options {
+                iam_role: Some("default".into()),
+                ..Default::default()
+            },
+        ),
     };
     let warehouse = dynamo_etl::warehouse::open(config);
     let ddl = redshift_ddl(&warehouse.prepare_sql(&plan));

@@ -7,6 +7,7 @@ mod support;
 
 mod all_segments;
 mod credentials;
+mod dialects;
 mod docs;
 mod estimate;
 mod exit_codes;

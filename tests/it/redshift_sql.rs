@@ -13,7 +13,7 @@ use dynamo_etl::warehouse::redshift::load_errors::{self, CopyMark};
 use dynamo_etl::warehouse::redshift::{Options, Redshift};
 use dynamo_etl::warehouse::swap::{self, SwapKind};
 use dynamo_etl::warehouse::{increment, ledger};
-use dynamo_etl::warehouse::{DialectName, WarehouseConfig, WarehouseUrl};
+use dynamo_etl::warehouse::{DialectName, DialectOptions, WarehouseConfig, WarehouseUrl};
 use sqlparser::dialect::RedshiftSqlDialect;
 use sqlparser::parser::Parser;
 use std::collections::BTreeMap;
@@ -39,7 +39,7 @@ fn plan() -> RunPlan {
                     .0
             })
             .collect(),
-        created_at: "2026-11-21T00:00:00Z".into(),
+        created_at: "2026-11-21T00:00:00Z".parse().unwrap(),
         export: None,
         increment: None,
     }
@@ -51,8 +51,7 @@ const POST_SWAP_SQL: &str =
 
 fn config() -> WarehouseConfig {
     WarehouseConfig {
-        url: WarehouseUrl::new("redshift://etl:secret@cluster.example:5439/dev"),
-        dialect: DialectName::Redshift,
+        url: WarehouseUrl::parse("redshift://etl:secret@cluster.example:5439/dev").unwrap(),
         target: "platform".into(),
         grantees: vec![
             "group:analysts".parse().unwrap(),
@@ -62,12 +61,16 @@ fn config() -> WarehouseConfig {
         lock_timeout: Duration::from_secs(60),
         post_swap_sql: Some(POST_SWAP_SQL.into()),
         analyze: true,
+        options: DialectOptions::Redshift(options()),
+    }
+}
+
+fn options() -> Options {
+    Options {
+        iam_role: Some("arn:aws:iam::123456789012:role/dynamo-etl-copy".into()),
+        s3_region: Some("eu-west-1".into()),
+        query_group: Some("dynamo-etl".into()),
         credentials: Default::default(),
-        redshift: Options {
-            iam_role: Some("arn:aws:iam::123456789012:role/dynamo-etl-copy".into()),
-            s3_region: Some("eu-west-1".into()),
-            query_group: Some("dynamo-etl".into()),
-        },
     }
 }
 
@@ -90,7 +93,7 @@ fn copies(plan: &RunPlan, config: &WarehouseConfig, scratch: &str) -> Vec<String
             &table,
             &url,
             codec,
-            &config.redshift,
+            &options(),
         ));
         out.push("SELECT pg_last_copy_count()".into());
     }
@@ -100,7 +103,7 @@ fn copies(plan: &RunPlan, config: &WarehouseConfig, scratch: &str) -> Vec<String
 /// Every statement of every phase, by golden file name, from the functions the dialect runs.
 fn statements() -> Vec<(&'static str, Vec<String>)> {
     let (plan, config) = (plan(), config());
-    let redshift = Redshift::new(config.clone());
+    let redshift = Redshift::new(config.clone(), options());
     let staging = config.staging();
     let mut upload = redshift.session_setup();
     upload.extend(redshift.claim_sql(&staging, &plan.run_id, 2));
@@ -171,7 +174,7 @@ fn statements() -> Vec<(&'static str, Vec<String>)> {
         ("prepare", ledger::prepare_sql(&redshift, &plan)),
         (
             "increment_prepare",
-            ledger::prepare_sql(&Redshift::new(inc_config), &inc_plan),
+            ledger::prepare_sql(&Redshift::new(inc_config, options()), &inc_plan),
         ),
         ("increment_apply", apply),
         ("upload", upload.clone()),
@@ -286,7 +289,7 @@ fn identifiers_from_data_are_always_quoted() {
     // A hostile target or column name stays inside its quotes.
     let mut plan = plan();
     plan.schemas[0].columns[0].column = "x\"; DROP TABLE y; --".into();
-    let statements = ledger::prepare_sql(&Redshift::new(config()), &plan);
+    let statements = ledger::prepare_sql(&Redshift::new(config(), options()), &plan);
     let create = statements
         .iter()
         .find(|s| s.contains("DROP TABLE y"))

@@ -570,3 +570,77 @@ async fn no_shape_of_warehouse_url_prints_its_password() {
         }
     }
 }
+
+/// A password holding `?`, `#`, `@`, `%` and `/`, percent-encoded in the URL as a user must
+/// write it, logs in as the role it belongs to, and no output or log line (at debug, where the
+/// driver's own warnings show) holds any piece of it. The stack's PostgreSQL is initialised with
+/// `-A trust`, so the server may not check the password: the test reads `pg_hba` and, where a
+/// password is checked, also shows that a wrong one is refused. (That the driver's options carry
+/// the exact password is `warehouse::url`'s unit test.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_with_url_characters_logs_in_and_never_shows() {
+    use sqlx::Row;
+    let env = TestEnv::with_demo("spw", 1).await;
+    env.phase1("r", 1, 0);
+    let pieces = ["Xq7Kp", "Lm3Np", "Rt5Vw", "Yz9Bc", "Df2Gh", "Jk4Mn"];
+    let password = format!(
+        "{}?{}#{}@{}%{}/{}",
+        pieces[0], pieces[1], pieces[2], pieces[3], pieces[4], pieces[5]
+    );
+    let role = crate::support::unique("pw").replace('-', "_");
+    let mut pg = env.pg().await;
+    let checked = sqlx::query(
+        "SELECT count(*) FILTER (WHERE auth_method NOT IN ('trust', 'peer', 'ident')) AS checked FROM pg_hba_file_rules WHERE type IN ('host', 'hostssl', 'hostnossl')",
+    )
+    .fetch_one(&mut pg)
+    .await
+    .unwrap()
+    .get::<i64, _>("checked")
+        > 0;
+    let setup = format!(
+        "CREATE ROLE \"{role}\" LOGIN PASSWORD '{password}'; GRANT CREATE ON DATABASE \"{db}\" TO \"{role}\"",
+        db = &url::Url::parse(&env.stack.warehouse).unwrap().path()[1..]
+    );
+    sqlx::raw_sql(&setup).execute(&mut pg).await.unwrap();
+    let with_password = |password: &str| {
+        let mut u = url::Url::parse(&env.stack.warehouse).unwrap();
+        u.set_username(&role).unwrap();
+        let encoded =
+            percent_encoding::utf8_percent_encode(password, percent_encoding::NON_ALPHANUMERIC);
+        u.set_password(Some(&encoded.to_string())).unwrap();
+        u.to_string()
+    };
+    let url = with_password(&password);
+    assert!(!url.contains(['?', '#']), "{url}");
+    let vars = [
+        ("ETL_WAREHOUSE_URL", url.clone()),
+        ("ETL_LOG", "debug".to_string()),
+    ];
+    let out = env.run(&["prepare", "--run-id", "r"], &vars);
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{}", show(&out));
+    for piece in pieces {
+        assert!(!all.contains(piece), "{piece} shown: {all}");
+    }
+    // The session was the role's: it owns the staging schema prepare created.
+    let owner: String =
+        sqlx::query_scalar("SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = $1")
+            .bind(format!("{}_staging", env.target))
+            .fetch_one(&mut pg)
+            .await
+            .unwrap();
+    assert_eq!(owner.trim_matches('"'), role);
+    if checked {
+        let wrong = with_password(&password.replace('#', "!"));
+        let out = env.run(
+            &["prepare", "--run-id", "r"],
+            &[
+                ("ETL_WAREHOUSE_URL", wrong),
+                ("ETL_RETRY_ATTEMPTS", "1".into()),
+            ],
+        );
+        assert!(!out.status.success(), "a wrong password logged in");
+    } else {
+        eprintln!("note: the stack's PostgreSQL trusts local connections; the password is not checked by the server");
+    }
+}

@@ -97,7 +97,7 @@ impl ItemTransform {
                 pages: 0,
                 retries: progress.retries,
                 started_at: progress.started_at,
-                saved_at: String::new(),
+                saved_at: progress.started_at,
                 duration_ms: progress.duration_ms,
             },
             every: job.settings.checkpoint_every,
@@ -207,7 +207,7 @@ impl ItemTransform {
             retries: c.template.retries
                 + c.counters.retries.load(Ordering::Relaxed)
                 + c.store.retries(),
-            saved_at: chrono::Utc::now().to_rfc3339(),
+            saved_at: chrono::Utc::now(),
             duration_ms: c.template.duration_ms + c.started.elapsed().as_millis() as u64,
             ..c.template.clone()
         };

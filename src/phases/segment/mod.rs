@@ -201,13 +201,13 @@ async fn commit(
         read_units: counters.read_units(),
         pages: counters.pages.load(Ordering::Relaxed),
         retries: base.retries + counters.retries.load(Ordering::Relaxed) + staging.store.retries(),
-        started_at: base.started_at.clone(),
-        finished_at: chrono::Utc::now().to_rfc3339(),
+        started_at: base.started_at,
+        finished_at: chrono::Utc::now(),
         duration_ms: base.duration_ms + started.elapsed().as_millis() as u64,
         resumed: resume.map(|c| Resumed {
             items: c.items_scanned,
             read_units: c.read_units,
-            saved_at: c.saved_at.clone(),
+            saved_at: c.saved_at,
         }),
     };
     manifest.check_accounting().map_err(|e| job.internal(e))?;
@@ -237,7 +237,7 @@ async fn commit(
 
 /// What a resumed segment had done before: the base of its counters and times.
 pub(crate) struct Progress {
-    pub started_at: String,
+    pub started_at: chrono::DateTime<chrono::Utc>,
     pub duration_ms: u64,
     pub retries: u64,
 }
@@ -246,12 +246,12 @@ impl Progress {
     pub(crate) fn of(resume: Option<&Checkpoint>) -> Progress {
         match resume {
             Some(c) => Progress {
-                started_at: c.started_at.clone(),
+                started_at: c.started_at,
                 duration_ms: c.duration_ms,
                 retries: c.retries,
             },
             None => Progress {
-                started_at: chrono::Utc::now().to_rfc3339(),
+                started_at: chrono::Utc::now(),
                 duration_ms: 0,
                 retries: 0,
             },

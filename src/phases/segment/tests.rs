@@ -48,7 +48,7 @@ fn plan() -> RunPlan {
             table: "item".into(),
             ..unclassified_schema("t", &["pk".to_string(), "sk".to_string()])
         }],
-        created_at: String::new(),
+        created_at: chrono::DateTime::UNIX_EPOCH,
         export: None,
         increment: None,
     }

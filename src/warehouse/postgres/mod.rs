@@ -11,11 +11,7 @@ use std::time::Duration;
 
 use super::ledger::{self, LEDGER_TABLE};
 use super::sql::{self, qualified, quote_ident, Session};
-use super::{
-    load, Dialect, Grantee, RunLoad, SegmentsLoaded, UploadOutcome, Warehouse, WarehouseConfig,
-    WarehouseError,
-};
-use crate::retry::RetryPolicy;
+use super::{load, Grantee, RunLoad, UploadOutcome, Warehouse, WarehouseConfig, WarehouseError};
 use crate::schema::LogicalType;
 use crate::staging::manifest;
 use crate::staging::parts::reader::PartReader;
@@ -26,13 +22,17 @@ pub struct Postgres {
     config: WarehouseConfig,
 }
 
+/// Settings only PostgreSQL reads: none yet (sessions log in with the URL's user and password).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Options {}
+
 /// PostgreSQL's "try again" errors are the protocol's standard ones.
 fn transient(err: &sqlx::Error) -> bool {
     sql::is_transient(err)
 }
 
 impl Postgres {
-    pub fn new(config: WarehouseConfig) -> Self {
+    pub fn new(config: WarehouseConfig, _options: Options) -> Self {
         Postgres { config }
     }
 
@@ -134,32 +134,7 @@ impl Postgres {
 }
 
 #[async_trait(?Send)]
-impl load::CopyBatch for Postgres {
-    /// One `COPY … FROM STDIN` for the table, fed every part of the batch in turn (each GET one
-    /// part ahead of the COPY).
-    async fn copy_batch(
-        &self,
-        session: &mut Session,
-        staging: &Staging,
-        plan: &RunPlan,
-        batch: &load::TableBatch<'_>,
-    ) -> Result<u64, WarehouseError> {
-        let keys = batch.parts.iter().map(|p| p.file.key.clone()).collect();
-        let reader = PartReader::new(staging.store.clone(), keys);
-        let target = copy::Target {
-            staging,
-            schema: &self.config.staging(),
-            table: &batch.table,
-            parts: &batch.parts,
-            reader: &reader,
-            plan,
-        };
-        copy::copy_batch(session, target).await
-    }
-}
-
-#[async_trait(?Send)]
-impl Dialect for Postgres {
+impl Warehouse for Postgres {
     fn config(&self) -> &WarehouseConfig {
         &self.config
     }
@@ -207,34 +182,36 @@ impl Dialect for Postgres {
             Grantee::Name(n) | Grantee::Group(n) | Grantee::Role(n) => quote_ident(n),
         }
     }
-}
 
-#[async_trait(?Send)]
-impl Warehouse for Postgres {
-    fn dialect(&self) -> &dyn Dialect {
-        self
-    }
-
-    async fn load_segment(
+    async fn load_segment_once(
         &self,
         staging: &Staging,
         plan: &RunPlan,
         segment: u32,
-        retry: &RetryPolicy,
     ) -> Result<UploadOutcome, WarehouseError> {
-        load::with_retries(retry, plan, segment, || {
-            self.load_once(staging, plan, segment)
-        })
-        .await
+        self.load_once(staging, plan, segment).await
     }
 
-    async fn load_segments(
+    /// One `COPY … FROM STDIN` for the table, fed every part of the batch in turn (each GET one
+    /// part ahead of the COPY).
+    async fn copy_batch(
         &self,
+        session: &mut Session,
         staging: &Staging,
         plan: &RunPlan,
-        retry: &RetryPolicy,
-    ) -> Result<SegmentsLoaded, WarehouseError> {
-        load::load_segments(self, staging, plan, retry).await
+        batch: &super::TableBatch<'_>,
+    ) -> Result<u64, WarehouseError> {
+        let keys = batch.parts.iter().map(|p| p.file.key.clone()).collect();
+        let reader = PartReader::new(staging.store.clone(), keys);
+        let target = copy::Target {
+            staging,
+            schema: &self.config.staging(),
+            table: &batch.table,
+            parts: &batch.parts,
+            reader: &reader,
+            plan,
+        };
+        copy::copy_batch(session, target).await
     }
 
     /// PostgreSQL takes concurrent COPYs into one table well: `run` loads several segments at

@@ -348,6 +348,12 @@ pub enum CredentialsError {
     },
 }
 
+impl From<CredentialsError> for crate::warehouse::WarehouseError {
+    fn from(e: CredentialsError) -> Self {
+        crate::warehouse::WarehouseError::Login(crate::warehouse::LoginError::new(e))
+    }
+}
+
 impl Classify for CredentialsError {
     fn class(&self) -> Class {
         match self {
@@ -387,7 +393,7 @@ impl Temporary {
     }
 
     /// `url` logging in with these credentials.
-    pub fn login(&self, url: &WarehouseUrl) -> Option<WarehouseUrl> {
+    pub fn login(&self, url: &WarehouseUrl) -> WarehouseUrl {
         url.with_login(&self.user, &self.password.0)
     }
 }
@@ -480,12 +486,7 @@ impl IamCredentials {
     /// `url` logging in with temporary credentials.
     pub async fn login(&self, url: &WarehouseUrl) -> Result<WarehouseUrl, CredentialsError> {
         let temporary = self.cache.get(|| self.issue()).await?;
-        temporary
-            .login(url)
-            .ok_or_else(|| CredentialsError::Incomplete {
-                target: self.settings.target.clone(),
-                operation: self.settings.target.operation(),
-            })
+        Ok(temporary.login(url))
     }
 
     async fn client(&self) -> Result<&(Client, Endpoint), CredentialsError> {
@@ -658,7 +659,7 @@ mod tests {
     }
 
     fn settings(url: &str, choice: Choice) -> Result<Option<IamSettings>, String> {
-        IamSettings::from_url(&WarehouseUrl::new(url), &choice)
+        IamSettings::from_url(&WarehouseUrl::parse(url).unwrap(), &choice)
     }
 
     fn iam() -> Choice {
@@ -797,24 +798,35 @@ mod tests {
 
     #[test]
     fn the_url_logs_in_as_the_temporary_user_and_never_shows_the_password() {
-        let url = WarehouseUrl::new(
+        let url = WarehouseUrl::parse(
             "redshift://etl.c0ffee.us-east-1.redshift.amazonaws.com:5439/dev?credentials=iam&cluster_id=etl&sslmode=require",
-        );
+        )
+        .unwrap();
         let temporary = Temporary::new(
             "IAMR:dynamo-etl-job",
             "Pw9+se/cr@et=",
             Duration::from_secs(900),
         );
-        let login = temporary.login(&url).unwrap();
-        let driver = login.for_driver();
-        assert_eq!(
-            driver,
-            "postgres://IAMR%3Adynamo-etl-job:Pw9+se%2Fcr%40et%3D@etl.c0ffee.us-east-1.redshift.amazonaws.com:5439/dev?sslmode=require"
-        );
-        // The driver reads back the user and database; our own parameters are gone.
-        let options: sqlx::postgres::PgConnectOptions = driver.parse().unwrap();
+        let login = temporary.login(&url);
+        // The driver gets the user, the password and the database as they are; our own
+        // parameters are gone.
+        let options = login.connect_options();
         assert_eq!(options.get_username(), "IAMR:dynamo-etl-job");
         assert_eq!(options.get_database(), Some("dev"));
+        assert_eq!(
+            options.get_host(),
+            "etl.c0ffee.us-east-1.redshift.amazonaws.com"
+        );
+        assert!(matches!(
+            options.get_ssl_mode(),
+            sqlx::postgres::PgSslMode::Require
+        ));
+        let held = format!("{options:?}");
+        assert!(
+            held.contains(r#"password: Some("Pw9+se/cr@et=")"#),
+            "{held}"
+        );
+        assert!(!held.contains("cluster_id"), "{held}");
         for shown in [
             login.to_string(),
             format!("{login:?}"),

@@ -12,16 +12,15 @@ pub mod load_errors;
 use async_trait::async_trait;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::ledger::{self, LEDGER_TABLE};
 use super::load::SegmentPart;
 use super::sql::{self, qualified, quote_ident, Session};
 use super::{
-    load, Dialect, Grantee, RunLoad, SegmentsLoaded, UploadOutcome, Warehouse, WarehouseConfig,
-    WarehouseError,
+    load, Grantee, RunLoad, UploadOutcome, Warehouse, WarehouseConfig, WarehouseError, WarehouseUrl,
 };
-use crate::retry::RetryPolicy;
 use crate::schema::{varchar_width, DataSchema, LogicalType};
 use crate::staging::manifest;
 use crate::staging::parts::codec::PartCompression;
@@ -30,8 +29,10 @@ use crate::staging::Staging;
 
 pub use limits::MAX_VARCHAR;
 
+use credentials::IamCredentials;
+
 /// Settings only Redshift reads.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     /// The IAM role COPY assumes to read the parts (`default`: the cluster's default role).
     pub iam_role: Option<String>,
@@ -39,10 +40,24 @@ pub struct Options {
     pub s3_region: Option<String>,
     /// WLM query group for this tool's sessions.
     pub query_group: Option<String>,
+    /// How sessions log in.
+    pub credentials: Credentials,
+}
+
+/// How a Redshift session logs in.
+#[derive(Debug, Clone, Default)]
+pub enum Credentials {
+    /// With the user and password of the URL.
+    #[default]
+    Url,
+    /// With temporary credentials from IAM, shared by every session of the process and
+    /// replaced shortly before they expire.
+    Iam(Arc<IamCredentials>),
 }
 
 pub struct Redshift {
     config: WarehouseConfig,
+    options: Options,
 }
 
 /// A Redshift string literal: quotes doubled, and backslashes doubled because Redshift literals
@@ -87,14 +102,23 @@ pub fn retriable_report(e: sql::ServerError<'_>) -> bool {
 }
 
 impl Redshift {
-    pub fn new(config: WarehouseConfig) -> Self {
-        Redshift { config }
+    pub fn new(config: WarehouseConfig, options: Options) -> Self {
+        Redshift { config, options }
+    }
+
+    /// The URL a new session connects with: the configured one, or the same with temporary
+    /// credentials (cached ones while they are good for a while yet, else new ones).
+    pub async fn login_url(&self) -> Result<WarehouseUrl, WarehouseError> {
+        match &self.options.credentials {
+            Credentials::Url => Ok(self.config.url.clone()),
+            Credentials::Iam(iam) => Ok(iam.login(&self.config.url).await?),
+        }
     }
 
     /// Statements run once per session.
     pub fn session_setup(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if let Some(group) = &self.config.redshift.query_group {
+        if let Some(group) = &self.options.query_group {
             out.push(format!("SET query_group TO {}", literal(group)));
         }
         out
@@ -168,7 +192,7 @@ impl Redshift {
                 table,
                 &manifest_url,
                 compression,
-                &self.config.redshift,
+                &self.options,
             );
             let mark = load_errors::mark(session).await?;
             if let Err(e) = session.execute(&statement, "COPY").await {
@@ -317,30 +341,13 @@ impl Redshift {
 }
 
 #[async_trait(?Send)]
-impl load::CopyBatch for Redshift {
-    /// One COPY for the table over a COPY manifest naming every part of the batch (mandatory
-    /// entries), written under the run's `load/all/`.
-    async fn copy_batch(
-        &self,
-        session: &mut Session,
-        staging: &Staging,
-        plan: &RunPlan,
-        batch: &load::TableBatch<'_>,
-    ) -> Result<u64, WarehouseError> {
-        let scratch = staging.layout.load_scratch_all(&plan.run_id);
-        self.copy_table(session, staging, plan, &scratch, &batch.table, &batch.parts)
-            .await
-    }
-}
-
-#[async_trait(?Send)]
-impl Dialect for Redshift {
+impl Warehouse for Redshift {
     fn config(&self) -> &WarehouseConfig {
         &self.config
     }
 
     async fn session(&self) -> Result<Session, WarehouseError> {
-        let url = self.config.login_url().await?;
+        let url = self.login_url().await?;
         Session::open(&url, &self.session_setup(), transient).await
     }
 
@@ -407,34 +414,28 @@ impl Dialect for Redshift {
             .chain(tables.iter().map(|t| format!("ANALYZE {t}")))
             .collect()
     }
-}
 
-#[async_trait(?Send)]
-impl Warehouse for Redshift {
-    fn dialect(&self) -> &dyn Dialect {
-        self
-    }
-
-    async fn load_segment(
+    async fn load_segment_once(
         &self,
         staging: &Staging,
         plan: &RunPlan,
         segment: u32,
-        retry: &RetryPolicy,
     ) -> Result<UploadOutcome, WarehouseError> {
-        load::with_retries(retry, plan, segment, || {
-            self.load_once(staging, plan, segment)
-        })
-        .await
+        self.load_once(staging, plan, segment).await
     }
 
-    async fn load_segments(
+    /// One COPY for the table over a COPY manifest naming every part of the batch (mandatory
+    /// entries), written under the run's `load/all/`.
+    async fn copy_batch(
         &self,
+        session: &mut Session,
         staging: &Staging,
         plan: &RunPlan,
-        retry: &RetryPolicy,
-    ) -> Result<SegmentsLoaded, WarehouseError> {
-        load::load_segments(self, staging, plan, retry).await
+        batch: &super::TableBatch<'_>,
+    ) -> Result<u64, WarehouseError> {
+        let scratch = staging.layout.load_scratch_all(&plan.run_id);
+        self.copy_table(session, staging, plan, &scratch, &batch.table, &batch.parts)
+            .await
     }
 
     /// One transaction and one COPY per table: per-segment loads would each hold the ledger's
@@ -504,17 +505,18 @@ mod tests {
 
     #[test]
     fn statistics_are_refreshed_whatever_the_threshold() {
-        let redshift = Redshift::new(WarehouseConfig {
-            url: super::super::WarehouseUrl::new("redshift://cluster:5439/dev"),
-            dialect: super::super::DialectName::Redshift,
-            target: "t".into(),
-            grantees: vec![],
-            lock_timeout: Duration::from_secs(1),
-            post_swap_sql: None,
-            analyze: true,
-            credentials: Default::default(),
-            redshift: Options::default(),
-        });
+        let redshift = Redshift::new(
+            WarehouseConfig {
+                url: WarehouseUrl::parse("redshift://cluster:5439/dev").unwrap(),
+                target: "t".into(),
+                grantees: vec![],
+                lock_timeout: Duration::from_secs(1),
+                post_swap_sql: None,
+                analyze: true,
+                options: super::super::DialectOptions::Redshift(Options::default()),
+            },
+            Options::default(),
+        );
         assert_eq!(
             redshift.analyze_tables(&["\"s\".\"t\"".into()]),
             ["SET analyze_threshold_percent TO 0", "ANALYZE \"s\".\"t\""]
