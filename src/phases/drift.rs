@@ -152,10 +152,8 @@ impl DriftReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::SchemaSource;
-    use crate::staging::manifest::{
-        DriftEntry, DriftReason, TableDrift, TableOutput, MANIFEST_FORMAT,
-    };
+    use crate::staging::manifest::{DriftEntry, DriftReason, TableDrift};
+    use crate::testkit::runs;
     use std::collections::BTreeMap;
 
     fn manifest(
@@ -163,14 +161,6 @@ mod tests {
         drift: &[(&str, &str, DriftReason, u64, &[&str])],
         unclassified: u64,
     ) -> SegmentManifest {
-        let mut tables = BTreeMap::new();
-        tables.insert(
-            UNCLASSIFIED_TABLE.to_string(),
-            TableOutput {
-                rows: unclassified,
-                ..TableOutput::default()
-            },
-        );
         let mut by_table: BTreeMap<String, TableDrift> = BTreeMap::new();
         for (table, attribute, reason, count, examples) in drift {
             by_table
@@ -184,23 +174,10 @@ mod tests {
                 });
         }
         SegmentManifest {
-            format: MANIFEST_FORMAT,
-            run_id: "r".into(),
-            source_table: "platform".into(),
-            segment,
-            total_segments: 3,
-            schema_source: SchemaSource::Static("schemas".into()),
-            tables,
+            tables: runs::rows_of(UNCLASSIFIED_TABLE, unclassified),
             items_scanned: 10,
-            items_rejected: vec![],
             drift: by_table,
-            read_units: 0.0,
-            pages: 1,
-            retries: 0,
-            started_at: chrono::DateTime::UNIX_EPOCH,
-            finished_at: chrono::DateTime::UNIX_EPOCH,
-            duration_ms: 0,
-            resumed: None,
+            ..runs::manifest(&plan(), segment)
         }
     }
 
@@ -215,17 +192,9 @@ mod tests {
 
     fn plan() -> RunPlan {
         RunPlan {
-            format: 1,
-            run_id: "r".into(),
             source_table: "platform".into(),
             total_segments: 3,
-            dialect: crate::schema::DialectName::Postgres,
-            key_attributes: vec!["pk".into()],
-            schema_source: SchemaSource::Static("schemas".into()),
-            schemas: vec![],
-            created_at: chrono::DateTime::UNIX_EPOCH,
-            export: None,
-            increment: None,
+            ..runs::plan("r")
         }
     }
 

@@ -285,8 +285,8 @@ pub async fn apply_plan(staging: &Staging, plan: &GcPlan) -> Result<String, Stor
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{DataSchema, SchemaSource, FORMAT_VERSION};
-    use crate::staging::plan::PLAN_FORMAT;
+    use crate::schema::{DataSchema, FORMAT_VERSION};
+
     use crate::staging::runs::record_swap;
     use crate::staging::Layout;
     use crate::storage::memory::MemoryStore;
@@ -295,13 +295,6 @@ mod tests {
     /// A run planned at `hour` with one part, swapped in when `swapped`.
     async fn run(staging: &Staging, id: &str, hour: u32, swapped: bool) {
         let plan = RunPlan {
-            format: PLAN_FORMAT,
-            run_id: id.into(),
-            source_table: "t".into(),
-            total_segments: 1,
-            dialect: crate::schema::DialectName::Postgres,
-            key_attributes: vec!["pk".into()],
-            schema_source: SchemaSource::Static("schemas".into()),
             schemas: vec![DataSchema {
                 format: FORMAT_VERSION,
                 source_table: "t".into(),
@@ -310,8 +303,7 @@ mod tests {
                 columns: vec![],
             }],
             created_at: format!("2026-12-01T{hour:02}:00:00Z").parse().unwrap(),
-            export: None,
-            increment: None,
+            ..crate::testkit::runs::plan(id)
         };
         plan.store_once(staging).await.unwrap();
         let part = staging.layout.segment(id, 0) + "t/part-00000.csv.zst";

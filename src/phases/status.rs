@@ -400,46 +400,22 @@ async fn note_checkpoints(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::SchemaSource;
-    use crate::staging::manifest::{SegmentManifest, MANIFEST_FORMAT};
+    use crate::staging::manifest::SegmentManifest;
+    use crate::testkit::runs;
     use crate::warehouse::{RunMarker, Staged};
-    use std::collections::BTreeMap;
 
     fn plan() -> RunPlan {
         RunPlan {
-            format: crate::staging::plan::PLAN_FORMAT,
-            run_id: "s".into(),
-            source_table: "t".into(),
             total_segments: 2,
-            dialect: crate::schema::DialectName::Postgres,
-            key_attributes: vec!["pk".into()],
-            schema_source: SchemaSource::Static("schemas".into()),
-            schemas: vec![],
-            created_at: chrono::DateTime::UNIX_EPOCH,
-            export: None,
-            increment: None,
+            ..runs::plan("s")
         }
     }
 
     fn committed(segment: u32) -> Committed {
         Committed::Manifest(Box::new(SegmentManifest {
-            format: MANIFEST_FORMAT,
-            run_id: "s".into(),
-            source_table: "t".into(),
-            segment,
-            total_segments: 2,
-            schema_source: SchemaSource::Static("schemas".into()),
-            tables: BTreeMap::new(),
-            items_scanned: 0,
-            items_rejected: vec![],
-            drift: BTreeMap::new(),
-            read_units: 0.0,
             pages: 0,
-            retries: 0,
-            started_at: chrono::DateTime::UNIX_EPOCH,
-            finished_at: chrono::DateTime::UNIX_EPOCH,
             duration_ms: 5,
-            resumed: None,
+            ..runs::manifest(&plan(), segment)
         }))
     }
 

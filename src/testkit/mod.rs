@@ -6,5 +6,6 @@
 pub mod decode;
 pub mod export;
 pub mod fixtures;
+pub mod runs;
 pub mod storage;
 pub mod wire;
