@@ -4,15 +4,10 @@
 //! rendered files still hold, and the job role's IAM policy grants exactly the actions of the AWS
 //! SDK calls the code makes.
 
+use crate::cli;
 use clap::{CommandFactory, Parser, ValueEnum};
 use cli::flags::DialectArg;
 use cli::Cli;
-
-/// The binary's own command line, compiled in here so the job definitions are parsed by the real
-/// argument parser.
-#[allow(dead_code)]
-#[path = "../../src/cli/mod.rs"]
-mod cli;
 use dynamo_etl::warehouse::{DialectName, WarehouseUrl};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};

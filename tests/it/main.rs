@@ -5,6 +5,12 @@
 
 mod support;
 
+/// The binary's own command line, compiled in here so that tests parse with the real argument
+/// parser (the job definitions) and read with the real formatting (the estimate's figures).
+#[allow(dead_code)]
+#[path = "../../src/cli/mod.rs"]
+mod cli;
+
 mod all_segments;
 mod credentials;
 mod dialects;

@@ -1,6 +1,6 @@
 //! `gc`: delete the staging data of old runs (a dry run unless `--apply`).
 
-use super::super::output::{line, out};
+use super::super::output::{self, line, out};
 use super::super::Cli;
 use dynamo_etl::error::Error;
 use dynamo_etl::phases::gc;
@@ -23,12 +23,12 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
     let ctx = cli.context().await?;
     let staging = ctx.staging()?;
     let plan = gc::plan(staging, args.keep as usize, args.keep_snapshots as usize).await?;
-    out(&plan.render(args.apply));
+    out(&output::gc::render(&plan, args.apply));
     if args.apply {
         let done = gc::apply_plan(staging, &plan)
             .await
             .map_err(|e| Error::from(e).context("gc stopped part way; run it again to finish"))?;
-        line(done);
+        line(output::gc::done(&done));
     }
     Ok(())
 }

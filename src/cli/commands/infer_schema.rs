@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use super::super::flags::{ExportFlags, ReadFlags, SchemaFlags, TableFlag};
-use super::super::output::out;
+use super::super::output::{self, out};
 use super::super::Cli;
 use dynamo_etl::error::Error;
 use dynamo_etl::phases::infer_schema::{infer_schema, InferRequest};
@@ -104,6 +104,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
         args.export.export_arn.as_deref(),
     )
     .await?;
-    out(&infer_schema(&ctx, &request).await?);
+    let report = infer_schema(&ctx, &request).await?;
+    out(&output::infer_schema::render(&report));
     Ok(())
 }

@@ -4,7 +4,7 @@
 use super::super::flags::{
     ExportFlags, PlanDialectFlag, ReadFlags, RunFlag, SchemaFlags, TableFlag, TotalSegmentsFlag,
 };
-use super::super::output::{line, out};
+use super::super::output::{self, line, out};
 use super::super::Cli;
 use dynamo_etl::error::Error;
 use dynamo_etl::phases::estimate::{estimate, EstimateSettings, DEFAULT_READ_PRICE_PER_MILLION};
@@ -108,7 +108,8 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
         let settings = args.estimate.settings(total, total, &args.read)?;
         let command = estimate_command("plan", table, &settings);
         let ctx = cli.context().await?;
-        out(&estimate(&ctx, table, settings, &command).await?.render());
+        let figures = estimate(&ctx, table, settings, &command).await?;
+        out(&output::estimate::render(&figures));
         return Ok(());
     }
     let dialect = args.dialect.resolve().ok_or_else(|| {

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use super::super::flags::{
     RunFlag, ScanFlags, SchemaFlags, TableFlag, TotalSegmentsFlag, WarehouseFlags,
 };
-use super::super::output::{line, out};
+use super::super::output::{self, line, out};
 use super::super::progress::Bars;
 use super::super::{Cli, LogFormat};
 use super::plan::{estimate_command, EstimateFlags};
@@ -75,7 +75,8 @@ async fn estimate_only(cli: &Cli, args: &Args) -> Result<(), Error> {
         command.push_str(&format!(" --concurrency {n}"));
     }
     let ctx = cli.context().await?;
-    out(&estimate(&ctx, table, settings, &command).await?.render());
+    let figures = estimate(&ctx, table, settings, &command).await?;
+    out(&output::estimate::render(&figures));
     Ok(())
 }
 
@@ -153,7 +154,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
     let observer: &dyn Observer = if show_bars { &bars } else { &Quiet };
     let outcome = run_all(&ctx, warehouse.as_ref(), &plan, options, observer).await;
     bars.finish();
-    out(&outcome.report.render());
+    out(&output::run::render(&outcome.report));
     let staging = ctx.staging()?;
     let key = staging.layout.run_report(&plan.run_id);
     let text = serde_json::to_string_pretty(&outcome.report).expect("report serialises");

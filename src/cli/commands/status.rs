@@ -1,7 +1,7 @@
 //! `status`: where a run stands and what closes each gap.
 
 use super::super::flags::{RunFlag, WarehouseFlags};
-use super::super::output::out;
+use super::super::output::{self, out};
 use super::super::Cli;
 use dynamo_etl::error::Error;
 
@@ -29,7 +29,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
         Ok(Some(dynamo_etl::warehouse::open(config)))
     })
     .await?;
-    out(&status.render());
+    out(&output::status::render(&status));
     if args.warehouse.is_given() && args.warehouse.target.is_some() {
         let config = args
             .warehouse
