@@ -495,7 +495,7 @@ def step_increment(args, env, logs, run_id, schemas_dir, s3, bucket, prefix, tar
     write_s = time.monotonic() - started
     url = written.stdout.strip().splitlines()[-1]
     inc, (out,) = run_step("increment", f"j2 dynamo-etl increment ({args.increment_fraction:.0%} of the items changed)",
-                           [[etl, "increment", "--table", args.table, "--target", inc_target, "--export-prefix", url,
+                           [[etl, "increment", "--table", args.table, "--target", inc_target, "--incremental-export-prefix", url,
                              "--schemas-dir", schemas_dir]], env, logs)
     changes = int(re.search(r": (\d+) changes from", out).group(1))
     inc.units = changes

@@ -265,7 +265,7 @@ pub async fn gather(
             let export = plan
                 .export
                 .as_ref()
-                .map(|e| format!(" --export-prefix {}", e.url()))
+                .map(|e| format!(" --incremental-export-prefix {}", e.url()))
                 .unwrap_or_default();
             let target = target.map(|t| format!(" --target {t}")).unwrap_or_default();
             status.gaps.push(Gap {

@@ -12,6 +12,7 @@ mod support;
 mod cli;
 
 mod all_segments;
+mod command_line;
 mod credentials;
 mod dialects;
 mod docs;

@@ -8,14 +8,14 @@ use dynamo_etl::phases::gc;
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// How many of the most recent successful (swapped-in) runs to keep.
-    #[arg(long, env = "ETL_GC_KEEP", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "ETL_KEEP", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     pub keep: u32,
     /// How many of the newest schema cache snapshots of each table to keep (besides the active
     /// one and any a kept run pins).
-    #[arg(long, env = "ETL_GC_KEEP_SNAPSHOTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "ETL_KEEP_SNAPSHOTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     pub keep_snapshots: u32,
     /// Delete for real; without it gc only reports what it would delete.
-    #[arg(long, env = "ETL_GC_APPLY")]
+    #[arg(long, env = "ETL_APPLY")]
     pub apply: bool,
 }
 

@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 
 use super::super::flags::{
-    RunFlag, ScanFlags, SchemaFlags, TableFlag, TotalSegmentsFlag, WarehouseFlags,
+    note, RunFlag, ScanFlags, SchemaFlags, TableFlag, TotalSegmentsFlag, WarehouseFlags,
 };
 use super::super::output::{self, line, out};
 use super::super::progress::Bars;
@@ -19,18 +19,22 @@ use dynamo_etl::phases::Context;
 use dynamo_etl::source::approximate_item_count;
 
 /// Segments of a new run when none is given.
-const DEFAULT_TOTAL_SEGMENTS: u32 = 4;
+pub const DEFAULT_TOTAL_SEGMENTS: u32 = 4;
 
 #[derive(Debug, Clone, clap::Args)]
+#[command(
+    mut_arg("table", note("May be omitted when resuming a planned run.")),
+    mut_arg("total_segments", note("Default for a new run: 4; a planned run keeps its own.")),
+    mut_arg("run_id", note(
+        "Default: from AWS_BATCH_JOB_ID, else the newest run of --table not swapped in yet, else a new run. An existing run resumes."
+    )),
+    mut_arg("estimate", note("Here no run is then chosen, planned or scanned."))
+)]
 pub struct Args {
-    /// May be omitted when resuming a planned run.
     #[command(flatten)]
     pub table: TableFlag,
-    /// Default for a new run: 4.
     #[command(flatten)]
     pub total_segments: TotalSegmentsFlag,
-    /// Default: from AWS_BATCH_JOB_ID, else the newest run of --table not swapped in yet, else a
-    /// new run. An existing run resumes.
     #[command(flatten)]
     pub run: RunFlag,
     /// Segments scanned and loaded at once (default: total segments, at most 8).
@@ -49,8 +53,6 @@ pub struct Args {
     pub scan: ScanFlags,
     #[command(flatten)]
     pub warehouse: WarehouseFlags,
-    /// With --estimate, `run` stops after printing the estimate: no run is chosen, planned or
-    /// scanned.
     #[command(flatten)]
     pub estimate: EstimateFlags,
 }
