@@ -255,7 +255,7 @@ fn check_window(
     match (at(&last.to), at(&spec.from)) {
         (Some(watermark), Some(from)) if watermark == from => Ok(false),
         (Some(watermark), Some(from)) if watermark < from => Err(refuse(format!(
-            "increment {} covers {} to {}, but {target} holds changes up to {} only: the changes from {} to {} are missing; apply them first (dynamo-etl increment --table {} --target {target}, without --export-arn, exports and applies every missing window in order)",
+            "increment {} covers {} to {}, but {target} holds changes up to {} only: the changes from {} to {} are missing; apply them first (dynamo-etl increment --table {} --target {target}, without --incremental-export-arn, exports and applies every missing window in order)",
             plan.run_id, spec.from, spec.to, last.to, last.to, spec.from, plan.source_table
         ))),
         _ => Err(refuse(format!(
