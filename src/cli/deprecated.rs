@@ -60,6 +60,34 @@ pub const RENAMED_FLAGS: &[RenamedFlag] = &[
     },
 ];
 
+/// A flag a command accepts but never used: kept, hidden, for one release so that a command line
+/// that passes it keeps working, with a warning to drop it.
+#[derive(Debug, Clone, Copy)]
+pub struct NoEffectFlag {
+    pub commands: &'static [&'static str],
+    /// The id of the hidden argument.
+    pub id: &'static str,
+    pub flag: &'static str,
+}
+
+pub const NO_EFFECT_FLAGS: &[NoEffectFlag] = &[
+    NoEffectFlag {
+        commands: &["plan", "infer-schema"],
+        id: "no_effect_checkpoint_seconds",
+        flag: "--checkpoint-seconds",
+    },
+    NoEffectFlag {
+        commands: &["plan", "infer-schema"],
+        id: "no_effect_restart",
+        flag: "--restart",
+    },
+    NoEffectFlag {
+        commands: &["plan", "infer-schema"],
+        id: "no_effect_page_items",
+        flag: "--page-items",
+    },
+];
+
 /// A variable renamed to `ETL_<FLAG>` while its flag kept its name.
 #[derive(Debug, Clone, Copy)]
 pub struct RenamedVariable {
@@ -113,6 +141,16 @@ impl Deprecation {
             new: new.to_string(),
             message: format!(
                 "{old} is deprecated and read only until the next release: use {new} instead"
+            ),
+        }
+    }
+
+    fn no_effect(flag: &str, command: &str) -> Self {
+        Deprecation {
+            old: flag.to_string(),
+            new: String::new(),
+            message: format!(
+                "{flag} has no effect on {command} and is read only until the next release: drop it"
             ),
         }
     }
@@ -191,6 +229,14 @@ where
             None => Deprecation::renamed(old, new),
         });
         move_old_value(&mut cli, f.id, new_given.is_some());
+    }
+    for f in NO_EFFECT_FLAGS {
+        let Some(command) = path.first().filter(|c| f.commands.contains(c)) else {
+            continue;
+        };
+        if leaf.value_source(f.id) == Some(ValueSource::CommandLine) {
+            deprecations.push(Deprecation::no_effect(f.flag, command));
+        }
     }
     Ok(Parsed { cli, deprecations })
 }
@@ -273,6 +319,32 @@ mod tests {
             .iter()
             .map(|d| d.message.as_str())
             .collect()
+    }
+
+    #[test]
+    fn checkpoint_flags_on_plan_and_infer_schema_are_read_with_a_warning_to_drop_them() {
+        for command in ["plan", "infer-schema"] {
+            let old = parse(&[
+                command,
+                "--checkpoint-seconds",
+                "5",
+                "--restart",
+                "--page-items",
+                "9",
+            ]);
+            assert_eq!(
+                messages(&old),
+                ["checkpoint-seconds", "restart", "page-items"]
+                    .map(|f| format!("--{f} has no effect on {command} and is read only until the next release: drop it")),
+            );
+            assert!(parse(&[command]).deprecations.is_empty());
+        }
+        let segment = parse(&["segment", "--run-id", "r", "--segment", "0", "--restart"]);
+        assert!(
+            segment.deprecations.is_empty(),
+            "{:?}",
+            segment.deprecations
+        );
     }
 
     #[test]

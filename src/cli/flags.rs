@@ -340,6 +340,27 @@ pub struct CheckpointFlags {
     pub page_items: Option<u32>,
 }
 
+/// Phase 1's checkpoint flags on the commands that never checkpoint (`plan`, `infer-schema`
+/// accepted and ignored them until they were split from the read flags): still accepted, hidden,
+/// for one more release, with a warning to drop them. No variable: a job's environment may set
+/// `ETL_CHECKPOINT_SECONDS` for every command, which is not a mistake.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NoEffectCheckpointFlags {
+    /// Has no effect here; read until the next release.
+    #[arg(
+        long = "checkpoint-seconds",
+        id = "no_effect_checkpoint_seconds",
+        hide = true
+    )]
+    pub checkpoint_seconds: Option<u64>,
+    /// Has no effect here; read until the next release.
+    #[arg(long = "restart", id = "no_effect_restart", hide = true)]
+    pub restart: bool,
+    /// Has no effect here; read until the next release.
+    #[arg(long = "page-items", id = "no_effect_page_items", hide = true)]
+    pub page_items: Option<u32>,
+}
+
 /// How phase 1 shapes its parts.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PartFlags {

@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use super::super::flags::{ExportFlags, ProgressFlag, ReadFlags, SchemaFlags, TableFlag};
+use super::super::flags::{
+    ExportFlags, NoEffectCheckpointFlags, ProgressFlag, ReadFlags, SchemaFlags, TableFlag,
+};
 use super::super::output::{self, out};
 use super::super::Cli;
 use dynamo_etl::error::Error;
@@ -52,6 +54,8 @@ pub struct Args {
     pub progress: ProgressFlag,
     #[command(flatten)]
     pub export: ExportFlags,
+    #[command(flatten)]
+    pub no_effect: NoEffectCheckpointFlags,
 }
 
 impl Args {

@@ -2,8 +2,8 @@
 //! of the table would cost and take instead, and pin nothing.
 
 use super::super::flags::{
-    note, ExportFlags, PlanDialectFlags, ReadFlags, RunFlag, SchemaFlags, TableFlag,
-    TotalSegmentsFlag,
+    note, ExportFlags, NoEffectCheckpointFlags, PlanDialectFlags, ReadFlags, RunFlag, SchemaFlags,
+    TableFlag, TotalSegmentsFlag,
 };
 use super::super::output::{self, line, out};
 use super::super::Cli;
@@ -44,6 +44,8 @@ pub struct Args {
     pub estimate: EstimateFlags,
     #[command(flatten)]
     pub read: ReadFlags,
+    #[command(flatten)]
+    pub no_effect: NoEffectCheckpointFlags,
 }
 
 /// `--estimate` and its price; `plan` and `run` take it.
