@@ -129,9 +129,43 @@ def _batch_casing():
     base._normalise_response = normalise_response
 
 
+def _wildcard_paths_give_arrays():
+    """A path with a `[*]` wildcard gives an array in Step Functions, also when one element
+    matches (https://docs.aws.amazon.com/step-functions/latest/dg/amazon-states-language-paths.html);
+    moto 5.2.5 unwraps a single match when the wildcard is not the path's last step, so
+    `$.JobSummaryList[*].Container.ExitCode` of one failed array child gave a number and
+    `States.ArrayContains` on it failed the execution."""
+    import importlib
+    import re
+
+    from moto.stepfunctions.parser.asl.utils import json_path
+
+    original = json_path.extract_json
+    _expect("value = matches[0].value" in inspect.getsource(original), "extract_json unwraps a single match")
+    users = [
+        "moto.stepfunctions.parser.asl.component.common.string.string_expression",
+        "moto.stepfunctions.parser.asl.component.intrinsic.argument.argument",
+        "moto.stepfunctions.parser.asl.eval.states",
+    ]
+    wildcard = re.compile(r"\[\*\]")
+
+    def patched(path, data):
+        value = original(path, data)
+        if wildcard.search(path) and not isinstance(value, list):
+            return [value]
+        return value
+
+    json_path.extract_json = patched
+    for name in users:
+        module = importlib.import_module(name)
+        _expect(getattr(module, "extract_json", None) is original, f"{name} uses json_path.extract_json")
+        module.extract_json = patched
+
+
 def apply():
     import moto
 
     _expect(moto.__version__ == EXPECTED_MOTO, f"version {EXPECTED_MOTO}, not {moto.__version__}")
     _iso_start_time()
     _batch_casing()
+    _wildcard_paths_give_arrays()
