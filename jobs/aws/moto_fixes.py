@@ -162,6 +162,22 @@ def _wildcard_paths_give_arrays():
         module.extract_json = patched
 
 
+def _export_arns():
+    """DynamoDB names an export `<table ARN>/export/<id>`
+    (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_ExportDescription.html);
+    moto 5.2.5 writes `…:table/<table ARN>/import/<id>`, which dynamo-etl rightly refuses."""
+    from moto.dynamodb.models import table_export
+
+    init = table_export.TableExport.__init__
+    _expect("/import/" in inspect.getsource(init), "TableExport names exports …/import/<id>")
+
+    def patched(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.arn = f"{self.table.table_arn}/export/{self.arn.rsplit('/', 1)[1]}"
+
+    table_export.TableExport.__init__ = patched
+
+
 def apply():
     import moto
 
@@ -169,3 +185,4 @@ def apply():
     _iso_start_time()
     _batch_casing()
     _wildcard_paths_give_arrays()
+    _export_arns()
