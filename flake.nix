@@ -1,6 +1,8 @@
 {
   description = "dynamo-etl: copy DynamoDB tables into Redshift or PostgreSQL through S3";
 
+  # The Nix path to the container image. CI does not build it (no Nix there): CI builds and
+  # rehearses the image of jobs/aws/image instead (see jobs/aws/README.md).
   # nixos-unstable because the AWS SDK crates in Cargo.lock need rustc >= 1.94.1 (checked below).
   # `nix flake lock` pins the exact revision in flake.lock; commit that file.
   inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";

@@ -1,9 +1,9 @@
-//! The deployable AWS definitions under jobs/aws are valid JSON of the right shape, every command
-//! they run exists in this CLI with those arguments and environment (parsed by the real argument
-//! parser), the state machine submits existing job definitions with the parameters they take, the
-//! rendered files still hold, and the job role's IAM policy grants exactly the actions of the AWS
-//! SDK calls the code makes.
-
+//! The deployable under jobs/aws, one CloudFormation template, is of the right shape: every
+//! command its job definitions run exists in this CLI with those arguments and environment (parsed
+//! by the real argument parser), the state machine submits existing job definitions with the
+//! parameters they take and never submits again a job that exited 2, the parameters hold what the
+//! CLI takes, and the job role's IAM policy grants exactly the actions of the AWS SDK calls the
+//! code makes. jobs/aws/rehearse runs the same template end to end.
 use crate::cli;
 use clap::{CommandFactory, Parser, ValueEnum};
 use cli::flags::DialectArg;
@@ -21,48 +21,131 @@ fn root() -> PathBuf {
     repo().join("jobs/aws")
 }
 
-fn json_files(dir: &Path) -> Vec<(PathBuf, Value)> {
-    let mut out: Vec<(PathBuf, Value)> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .map(|p| {
-            let text = std::fs::read_to_string(&p).unwrap();
-            let value = serde_json::from_str(&text)
-                .unwrap_or_else(|e| panic!("{} is not JSON: {e}", p.display()));
-            (p, value)
-        })
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    assert!(!out.is_empty(), "no JSON files in {}", dir.display());
-    out
+/// The CloudFormation template, the one deployable: every job definition, the state machine, the
+/// schedules and the roles' policies are read from it.
+fn template() -> Value {
+    let path = root().join("dynamo-etl.template.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
 }
 
-/// The dialects `DIALECT` may name: exactly the CLI's `--dialect` values.
+/// `value` with the template's intrinsic functions written as the `${Name}` text `Fn::Sub` uses:
+/// `{"Ref": "Table"}` becomes `${Table}`, `{"Fn::GetAtt": ["JobRole", "Arn"]}` `${JobRole.Arn}`,
+/// and a `Fn::Sub` its string (with its own variables put in). `fill` then puts in sample values.
+fn symbolic(value: &Value) -> Value {
+    match value {
+        Value::Object(map) if map.len() == 1 && map.contains_key("Ref") => {
+            json!(format!(
+                "${{{}}}",
+                map["Ref"].as_str().expect("Ref names a string")
+            ))
+        }
+        Value::Object(map) if map.len() == 1 && map.contains_key("Fn::GetAtt") => {
+            let parts = map["Fn::GetAtt"]
+                .as_array()
+                .expect("Fn::GetAtt takes a list");
+            json!(format!(
+                "${{{}.{}}}",
+                parts[0].as_str().unwrap(),
+                parts[1].as_str().unwrap()
+            ))
+        }
+        Value::Object(map) if map.len() == 1 && map.contains_key("Fn::Sub") => {
+            match &map["Fn::Sub"] {
+                Value::String(text) => json!(text),
+                Value::Array(parts) => {
+                    let mut text = parts[0].as_str().unwrap().to_string();
+                    for (name, v) in parts[1].as_object().unwrap() {
+                        let v = symbolic(v);
+                        text = text.replace(&format!("${{{name}}}"), v.as_str().unwrap());
+                    }
+                    json!(text)
+                }
+                other => panic!("Fn::Sub of {other}"),
+            }
+        }
+        Value::Object(map) => {
+            assert!(
+                !map.keys().any(|k| k.starts_with("Fn::")),
+                "this test reads Ref, Fn::Sub and Fn::GetAtt only: {value}"
+            );
+            Value::Object(map.iter().map(|(k, v)| (k.clone(), symbolic(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.iter().map(symbolic).collect()),
+        other => other.clone(),
+    }
+}
+
+/// The template's resources of one type, by logical id, intrinsic functions written as `${Name}`.
+fn resources(kind: &str) -> BTreeMap<String, Value> {
+    let t = template();
+    let all = t["Resources"].as_object().expect("Resources");
+    all.iter()
+        .filter(|(_, r)| r["Type"] == kind)
+        .map(|(id, r)| (id.clone(), symbolic(&r["Properties"])))
+        .collect()
+}
+
+/// A CloudFormation property tree in the casing of the service's API: `ContainerProperties`
+/// becomes `containerProperties`. The values of the free-form maps (`Parameters`, a log driver's
+/// `Options`, `Tags`) keep their keys, which are names, not properties.
+fn api_casing(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let mut chars = k.chars();
+                    let first = chars.next().unwrap().to_ascii_lowercase();
+                    let key = std::iter::once(first).chain(chars).collect::<String>();
+                    let v = if ["Parameters", "Options", "Tags"].contains(&k.as_str()) {
+                        v.clone()
+                    } else {
+                        api_casing(v)
+                    };
+                    (key, v)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(api_casing).collect()),
+        other => other.clone(),
+    }
+}
+
+/// The dialects `Dialect` may name: exactly the CLI's `--dialect` values.
 const DIALECTS: [&str; 2] = ["redshift", "postgres"];
 
-/// The value `jobs/aws/render` would put in for a `${NAME}` placeholder, for a sample deployment.
+/// The value a deployment would have for a `${NAME}`: a template parameter, a pseudo parameter, or
+/// what a resource's `Ref` or attribute returns, for a sample stack named `dynamo-etl`.
 fn placeholder_sample(name: &str, dialect: &str) -> String {
     match name {
-        "ACCOUNT_ID" => "123456789012",
-        "REGION" => "eu-west-1",
-        "IMAGE" => "123456789012.dkr.ecr.eu-west-1.amazonaws.com/dynamo-etl:3f2a9c1",
-        "BUCKET" => "acme-etl-staging",
-        "PREFIX" => "dynamo-etl",
-        "TABLE" => "orders",
-        "TARGET" => "dynamodb",
-        "JOB_QUEUE" => "dynamo-etl-spot",
-        "MAX_READ_UNITS" => "400",
-        "WAREHOUSE_SECRET_ARN" => {
+        "AWS::AccountId" => "123456789012",
+        "AWS::Region" => "eu-west-1",
+        "AWS::StackName" | "StackName" => "dynamo-etl",
+        "Repository.RepositoryUri" => "123456789012.dkr.ecr.eu-west-1.amazonaws.com/dynamo-etl",
+        "Repository.Arn" => "arn:aws:ecr:eu-west-1:123456789012:repository/dynamo-etl",
+        "ImageTag" => "3f2a9c1",
+        "StagingBucket" => "dynamo-etl-stagingbucket-1a2b3c4d5e6f",
+        "Prefix" => "dynamo-etl",
+        "Table" => "orders",
+        "Target" => "dynamodb",
+        "JobQueue" => "arn:aws:batch:eu-west-1:123456789012:job-queue/dynamo-etl",
+        "MaxReadUnits" => "400",
+        "WarehouseSecretArn" => {
             "arn:aws:secretsmanager:eu-west-1:123456789012:secret:dynamo-etl/warehouse-url-AbCdEf"
         }
-        "ALERT_TOPIC_ARN" => "arn:aws:sns:eu-west-1:123456789012:dynamo-etl-alerts",
-        "GRANT_SELECT_TO" => "group:analysts,role:bi",
-        "DIALECT" => dialect,
-        "REDSHIFT_CLUSTER_ID" => "etl-cluster",
-        "REDSHIFT_DATABASE" => "warehouse",
-        "REDSHIFT_WORKGROUP_ID" => "0c1f2e3d-4b5a-6978-8a9b-0c1d2e3f4a5b",
-        other => panic!("no sample value for placeholder ${{{other}}}; add one to this test"),
+        "AlertTopic" => "arn:aws:sns:eu-west-1:123456789012:dynamo-etl-alerts",
+        "GrantSelectTo" => "group:analysts,role:bi",
+        "Dialect" => dialect,
+        "RedshiftClusterId" => "etl-cluster",
+        "RedshiftDatabase" => "warehouse",
+        "RedshiftWorkgroupId" => "0c1f2e3d-4b5a-6978-8a9b-0c1d2e3f4a5b",
+        "NightlySource" => "scan",
+        "LogGroup" => "/aws/batch/dynamo-etl",
+        "StateMachine" => "arn:aws:states:eu-west-1:123456789012:stateMachine:dynamo-etl-nightly",
+        "JobRole.Arn" => "arn:aws:iam::123456789012:role/dynamo-etl-JobRole-AbC",
+        "ExecutionRole.Arn" => "arn:aws:iam::123456789012:role/dynamo-etl-ExecutionRole-AbC",
+        "RedshiftCopyRole.Arn" => "arn:aws:iam::123456789012:role/dynamo-etl-RedshiftCopyRole-AbC",
+        other => panic!("no sample value for ${{{other}}}; add one to this test"),
     }
     .to_string()
 }
@@ -79,6 +162,11 @@ fn fill(text: &str, dialect: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// `value` with every `${NAME}` in its strings replaced by its sample value.
+fn filled(value: &Value, dialect: &str) -> Value {
+    serde_json::from_str(&fill(&value.to_string(), dialect)).unwrap()
 }
 
 /// Every `${NAME}` placeholder in `text`.
@@ -178,20 +266,18 @@ impl Job {
     }
 }
 
-fn jobs_in(dir: &Path) -> BTreeMap<String, Job> {
+/// The job definitions by name (the stack's sample name put in), in the API's casing.
+fn job_definitions() -> BTreeMap<String, Job> {
     let mut out = BTreeMap::new();
-    for (path, def) in json_files(dir) {
-        let name = def["jobDefinitionName"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{}: no jobDefinitionName", path.display()))
-            .to_string();
-        assert_eq!(def["type"], "container", "{name}");
-        assert_eq!(
-            path.file_stem().unwrap().to_str().unwrap(),
-            name,
-            "{}: the file is named after its job definition",
-            path.display()
+    for (id, props) in resources("AWS::Batch::JobDefinition") {
+        let def = api_casing(&props);
+        let name = fill(
+            def["jobDefinitionName"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{id}: no JobDefinitionName")),
+            "redshift",
         );
+        assert_eq!(def["type"], "container", "{name}");
         let refs = def["containerProperties"]["command"]
             .as_array()
             .unwrap_or_else(|| panic!("{name}: no command"))
@@ -215,12 +301,8 @@ fn jobs_in(dir: &Path) -> BTreeMap<String, Job> {
             },
         );
     }
+    assert!(!out.is_empty(), "no job definitions in the template");
     out
-}
-
-/// The job definitions by name.
-fn job_definitions() -> BTreeMap<String, Job> {
-    jobs_in(&root().join("batch"))
 }
 
 /// Turns a job's environment into the flags that read it, the way the binary would see it, without
@@ -390,7 +472,7 @@ fn each_job_gets_the_settings_its_phase_needs() {
             replace_jobs += 1;
             assert_eq!(
                 job.env_raw("ETL_GRANT_SELECT_TO").as_deref(),
-                Some("${GRANT_SELECT_TO}"),
+                Some("${GrantSelectTo}"),
                 "{name}: the swap must re-grant SELECT to the readers"
             );
         }
@@ -400,7 +482,7 @@ fn each_job_gets_the_settings_its_phase_needs() {
             assert!(!job.has_warehouse_secret(), "{name}: needs no warehouse");
             assert_eq!(
                 job.env_raw("ETL_DIALECT").as_deref(),
-                Some("${DIALECT}"),
+                Some("${Dialect}"),
                 "{name}: plan and phase 1 learn the dialect from DIALECT"
             );
         }
@@ -413,7 +495,7 @@ fn each_job_gets_the_settings_its_phase_needs() {
             if job.command[1] == "start" {
                 assert_eq!(
                     job.env_raw("ETL_TABLE").as_deref(),
-                    Some("${TABLE}"),
+                    Some("${Table}"),
                     "{name}: exports the deployment's table"
                 );
             }
@@ -504,11 +586,51 @@ fn phase_3_timeouts_match_what_each_mode_waits_for() {
     );
 }
 
-/// The state machine's definition.
+/// The state machine's definition as the stack creates it: the template's `Definition` with its
+/// `DefinitionSubstitutions` put in, written as `${Name}` (see `symbolic`).
+fn state_machine_symbolic() -> Value {
+    let machines = resources("AWS::StepFunctions::StateMachine");
+    assert_eq!(machines.len(), 1, "one state machine");
+    let props = machines.into_values().next().unwrap();
+    let mut text = props["Definition"].to_string();
+    for (name, v) in props["DefinitionSubstitutions"].as_object().unwrap() {
+        text = text.replace(&format!("${{{name}}}"), v.as_str().unwrap());
+    }
+    let unknown: Vec<String> = placeholders(&text)
+        .into_iter()
+        .filter(|p| !p.contains("::") && !props["DefinitionSubstitutions"][p].is_string())
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "the definition uses {unknown:?}, which DefinitionSubstitutions lacks"
+    );
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The state machine's definition with the sample stack's values put in.
 fn state_machine() -> Value {
-    let mut files = json_files(&root().join("stepfunctions"));
-    assert_eq!(files.len(), 1, "one state machine");
-    files.remove(0).1
+    filled(&state_machine_symbolic(), "redshift")
+}
+
+/// Every state of the machine by name, those inside a Parallel state's branches included (state
+/// names are unique across the whole machine).
+fn all_states(asl: &Value) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    for (name, state) in asl["States"].as_object().expect("States") {
+        for branch in state["Branches"].as_array().into_iter().flatten() {
+            for (inner, s) in all_states(branch) {
+                assert!(
+                    out.insert(inner.clone(), s).is_none(),
+                    "two states named {inner}"
+                );
+            }
+        }
+        assert!(
+            out.insert(name.clone(), state.clone()).is_none(),
+            "two states named {name}"
+        );
+    }
+    out
 }
 
 /// The value at a JSONPath of the simple `$.a.b` form.
@@ -554,8 +676,8 @@ fn matches(rule: &Value, input: &Value) -> bool {
 }
 
 /// Follows the state machine from its start on the path a run takes when every task succeeds,
-/// with `input` as the state data after the input was merged. Returns the task states visited and
-/// the state it ends in.
+/// with `input` as the state data after the input was merged. Returns the task states visited (those
+/// inside a Parallel state's branch too) and the state it ends in.
 fn walk(asl: &Value, input: &Value) -> (Vec<String>, String) {
     let states = asl["States"].as_object().expect("States");
     let mut current = asl["StartAt"].as_str().unwrap().to_string();
@@ -576,6 +698,17 @@ fn walk(asl: &Value, input: &Value) -> (Vec<String>, String) {
                 .or(state["Default"].as_str()),
             "Task" => {
                 tasks.push(current.clone());
+                state["Next"].as_str()
+            }
+            "Parallel" => {
+                for branch in state["Branches"].as_array().unwrap() {
+                    let (inner, end) = walk(branch, input);
+                    assert_eq!(
+                        branch["States"][&end]["End"], true,
+                        "{current}: a branch whose tasks succeed ends at its end, not at {end}"
+                    );
+                    tasks.extend(inner);
+                }
                 state["Next"].as_str()
             }
             "Succeed" | "Fail" => None,
@@ -623,9 +756,9 @@ const BATCH_TRANSIENT: [&str; 3] = [
 fn the_state_machine_runs_the_phases_in_order_with_existing_job_definitions() {
     let asl = state_machine();
     let jobs = job_definitions();
-    let states = asl["States"].as_object().expect("States");
+    let states = all_states(&asl);
     let names: BTreeSet<&String> = states.keys().collect();
-    for (name, state) in states {
+    for (name, state) in &states {
         for key in ["Next", "Default"] {
             if let Some(n) = state[key].as_str() {
                 assert!(names.contains(&n.to_string()), "{name}.{key} -> {n}");
@@ -644,10 +777,11 @@ fn the_state_machine_runs_the_phases_in_order_with_existing_job_definitions() {
             );
         }
     }
-    // The dialect is fixed when the files are rendered, outside what the execution input merges.
+    // The dialect is the stack's parameter, outside what the execution input merges.
     assert_eq!(
-        asl["States"]["MergeInput"]["Parameters"]["dialect"], "${DIALECT}",
-        "MergeInput sets $.dialect from DIALECT"
+        state_machine_symbolic()["States"]["MergeInput"]["Parameters"]["dialect"],
+        "${Dialect}",
+        "MergeInput sets $.dialect from the Dialect parameter"
     );
     assert!(asl["States"]["Configure"]["Parameters"]["defaults"]["dialect"].is_null());
 
@@ -668,7 +802,7 @@ fn the_state_machine_runs_the_phases_in_order_with_existing_job_definitions() {
             let submitted: Vec<(String, Vec<String>)> = tasks
                 .iter()
                 .map(|t| {
-                    let (job, _) = submitted(&states[t]).expect("a Batch task");
+                    let (job, _) = submitted(&states[t.as_str()]).expect("a Batch task");
                     let command = &jobs
                         .get(&job)
                         .unwrap_or_else(|| panic!("{t} submits unknown job definition {job}"))
@@ -699,7 +833,7 @@ fn batch_tasks_pass_the_parameters_their_job_definitions_take() {
     let asl = state_machine();
     let jobs = job_definitions();
     let mut tasks = 0;
-    for (name, state) in asl["States"].as_object().unwrap() {
+    for (name, state) in &all_states(&asl) {
         let Some((job_name, params)) = submitted(state) else {
             continue;
         };
@@ -709,7 +843,11 @@ fn batch_tasks_pass_the_parameters_their_job_definitions_take() {
             state["Catch"].is_array(),
             "{name}: a failed phase must be caught and reported"
         );
-        assert_eq!(params["JobQueue"], "${JOB_QUEUE}", "{name}");
+        assert_eq!(
+            params["JobQueue"],
+            fill("${JobQueue}", "redshift"),
+            "{name}"
+        );
         assert_eq!(params["JobName"], job_name.as_str(), "{name}");
         let retried: BTreeSet<&str> = state["Retry"]
             .as_array()
@@ -762,6 +900,35 @@ fn batch_tasks_pass_the_parameters_their_job_definitions_take() {
     );
 }
 
+/// The retry rules that submit task `task`'s job again after the job failed (rather than after
+/// its submission failed): the task's own, and those of the Parallel state whose branch holds it.
+fn whole_job_retries(asl: &Value, task: &str) -> Vec<Value> {
+    let mut rules: Vec<Value> = all_states(asl)[task]["Retry"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for state in asl["States"].as_object().unwrap().values() {
+        let holds = state["Branches"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|b| all_states(b).contains_key(task));
+        if holds {
+            rules.extend(state["Retry"].as_array().cloned().unwrap_or_default());
+        }
+    }
+    rules
+        .into_iter()
+        .filter(|r| {
+            r["ErrorEquals"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| !BATCH_TRANSIENT.contains(&e.as_str().unwrap()))
+        })
+        .collect()
+}
+
 /// The state machine's own retries of a failed job (phase 3 twice, replace once) are still
 /// possible after every phase before them ran to its timeout: the timeouts of one success path,
 /// each phase times its whole-job retries, plus the waits between them, fit in the execution's
@@ -779,17 +946,10 @@ fn the_state_machines_retries_fit_in_the_execution_timeout() {
         let (tasks, _) = walk(&asl, &input);
         let mut total = 0.0;
         for t in &tasks {
-            let state = &asl["States"][t];
+            let state = &all_states(&asl)[t];
             let timeout = timeout_of(&jobs, &submitted(state).unwrap().0) as f64;
             total += timeout;
-            for rule in state["Retry"].as_array().into_iter().flatten() {
-                let errors = rule["ErrorEquals"].as_array().unwrap();
-                if !errors
-                    .iter()
-                    .any(|e| e == "States.TaskFailed" || e == "States.ALL")
-                {
-                    continue;
-                }
+            for rule in whole_job_retries(&asl, t) {
                 let attempts = rule["MaxAttempts"].as_u64().unwrap_or(3);
                 let interval = rule["IntervalSeconds"].as_f64().unwrap_or(1.0);
                 let backoff = rule["BackoffRate"].as_f64().unwrap_or(2.0);
@@ -826,7 +986,7 @@ fn config(source: &str, start_at: &str, dialect: &str) -> Value {
 fn submitted_jobs(asl: &Value, tasks: &[String]) -> Vec<String> {
     tasks
         .iter()
-        .map(|t| submitted(&asl["States"][t]).expect("a Batch task").0)
+        .map(|t| submitted(&all_states(asl)[t]).expect("a Batch task").0)
         .collect()
 }
 
@@ -901,7 +1061,7 @@ fn the_export_path_starts_waits_and_plans_before_the_same_phases() {
         }
     }
     // A failed export step is reported like any phase, with the export source in the resume input.
-    let states = asl["States"].as_object().unwrap();
+    let states = all_states(&asl);
     for job in EXPORT_JOBS {
         let (name, state) = states
             .iter()
@@ -969,7 +1129,7 @@ fn the_export_path_fits_in_the_execution_timeout() {
         let (tasks, _) = walk(&asl, &config("export", "plan", dialect));
         let mut total = 0;
         for t in &tasks {
-            let job = submitted(&asl["States"][t]).unwrap().0;
+            let job = submitted(&all_states(&asl)[t]).unwrap().0;
             total += timeout_of(&jobs, &job);
             if job == "dynamo-etl-export-wait" {
                 // Still running at the end of an attempt is exit 1, which Batch retries: the
@@ -980,24 +1140,17 @@ fn the_export_path_fits_in_the_execution_timeout() {
                 total += (attempts - 1) * timeout_of(&jobs, &job);
             }
         }
+        let states = all_states(&asl);
         let upload = tasks
             .iter()
-            .find(|t| {
-                submitted(&asl["States"][t.as_str()])
-                    .unwrap()
-                    .0
-                    .contains("phase3")
-            })
+            .find(|t| submitted(&states[t.as_str()]).unwrap().0.contains("phase3"))
             .unwrap();
-        let state = &asl["States"][upload.as_str()];
-        let retry = state["Retry"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["ErrorEquals"][0] == "States.TaskFailed")
+        let retry = whole_job_retries(&asl, upload)
+            .into_iter()
+            .next()
             .expect("phase 3 retries a failed job");
         total += retry["IntervalSeconds"].as_u64().unwrap()
-            + timeout_of(&jobs, &submitted(state).unwrap().0);
+            + timeout_of(&jobs, &submitted(&states[upload.as_str()]).unwrap().0);
         assert!(
             total <= limit,
             "{dialect}: the export path with one phase 3 retry takes up to {total} s of the execution's {limit} s"
@@ -1110,10 +1263,7 @@ fn the_failure_alerts_commands_run_as_written() {
 /// deploy steps attach it either way.
 #[test]
 fn the_copy_role_is_assumable_by_clusters_and_serverless() {
-    let trust: Value = serde_json::from_str(
-        &std::fs::read_to_string(root().join("iam/dynamo-etl-redshift-copy.trust.json")).unwrap(),
-    )
-    .unwrap();
+    let trust = resources("AWS::IAM::Role")["RedshiftCopyRole"]["AssumeRolePolicyDocument"].clone();
     let mut principals = BTreeSet::new();
     for statement in trust["Statement"].as_array().unwrap() {
         assert_eq!(statement["Action"], "sts:AssumeRole");
@@ -1151,7 +1301,7 @@ fn the_copy_role_is_assumable_by_clusters_and_serverless() {
 
 #[test]
 fn schedules_and_policies_are_well_formed() {
-    let schedules = json_files(&root().join("events"));
+    let schedules = schedules();
     assert_eq!(
         schedules.len(),
         3,
@@ -1163,34 +1313,34 @@ fn schedules_and_policies_are_well_formed() {
                 .as_str()
                 .is_some_and(|e| e.starts_with("cron(") || e.starts_with("rate(")),
             "{}",
-            path.display()
+            path
         );
-        assert!(s["Target"]["Arn"].as_str().is_some(), "{}", path.display());
-        assert!(
-            s["Target"]["RoleArn"].as_str().is_some(),
-            "{}",
-            path.display()
-        );
+        assert!(s["Target"]["Arn"].as_str().is_some(), "{}", path);
+        assert!(s["Target"]["RoleArn"].as_str().is_some(), "{}", path);
     }
-    for (path, p) in json_files(&root().join("iam")) {
-        assert_eq!(p["Version"], "2012-10-17", "{}", path.display());
+    for (path, p) in policy_documents() {
+        assert_eq!(p["Version"], "2012-10-17", "{}", path);
         for statement in p["Statement"].as_array().unwrap() {
             let actions = actions_of(statement);
             assert!(
                 !actions.iter().any(|a| a == "*" || a.ends_with(":*")),
                 "{}: wildcard action in {actions:?}",
-                path.display()
+                path
             );
             // Some actions have no resource-level permissions at all.
-            let resourceless = actions
-                .iter()
-                .all(|a| ["ecr:GetAuthorizationToken", "batch:DescribeJobs"].contains(&a.as_str()));
+            let resourceless = actions.iter().all(|a| {
+                [
+                    "ecr:GetAuthorizationToken",
+                    "batch:DescribeJobs",
+                    "batch:ListJobs",
+                ]
+                .contains(&a.as_str())
+            });
             if statement.get("Principal").is_none() && !resourceless {
                 assert_ne!(
-                    statement["Resource"],
-                    "*",
+                    statement["Resource"], "*",
                     "{}: least privilege means named resources",
-                    path.display()
+                    path
                 );
             }
             // A condition on a key the action's requests do not carry is false, so the statement
@@ -1209,7 +1359,7 @@ fn schedules_and_policies_are_well_formed() {
                         assert!(
                             ["s3:ListBucket", "s3:ListBucketVersions"].contains(&a.as_str()),
                             "{}: {a} requests carry no {key}, so this statement never allows {a}",
-                            path.display()
+                            path
                         );
                     }
                 }
@@ -1245,9 +1395,43 @@ fn actions_of(statement: &Value) -> Vec<String> {
     }
 }
 
-fn policy(name: &str) -> Value {
-    let path = root().join("iam").join(format!("{name}.policy.json"));
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+/// The schedules by logical id.
+fn schedules() -> Vec<(String, Value)> {
+    resources("AWS::Scheduler::Schedule").into_iter().collect()
+}
+
+/// Every role's trust policy and inline policies, named by the role's logical id.
+fn policy_documents() -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for (id, role) in resources("AWS::IAM::Role") {
+        out.push((
+            format!("{id} trust"),
+            role["AssumeRolePolicyDocument"].clone(),
+        ));
+        for p in role["Policies"].as_array().into_iter().flatten() {
+            out.push((format!("{id} policy"), p["PolicyDocument"].clone()));
+        }
+    }
+    out
+}
+
+/// The statements of a role's inline policies, as one policy (`role`: its logical id).
+fn policy(role: &str) -> Value {
+    let roles = resources("AWS::IAM::Role");
+    let statements: Vec<Value> = roles
+        .get(role)
+        .unwrap_or_else(|| panic!("no role {role} in the template"))["Policies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| {
+            p["PolicyDocument"]["Statement"]
+                .as_array()
+                .cloned()
+                .unwrap()
+        })
+        .collect();
+    json!({"Version": "2012-10-17", "Statement": statements})
 }
 
 /// Whether `policy` allows `action` on `arn`.
@@ -1261,20 +1445,20 @@ fn allows(policy: &Value, action: &str, arn: &str) -> bool {
 
 #[test]
 fn the_roles_may_submit_and_start_what_they_are_given() {
-    let states = policy("dynamo-etl-states");
+    let states = filled(&policy("StatesRole"), "redshift");
     let asl = state_machine();
-    for (name, state) in asl["States"].as_object().unwrap() {
+    for (name, state) in &all_states(&asl) {
         if let Some((job, _)) = submitted(state) {
-            let arn = format!("arn:aws:batch:${{REGION}}:${{ACCOUNT_ID}}:job-definition/{job}:7");
+            let arn = format!("arn:aws:batch:eu-west-1:123456789012:job-definition/{job}:7");
             assert!(
                 allows(&states, "batch:SubmitJob", &arn),
                 "{name}: the states role may not submit {job}"
             );
         }
     }
-    let scheduler = policy("dynamo-etl-scheduler");
+    let scheduler = filled(&policy("SchedulerRole"), "redshift");
     let mut submitting = 0;
-    for (path, schedule) in json_files(&root().join("events")) {
+    for (path, schedule) in schedules() {
         if !schedule["Target"]["Arn"]
             .as_str()
             .is_some_and(|a| a.ends_with("batch:submitJob"))
@@ -1282,19 +1466,18 @@ fn the_roles_may_submit_and_start_what_they_are_given() {
             continue;
         }
         submitting += 1;
-        let input: Value =
-            serde_json::from_str(schedule["Target"]["Input"].as_str().unwrap()).unwrap();
+        let input: Value = serde_json::from_str(&fill(
+            schedule["Target"]["Input"].as_str().unwrap(),
+            "redshift",
+        ))
+        .unwrap();
         let job = input["JobDefinition"].as_str().unwrap();
-        assert!(
-            job_definitions().contains_key(job),
-            "{}: {job}",
-            path.display()
-        );
-        let arn = format!("arn:aws:batch:${{REGION}}:${{ACCOUNT_ID}}:job-definition/{job}:3");
+        assert!(job_definitions().contains_key(job), "{}: {job}", path);
+        let arn = format!("arn:aws:batch:eu-west-1:123456789012:job-definition/{job}:3");
         assert!(
             allows(&scheduler, "batch:SubmitJob", &arn),
             "{}: the scheduler may not submit {job}",
-            path.display()
+            path
         );
     }
     assert_eq!(
@@ -1329,15 +1512,15 @@ const S3: &str = "aws_sdk_s3";
 const DYNAMODB: &str = "aws_sdk_dynamodb";
 const REDSHIFT: &str = "aws_sdk_redshift";
 const REDSHIFT_SERVERLESS: &str = "aws_sdk_redshiftserverless";
-const OBJECTS: &str = "arn:aws:s3:::${BUCKET}/${PREFIX}/runs/r/part.csv.zst";
-const BUCKET: &str = "arn:aws:s3:::${BUCKET}";
-const TABLE: &str = "arn:aws:dynamodb:${REGION}:${ACCOUNT_ID}:table/${TABLE}";
+const OBJECTS: &str = "arn:aws:s3:::${StagingBucket}/${Prefix}/runs/r/part.csv.zst";
+const BUCKET: &str = "arn:aws:s3:::${StagingBucket}";
+const TABLE: &str = "arn:aws:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${Table}";
 const EXPORT_OBJECTS: &str =
-    "arn:aws:s3:::${BUCKET}/${PREFIX}/runs/r/export/AWSDynamoDB/01234567890123-abcdefgh/data/x.json.gz";
+    "arn:aws:s3:::${StagingBucket}/${Prefix}/runs/r/export/AWSDynamoDB/01234567890123-abcdefgh/data/x.json.gz";
 const CLUSTER_DATABASE: &str =
-    "arn:aws:redshift:${REGION}:${ACCOUNT_ID}:dbname:${REDSHIFT_CLUSTER_ID}/${REDSHIFT_DATABASE}";
+    "arn:aws:redshift:${AWS::Region}:${AWS::AccountId}:dbname:${RedshiftClusterId}/${RedshiftDatabase}";
 const WORKGROUP: &str =
-    "arn:aws:redshift-serverless:${REGION}:${ACCOUNT_ID}:workgroup/${REDSHIFT_WORKGROUP_ID}";
+    "arn:aws:redshift-serverless:${AWS::Region}:${AWS::AccountId}:workgroup/${RedshiftWorkgroupId}";
 
 const fn op(
     krate: &'static str,
@@ -1752,7 +1935,7 @@ fn the_job_policy_grants_exactly_the_actions_the_code_calls() {
             used.keys()
         );
     }
-    let job = policy("dynamo-etl-job");
+    let job = policy("JobRole");
     let granted: BTreeSet<String> = job["Statement"]
         .as_array()
         .unwrap()
@@ -1793,11 +1976,11 @@ fn the_job_policy_grants_exactly_the_actions_the_code_calls() {
         .collect();
     assert!(
         missing.is_empty(),
-        "jobs/aws/iam/dynamo-etl-job.policy.json lacks what the code calls: {missing:#?}"
+        "the template's JobRole lacks what the code calls: {missing:#?}"
     );
     assert!(
         unused.is_empty(),
-        "jobs/aws/iam/dynamo-etl-job.policy.json grants actions no code calls: {unused:?}"
+        "the template's JobRole grants actions no code calls: {unused:?}"
     );
 }
 
@@ -1842,128 +2025,245 @@ fn the_sdk_call_scan_sees_calls_not_comments() {
     ));
 }
 
-/// The rendered files: `jobs/aws/render` with a sample deployment.
-fn render(dialect: Option<&str>, overrides: &[(&str, &str)]) -> (std::process::Output, PathBuf) {
-    let out = tempfile::tempdir().unwrap().keep();
-    let mut cmd = std::process::Command::new("bash");
-    cmd.arg(root().join("render")).arg(&out).env_clear();
-    if let Ok(path) = std::env::var("PATH") {
-        cmd.env("PATH", path);
+/// Whether CloudFormation would take `value` for a parameter with `pattern` as its
+/// `AllowedPattern` (the whole value must match). Python's `re` stands in for CloudFormation's
+/// matcher; the patterns use nothing on which the two differ.
+fn allowed_by(pattern: &str, value: &str) -> bool {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import re, sys; sys.exit(0 if re.fullmatch(sys.argv[1], sys.argv[2]) else 1)",
+            pattern,
+            value,
+        ])
+        .output()
+        .expect("python3 runs");
+    match out.status.code() {
+        Some(0) => true,
+        Some(1) => false,
+        _ => panic!("python3: {}", String::from_utf8_lossy(&out.stderr)),
     }
-    for var in render_vars() {
-        if var != "DIALECT" {
-            cmd.env(&var, placeholder_sample(&var, "unused"));
-        }
-    }
-    if let Some(d) = dialect {
-        cmd.env("DIALECT", d);
-    }
-    for (k, v) in overrides {
-        cmd.env(k, v);
-    }
-    (cmd.output().expect("bash runs jobs/aws/render"), out)
 }
 
-/// The variables `jobs/aws/render` fills in (its `vars=(…)` list).
-fn render_vars() -> Vec<String> {
-    let text = std::fs::read_to_string(root().join("render")).unwrap();
-    let start = text.find("\nvars=(").expect("vars=( in render") + "\nvars=(".len();
-    let end = start + text[start..].find(')').unwrap();
-    text[start..end]
-        .split_whitespace()
-        .map(str::to_string)
-        .collect()
-}
-
+/// Every `${Name}` the template's resources use is a parameter, a pseudo parameter, or a resource
+/// (or its attribute); every parameter is used and listed in jobs/aws/README.md.
 #[test]
-fn every_placeholder_is_rendered_and_documented() {
-    let vars: BTreeSet<String> = render_vars().into_iter().collect();
+fn every_parameter_is_used_and_documented() {
+    let t = template();
+    let parameters: BTreeSet<String> = t["Parameters"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    let ids: BTreeSet<String> = t["Resources"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    let mut text = symbolic(&t["Resources"]).to_string();
+    text.push_str(&symbolic(&t["Outputs"]).to_string());
+    let substitutions = state_machine_symbolic().to_string();
     let mut used = BTreeSet::new();
-    for dir in ["batch", "stepfunctions", "events", "iam"] {
-        for (path, value) in json_files(&root().join(dir)) {
-            let found = placeholders(&value.to_string());
-            for p in &found {
+    for p in placeholders(&text)
+        .into_iter()
+        .chain(placeholders(&substitutions))
+    {
+        let base = p.split('.').next().unwrap().to_string();
+        let known = p.starts_with("AWS::")
+            || parameters.contains(&p)
+            || ids.contains(&base)
+            // the state machine's own substitutions, checked by state_machine_symbolic
+            || t["Resources"]["StateMachine"]["Properties"]["DefinitionSubstitutions"][&p].is_object();
+        assert!(
+            known,
+            "${{{p}}} is no parameter, pseudo parameter or resource"
+        );
+        used.insert(p);
+    }
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    for p in &parameters {
+        assert!(used.contains(p), "parameter {p} is not used");
+        assert!(
+            readme.contains(&format!("| `{p}` |")),
+            "jobs/aws/README.md's parameter table lacks {p}"
+        );
+        // The sample every other test puts in is a value the stack would take.
+        if let Some(pattern) = t["Parameters"][p]["AllowedPattern"].as_str() {
+            if let Ok(sample) = std::panic::catch_unwind(|| placeholder_sample(p, "redshift")) {
                 assert!(
-                    vars.contains(p),
-                    "{}: ${{{p}}} is not in render's vars",
-                    path.display()
+                    allowed_by(pattern, &sample),
+                    "{p}: the sample {sample} is refused"
                 );
             }
-            used.extend(found);
         }
-    }
-    assert_eq!(
-        used, vars,
-        "render fills in exactly the placeholders the files use"
-    );
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    for v in &vars {
-        assert!(
-            readme.contains(&format!("| `{v}` |")),
-            "jobs/aws/README.md's placeholder table lacks {v}"
-        );
     }
 }
 
+/// The parameters file the README deploys with names every parameter without a default, only
+/// parameters the template has, and values the template takes.
 #[test]
-fn rendered_files_are_complete_and_run_with_the_cli() {
-    for dialect in [None, Some("postgres"), Some("redshift")] {
-        let (output, dir) = render(dialect, &[]);
-        assert!(
-            output.status.success(),
-            "render {dialect:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let expected = dialect.unwrap_or("redshift");
-        for sub in ["batch", "stepfunctions", "events", "iam"] {
-            for (path, value) in json_files(&dir.join(sub)) {
-                assert!(
-                    placeholders(&value.to_string()).is_empty(),
-                    "{}",
-                    path.display()
-                );
-            }
+fn the_example_parameters_file_deploys_the_template() {
+    let t = template();
+    let path = root().join("parameters.example.json");
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut given = BTreeSet::new();
+    for p in file.as_array().expect("CloudFormation's format: a list") {
+        let key = p["ParameterKey"]
+            .as_str()
+            .expect("ParameterKey")
+            .to_string();
+        let value = p["ParameterValue"].as_str().expect("ParameterValue");
+        let declared = &t["Parameters"][&key];
+        assert!(declared.is_object(), "the template has no parameter {key}");
+        if let Some(pattern) = declared["AllowedPattern"].as_str() {
+            assert!(allowed_by(pattern, value), "{key}: {value} is refused");
         }
-        let asl = &json_files(&dir.join("stepfunctions"))[0].1;
-        assert_eq!(
-            asl["States"]["MergeInput"]["Parameters"]["dialect"], expected,
-            "{dialect:?}"
+        if let Some(allowed) = declared["AllowedValues"].as_array() {
+            assert!(
+                allowed.iter().any(|a| a == value),
+                "{key}: {value} is refused"
+            );
+        }
+        given.insert(key);
+    }
+    for (name, declared) in t["Parameters"].as_object().unwrap() {
+        assert!(
+            declared.get("Default").is_some() || given.contains(name),
+            "parameters.example.json lacks {name}, which has no default"
         );
-        for (name, job) in jobs_in(&dir.join("batch")) {
-            let env = job.env("unused");
+    }
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    assert!(
+        readme.contains("aws cloudformation deploy")
+            && readme.contains("--parameter-overrides file://"),
+        "jobs/aws/README.md deploys with a parameters file"
+    );
+}
+
+/// The job definitions run every command with the sample stack's values put in, for either dialect.
+#[test]
+fn the_stacks_commands_run_with_the_cli_for_each_dialect() {
+    let t = template();
+    let allowed: Vec<&str> = t["Parameters"]["Dialect"]["AllowedValues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        allowed, DIALECTS,
+        "Dialect takes exactly the CLI's dialects"
+    );
+    assert_eq!(t["Parameters"]["Dialect"]["Default"], "redshift");
+    for dialect in DIALECTS {
+        assert_eq!(
+            filled(&state_machine_symbolic(), dialect)["States"]["MergeInput"]["Parameters"]
+                ["dialect"],
+            dialect
+        );
+        for (name, job) in job_definitions() {
+            let env = job.env(dialect);
             parse_job(&name, &job.command, &env);
             if let Some((_, d)) = env.iter().find(|(k, _)| k == "ETL_DIALECT") {
-                assert_eq!(d, expected, "{name}");
+                assert_eq!(d, dialect, "{name}");
                 assert!(DialectArg::from_str(d, false).is_ok(), "{name}: {d}");
             }
         }
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }
 
+/// CloudFormation refuses, at deploy time, the grantees the CLI would refuse at the first swap.
 #[test]
-fn render_refuses_a_dialect_or_grantees_the_cli_would_not_take() {
-    for (var, value) in [
-        ("DIALECT", "mysql"),
-        ("GRANT_SELECT_TO", "team:analysts"),
-        ("GRANT_SELECT_TO", "group:analysts,,role:bi"),
-        ("GRANT_SELECT_TO", ""),
-    ] {
-        let (output, dir) = render(None, &[(var, value)]);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(2), "{var}={value:?}: {stderr}");
-        assert!(stderr.contains(var), "{var}={value:?}: {stderr}");
-        let _ = std::fs::remove_dir_all(dir);
-        if var == "GRANT_SELECT_TO" && !value.is_empty() {
-            let argv = ["dynamo-etl", "replace", "--grant-select-to", value];
-            let err = Cli::try_parse_from(argv)
+fn the_stack_refuses_grantees_the_cli_would_not_take() {
+    let t = template();
+    let pattern = t["Parameters"]["GrantSelectTo"]["AllowedPattern"]
+        .as_str()
+        .expect("GrantSelectTo has an AllowedPattern");
+    for value in ["group:analysts,role:bi", "alice", "role:bi"] {
+        assert!(allowed_by(pattern, value), "{value}");
+        Cli::try_parse_from(["dynamo-etl", "replace", "--grant-select-to", value])
+            .unwrap_or_else(|e| panic!("the stack takes {value:?} but the CLI does not: {e}"));
+    }
+    for value in ["team:analysts", "group:analysts,,role:bi", ""] {
+        assert!(!allowed_by(pattern, value), "the stack takes {value:?}");
+        if !value.is_empty() {
+            let err = Cli::try_parse_from(["dynamo-etl", "replace", "--grant-select-to", value])
                 .err()
-                .unwrap_or_else(|| panic!("the CLI takes {value:?} although render refuses it"));
+                .unwrap_or_else(|| panic!("the CLI takes {value:?} although the stack refuses it"));
             assert!(err.to_string().contains("grantee"), "{err}");
         }
     }
 }
 
+/// Step Functions reports every failed Batch job as `States.TaskFailed`, with the job's
+/// description as the cause. A job that exited 2 must not be submitted again by the state machine:
+/// the only whole-job retries are on `DynamoEtl.JobFailed`, which a branch raises only after it
+/// read the exit code and found no 2, and `DynamoEtl.ExitCode2` is retried nowhere.
+#[test]
+fn the_state_machine_never_resubmits_a_job_that_exited_2() {
+    let asl = state_machine();
+    let states = all_states(&asl);
+    for (name, state) in &states {
+        for rule in state["Retry"].as_array().into_iter().flatten() {
+            for e in rule["ErrorEquals"].as_array().unwrap() {
+                let e = e.as_str().unwrap();
+                assert!(
+                    BATCH_TRANSIENT.contains(&e)
+                        || e == "DynamoEtl.JobFailed"
+                        || (state["Resource"]
+                            .as_str()
+                            .is_some_and(|r| !r.contains("submitJob"))
+                            && e == "States.ALL"),
+                    "{name} retries {e}: a job that exited 2 could be submitted again"
+                );
+            }
+        }
+        if state["Type"] == "Fail" && state["Error"] == "DynamoEtl.JobFailed" {
+            // Reached only from a Choice whose earlier rules send exit 2 elsewhere.
+            let choosers: Vec<&Value> = states
+                .values()
+                .filter(|s| s["Type"] == "Choice")
+                .filter(|s| {
+                    s["Default"] == name.as_str()
+                        || s["Choices"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .any(|c| c["Next"] == name.as_str())
+                })
+                .collect();
+            assert!(
+                !choosers.is_empty(),
+                "{name}: raised without looking at the exit code"
+            );
+            for c in choosers {
+                let to_fatal =
+                    c["Choices"].as_array().unwrap().iter().any(|r| {
+                        states[r["Next"].as_str().unwrap()]["Error"] == "DynamoEtl.ExitCode2"
+                    });
+                assert!(
+                    to_fatal,
+                    "{name}: its Choice never sends exit 2 to DynamoEtl.ExitCode2"
+                );
+            }
+        }
+    }
+    for (name, state) in asl["States"].as_object().unwrap() {
+        if state["Type"] != "Parallel" {
+            continue;
+        }
+        let retried: Vec<&str> = state["Retry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|r| r["ErrorEquals"].as_array().unwrap())
+            .map(|e| e.as_str().unwrap())
+            .collect();
+        assert_eq!(retried, ["DynamoEtl.JobFailed"], "{name}");
+    }
+}
 /// A `postgres://` URL selects the PostgreSQL dialect, so a Redshift endpoint must be given as
 /// `redshift://` wherever the docs show one.
 #[test]
