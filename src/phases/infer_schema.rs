@@ -26,7 +26,7 @@ use crate::error::{Class, Classify, Error};
 use crate::retry::RetryPolicy;
 use crate::schema::evolve::{narrowings, Narrowing};
 use crate::schema::infer::{Classification, Inference};
-use crate::schema::{DataSchema, SchemaError, SchemaSet};
+use crate::schema::{DataSchema, SchemaError, SchemaSet, Test};
 use crate::source::export::{read_segment, Export, ExportSource};
 use crate::source::{
     key_attributes, scan_segment, DynamoDb, Message, ScanCounters, ScanError, ScanSpec,
@@ -507,19 +507,24 @@ fn check_classification(
     classification: &Classification,
     from: Option<&Resolution>,
 ) -> Result<(), Error> {
-    let Some(rule) = previous.iter().filter_map(|s| s.rule.as_ref()).find(|r| {
-        r.attribute != classification.attribute
-            || classification
-                .delimiter
-                .is_none_or(|d| !r.prefix.ends_with(d))
-    }) else {
+    let Some(rule) = previous
+        .iter()
+        .filter_map(|s| s.rule.as_ref())
+        .flat_map(|r| r.conditions())
+        .find(|c| {
+            c.attribute != classification.attribute
+                || match (&c.test, classification.delimiter) {
+                    (Test::Prefix(p), Some(d)) => !p.ends_with(d),
+                    _ => true,
+                }
+        })
+    else {
         return Ok(());
     };
     let origin = from.map(|r| r.source.to_string()).unwrap_or_default();
     Err(Error::fatal(format!(
-        "the previous data-schemas ({origin}) classify items by {} prefixes like {:?}, but this run classifies by {} with delimiter {}. Repeat the previous --classify-attribute/--prefix-delimiter, or pass --allow-narrowing to infer from scratch (and review what it drops)",
-        rule.attribute,
-        rule.prefix,
+        "the previous data-schemas ({origin}) classify items by rules like {}, but this run classifies by {} prefixes with delimiter {}. Repeat the previous --classify-attribute/--prefix-delimiter, or pass --allow-narrowing to infer from scratch (and review what it drops)",
+        rule.describe(),
         classification.attribute,
         classification
             .delimiter

@@ -9,7 +9,10 @@
 use std::collections::{BTreeMap, HashSet};
 
 use super::naming;
-use super::{Column, DataSchema, LogicalType, MatchRule, FORMAT_VERSION, MAX_DECIMAL_PRECISION};
+use super::{
+    Column, Condition, DataSchema, LogicalType, MatchRule, Test, FORMAT_VERSION,
+    MAX_DECIMAL_PRECISION,
+};
 use crate::value::decimal::Decimal;
 use crate::value::time::is_timestamp;
 use crate::value::{ItemView, Value};
@@ -268,11 +271,15 @@ impl Inference {
         // Previous tables first (they keep their names), then new groups in prefix order.
         let mut groups: Vec<(String, Option<&DataSchema>)> = Vec::new();
         for p in previous {
-            let prefix = p
-                .rule
-                .as_ref()
-                .map(|r| r.prefix.clone())
-                .unwrap_or_default();
+            let prefix = match p.rule.as_ref().map(MatchRule::conditions) {
+                Some(
+                    [Condition {
+                        test: Test::Prefix(prefix),
+                        ..
+                    }],
+                ) => prefix.clone(),
+                _ => String::new(),
+            };
             groups.push((prefix, Some(p)));
         }
         for group in self.groups.keys() {
@@ -298,10 +305,7 @@ impl Inference {
             let rule = match prev {
                 Some(p) => p.rule.clone(),
                 None if group.is_empty() => None,
-                None => Some(MatchRule {
-                    attribute: classification.attribute.clone(),
-                    prefix: group.clone(),
-                }),
+                None => Some(MatchRule::prefix(&classification.attribute, &group)),
             };
             out.push(DataSchema {
                 format: FORMAT_VERSION,
