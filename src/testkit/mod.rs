@@ -6,5 +6,6 @@
 pub mod decode;
 pub mod export;
 pub mod fixtures;
+pub mod layouts;
 pub mod storage;
 pub mod wire;
