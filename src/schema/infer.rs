@@ -176,6 +176,8 @@ pub struct AttributeStats {
     pub seen: Seen,
     /// Items where the attribute was present and not NULL.
     pub non_null: u64,
+    /// Items where the attribute was present, NULL or not.
+    pub present: u64,
 }
 
 /// Summary of one warehouse table.
@@ -185,19 +187,41 @@ pub struct TableStats {
     pub attributes: BTreeMap<String, AttributeStats>,
 }
 
+/// One item's attributes as inference sees them, worked out once however many summaries the
+/// item goes into (the entity survey adds it to several).
+#[derive(Debug, Clone, Default)]
+pub struct ItemSummary<'i> {
+    /// Name, what its value looks like, and whether it is not NULL.
+    pub attributes: Vec<(&'i str, Seen, bool)>,
+}
+
+impl<'i> ItemSummary<'i> {
+    pub fn of(item: &'i ItemView) -> Self {
+        ItemSummary {
+            attributes: item
+                .iter()
+                .map(|(name, value)| (name, Seen::of(value), !matches!(value, Value::Null)))
+                .collect(),
+        }
+    }
+}
+
 impl TableStats {
     pub fn observe(&mut self, item: &ItemView) {
+        self.add(&ItemSummary::of(item));
+    }
+
+    pub fn add(&mut self, item: &ItemSummary) {
         self.items += 1;
-        for (name, value) in item.iter() {
+        for &(name, seen, non_null) in &item.attributes {
             // Names repeat item after item: allocate one only the first time it is seen.
             let entry = match self.attributes.get_mut(name) {
                 Some(entry) => entry,
                 None => self.attributes.entry(name.to_string()).or_default(),
             };
-            entry.seen = entry.seen.join(Seen::of(value));
-            if !matches!(value, Value::Null) {
-                entry.non_null += 1;
-            }
+            entry.seen = entry.seen.join(seen);
+            entry.non_null += u64::from(non_null);
+            entry.present += 1;
         }
     }
 
@@ -207,7 +231,30 @@ impl TableStats {
             let entry = self.attributes.entry(name.clone()).or_default();
             entry.seen = entry.seen.join(s.seen);
             entry.non_null += s.non_null;
+            entry.present += s.present;
         }
+    }
+
+    /// What is left after taking out `part`, a summary of some of these items: counts are
+    /// subtracted exactly and attributes no remaining item has are dropped; value summaries
+    /// cannot be taken apart, so each kept attribute keeps the whole's (at least as wide).
+    pub fn without(&self, part: &TableStats) -> TableStats {
+        let mut rest = self.clone();
+        rest.items = rest.items.saturating_sub(part.items);
+        for (name, s) in &part.attributes {
+            if let Some(entry) = rest.attributes.get_mut(name) {
+                entry.non_null = entry.non_null.saturating_sub(s.non_null);
+                entry.present = entry.present.saturating_sub(s.present);
+            }
+        }
+        rest.attributes.retain(|_, s| s.present > 0);
+        rest
+    }
+
+    /// Share of the table's cells (items × attributes seen) that hold a value.
+    pub fn filled_cells(&self) -> (u64, u64) {
+        let filled = self.attributes.values().map(|s| s.non_null).sum();
+        (filled, self.items * self.attributes.len() as u64)
     }
 }
 
@@ -321,7 +368,11 @@ impl Inference {
 
 /// Columns of one table: previous ones in their order (widened), then key attributes, then the
 /// rest in byte order of the attribute name.
-fn columns_for(stats: &TableStats, keys: &[String], previous: Option<&[Column]>) -> Vec<Column> {
+pub fn columns_for(
+    stats: &TableStats,
+    keys: &[String],
+    previous: Option<&[Column]>,
+) -> Vec<Column> {
     let previous = previous.unwrap_or(&[]);
     let mut taken: HashSet<String> = previous.iter().map(|c| c.column.clone()).collect();
     let mut columns: Vec<Column> = previous

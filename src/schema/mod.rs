@@ -6,6 +6,7 @@
 //! a reviewed file fails loudly instead of being ignored.
 
 pub mod drift;
+pub mod entities;
 pub mod evolve;
 pub mod infer;
 pub mod limits;
@@ -301,6 +302,15 @@ impl<'de> Deserialize<'de> for SchemaSource {
         let text = String::deserialize(d)?;
         text.parse().map_err(serde::de::Error::custom)
     }
+}
+
+/// Sorts data-schemas in the order phase 1 tries their rules: most specific first
+/// ([`MatchRule::precedence`]), ties by table name, the table without a rule last.
+pub fn classification_order(schemas: &mut [DataSchema]) {
+    schemas.sort_by(|a, b| {
+        let key = |s: &DataSchema| (s.rule.is_none(), s.rule.as_ref().map(MatchRule::precedence));
+        key(a).cmp(&key(b)).then_with(|| a.table.cmp(&b.table))
+    });
 }
 
 /// All data-schemas of one source table, in classification order.
