@@ -21,7 +21,7 @@ the stack and provides boto3). Measures, on one table and with one segment count
             down with every page of a segment, so it cannot feed one process a million items
             in reasonable time
 
-and on segment 0 of --segments, one phase-1 process at a time:
+and on segment 0 of --total-segments, one phase-1 process at a time:
 
   resume      run A scans the segment uninterrupted; run B scans it again, is SIGKILLed at about
               --resume-at of A's items (watched through its progress lines) and is finished by
@@ -92,7 +92,9 @@ def parse_args():
         epilog=__doc__,
     )
     p.add_argument("--items", type=int, help="items in the table (default 1,000,000; 2,000 with --smoke)")
-    p.add_argument("--segments", type=int, help="segments = parallel scans/processes (default 4; 2 with --smoke)")
+    p.add_argument("--total-segments", "--segments", dest="segments", type=int,
+                   help="segments = parallel scans/processes, as dynamo-etl's --total-segments (default 4; 2 with "
+                        "--smoke); --segments is the spelling of earlier figures")
     p.add_argument("--only", default=",".join(STEPS),
                    help="comma-separated steps to run: bare, phase1, export (needs phase1), increment, baseline, "
                         "load (needs phase1), rss, resume, overhead, budget")
@@ -155,7 +157,7 @@ def parse_args():
     if "export" in args.steps and "phase1" not in args.steps:
         p.error("the export step is compared with the phase1 step's scan of the same table: add phase1 to --only")
     if args.items < 1 or args.segments < 1:
-        p.error("--items and --segments must be at least 1")
+        p.error("--items and --total-segments must be at least 1")
     if not 0 < args.resume_at < 1 or not 0 < args.budget_fraction < 1:
         p.error("--resume-at and --budget-fraction must be between 0 and 1")
     if args.resume_checkpoint_seconds < 0 or args.overhead_rounds < 1:
@@ -495,7 +497,7 @@ def step_increment(args, env, logs, run_id, schemas_dir, s3, bucket, prefix, tar
     write_s = time.monotonic() - started
     url = written.stdout.strip().splitlines()[-1]
     inc, (out,) = run_step("increment", f"j2 dynamo-etl increment ({args.increment_fraction:.0%} of the items changed)",
-                           [[etl, "increment", "--table", args.table, "--target", inc_target, "--export-prefix", url,
+                           [[etl, "increment", "--table", args.table, "--target", inc_target, "--incremental-export-prefix", url,
                              "--schemas-dir", schemas_dir]], env, logs)
     changes = int(re.search(r": (\d+) changes from", out).group(1))
     inc.units = changes

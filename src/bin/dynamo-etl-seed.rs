@@ -12,7 +12,7 @@
 //! location for `plan --export-prefix`; it leaves DynamoDB alone. `bench-increment` writes an
 //! incremental export of the window `[--from, --from + 1 h)` changing `--fraction` of those
 //! items (of every ten changes eight updates, one delete, one insert) and prints its location
-//! for `increment --export-prefix`; it leaves DynamoDB alone too.
+//! for `increment --incremental-export-prefix`; it leaves DynamoDB alone too.
 
 mod shared;
 

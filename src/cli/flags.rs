@@ -1,6 +1,10 @@
 //! Flag groups, each declared once and flattened into the commands that take it. Every flag also
-//! reads an `ETL_*` environment variable. Each group turns into the library's plain settings,
-//! checked before any I/O.
+//! reads the environment variable `ETL_<FLAG>` (`--total-segments` ↔ `ETL_TOTAL_SEGMENTS`). Each
+//! group turns into the library's plain settings, checked before any I/O.
+//!
+//! clap drops a doc comment written on a `#[command(flatten)]` field, so a command that says
+//! more about a shared flag adds it with [`note`] (`#[command(mut_arg("run_id", note("…")))]`
+//! on its `Args`), and the flag's `--help` shows it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,6 +26,20 @@ use dynamo_etl::warehouse::redshift::credentials::{
 };
 use dynamo_etl::warehouse::redshift::{Credentials, Options as RedshiftOptions};
 use dynamo_etl::warehouse::{DialectName, DialectOptions, Grantee, WarehouseConfig, WarehouseUrl};
+
+/// A command's own words about a shared flag, appended to the flag's help.
+pub fn note(text: &'static str) -> impl FnOnce(clap::Arg) -> clap::Arg {
+    move |arg| {
+        // clap drops the final period of a one-sentence doc comment; the note is a sentence of
+        // its own.
+        let help = match arg.get_help().map(|h| h.to_string()) {
+            Some(help) if help.ends_with('.') => format!("{help} {text}"),
+            Some(help) => format!("{help}. {text}"),
+            None => text.to_string(),
+        };
+        arg.help(help)
+    }
+}
 
 const CONNECTION: &str = "Connection (AWS, staging area)";
 const RETRIES: &str = "Retries of AWS calls";
@@ -157,7 +175,7 @@ pub struct TableFlag {
 pub struct ExportFlags {
     /// Read this finished DynamoDB export (full, DynamoDB JSON) instead of scanning the table:
     /// s3://<bucket>/<export-prefix>/AWSDynamoDB/<export-id>. The bucket may be another one
-    /// than the staging bucket.
+    /// than the staging bucket. Reading an export consumes none of the table's read capacity.
     #[arg(
         long,
         env = "ETL_EXPORT_PREFIX",
@@ -175,11 +193,11 @@ pub struct ExportFlags {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ExportWaitFlags {
     /// Seconds between two DescribeExport calls.
-    #[arg(long, env = "ETL_EXPORT_POLL_SECONDS", default_value_t = 30,
+    #[arg(long, env = "ETL_POLL_SECONDS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub poll_seconds: u64,
     /// Give up (exit 1, run again) when the export is still running after this many seconds.
-    #[arg(long, env = "ETL_EXPORT_WAIT_SECONDS", default_value_t = 6 * 3600,
+    #[arg(long, env = "ETL_WAIT_SECONDS", default_value_t = 6 * 3600,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub wait_seconds: u64,
 }
@@ -269,7 +287,7 @@ impl SchemaFlags {
     }
 }
 
-/// How DynamoDB is read.
+/// How DynamoDB is read: consistency and the read budget.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReadFlags {
     /// Strongly consistent reads (twice the read units).
@@ -279,9 +297,36 @@ pub struct ReadFlags {
     /// DynamoDB reports). Needed on on-demand tables to cap cost.
     #[arg(long, env = "ETL_MAX_READ_UNITS")]
     pub max_read_units: Option<f64>,
+}
+
+impl ReadFlags {
+    pub fn checked_read_units(&self) -> Result<Option<f64>, Error> {
+        match self.max_read_units {
+            Some(u) if !(u.is_finite() && u > 0.0) => Err(Error::fatal(format!(
+                "--max-read-units must be a positive number, got {u}"
+            ))),
+            other => Ok(other),
+        }
+    }
+}
+
+/// How often a scan logs its progress.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProgressFlag {
     /// Seconds between progress log lines.
     #[arg(long, env = "ETL_PROGRESS_SECONDS", default_value_t = 10)]
     pub progress_seconds: u64,
+}
+
+impl ProgressFlag {
+    pub fn every(&self) -> Duration {
+        Duration::from_secs(self.progress_seconds.max(1))
+    }
+}
+
+/// How phase 1 pages through a segment and saves where it got to.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CheckpointFlags {
     /// Seconds between a segment's checkpoints (one is also taken whenever a part fills up): a
     /// killed segment's retry goes on from its last one. 0 takes one after every page.
     #[arg(long, env = "ETL_CHECKPOINT_SECONDS", default_value_t = 60)]
@@ -295,19 +340,25 @@ pub struct ReadFlags {
     pub page_items: Option<u32>,
 }
 
-impl ReadFlags {
-    pub fn checked_read_units(&self) -> Result<Option<f64>, Error> {
-        match self.max_read_units {
-            Some(u) if !(u.is_finite() && u > 0.0) => Err(Error::fatal(format!(
-                "--max-read-units must be a positive number, got {u}"
-            ))),
-            other => Ok(other),
-        }
-    }
-
-    pub fn progress_every(&self) -> Duration {
-        Duration::from_secs(self.progress_seconds.max(1))
-    }
+/// Phase 1's checkpoint flags on the commands that never checkpoint (`plan`, `infer-schema`
+/// accepted and ignored them until they were split from the read flags): still accepted, hidden,
+/// for one more release, with a warning to drop them. No variable: a job's environment may set
+/// `ETL_CHECKPOINT_SECONDS` for every command, which is not a mistake.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NoEffectCheckpointFlags {
+    /// Has no effect here; read until the next release.
+    #[arg(
+        long = "checkpoint-seconds",
+        id = "no_effect_checkpoint_seconds",
+        hide = true
+    )]
+    pub checkpoint_seconds: Option<u64>,
+    /// Has no effect here; read until the next release.
+    #[arg(long = "restart", id = "no_effect_restart", hide = true)]
+    pub restart: bool,
+    /// Has no effect here; read until the next release.
+    #[arg(long = "page-items", id = "no_effect_page_items", hide = true)]
+    pub page_items: Option<u32>,
 }
 
 /// How phase 1 shapes its parts.
@@ -379,6 +430,10 @@ pub struct ScanFlags {
     #[command(flatten)]
     pub read: ReadFlags,
     #[command(flatten)]
+    pub progress: ProgressFlag,
+    #[command(flatten)]
+    pub checkpoints: CheckpointFlags,
+    #[command(flatten)]
     pub parts: PartFlags,
 }
 
@@ -388,10 +443,10 @@ impl ScanFlags {
             parts: self.parts.settings()?,
             consistent_read: self.read.consistent_read,
             max_read_units: self.read.checked_read_units()?,
-            progress_every: self.read.progress_every(),
-            checkpoint_every: Duration::from_secs(self.read.checkpoint_seconds),
-            restart: self.read.restart,
-            page_items: match self.read.page_items {
+            progress_every: self.progress.every(),
+            checkpoint_every: Duration::from_secs(self.checkpoints.checkpoint_seconds),
+            restart: self.checkpoints.restart,
+            page_items: match self.checkpoints.page_items {
                 Some(0) => return Err(Error::fatal("--page-items must be at least 1")),
                 other => other,
             },
@@ -414,21 +469,54 @@ impl DialectArg {
     }
 }
 
-/// Which warehouse a new run is for, where no warehouse is configured (phase 1 and `plan`).
+/// The warehouse's SQL dialect: the one declaration of `--dialect`.
 #[derive(Debug, Clone, clap::Args)]
-pub struct PlanDialectFlag {
-    /// The warehouse a new run is for: phase 1 shapes binary values, long strings and decimals
-    /// by its limits (default: the scheme of ETL_WAREHOUSE_URL when that is set). A planned run
-    /// keeps the dialect it was planned for.
-    #[arg(long, env = "ETL_DIALECT", value_enum)]
+pub struct DialectFlag {
+    /// The warehouse's SQL dialect (default: the one the scheme of --warehouse-url implies). A
+    /// new run is planned for it: phase 1 shapes binary values, long strings and decimals by its
+    /// limits, and the run keeps the dialect it was planned for.
+    #[arg(long, env = "ETL_DIALECT", value_enum, help_heading = WAREHOUSE)]
     pub dialect: Option<DialectArg>,
 }
 
-impl PlanDialectFlag {
+/// Where the warehouse is: the one declaration of `--warehouse-url`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WarehouseUrlFlag {
+    /// Connection URL: postgres://user:password@host:port/db, or redshift://… for Redshift.
+    /// Never logged with its password.
+    #[arg(long, env = "ETL_WAREHOUSE_URL", hide_env_values = true, help_heading = WAREHOUSE)]
+    pub warehouse_url: Option<String>,
+}
+
+impl WarehouseUrlFlag {
+    /// The URL, when one was given.
+    pub fn given(&self) -> Option<&str> {
+        self.warehouse_url.as_deref().filter(|u| !u.is_empty())
+    }
+}
+
+/// Which warehouse a new run is for, where nothing connects to the warehouse (phase 1 and
+/// `plan`): `--dialect`, else the dialect the warehouse URL's scheme implies.
+#[derive(Debug, Clone, clap::Args)]
+#[command(mut_arg(
+    "warehouse_url",
+    note(
+        "Only its scheme is read here, for the dialect of a new run when --dialect is not given."
+    )
+))]
+pub struct PlanDialectFlags {
+    #[command(flatten)]
+    pub dialect: DialectFlag,
+    #[command(flatten)]
+    pub url: WarehouseUrlFlag,
+}
+
+impl PlanDialectFlags {
     pub fn resolve(&self) -> Option<DialectName> {
-        self.dialect.map(DialectArg::name).or_else(|| {
-            let url = std::env::var("ETL_WAREHOUSE_URL").ok()?;
-            WarehouseUrl::parse(&url).ok()?.implied_dialect()
+        self.dialect.dialect.map(DialectArg::name).or_else(|| {
+            WarehouseUrl::parse(self.url.given()?)
+                .ok()?
+                .implied_dialect()
         })
     }
 }
@@ -445,13 +533,10 @@ pub enum CredentialsArg {
 /// How to reach the warehouse and what to call things there.
 #[derive(Debug, Clone, clap::Args)]
 pub struct WarehouseFlags {
-    /// Connection URL: postgres://user:password@host:port/db, or redshift://… for Redshift.
-    /// Never logged with its password.
-    #[arg(long, env = "ETL_WAREHOUSE_URL", hide_env_values = true, help_heading = WAREHOUSE)]
-    pub warehouse_url: Option<String>,
-    /// SQL dialect; by default taken from the URL's scheme.
-    #[arg(long, env = "ETL_DIALECT", value_enum, help_heading = WAREHOUSE)]
-    pub dialect: Option<DialectArg>,
+    #[command(flatten)]
+    pub url: WarehouseUrlFlag,
+    #[command(flatten)]
+    pub dialect: DialectFlag,
     /// Warehouse schema consumers read (default: the source table's name as an identifier).
     /// Staging is `<target>_staging`, the kept generation `<target>_previous`.
     #[arg(long, env = "ETL_TARGET", help_heading = WAREHOUSE)]
@@ -505,11 +590,11 @@ pub struct WarehouseFlags {
 impl WarehouseFlags {
     /// Whether a warehouse URL was given at all.
     pub fn is_given(&self) -> bool {
-        self.warehouse_url.as_deref().is_some_and(|u| !u.is_empty())
+        self.url.given().is_some()
     }
 
     fn url(&self) -> Result<WarehouseUrl, Error> {
-        let raw = self.warehouse_url.as_deref().filter(|u| !u.is_empty()).ok_or_else(|| {
+        let raw = self.url.given().ok_or_else(|| {
             Error::fatal("no warehouse: pass --warehouse-url or set ETL_WAREHOUSE_URL (postgres://… or redshift://…)")
         })?;
         WarehouseUrl::parse(raw).map_err(|e| Error::fatal(e.to_string()))
@@ -518,7 +603,7 @@ impl WarehouseFlags {
     /// The dialect: `--dialect`, else the one the URL's scheme implies.
     pub fn dialect(&self) -> Result<DialectName, Error> {
         let url = self.url()?;
-        match (self.dialect, url.implied_dialect()) {
+        match (self.dialect.dialect, url.implied_dialect()) {
             (Some(given), _) => Ok(given.name()),
             (None, Some(d)) => Ok(d),
             (None, None) => Err(Error::fatal(format!(

@@ -5,7 +5,7 @@
 use super::Context;
 use crate::error::Error;
 use crate::schema::UNCLASSIFIED_TABLE;
-use crate::staging::commands::{Runbook, Step};
+use crate::staging::commands::Runbook;
 use crate::staging::manifest::{self, Committed, DriftSum, SegmentManifest};
 use crate::staging::plan::RunPlan;
 
@@ -27,23 +27,29 @@ pub async fn drift(ctx: &Context, plan: &RunPlan) -> Result<DriftReport, Error> 
     Ok(report)
 }
 
-/// Drift of a run, summed over the manifests read so far.
+/// Drift of a run, summed over the manifests read so far. The command line prints it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DriftReport {
-    run_id: String,
-    source_table: String,
-    total_segments: u32,
-    read: u32,
-    items_scanned: u64,
-    drift: DriftSum,
-    unclassified: u64,
-    missing: Vec<u32>,
-    unreadable: Vec<(u32, String)>,
-    runbook: Runbook,
+    pub run_id: String,
+    pub source_table: String,
+    pub total_segments: u32,
+    /// Segment manifests read.
+    pub read: u32,
+    pub items_scanned: u64,
+    pub drift: DriftSum,
+    /// Items that went to `_unclassified`.
+    pub unclassified: u64,
+    /// Segments without a manifest.
+    pub missing: Vec<u32>,
+    /// Segments whose manifest cannot be used, and why.
+    pub unreadable: Vec<(u32, String)>,
+    /// Names the commands that write a missing or damaged segment again.
+    pub runbook: Runbook,
 }
 
 impl DriftReport {
-    fn new(plan: &RunPlan, runbook: Runbook) -> Self {
+    /// An empty report for `plan`'s run: no manifest read yet.
+    pub fn new(plan: &RunPlan, runbook: Runbook) -> Self {
         DriftReport {
             run_id: plan.run_id.clone(),
             source_table: plan.source_table.clone(),
@@ -58,7 +64,8 @@ impl DriftReport {
         }
     }
 
-    fn add(&mut self, manifest: &SegmentManifest) {
+    /// Adds one segment's manifest.
+    pub fn add(&mut self, manifest: &SegmentManifest) {
         self.read += 1;
         self.items_scanned += manifest.items_scanned;
         self.unclassified += manifest
@@ -68,94 +75,17 @@ impl DriftReport {
         self.drift.add(&manifest.drift);
     }
 
-    fn has_findings(&self) -> bool {
+    /// Whether anything did not fit: drift, or unclassified items.
+    pub fn has_findings(&self) -> bool {
         self.unclassified > 0 || !self.drift.is_empty()
-    }
-
-    pub fn render(&self) -> String {
-        use std::fmt::Write;
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "drift of run {} (table {}): {} of {} segment manifests read, {} items scanned",
-            self.run_id, self.source_table, self.read, self.total_segments, self.items_scanned
-        );
-        for (table, counts) in &self.drift.tables {
-            if counts.is_empty() {
-                continue;
-            }
-            let _ = writeln!(
-                out,
-                "{table}: {} attribute(s) kept out of their columns (in _extra, or _overflow where the reason says so)",
-                counts.len()
-            );
-            let mut rows: Vec<_> = counts.iter().collect();
-            rows.sort_by(|a, b| b.1.count.cmp(&a.1.count).then_with(|| a.0.cmp(b.0)));
-            for (key, drift) in rows {
-                let _ = writeln!(
-                    out,
-                    "  {:?} ({}): {} item(s), e.g. {}",
-                    key.attribute,
-                    key.reason,
-                    drift.count,
-                    drift.examples.join(" ")
-                );
-            }
-        }
-        if self.unclassified > 0 {
-            let _ = writeln!(
-                out,
-                "{UNCLASSIFIED_TABLE}: {} item(s) matched no data-schema",
-                self.unclassified
-            );
-        }
-        if !self.has_findings() && self.read > 0 {
-            let _ = writeln!(
-                out,
-                "no drift: every attribute fit its data-schema and every item was classified"
-            );
-        }
-        if !self.missing.is_empty() {
-            let list: Vec<String> = self.missing.iter().map(u32::to_string).collect();
-            let _ = writeln!(
-                out,
-                "segments without a manifest (not run yet, still running, or failed): {}; their items are not counted above. To run one: {}",
-                list.join(", "),
-                self.runbook
-                    .command(Step::RetryPhase1 {
-                        total_segments: self.total_segments,
-                        segment: self.missing[0],
-                    })
-            );
-        }
-        for (segment, problem) in &self.unreadable {
-            let _ = writeln!(
-                out,
-                "segment {segment}: {problem}; its items are not counted above. To write it again: {}",
-                self.runbook.command(Step::RetryPhase1 {
-                    total_segments: self.total_segments,
-                    segment: *segment,
-                })
-            );
-        }
-        if self.has_findings() {
-            let _ = writeln!(
-                out,
-                "hint: run `dynamo-etl infer-schema --table {}` to add these attributes and entities to the data-schemas; runs planned afterwards load them into columns",
-                self.source_table
-            );
-        }
-        out
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::SchemaSource;
-    use crate::staging::manifest::{
-        DriftEntry, DriftReason, TableDrift, TableOutput, MANIFEST_FORMAT,
-    };
+    use crate::staging::manifest::{DriftEntry, DriftReason, TableDrift};
+    use crate::testkit::runs;
     use std::collections::BTreeMap;
 
     fn manifest(
@@ -163,14 +93,6 @@ mod tests {
         drift: &[(&str, &str, DriftReason, u64, &[&str])],
         unclassified: u64,
     ) -> SegmentManifest {
-        let mut tables = BTreeMap::new();
-        tables.insert(
-            UNCLASSIFIED_TABLE.to_string(),
-            TableOutput {
-                rows: unclassified,
-                ..TableOutput::default()
-            },
-        );
         let mut by_table: BTreeMap<String, TableDrift> = BTreeMap::new();
         for (table, attribute, reason, count, examples) in drift {
             by_table
@@ -184,23 +106,10 @@ mod tests {
                 });
         }
         SegmentManifest {
-            format: MANIFEST_FORMAT,
-            run_id: "r".into(),
-            source_table: "platform".into(),
-            segment,
-            total_segments: 3,
-            schema_source: SchemaSource::Static("schemas".into()),
-            tables,
+            tables: runs::rows_of(UNCLASSIFIED_TABLE, unclassified),
             items_scanned: 10,
-            items_rejected: vec![],
             drift: by_table,
-            read_units: 0.0,
-            pages: 1,
-            retries: 0,
-            started_at: chrono::DateTime::UNIX_EPOCH,
-            finished_at: chrono::DateTime::UNIX_EPOCH,
-            duration_ms: 0,
-            resumed: None,
+            ..runs::manifest(&plan(), segment)
         }
     }
 
@@ -215,17 +124,9 @@ mod tests {
 
     fn plan() -> RunPlan {
         RunPlan {
-            format: 1,
-            run_id: "r".into(),
             source_table: "platform".into(),
             total_segments: 3,
-            dialect: crate::schema::DialectName::Postgres,
-            key_attributes: vec!["pk".into()],
-            schema_source: SchemaSource::Static("schemas".into()),
-            schemas: vec![],
-            created_at: chrono::DateTime::UNIX_EPOCH,
-            export: None,
-            increment: None,
+            ..runs::plan("r")
         }
     }
 
@@ -262,27 +163,18 @@ mod tests {
         assert_eq!(budget.examples, ["k1", "k2", "k3"]);
         assert!(org.contains_key(&key("a: b", DriftReason::OtherType)));
         assert_eq!(report.unclassified, 5);
-        let text = report.render();
-        assert!(text.contains("2 of 3 segment manifests read"), "{text}");
-        assert!(
-            text.contains("\"budget\" (not in the data-schema): 7 item(s), e.g. k1 k2 k3"),
-            "{text}"
-        );
-        assert!(text.contains("_unclassified: 5 item(s)"), "{text}");
-        assert!(text.contains("without a manifest"), "{text}");
-        assert!(text.contains("retry phase-1 3 2 --run-id r"), "{text}");
-        assert!(text.contains("infer-schema --table platform"), "{text}");
+        assert_eq!((report.read, report.items_scanned), (2, 20));
+        assert!(report.has_findings());
     }
 
     #[test]
-    fn a_clean_run_says_so_and_gives_no_hint() {
+    fn a_clean_run_has_no_findings() {
         let mut report = DriftReport::new(&plan(), runbook());
         for k in 0..3 {
             report.add(&manifest(k, &[], 0));
         }
-        let text = report.render();
-        assert!(text.contains("no drift"), "{text}");
-        assert!(!text.contains("hint"), "{text}");
-        assert!(!text.contains("without a manifest"), "{text}");
+        assert!(!report.has_findings());
+        assert_eq!(report.read, 3);
+        assert!(report.missing.is_empty());
     }
 }

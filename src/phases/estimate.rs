@@ -106,54 +106,13 @@ pub enum Warning {
         capacity: u64,
         on_demand: bool,
         segments_at_once: u32,
+        /// The largest per-segment budget whose sum fits.
+        fitting_budget: f64,
     },
     /// On-demand and no budget: nothing in the tool limits how fast it reads and is billed.
     NoBudgetOnDemand,
     /// DescribeTable's count and size lag writes by up to about six hours.
     StaleFigures,
-}
-
-impl Warning {
-    pub fn text(&self) -> String {
-        match self {
-            Warning::TooFewSegments {
-                segments,
-                recommended,
-            } => format!(
-                "{segments} segment{} for this size: DynamoDB suggests starting from one segment \
-                 per 2 GB, {recommended} here (--total-segments {recommended})",
-                if *segments == 1 { "" } else { "s" }
-            ),
-            Warning::BudgetAboveTable {
-                summed,
-                capacity,
-                on_demand,
-                segments_at_once,
-            } => {
-                let what = match on_demand {
-                    true => "on-demand maximum",
-                    false => "provisioned read capacity",
-                };
-                format!(
-                    "the summed budget ({} read units/s over {segments_at_once} segment{} at \
-                     once) is above the table's {what} of {} read units/s: the scan would be \
-                     throttled and starve the table's own readers; pass --max-read-units {} or \
-                     less",
-                    number(*summed),
-                    if *segments_at_once == 1 { "" } else { "s" },
-                    number(*capacity as f64),
-                    number(fair_share(*capacity, *segments_at_once)),
-                )
-            }
-            Warning::NoBudgetOnDemand => "no --max-read-units on an on-demand table: nothing in \
-                 this tool limits how fast the scan reads and is billed, or how much throughput \
-                 it takes from the table's other readers"
-                .to_string(),
-            Warning::StaleFigures => "DynamoDB refreshes the item count and size only about \
-                 every six hours: writes since then are not in these figures"
-                .to_string(),
-        }
-    }
 }
 
 /// The largest per-segment budget whose sum stays within `capacity`, to two decimals.
@@ -162,7 +121,7 @@ fn fair_share(capacity: u64, segments_at_once: u32) -> f64 {
     (share * 100.0).floor() / 100.0
 }
 
-/// The figures of one estimate.
+/// The figures of one estimate; the command line prints them as a table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Estimate {
     pub facts: TableFacts,
@@ -224,11 +183,13 @@ impl Estimate {
         }
         if let (Some(summed), Some((capacity, on_demand))) = (settings.summed_budget(), ceiling) {
             if summed > capacity as f64 {
+                let at_once = settings.segments_at_once.min(settings.total_segments);
                 warnings.push(Warning::BudgetAboveTable {
                     summed,
                     capacity,
                     on_demand,
-                    segments_at_once: settings.segments_at_once.min(settings.total_segments),
+                    segments_at_once: at_once,
+                    fitting_budget: fair_share(capacity, at_once),
                 });
             }
         }
@@ -259,129 +220,6 @@ impl Estimate {
     pub fn cost(&self, units: f64) -> f64 {
         units / 1_000_000.0 * self.settings.read_price_per_million
     }
-
-    /// The human table printed by `--estimate`, one aligned line per figure.
-    pub fn render(&self) -> String {
-        let f = &self.facts;
-        let s = &self.settings;
-        let mut rows: Vec<(&str, String)> = Vec::new();
-        rows.push(("items", number(f.item_count as f64)));
-        rows.push((
-            "size",
-            format!(
-                "{} bytes ({})",
-                number(f.size_bytes as f64),
-                binary_size(f.size_bytes)
-            ),
-        ));
-        rows.push((
-            "billing",
-            match f.billing {
-                Billing::Provisioned { read_capacity } => {
-                    format!("provisioned, {} read units/s", number(read_capacity as f64))
-                }
-                Billing::OnDemand {
-                    max_read_units: None,
-                } => "on-demand".to_string(),
-                Billing::OnDemand {
-                    max_read_units: Some(max),
-                } => format!("on-demand, at most {} read units/s", number(max as f64)),
-            },
-        ));
-        let at_once = s.segments_at_once.min(s.total_segments);
-        rows.push((
-            "segments",
-            match at_once == s.total_segments {
-                true => format!("{}, all at once", s.total_segments),
-                false => format!("{}, {at_once} at once", s.total_segments),
-            },
-        ));
-        rows.push((
-            "read budget",
-            match (s.max_read_units, s.summed_budget()) {
-                (Some(each), Some(sum)) => format!(
-                    "{} read units/s per segment, {} at once",
-                    number(each),
-                    number(sum)
-                ),
-                _ => "none (no --max-read-units)".to_string(),
-            },
-        ));
-        let chosen = |strong: bool| match strong == s.consistent_read {
-            true => " (this run)",
-            false => "",
-        };
-        rows.push((
-            "read units",
-            format!(
-                "{} eventually consistent{}, {} strongly consistent{}",
-                number(self.eventually_consistent_units),
-                chosen(false),
-                number(self.strongly_consistent_units),
-                chosen(true)
-            ),
-        ));
-        rows.push((
-            "cost",
-            format!(
-                "{} eventually consistent{}, {} strongly consistent{}",
-                dollars(self.cost(self.eventually_consistent_units)),
-                chosen(false),
-                dollars(self.cost(self.strongly_consistent_units)),
-                chosen(true)
-            ),
-        ));
-        rows.push((
-            "price",
-            format!(
-                "${} per million read request units, an on-demand list price \
-                 (--read-price-per-million){}",
-                s.read_price_per_million,
-                match f.billing {
-                    Billing::Provisioned { .. } => {
-                        "; this provisioned table pays for its capacity instead"
-                    }
-                    Billing::OnDemand { .. } => "; provisioned tables pay for capacity instead",
-                }
-            ),
-        ));
-        rows.push((
-            "time",
-            match &self.pace {
-                Pace::Budget { seconds, rate } => format!(
-                    "about {} at {} read units/s",
-                    duration(*seconds),
-                    number(*rate)
-                ),
-                Pace::TableCeiling {
-                    seconds,
-                    rate,
-                    on_demand,
-                } => format!(
-                    "set by DynamoDB, not by this tool: at least {} at the table's {} of {} \
-                     read units/s",
-                    duration(*seconds),
-                    match on_demand {
-                        true => "on-demand maximum",
-                        false => "provisioned capacity",
-                    },
-                    number(*rate as f64)
-                ),
-                Pace::Unbounded => {
-                    "set by DynamoDB, not by this tool (no --max-read-units)".to_string()
-                }
-            },
-        ));
-        let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-        let mut text = format!("Estimate of a full scan of table {}\n", f.table);
-        for (label, value) in rows {
-            text.push_str(&format!("  {label:<width$}  {value}\n"));
-        }
-        for w in &self.warnings {
-            text.push_str(&format!("  {:<width$}  {}\n", "warning", w.text()));
-        }
-        text
-    }
 }
 
 /// DescribeTable of the source table and the estimate for `settings`. `command` is how the
@@ -404,69 +242,6 @@ pub async fn estimate(
             }
         })?;
     Ok(Estimate::new(facts, settings))
-}
-
-/// `1234567.5` → `1,234,567.5`; whole numbers without decimals, others to two at most.
-pub fn number(n: f64) -> String {
-    let rounded = (n * 100.0).round() / 100.0;
-    let whole = rounded.trunc() as u64;
-    let digits = whole.to_string();
-    let mut grouped = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            grouped.push(',');
-        }
-        grouped.push(c);
-    }
-    let fraction = rounded - whole as f64;
-    if fraction > 0.0 {
-        let decimals = format!("{fraction:.2}");
-        grouped.push_str(decimals.trim_start_matches('0').trim_end_matches('0'));
-    }
-    grouped
-}
-
-/// Dollars to the cent, with a floor so that a tiny scan does not read as free.
-pub fn dollars(d: f64) -> String {
-    if d == 0.0 {
-        "$0.00".to_string()
-    } else if d < 0.005 {
-        "under $0.01".to_string()
-    } else {
-        let cents = (d * 100.0).round();
-        let whole = number((cents / 100.0).trunc());
-        format!("${whole}.{:02}", (cents as u64) % 100)
-    }
-}
-
-/// `1536` → `1.5 KiB`, up to TiB.
-pub fn binary_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    match unit {
-        0 => format!("{bytes} bytes"),
-        _ => format!("{value:.1} {}", UNITS[unit]),
-    }
-}
-
-/// Seconds in the largest two units that matter: `2h 05m`, `3m 07s`, `12s`.
-pub fn duration(seconds: f64) -> String {
-    if seconds < 1.0 {
-        return "under a second".to_string();
-    }
-    let s = seconds.ceil() as u64;
-    let (d, h, m, sec) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
-    match (d, h, m) {
-        (0, 0, 0) => format!("{sec}s"),
-        (0, 0, _) => format!("{m}m {sec:02}s"),
-        (0, _, _) => format!("{h}h {m:02}m"),
-        _ => format!("{d}d {h:02}h"),
-    }
 }
 
 #[cfg(test)]
@@ -614,20 +389,16 @@ mod tests {
             capacity: 1000,
             on_demand: false,
             segments_at_once: 8,
+            fitting_budget: 125.0,
         };
         assert!(e.warnings.contains(&warning), "{:?}", e.warnings);
-        assert!(
-            warning.text().contains("pass --max-read-units 125 or less"),
-            "{}",
-            warning.text()
-        );
         // Exactly at capacity is fine.
         let e = Estimate::new(facts(GIB, provisioned), settings(16, 8, Some(125.0)));
         assert!(!e
             .warnings
             .iter()
             .any(|w| matches!(w, Warning::BudgetAboveTable { .. })));
-        // An on-demand maximum throttles the same way.
+        // An on-demand maximum throttles the same way; the fitting budget is rounded down.
         let capped = Billing::OnDemand {
             max_read_units: Some(100),
         };
@@ -637,15 +408,15 @@ mod tests {
             .iter()
             .find(|w| matches!(w, Warning::BudgetAboveTable { .. }))
             .expect("warned");
-        assert!(
-            w.text().contains("on-demand maximum of 100"),
-            "{}",
-            w.text()
-        );
-        assert!(
-            w.text().contains("--max-read-units 33.33 or less"),
-            "{}",
-            w.text()
+        assert_eq!(
+            *w,
+            Warning::BudgetAboveTable {
+                summed: 150.0,
+                capacity: 100,
+                on_demand: true,
+                segments_at_once: 3,
+                fitting_budget: 33.33,
+            }
         );
     }
 
@@ -664,7 +435,6 @@ mod tests {
     fn every_estimate_says_the_figures_may_be_six_hours_old() {
         let e = Estimate::new(facts(GIB, ON_DEMAND), settings(1, 1, Some(1.0)));
         assert_eq!(e.warnings, vec![Warning::StaleFigures]);
-        assert!(Warning::StaleFigures.text().contains("six hours"));
     }
 
     #[test]
@@ -680,80 +450,5 @@ mod tests {
         assert!(s.check().is_err());
         let s = settings(0, 1, None);
         assert_eq!(s.check().unwrap_err().class(), Class::Fatal);
-    }
-
-    #[test]
-    fn numbers_money_sizes_and_durations_read_well() {
-        assert_eq!(number(0.0), "0");
-        assert_eq!(number(999.0), "999");
-        assert_eq!(number(1000.0), "1,000");
-        assert_eq!(number(1_234_567.5), "1,234,567.5");
-        assert_eq!(number(33.333), "33.33");
-        assert_eq!(dollars(0.0), "$0.00");
-        assert_eq!(dollars(0.004), "under $0.01");
-        assert_eq!(dollars(0.16384), "$0.16");
-        assert_eq!(dollars(12_345.678), "$12,345.68");
-        assert_eq!(binary_size(512), "512 bytes");
-        assert_eq!(binary_size(1536), "1.5 KiB");
-        assert_eq!(binary_size(10 * GIB), "10.0 GiB");
-        assert_eq!(duration(0.2), "under a second");
-        assert_eq!(duration(12.0), "12s");
-        assert_eq!(duration(187.0), "3m 07s");
-        assert_eq!(duration(7500.0), "2h 05m");
-        assert_eq!(duration(3.0 * 86_400.0 + 4.0 * 3600.0), "3d 04h");
-    }
-
-    /// The wording and layout operators read; change it on purpose only.
-    #[test]
-    fn the_printed_table_is_pinned() {
-        let provisioned = Billing::Provisioned {
-            read_capacity: 1000,
-        };
-        let e = Estimate::new(facts(10 * GIB, provisioned), settings(4, 4, Some(300.0)));
-        let expected = "\
-Estimate of a full scan of table orders
-  items        1,234,567
-  size         10,737,418,240 bytes (10.0 GiB)
-  billing      provisioned, 1,000 read units/s
-  segments     4, all at once
-  read budget  300 read units/s per segment, 1,200 at once
-  read units   1,310,720 eventually consistent (this run), 2,621,440 strongly consistent
-  cost         $0.16 eventually consistent (this run), $0.33 strongly consistent
-  price        $0.125 per million read request units, an on-demand list price (--read-price-per-million); this provisioned table pays for its capacity instead
-  time         about 18m 13s at 1,200 read units/s
-  warning      4 segments for this size: DynamoDB suggests starting from one segment per 2 GB, 5 here (--total-segments 5)
-  warning      the summed budget (1,200 read units/s over 4 segments at once) is above the table's provisioned read capacity of 1,000 read units/s: the scan would be throttled and starve the table's own readers; pass --max-read-units 250 or less
-  warning      DynamoDB refreshes the item count and size only about every six hours: writes since then are not in these figures
-";
-        assert_eq!(e.render(), expected);
-    }
-
-    #[test]
-    fn an_unpaced_on_demand_estimate_says_dynamodb_sets_the_time() {
-        let mut s = settings(1, 1, None);
-        s.consistent_read = true;
-        let text = Estimate::new(facts(4096, ON_DEMAND), s).render();
-        assert!(text.contains("  billing      on-demand\n"), "{text}");
-        assert!(
-            text.contains("read budget  none (no --max-read-units)"),
-            "{text}"
-        );
-        assert!(
-            text.contains("0.5 eventually consistent, 1 strongly consistent (this run)"),
-            "{text}"
-        );
-        assert!(text.contains("under $0.01 eventually consistent"), "{text}");
-        assert!(
-            text.contains("time         set by DynamoDB, not by this tool (no --max-read-units)"),
-            "{text}"
-        );
-        assert!(
-            text.contains("an on-demand list price (--read-price-per-million); provisioned tables pay for capacity instead\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("warning      no --max-read-units on an on-demand table"),
-            "{text}"
-        );
     }
 }

@@ -52,7 +52,7 @@ async fn describe(ctx: &Context, arn: &str) -> Result<ExportSource, Error> {
     )? {
         ExportState::Done(source) => source.map_err(Error::fatal),
         ExportState::Running => Err(Error::retry(format!(
-            "export {arn} is still in progress; wait for it (dynamo-etl export wait --export-arn {arn}) and plan again"
+            "export {arn} is still in progress; wait for it (dynamo-etl export wait --export-arn {arn}), then run this command again"
         ))),
     }
 }

@@ -204,7 +204,7 @@ pub async fn apply_snapshots(
     Ok(deleted)
 }
 
-/// What `gc` would delete, and why the rest stays.
+/// What `gc` would delete, and why the rest stays; the command line prints it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GcPlan {
     pub runs: Vec<GcEntry>,
@@ -212,49 +212,17 @@ pub struct GcPlan {
 }
 
 impl GcPlan {
-    fn doomed_runs(&self) -> impl Iterator<Item = &GcEntry> {
+    /// The runs that go.
+    pub fn doomed_runs(&self) -> impl Iterator<Item = &GcEntry> {
         self.runs.iter().filter(|e| e.kept_because.is_none())
     }
 
-    fn doomed_snapshots(&self) -> usize {
+    /// How many schema snapshots go.
+    pub fn doomed_snapshots(&self) -> usize {
         self.snapshots
             .iter()
             .filter(|s| s.kept_because.is_none())
             .count()
-    }
-
-    /// One line per run and snapshot, then what a dry run would delete.
-    pub fn render(&self, apply: bool) -> String {
-        let mut out = String::new();
-        for e in &self.runs {
-            out.push_str(&match &e.kept_because {
-                None => format!(
-                    "delete  {}  ({} objects, {} bytes, {} unfinished uploads)\n",
-                    e.run_id, e.objects, e.bytes, e.open_uploads
-                ),
-                Some(why) => format!("keep    {}  ({why})\n", e.run_id),
-            });
-        }
-        for s in &self.snapshots {
-            out.push_str(&match &s.kept_because {
-                None => format!(
-                    "delete  schema snapshot {} ({})\n",
-                    s.snapshot_id,
-                    s.tables.join(", ")
-                ),
-                Some(why) => format!("keep    schema snapshot {} ({why})\n", s.snapshot_id),
-            });
-        }
-        if !apply {
-            out.push_str(&format!(
-                "dry run: {} runs ({} bytes, {} unfinished uploads) and {} schema snapshots would be deleted; run again with --apply to delete them\n",
-                self.doomed_runs().count(),
-                self.doomed_runs().map(|e| e.bytes).sum::<u64>(),
-                self.doomed_runs().map(|e| e.open_uploads).sum::<usize>(),
-                self.doomed_snapshots()
-            ));
-        }
-        out
     }
 }
 
@@ -270,23 +238,37 @@ pub async fn plan(
     Ok(GcPlan { runs, snapshots })
 }
 
-/// Deletes what `plan` marked; returns a line saying what went.
-pub async fn apply_plan(staging: &Staging, plan: &GcPlan) -> Result<String, StoreError> {
-    let deleted = apply(staging, &plan.runs).await?;
-    let deleted_snapshots = apply_snapshots(staging, &plan.snapshots).await?;
-    Ok(format!(
-        "deleted {} runs ({deleted} objects, {} bytes) and {} schema snapshots ({deleted_snapshots} objects)",
-        plan.doomed_runs().count(),
-        plan.doomed_runs().map(|e| e.bytes).sum::<u64>(),
-        plan.doomed_snapshots()
-    ))
+/// What `gc --apply` deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GcDone {
+    pub runs: usize,
+    /// Objects deleted under those runs.
+    pub run_objects: usize,
+    /// Bytes of those runs, as listed before deleting.
+    pub run_bytes: u64,
+    pub snapshots: usize,
+    /// Objects deleted under those snapshots.
+    pub snapshot_objects: usize,
+}
+
+/// Deletes what `plan` marked.
+pub async fn apply_plan(staging: &Staging, plan: &GcPlan) -> Result<GcDone, StoreError> {
+    let run_objects = apply(staging, &plan.runs).await?;
+    let snapshot_objects = apply_snapshots(staging, &plan.snapshots).await?;
+    Ok(GcDone {
+        runs: plan.doomed_runs().count(),
+        run_objects,
+        run_bytes: plan.doomed_runs().map(|e| e.bytes).sum(),
+        snapshots: plan.doomed_snapshots(),
+        snapshot_objects,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{DataSchema, SchemaSource, FORMAT_VERSION};
-    use crate::staging::plan::PLAN_FORMAT;
+    use crate::schema::{DataSchema, FORMAT_VERSION};
+
     use crate::staging::runs::record_swap;
     use crate::staging::Layout;
     use crate::storage::memory::MemoryStore;
@@ -295,13 +277,6 @@ mod tests {
     /// A run planned at `hour` with one part, swapped in when `swapped`.
     async fn run(staging: &Staging, id: &str, hour: u32, swapped: bool) {
         let plan = RunPlan {
-            format: PLAN_FORMAT,
-            run_id: id.into(),
-            source_table: "t".into(),
-            total_segments: 1,
-            dialect: crate::schema::DialectName::Postgres,
-            key_attributes: vec!["pk".into()],
-            schema_source: SchemaSource::Static("schemas".into()),
             schemas: vec![DataSchema {
                 format: FORMAT_VERSION,
                 source_table: "t".into(),
@@ -310,8 +285,7 @@ mod tests {
                 columns: vec![],
             }],
             created_at: format!("2026-12-01T{hour:02}:00:00Z").parse().unwrap(),
-            export: None,
-            increment: None,
+            ..crate::testkit::runs::plan(id)
         };
         plan.store_once(staging).await.unwrap();
         let part = staging.layout.segment(id, 0) + "t/part-00000.csv.zst";
@@ -375,20 +349,12 @@ mod tests {
             (3, true, 1),
             "{r1:?}"
         );
-        assert!(
-            plan.render(false).contains("1 unfinished uploads"),
-            "{}",
-            plan.render(false)
-        );
-        assert!(
-            plan.render(false).contains("dry run: 2 runs"),
-            "{}",
-            plan.render(false)
-        );
+        assert_eq!(plan.doomed_runs().map(|e| e.open_uploads).sum::<usize>(), 1);
+        assert_eq!(plan.doomed_runs().count(), 2);
         // The dry run deleted nothing; applying deletes exactly the two runs.
         assert!(RunPlan::load(&staging, "r1").await.unwrap().is_some());
         let done = apply_plan(&staging, &plan).await.unwrap();
-        assert!(done.starts_with("deleted 2 runs"), "{done}");
+        assert_eq!(done.runs, 2, "{done:?}");
         for (id, gone) in [("r1", true), ("r2", true), ("r3", false), ("r5", false)] {
             let left = staging.store.list(&staging.layout.run(id)).await.unwrap();
             assert_eq!(left.is_empty(), gone, "{id}: {left:?}");

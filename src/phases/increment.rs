@@ -147,7 +147,7 @@ pub struct IncrementRequest<'a> {
     pub table: &'a str,
     /// An incremental export that exists already (its window must start at the watermark).
     pub export: Option<ExportSource>,
-    /// Its window, when DescribeExport gave it (`--export-arn`); else the summary's is used.
+    /// Its window, when DescribeExport gave it (`--incremental-export-arn`); else the summary's is used.
     pub export_window: Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>,
     /// Export and apply changes up to here; `None`: the newest restorable time of the table.
     pub to: Option<chrono::DateTime<chrono::Utc>>,
@@ -379,7 +379,7 @@ async fn described_window(ctx: &Context, export: &Export) -> Result<Window, Erro
         .or(export.source.export_arn.as_deref())
         .ok_or_else(|| {
             Error::fatal(format!(
-                "incremental export {url}: its manifest-summary.json gives neither its window (exportFromTime, exportToTime) nor its exportArn; name the export by --export-arn, whose description gives its window"
+                "incremental export {url}: its manifest-summary.json gives neither its window (exportFromTime, exportToTime) nor its exportArn; name the export by --incremental-export-arn, whose description gives its window"
             ))
         })?;
     tracing::info!(export = %url, export_arn = arn,
@@ -560,7 +560,7 @@ async fn apply_window(
         let missing = from > mark.at;
         return Err(Error::fatal(match missing {
             true => format!(
-                "the increment covers {} to {}, but {target} holds changes up to {} only: the window from {} to {} is missing; apply it first: dynamo-etl increment --table {} --target {target} (without --export-prefix/--export-arn it exports and applies every missing window in order)",
+                "the increment covers {} to {}, but {target} holds changes up to {} only: the window from {} to {} is missing; apply it first: dynamo-etl increment --table {} --target {target} (without --incremental-export-prefix/--incremental-export-arn it exports and applies every missing window in order)",
                 spec.from, spec.to, instant(mark.at), instant(mark.at), spec.from, request.table
             ),
             false => format!(

@@ -349,8 +349,8 @@ pub struct InferRequest {
     pub export: Option<ExportSource>,
 }
 
-/// Runs the schema job; returns its report.
-pub async fn infer_schema(ctx: &Context, args: &InferRequest) -> Result<String, Error> {
+/// Runs the schema job; returns what it did.
+pub async fn infer_schema(ctx: &Context, args: &InferRequest) -> Result<InferReport, Error> {
     let table = args.table.as_str();
     // The cache is this command's output: an unreachable bucket fails now, before the scan.
     let cache = open_cache(ctx, args).await?;
@@ -468,24 +468,22 @@ pub async fn infer_schema(ctx: &Context, args: &InferRequest) -> Result<String, 
             "--allow-narrowing: the new data-schemas hold less than the previous ones (listed on stdout)"
         );
     }
-    Ok(render_report(&Report {
-        table,
-        plan: &planned,
+    Ok(InferReport {
+        table: table.to_string(),
+        scan,
+        total_segments: args.segments,
+        previous,
+        plan: planned,
         explain: args.explain,
-        scan: &scan,
-        segments: args.segments,
-        previous: previous.as_ref(),
         allow_narrowing: args.allow_narrowing,
-        next: &set,
-        lost: &lost,
-        snapshot: snapshot.as_ref().map(|s| {
-            (
-                s.snapshot_id.as_str(),
-                cache.as_ref().map(|c| c.location()).unwrap_or_default(),
-            )
+        next: set,
+        lost,
+        snapshot: snapshot.map(|s| WrittenSnapshot {
+            id: s.snapshot_id,
+            location: cache.as_ref().map(|c| c.location()).unwrap_or_default(),
         }),
-        written_static: written_static.as_deref(),
-    }))
+        written_static,
+    })
 }
 
 /// The schema cache the new snapshot goes to, checked reachable; `None` with the cache off.
@@ -628,151 +626,37 @@ fn write_static(dir: &Path, set: &SchemaSet) -> anyhow::Result<PathBuf> {
     Ok(folder)
 }
 
-struct Report<'a> {
-    table: &'a str,
-    /// How entities were told apart, and what a reviewer should know.
-    plan: &'a Plan,
-    explain: bool,
-    scan: &'a InferScan,
-    segments: u32,
-    previous: Option<&'a Resolution>,
-    allow_narrowing: bool,
-    next: &'a SchemaSet,
-    lost: &'a [Narrowing],
-    /// Snapshot id and cache location.
-    snapshot: Option<(&'a str, String)>,
-    written_static: Option<&'a Path>,
+/// What `infer-schema` did; the command line prints it.
+#[derive(Debug, Clone)]
+pub struct InferReport {
+    pub table: String,
+    pub scan: InferScan,
+    /// Parallel Scan segments (DynamoDB's TotalSegments).
+    pub total_segments: u32,
+    /// The data-schemas evolved from (or, with `allow_narrowing`, compared with), if any.
+    pub previous: Option<Resolution>,
+    /// How entities were told apart, every candidate weighed, and what a reviewer should know.
+    pub plan: Plan,
+    /// Whether the command line asked for every candidate weighed (`--explain`).
+    pub explain: bool,
+    pub allow_narrowing: bool,
+    /// The new data-schemas.
+    pub next: SchemaSet,
+    /// What the new data-schemas hold less of than the previous ones (only with
+    /// `allow_narrowing`).
+    pub lost: Vec<Narrowing>,
+    /// The schema cache snapshot written, if any.
+    pub snapshot: Option<WrittenSnapshot>,
+    /// The folder the static copy went to, if any.
+    pub written_static: Option<PathBuf>,
 }
 
-fn render_report(r: &Report) -> String {
-    use std::fmt::Write;
-    let mut out = String::new();
-    let extent = if r.scan.complete {
-        "the whole table".to_string()
-    } else {
-        format!("a sample: stopped after {} items", r.scan.items)
-    };
-    let _ = writeln!(
-        out,
-        "infer-schema {}: {} items in {} segments ({extent}), {:.1} read units, {} pages, {} retries, {} ms",
-        r.table,
-        r.scan.items,
-        r.segments,
-        r.scan.read_units,
-        r.scan.pages,
-        r.scan.retries,
-        r.scan.duration.as_millis()
-    );
-    let previous: &[DataSchema] = r.previous.map(|p| &p.schemas.schemas[..]).unwrap_or(&[]);
-    match (r.previous, r.allow_narrowing) {
-        (None, _) => {
-            let _ = writeln!(out, "no previous data-schemas: inferred from scratch");
-        }
-        (Some(p), false) => {
-            let _ = writeln!(
-                out,
-                "evolved from {} ({}): names and order kept, types only widened",
-                p.source, p.reason
-            );
-        }
-        (Some(p), true) => {
-            let _ = writeln!(
-                out,
-                "--allow-narrowing: inferred from scratch, compared with {}",
-                p.source
-            );
-        }
-    }
-    out.push_str(&r.plan.summary());
-    if r.explain {
-        out.push_str(&r.plan.explain());
-    }
-    out.push_str(&r.plan.drift(r.table));
-    let mut tables: Vec<&DataSchema> = r.next.schemas.iter().collect();
-    tables.sort_by(|a, b| a.table.cmp(&b.table));
-    for schema in tables {
-        let before = previous.iter().find(|p| p.table == schema.table);
-        let changes = changes(before, schema);
-        let summary = if before.is_none() {
-            "new table".to_string()
-        } else if changes.is_empty() {
-            "unchanged".to_string()
-        } else {
-            changes.join("; ")
-        };
-        let _ = writeln!(
-            out,
-            "  {} ({} columns): {summary}",
-            schema.table,
-            schema.columns.len()
-        );
-    }
-    if r.allow_narrowing {
-        if r.lost.is_empty() {
-            let _ = writeln!(
-                out,
-                "nothing narrows compared with the previous data-schemas"
-            );
-        } else {
-            let _ = writeln!(
-                out,
-                "{} change(s) narrow the previous data-schemas:",
-                r.lost.len()
-            );
-            for n in r.lost {
-                let _ = writeln!(out, "  {n}\n      would break: {}", n.consequence());
-            }
-        }
-    }
-    if let Some(dir) = r.written_static {
-        let _ = writeln!(
-            out,
-            "static copy written to {}/ ({} files); review it like code",
-            dir.display(),
-            r.next.schemas.len()
-        );
-    }
-    match &r.snapshot {
-        Some((id, location)) => {
-            let _ = writeln!(
-                out,
-                "snapshot {id} written to {location}{id}/ ({} files); runs planned from now on use it",
-                r.next.schemas.len()
-            );
-        }
-        None => {
-            let _ = writeln!(out, "no snapshot written (--no-schema-cache)");
-        }
-    }
-    out
-}
-
-/// What evolution changed in one table, for the report.
-fn changes(before: Option<&DataSchema>, after: &DataSchema) -> Vec<String> {
-    let Some(before) = before else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for c in &after.columns {
-        match before.columns.iter().find(|p| p.attribute == c.attribute) {
-            None => out.push(format!("new column {} {}", c.column, c.logical_type.name())),
-            Some(p) => {
-                if p.logical_type != c.logical_type {
-                    out.push(format!(
-                        "{} {} -> {}",
-                        c.column,
-                        p.logical_type.name(),
-                        c.logical_type.name()
-                    ));
-                }
-                if p.nullable != c.nullable {
-                    let now = if c.nullable { "nullable" } else { "not null" };
-                    out.push(format!("{} now {now}", c.column));
-                }
-            }
-        }
-    }
-    out
+/// A schema cache snapshot `infer-schema` wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenSnapshot {
+    pub id: String,
+    /// The cache's location (`s3://bucket/prefix/…/`); the snapshot is `<location><id>/`.
+    pub location: String,
 }
 
 #[cfg(test)]

@@ -257,7 +257,7 @@ pub fn check_dialect(plan: &RunPlan, dialect: DialectName) -> Result<(), Error> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{Column, DataSchema, LogicalType, SchemaSource, FORMAT_VERSION};
+    use crate::schema::{Column, DataSchema, LogicalType, FORMAT_VERSION};
     use crate::staging::{Layout, Staging};
     use crate::storage::memory::MemoryStore;
     use std::sync::Arc;
@@ -278,13 +278,7 @@ mod tests {
 
     fn plan(run_id: &str, total: u32) -> RunPlan {
         RunPlan {
-            format: PLAN_FORMAT,
-            run_id: run_id.into(),
-            source_table: "t".into(),
             total_segments: total,
-            dialect: crate::schema::DialectName::Postgres,
-            key_attributes: vec!["pk".into()],
-            schema_source: SchemaSource::Static("schemas".into()),
             schemas: vec![DataSchema {
                 format: FORMAT_VERSION,
                 source_table: "t".into(),
@@ -298,8 +292,7 @@ mod tests {
                 }],
             }],
             created_at: "2026-12-01T00:00:00Z".parse().unwrap(),
-            export: None,
-            increment: None,
+            ..crate::testkit::runs::plan(run_id)
         }
     }
 

@@ -66,7 +66,7 @@ pub struct SegmentFigures {
     pub resumed_after: Option<u64>,
 }
 
-/// The report printed at the end of `run` and saved as `runs/<id>/report.json`.
+/// The report of `run`, printed by the command line and saved as `runs/<id>/report.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunReport {
     pub run_id: String,
@@ -90,79 +90,6 @@ pub struct RunReport {
     pub outcome: String,
     /// Commands that would finish the run, when it did not finish.
     pub next_steps: Vec<String>,
-}
-
-impl RunReport {
-    pub fn render(&self) -> String {
-        let mut out = format!(
-            "run {} of table {} → {} ({} segments, schemas {}): {} in {:.1} s\n",
-            self.run_id,
-            self.source_table,
-            self.target,
-            self.total_segments,
-            self.schema_source,
-            self.outcome,
-            self.duration_ms as f64 / 1000.0
-        );
-        out.push_str(&format!(
-            "  items scanned {}, rejected {}, read units {:.1}, retries {}\n",
-            self.items_scanned,
-            self.items_rejected.len(),
-            self.read_units,
-            self.retries
-        ));
-        out.push_str("  rows per table:\n");
-        for (table, rows) in &self.rows {
-            out.push_str(&format!("    {table:<24} {rows:>12}\n"));
-        }
-        out.push_str("  segments (phase 1 ms / phase 3 ms):\n");
-        for s in &self.segments {
-            let budget = s.budget_use.map_or(String::new(), |u| {
-                format!(" ({:.0}% of the read budget)", u * 100.0)
-            });
-            let resumed = s
-                .resumed_after
-                .map_or(String::new(), |n| format!(" (resumed after {n} items)"));
-            out.push_str(&format!(
-                "    {:>4}: {} items, {:.1} read units{budget}, {} ms{}{resumed} / {}\n",
-                s.segment,
-                s.items_scanned,
-                s.read_units,
-                s.phase1_ms,
-                if s.reused { " (committed earlier)" } else { "" },
-                s.phase3_ms.map_or("-".to_string(), |m| format!("{m} ms"))
-            ));
-        }
-        if self.drift.values().any(|d| !d.is_empty()) {
-            out.push_str(
-                "  drift (attributes kept in _extra, or in _overflow where the reason says so):\n",
-            );
-            for (table, entries) in &self.drift {
-                for e in entries {
-                    out.push_str(&format!(
-                        "    {table}.{}: {}: {} items, e.g. {}\n",
-                        e.attribute,
-                        e.reason,
-                        e.count,
-                        e.examples.join(" ")
-                    ));
-                }
-            }
-        }
-        for r in self.items_rejected.iter().take(10) {
-            out.push_str(&format!("  rejected {}: {}\n", r.key, r.reason));
-        }
-        if self.items_rejected.len() > 10 {
-            out.push_str(&format!(
-                "  … and {} more rejected items (see report.json)\n",
-                self.items_rejected.len() - 10
-            ));
-        }
-        for step in &self.next_steps {
-            out.push_str(&format!("  next: {step}\n"));
-        }
-        out
-    }
 }
 
 /// How the run ended.

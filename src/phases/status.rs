@@ -76,6 +76,7 @@ pub struct Gap {
     pub command: String,
 }
 
+/// Where a run stands; the command line prints it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunStatus {
     pub run_id: String,
@@ -90,74 +91,6 @@ pub struct RunStatus {
 impl RunStatus {
     pub fn is_complete(&self) -> bool {
         self.gaps.is_empty()
-    }
-
-    pub fn render(&self) -> String {
-        let mut out = format!(
-            "run {} (table {}, {} segments)\n",
-            self.run_id, self.source_table, self.total_segments
-        );
-        out.push_str(&format!(
-            "  {:>7}  {:<52}  {}\n",
-            "segment", "phase 1 (scan → commit)", "phase 3 (load)"
-        ));
-        for s in &self.segments {
-            let p1 = match &s.phase1 {
-                Phase1::Committed(c) => format!(
-                    "committed: {} items, {} rows, {} rejected, {} ms",
-                    c.items_scanned, c.rows, c.rejected, c.duration_ms
-                ),
-                Phase1::Missing => match &s.checkpoint {
-                    Some(c) => format!("missing; checkpoint of {} items, {}", c.items, c.saved_at),
-                    None => "missing".to_string(),
-                },
-                Phase1::Damaged(_) => "damaged manifest".to_string(),
-            };
-            let p3 = match s.loaded {
-                Some(true) => "loaded",
-                Some(false) => "not loaded",
-                None => "unknown (no --warehouse-url)",
-            };
-            out.push_str(&format!("  {:>7}  {p1:<52}  {p3}\n", s.segment));
-        }
-        let swap = match &self.swap {
-            SwapState::Serving => "swapped in: the target serves this run".to_string(),
-            SwapState::Replaced => "swapped in earlier, since replaced by a newer run".to_string(),
-            SwapState::Staged => "staged, not swapped in yet".to_string(),
-            SwapState::NotPrepared => "staging not prepared for this run".to_string(),
-            SwapState::Increment { window, applied } => format!(
-                "increment of {window}: {}",
-                match applied {
-                    Some(true) => "applied to the target",
-                    Some(false) => "not applied to the target",
-                    None => "warehouse not consulted",
-                }
-            ),
-            SwapState::Unknown { swapped } => format!(
-                "{} (warehouse not consulted)",
-                if *swapped {
-                    "swap recorded"
-                } else {
-                    "no swap recorded"
-                }
-            ),
-        };
-        out.push_str(&format!("  swap: {swap}\n"));
-        if self.rejected_items > 0 {
-            out.push_str(&format!(
-                "  note: {} items were rejected and are listed by key in the manifests (see `dynamo-etl drift --run-id {}`)\n",
-                self.rejected_items, self.run_id
-            ));
-        }
-        if self.gaps.is_empty() {
-            out.push_str("  nothing to do\n");
-        } else {
-            out.push_str("  to do:\n");
-            for gap in &self.gaps {
-                out.push_str(&format!("    {}:\n      {}\n", gap.what, gap.command));
-            }
-        }
-        out
     }
 }
 
@@ -332,7 +265,7 @@ pub async fn gather(
             let export = plan
                 .export
                 .as_ref()
-                .map(|e| format!(" --export-prefix {}", e.url()))
+                .map(|e| format!(" --incremental-export-prefix {}", e.url()))
                 .unwrap_or_default();
             let target = target.map(|t| format!(" --target {t}")).unwrap_or_default();
             status.gaps.push(Gap {
@@ -400,46 +333,22 @@ async fn note_checkpoints(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::SchemaSource;
-    use crate::staging::manifest::{SegmentManifest, MANIFEST_FORMAT};
+    use crate::staging::manifest::SegmentManifest;
+    use crate::testkit::runs;
     use crate::warehouse::{RunMarker, Staged};
-    use std::collections::BTreeMap;
 
     fn plan() -> RunPlan {
         RunPlan {
-            format: crate::staging::plan::PLAN_FORMAT,
-            run_id: "s".into(),
-            source_table: "t".into(),
             total_segments: 2,
-            dialect: crate::schema::DialectName::Postgres,
-            key_attributes: vec!["pk".into()],
-            schema_source: SchemaSource::Static("schemas".into()),
-            schemas: vec![],
-            created_at: chrono::DateTime::UNIX_EPOCH,
-            export: None,
-            increment: None,
+            ..runs::plan("s")
         }
     }
 
     fn committed(segment: u32) -> Committed {
         Committed::Manifest(Box::new(SegmentManifest {
-            format: MANIFEST_FORMAT,
-            run_id: "s".into(),
-            source_table: "t".into(),
-            segment,
-            total_segments: 2,
-            schema_source: SchemaSource::Static("schemas".into()),
-            tables: BTreeMap::new(),
-            items_scanned: 0,
-            items_rejected: vec![],
-            drift: BTreeMap::new(),
-            read_units: 0.0,
             pages: 0,
-            retries: 0,
-            started_at: chrono::DateTime::UNIX_EPOCH,
-            finished_at: chrono::DateTime::UNIX_EPOCH,
             duration_ms: 5,
-            resumed: None,
+            ..runs::manifest(&plan(), segment)
         }))
     }
 
@@ -483,7 +392,10 @@ mod tests {
                 "dynamo-etl prepare --run-id s --target w --bucket b",
             ]
         );
-        assert!(s.render().contains("damaged manifest"), "{}", s.render());
+        assert!(
+            matches!(&s.segments[0].phase1, Phase1::Damaged(why) if why == "not valid"),
+            "{s:?}"
+        );
         // Staged with segment 0 loaded.
         let staged = WarehouseState {
             staged: Some(Staged {
@@ -519,7 +431,7 @@ mod tests {
         };
         let s = decide(&p, &all, true, Some(&serving), &runbook());
         assert_eq!(s.swap, SwapState::Serving);
-        assert!(s.is_complete() && s.render().contains("nothing to do"));
+        assert!(s.is_complete() && s.gaps.is_empty(), "{s:?}");
         let replaced = WarehouseState {
             serving: Some(marker("newer")),
             previous: Some(marker("s")),

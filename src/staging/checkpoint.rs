@@ -177,22 +177,13 @@ pub async fn find(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{DialectName, SchemaSource};
+    use crate::schema::DialectName;
     use crate::staging::manifest::PartFile;
 
     fn plan() -> RunPlan {
         RunPlan {
-            format: crate::staging::plan::PLAN_FORMAT,
-            run_id: "r".into(),
-            source_table: "t".into(),
             total_segments: 4,
-            dialect: DialectName::Postgres,
-            key_attributes: vec!["pk".into()],
-            schema_source: SchemaSource::Static("schemas".into()),
-            schemas: vec![],
-            created_at: chrono::DateTime::UNIX_EPOCH,
-            export: None,
-            increment: None,
+            ..crate::testkit::runs::plan("r")
         }
     }
 

@@ -317,17 +317,8 @@ mod tests {
 
     fn plan() -> RunPlan {
         RunPlan {
-            format: crate::staging::plan::PLAN_FORMAT,
-            run_id: "r".into(),
-            source_table: "t".into(),
             total_segments: 3,
-            dialect: crate::schema::DialectName::Postgres,
-            key_attributes: vec!["pk".into()],
-            schema_source: SchemaSource::Static("schemas".into()),
-            schemas: vec![],
-            created_at: chrono::DateTime::UNIX_EPOCH,
-            export: None,
-            increment: None,
+            ..crate::testkit::runs::plan("r")
         }
     }
 
@@ -349,26 +340,15 @@ mod tests {
             },
         )]);
         SegmentManifest {
-            format: MANIFEST_FORMAT,
-            run_id: "r".into(),
-            source_table: "t".into(),
-            segment,
-            total_segments: 3,
-            schema_source: SchemaSource::Static("schemas".into()),
             tables,
             items_scanned: 6,
             items_rejected: vec![Rejection {
                 key: r#"{"pk":"x"}"#.into(),
                 reason: "U+0000 in a map key".into(),
             }],
-            drift: BTreeMap::new(),
             read_units: 1.0,
-            pages: 1,
-            retries: 0,
-            started_at: chrono::DateTime::UNIX_EPOCH,
-            finished_at: chrono::DateTime::UNIX_EPOCH,
             duration_ms: 1,
-            resumed: None,
+            ..crate::testkit::runs::manifest(&plan(), segment)
         }
     }
 

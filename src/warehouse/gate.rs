@@ -194,53 +194,21 @@ pub fn check_counts(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::SchemaSource;
-    use crate::staging::manifest::{SegmentManifest, TableOutput, MANIFEST_FORMAT};
-    use std::path::PathBuf;
+    use crate::staging::manifest::SegmentManifest;
+    use crate::testkit::runs;
 
     fn plan(n: u32) -> RunPlan {
         RunPlan {
-            format: crate::staging::plan::PLAN_FORMAT,
-            run_id: "r1".into(),
-            source_table: "t".into(),
             total_segments: n,
-            dialect: crate::schema::DialectName::Postgres,
-            key_attributes: vec!["pk".into()],
-            schema_source: SchemaSource::Static(PathBuf::from("schemas")),
-            schemas: vec![],
-            created_at: chrono::DateTime::UNIX_EPOCH,
-            export: None,
-            increment: None,
+            ..runs::plan("r1")
         }
     }
 
     fn manifest(segment: u32, rows: u64) -> Committed {
-        let mut tables = BTreeMap::new();
-        tables.insert(
-            "_unclassified".to_string(),
-            TableOutput {
-                rows,
-                ..TableOutput::default()
-            },
-        );
         Committed::Manifest(Box::new(SegmentManifest {
-            format: MANIFEST_FORMAT,
-            run_id: "r1".into(),
-            source_table: "t".into(),
-            segment,
-            total_segments: 3,
-            schema_source: SchemaSource::Static(PathBuf::from("schemas")),
-            tables,
+            tables: runs::rows_of("_unclassified", rows),
             items_scanned: rows,
-            items_rejected: vec![],
-            drift: BTreeMap::new(),
-            read_units: 0.0,
-            pages: 1,
-            retries: 0,
-            started_at: chrono::DateTime::UNIX_EPOCH,
-            finished_at: chrono::DateTime::UNIX_EPOCH,
-            duration_ms: 0,
-            resumed: None,
+            ..runs::manifest(&plan(3), segment)
         }))
     }
 

@@ -255,7 +255,7 @@ fn check_window(
     match (at(&last.to), at(&spec.from)) {
         (Some(watermark), Some(from)) if watermark == from => Ok(false),
         (Some(watermark), Some(from)) if watermark < from => Err(refuse(format!(
-            "increment {} covers {} to {}, but {target} holds changes up to {} only: the changes from {} to {} are missing; apply them first (dynamo-etl increment --table {} --target {target}, without --export-arn, exports and applies every missing window in order)",
+            "increment {} covers {} to {}, but {target} holds changes up to {} only: the changes from {} to {} are missing; apply them first (dynamo-etl increment --table {} --target {target}, without --incremental-export-arn, exports and applies every missing window in order)",
             plan.run_id, spec.from, spec.to, last.to, last.to, spec.from, plan.source_table
         ))),
         _ => Err(refuse(format!(
@@ -337,26 +337,17 @@ pub async fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{DialectName, SchemaSource};
 
     fn plan(from: &str, to: &str) -> RunPlan {
         RunPlan {
-            format: crate::staging::plan::PLAN_FORMAT,
-            run_id: format!("inc-{from}-{to}"),
-            source_table: "t".into(),
-            total_segments: 1,
-            dialect: DialectName::Postgres,
-            key_attributes: vec!["pk".into()],
-            schema_source: SchemaSource::Static("schemas".into()),
-            schemas: vec![],
             created_at: "2026-12-01T00:00:00Z".parse().unwrap(),
-            export: None,
             increment: Some(IncrementSpec {
                 base_run: "base".into(),
                 from: from.into(),
                 to: to.into(),
                 view: "NEW_IMAGE".into(),
             }),
+            ..crate::testkit::runs::plan(&format!("inc-{from}-{to}"))
         }
     }
 

@@ -2,10 +2,10 @@
 //! printed figures follow from what DescribeTable reports for the seeded table, nothing reaches
 //! the staging bucket, and failures keep the usual exit codes.
 
+use crate::cli::output::estimate::{dollars, duration, number};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, KeySchemaElement, KeyType, ProvisionedThroughput, ScalarAttributeType,
 };
-use dynamo_etl::phases::estimate::{dollars, duration, number};
 
 use crate::support::{show, TestEnv};
 

@@ -127,8 +127,11 @@ async fn infer_schema_reproduces_the_reviewed_static_schemas() {
 
     // Many small segments, a few at a time: the merged result must equal one full pass.
     for (case, extra) in [
-        ("7 segments", vec!["--segments", "7", "--concurrency", "3"]),
-        ("1 segment", vec!["--segments", "1"]),
+        (
+            "7 segments",
+            vec!["--total-segments", "7", "--concurrency", "3"],
+        ),
+        ("1 segment", vec!["--total-segments", "1"]),
     ] {
         let out_dir = tempfile::tempdir().unwrap();
         let dir = out_dir.path().display().to_string();
@@ -181,7 +184,7 @@ async fn rerunning_over_unchanged_data_writes_identical_files() {
         &infer_cmd(
             &env.table,
             &[
-                "--segments",
+                "--total-segments",
                 "5",
                 "--concurrency",
                 "2",
@@ -235,7 +238,7 @@ async fn max_items_stops_the_scan_at_the_sample_size() {
     let items = fixtures::demo_items(3);
     env.load(items.clone()).await;
     let out = env.run(
-        &infer_cmd(&env.table, &["--max-items", "5", "--segments", "2"]),
+        &infer_cmd(&env.table, &["--max-items", "5", "--total-segments", "2"]),
         &[],
     );
     assert!(out.status.success(), "{}", show(&out));
@@ -939,8 +942,8 @@ async fn bad_infer_schema_usage_exits_2_with_a_clear_message() {
             "--max-read-units",
         ),
         (
-            vec!["infer-schema", "--table", "x", "--segments", "0"],
-            "--segments",
+            vec!["infer-schema", "--table", "x", "--total-segments", "0"],
+            "--total-segments",
         ),
         (
             vec!["infer-schema", "--table", "no-such-table-here"],

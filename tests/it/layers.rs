@@ -5,7 +5,7 @@
 //!
 //! Exempt: the command line and the binaries on top of the library (`src/main.rs`, `src/lib.rs`,
 //! `src/cli/`, `src/bin/`), which may use every layer; comments; and test code — a
-//! `#[cfg(test)]` module or item — which may build its fixtures from any layer (the transform's
+//! `#[cfg(test)]` module or item, inline or in a `tests.rs` of its own — which may build its fixtures from any layer (the transform's
 //! tests take the dialects' limits, the value model's tests the test kit's decoders).
 
 use std::collections::BTreeMap;
@@ -111,6 +111,16 @@ fn non_test_code(text: &str) -> Vec<(usize, &str)> {
     out
 }
 
+/// A `tests.rs` that its folder's `mod.rs` declares only under `#[cfg(test)]`: test code as a
+/// whole, like an inline test module.
+fn is_test_module_file(path: &Path) -> bool {
+    if path.file_name().is_none_or(|name| name != "tests.rs") {
+        return false;
+    }
+    let parent = path.with_file_name("mod.rs");
+    std::fs::read_to_string(parent).is_ok_and(|text| text.contains("#[cfg(test)]\nmod tests;"))
+}
+
 /// The crate modules `line` names: `crate::x…` gives `x`; `crate::{x::…, y}` gives `x` and `y`.
 fn crate_paths(line: &str) -> Vec<String> {
     let mut found = Vec::new();
@@ -183,6 +193,9 @@ fn every_import_points_down_the_documented_layers() {
             continue;
         };
         checked += 1;
+        if is_test_module_file(path) {
+            continue;
+        }
         let text = std::fs::read_to_string(path).unwrap();
         for (number, line) in non_test_code(&text) {
             for target in crate_paths(line) {
@@ -217,6 +230,10 @@ fn every_import_points_down_the_documented_layers() {
 /// The checker itself: what it reads as a path, and what it leaves out as test code.
 #[test]
 fn the_layer_check_reads_paths_and_skips_tests() {
+    let export = repo().join("src/source/export");
+    assert!(is_test_module_file(&export.join("tests.rs")));
+    assert!(!is_test_module_file(&export.join("mod.rs")));
+    assert!(!is_test_module_file(&repo().join("src/testkit/mod.rs")));
     assert_eq!(
         crate_paths("use crate::staging::plan::RunPlan;"),
         vec!["staging"]

@@ -5,7 +5,14 @@
 
 mod support;
 
+/// The binary's own command line, compiled in here so that tests parse with the real argument
+/// parser (the job definitions) and read with the real formatting (the estimate's figures).
+#[allow(dead_code)]
+#[path = "../../src/cli/mod.rs"]
+mod cli;
+
 mod all_segments;
+mod command_line;
 mod credentials;
 mod dialects;
 mod docs;

@@ -480,10 +480,22 @@ async fn gc_prunes_schema_snapshots_but_never_active_newest_or_pinned_ones() {
         ids.dedup();
         ids
     };
-    env.run_ok(&["infer-schema", "--table", &env.table, "--segments", "1"]);
+    env.run_ok(&[
+        "infer-schema",
+        "--table",
+        &env.table,
+        "--total-segments",
+        "1",
+    ]);
     env.pipeline("r1", 1); // pins the first snapshot
     for _ in 0..3 {
-        env.run_ok(&["infer-schema", "--table", &env.table, "--segments", "1"]);
+        env.run_ok(&[
+            "infer-schema",
+            "--table",
+            &env.table,
+            "--total-segments",
+            "1",
+        ]);
     }
     env.pipeline("r2", 1); // pins the newest
     let ids = snapshot_ids(env.keys("dynamo-etl/schemas/").await);

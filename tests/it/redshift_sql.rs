@@ -4,10 +4,10 @@
 //! and review the diff.
 
 use crate::support;
-use dynamo_etl::schema::{SchemaSet, SchemaSource};
+use dynamo_etl::schema::SchemaSet;
 use dynamo_etl::staging::manifest::PartFile;
 use dynamo_etl::staging::parts::codec::PartCompression;
-use dynamo_etl::staging::plan::{RunPlan, PLAN_FORMAT};
+use dynamo_etl::staging::plan::RunPlan;
 use dynamo_etl::warehouse::redshift::copy::{copy_manifest, copy_statement};
 use dynamo_etl::warehouse::redshift::load_errors::{self, CopyMark};
 use dynamo_etl::warehouse::redshift::{Options, Redshift};
@@ -22,13 +22,10 @@ use std::time::Duration;
 fn plan() -> RunPlan {
     let schemas = SchemaSet::read_dir(&support::repo_root().join("schemas"), "platform").unwrap();
     RunPlan {
-        format: PLAN_FORMAT,
-        run_id: "2026-11-21-nightly".into(),
         source_table: "platform".into(),
         total_segments: 4,
         dialect: DialectName::Redshift,
         key_attributes: vec!["pk".into(), "sk".into()],
-        schema_source: SchemaSource::Static("schemas".into()),
         // As `plan` fits them for Redshift.
         schemas: schemas
             .schemas
@@ -40,8 +37,7 @@ fn plan() -> RunPlan {
             })
             .collect(),
         created_at: "2026-11-21T00:00:00Z".parse().unwrap(),
-        export: None,
-        increment: None,
+        ..dynamo_etl::testkit::runs::plan("2026-11-21-nightly")
     }
 }
 

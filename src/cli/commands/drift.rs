@@ -1,7 +1,7 @@
 //! `drift`: what a run's data did not fit.
 
 use super::super::flags::RunFlag;
-use super::super::output::out;
+use super::super::output::{self, out};
 use super::super::Cli;
 use dynamo_etl::error::Error;
 
@@ -13,8 +13,7 @@ pub struct Args {
 
 pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
     let (ctx, plan) = super::planned(cli, args.run.required()?).await?;
-    out(&dynamo_etl::phases::drift::drift(&ctx, &plan)
-        .await?
-        .render());
+    let report = dynamo_etl::phases::drift::drift(&ctx, &plan).await?;
+    out(&output::drift::render(&report));
     Ok(())
 }

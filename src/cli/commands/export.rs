@@ -1,7 +1,7 @@
 //! `export start` / `export wait`: a DynamoDB export of the table to the staging bucket, for a
 //! run that reads it instead of scanning (`plan --export-arn`).
 
-use super::super::flags::{ExportWaitFlags, RunFlag, TableFlag};
+use super::super::flags::{note, ExportWaitFlags, RunFlag, TableFlag};
 use super::super::output::line;
 use super::super::Cli;
 use dynamo_etl::error::Error;
@@ -9,11 +9,12 @@ use dynamo_etl::phases::export::{start, started_for, wait, StartRequest};
 use dynamo_etl::phases::plan::{given_run_id, new_run_id};
 
 #[derive(Debug, Clone, clap::Args)]
+#[command(mut_arg("run_id", note(
+    "The export is written under runs/<run-id>/export. Default: from AWS_BATCH_JOB_ID, else a new one."
+)))]
 pub struct StartArgs {
     #[command(flatten)]
     pub table: TableFlag,
-    /// The run the export is for: it is written under runs/<run-id>/export of the staging area.
-    /// Default: from AWS_BATCH_JOB_ID, else a new one.
     #[command(flatten)]
     pub run: RunFlag,
     /// The instant to export, RFC 3339 (within the table's point-in-time recovery window).
@@ -23,13 +24,14 @@ pub struct StartArgs {
 }
 
 #[derive(Debug, Clone, clap::Args)]
+#[command(mut_arg("run_id", note(
+    "Without --export-arn: wait for the export `export start` started for this run (it notes the ARN in runs/<run-id>/export-started.json)."
+)))]
 pub struct WaitArgs {
     /// The export to wait for (printed by `export start`). Default: the export `export start`
     /// started for --run-id.
     #[arg(long, env = "ETL_EXPORT_ARN", value_name = "ARN")]
     pub export_arn: Option<String>,
-    /// Without --export-arn: wait for the export `export start` started for this run (it notes
-    /// the ARN in runs/<run-id>/export-started.json).
     #[command(flatten)]
     pub run: RunFlag,
     #[command(flatten)]

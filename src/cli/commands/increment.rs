@@ -1,7 +1,9 @@
 //! `increment`: apply the table's changes since the target's watermark (DynamoDB incremental
 //! exports) to the tables the target serves.
 
-use super::super::flags::{ExportWaitFlags, PartFlags, SchemaFlags, TableFlag, WarehouseFlags};
+use super::super::flags::{
+    note, ExportWaitFlags, PartFlags, SchemaFlags, TableFlag, WarehouseFlags,
+};
 use super::super::output::line;
 use super::super::Cli;
 use dynamo_etl::error::Error;
@@ -10,6 +12,9 @@ use dynamo_etl::phases::segment::SegmentSettings;
 use std::time::Duration;
 
 #[derive(Debug, Clone, clap::Args)]
+#[command(mut_arg("schemas_dir", note(
+    "Here the current data-schemas: when they differ from the served copy's, increment refuses (a full copy brings new ones) unless --served-schemas."
+)))]
 pub struct Args {
     #[command(flatten)]
     pub table: TableFlag,
@@ -20,22 +25,42 @@ pub struct Args {
     /// target's watermark.
     #[arg(
         long,
-        env = "ETL_EXPORT_PREFIX",
+        env = "ETL_INCREMENTAL_EXPORT_PREFIX",
         value_name = "S3_URL",
-        conflicts_with = "export_arn"
+        conflicts_with_all = ["incremental_export_arn", "deprecated_export_arn"]
     )]
-    pub export_prefix: Option<String>,
+    pub incremental_export_prefix: Option<String>,
     /// Apply the finished incremental export with this ARN (location and window from
     /// DescribeExport).
-    #[arg(long, env = "ETL_EXPORT_ARN", value_name = "ARN")]
-    pub export_arn: Option<String>,
+    #[arg(long, env = "ETL_INCREMENTAL_EXPORT_ARN", value_name = "ARN")]
+    pub incremental_export_arn: Option<String>,
+    /// Deprecated spelling of --incremental-export-prefix (and ETL_EXPORT_PREFIX of
+    /// ETL_INCREMENTAL_EXPORT_PREFIX), read until the next release.
+    #[arg(
+        long = "export-prefix",
+        env = "ETL_EXPORT_PREFIX",
+        value_name = "S3_URL",
+        hide = true,
+        conflicts_with_all = ["incremental_export_arn", "deprecated_export_arn"]
+    )]
+    pub deprecated_export_prefix: Option<String>,
+    /// Deprecated spelling of --incremental-export-arn (and ETL_EXPORT_ARN of
+    /// ETL_INCREMENTAL_EXPORT_ARN), read until the next release.
+    #[arg(
+        long = "export-arn",
+        env = "ETL_EXPORT_ARN",
+        value_name = "ARN",
+        hide = true,
+        conflicts_with = "incremental_export_prefix"
+    )]
+    pub deprecated_export_arn: Option<String>,
     /// Apply changes written before this RFC 3339 time. Default: the newest time the table's
     /// point-in-time recovery can export.
-    #[arg(long, env = "ETL_INCREMENT_TO", value_name = "TIME", value_parser = super::export::parse_time)]
+    #[arg(long, env = "ETL_TO", value_name = "TIME", value_parser = super::export::parse_time)]
     pub to: Option<chrono::DateTime<chrono::Utc>>,
     /// The export's view: new and old images, or new images only (either is enough: the old
     /// rows are found by key).
-    #[arg(long, env = "ETL_INCREMENT_VIEW", value_enum, default_value_t = View::NewAndOldImages)]
+    #[arg(long, env = "ETL_VIEW", value_enum, default_value_t = View::NewAndOldImages)]
     pub view: View,
     /// Segments each increment's export is read in (in this process, one after the other).
     #[arg(long, env = "ETL_TOTAL_SEGMENTS", default_value_t = 1,
@@ -43,8 +68,6 @@ pub struct Args {
     pub total_segments: u32,
     #[command(flatten)]
     pub parts: PartFlags,
-    /// Where the current data-schemas are: when they differ from the served copy's, increment
-    /// refuses (a full copy brings new schemas) unless --served-schemas.
     #[command(flatten)]
     pub schemas: SchemaFlags,
     /// Apply with the served copy's data-schemas even though the current ones differ.
@@ -69,11 +92,11 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
         dynamo_etl::warehouse::open(args.warehouse.config(Some(table), &cli.aws, &cli.retry)?);
     let export = dynamo_etl::phases::export::resolve(
         &ctx,
-        args.export_prefix.as_deref(),
-        args.export_arn.as_deref(),
+        args.incremental_export_prefix.as_deref(),
+        args.incremental_export_arn.as_deref(),
     )
     .await?;
-    let export_window = match args.export_arn.as_deref() {
+    let export_window = match args.incremental_export_arn.as_deref() {
         Some(arn) => dynamo_etl::phases::export::incremental_window(&ctx, arn).await?,
         None => None,
     };

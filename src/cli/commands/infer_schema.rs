@@ -2,8 +2,10 @@
 
 use std::path::PathBuf;
 
-use super::super::flags::{ExportFlags, ReadFlags, SchemaFlags, TableFlag};
-use super::super::output::out;
+use super::super::flags::{
+    ExportFlags, NoEffectCheckpointFlags, ProgressFlag, ReadFlags, SchemaFlags, TableFlag,
+};
+use super::super::output::{self, out};
 use super::super::Cli;
 use dynamo_etl::error::Error;
 use dynamo_etl::phases::infer_schema::{infer_schema, InferRequest};
@@ -13,10 +15,15 @@ use dynamo_etl::schema::entities::DEFAULT_MAX_TABLES;
 pub struct Args {
     #[command(flatten)]
     pub table: TableFlag,
-    /// Parallel Scan segments (1 to 1,000,000).
-    #[arg(long, env = "ETL_SEGMENTS", default_value_t = 4,
+    /// How many segments the table is scanned in, as one parallel Scan (1 to 1,000,000).
+    #[arg(long, env = "ETL_TOTAL_SEGMENTS", default_value_t = 4,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub segments: u32,
+    pub total_segments: u32,
+    /// Deprecated spelling of --total-segments (and ETL_SEGMENTS of ETL_TOTAL_SEGMENTS), read
+    /// until the next release.
+    #[arg(long = "segments", env = "ETL_SEGMENTS", hide = true,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub deprecated_segments: Option<u32>,
     /// Segments scanned at the same time (default: all of them); the read budget is shared
     /// evenly by the segments running at once.
     #[arg(long, env = "ETL_CONCURRENCY", value_parser = clap::value_parser!(u32).range(1..=10_000))]
@@ -55,9 +62,12 @@ pub struct Args {
     pub schemas: SchemaFlags,
     #[command(flatten)]
     pub read: ReadFlags,
-    /// Infer from a DynamoDB export of the table instead of scanning it (no read capacity).
+    #[command(flatten)]
+    pub progress: ProgressFlag,
     #[command(flatten)]
     pub export: ExportFlags,
+    #[command(flatten)]
+    pub no_effect: NoEffectCheckpointFlags,
 }
 
 impl Args {
@@ -91,8 +101,8 @@ impl Args {
         };
         Ok(InferRequest {
             table,
-            segments: self.segments,
-            concurrency: self.concurrency.unwrap_or(self.segments),
+            segments: self.total_segments,
+            concurrency: self.concurrency.unwrap_or(self.total_segments),
             max_read_units: self.read.checked_read_units()?,
             max_items: self.max_items,
             classify_attribute: self.classify_attribute.clone(),
@@ -103,7 +113,7 @@ impl Args {
             write_static: self.write_static.clone(),
             schemas: self.schemas.options(),
             consistent_read: self.read.consistent_read,
-            progress_every: self.read.progress_every(),
+            progress_every: self.progress.every(),
             export: None,
         })
     }
@@ -118,6 +128,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
         args.export.export_arn.as_deref(),
     )
     .await?;
-    out(&infer_schema(&ctx, &request).await?);
+    let report = infer_schema(&ctx, &request).await?;
+    out(&output::infer_schema::render(&report));
     Ok(())
 }

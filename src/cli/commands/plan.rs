@@ -2,9 +2,10 @@
 //! of the table would cost and take instead, and pin nothing.
 
 use super::super::flags::{
-    ExportFlags, PlanDialectFlag, ReadFlags, RunFlag, SchemaFlags, TableFlag, TotalSegmentsFlag,
+    note, ExportFlags, NoEffectCheckpointFlags, PlanDialectFlags, ReadFlags, RunFlag, SchemaFlags,
+    TableFlag, TotalSegmentsFlag,
 };
-use super::super::output::{line, out};
+use super::super::output::{self, line, out};
 use super::super::Cli;
 use dynamo_etl::error::Error;
 use dynamo_etl::phases::estimate::{estimate, EstimateSettings, DEFAULT_READ_PRICE_PER_MILLION};
@@ -12,19 +13,26 @@ use dynamo_etl::phases::export::started_for;
 use dynamo_etl::phases::plan::{given_run_id, new_run_id, plan_new};
 
 #[derive(Debug, Clone, clap::Args)]
+#[command(
+    mut_arg("run_id", note("Default: from AWS_BATCH_JOB_ID, else a new one.")),
+    mut_arg("consistent_read", note(
+        "Here read only with --estimate, as the setting phase 1 will run with."
+    )),
+    mut_arg("max_read_units", note(
+        "Here read only with --estimate, as the budget of each segment of phase 1, all of them at once (as AWS Batch runs them)."
+    ))
+)]
 pub struct Args {
     #[command(flatten)]
     pub table: TableFlag,
     #[command(flatten)]
     pub total_segments: TotalSegmentsFlag,
-    /// Default run id: from AWS_BATCH_JOB_ID, else a new one.
     #[command(flatten)]
     pub run: RunFlag,
     #[command(flatten)]
     pub schemas: SchemaFlags,
     #[command(flatten)]
-    pub dialect: PlanDialectFlag,
-    /// Plan the run to read a DynamoDB export instead of scanning the table.
+    pub dialect: PlanDialectFlags,
     #[command(flatten)]
     pub export: ExportFlags,
     /// Plan the run to read the export `export start` started for this run id (the ARN it
@@ -34,10 +42,10 @@ pub struct Args {
     pub export_of_run: bool,
     #[command(flatten)]
     pub estimate: EstimateFlags,
-    /// With --estimate: the read settings phase 1 will run with (AWS Batch runs every segment
-    /// at once).
     #[command(flatten)]
     pub read: ReadFlags,
+    #[command(flatten)]
+    pub no_effect: NoEffectCheckpointFlags,
 }
 
 /// `--estimate` and its price; `plan` and `run` take it.
@@ -108,7 +116,8 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
         let settings = args.estimate.settings(total, total, &args.read)?;
         let command = estimate_command("plan", table, &settings);
         let ctx = cli.context().await?;
-        out(&estimate(&ctx, table, settings, &command).await?.render());
+        let figures = estimate(&ctx, table, settings, &command).await?;
+        out(&output::estimate::render(&figures));
         return Ok(());
     }
     let dialect = args.dialect.resolve().ok_or_else(|| {

@@ -1,6 +1,6 @@
 //! `replace` (phase 4).
 
-use super::super::flags::{DryRunFlag, RunFlag, WarehouseFlags};
+use super::super::flags::{note, DryRunFlag, RunFlag, WarehouseFlags};
 use super::super::output::line;
 use super::super::Cli;
 use dynamo_etl::error::Error;
@@ -8,12 +8,15 @@ use dynamo_etl::phases::replace::Replaced;
 use dynamo_etl::warehouse::swap::SwapKind;
 
 #[derive(Debug, Clone, clap::Args)]
+#[command(mut_arg(
+    "dry_run",
+    note("Here: the ANALYZE and swap SQL; the gate is not checked.")
+))]
 pub struct Args {
     #[command(flatten)]
     pub run: RunFlag,
     #[command(flatten)]
     pub warehouse: WarehouseFlags,
-    /// Print the swap SQL instead of running it (the gate is not checked).
     #[command(flatten)]
     pub dry_run: DryRunFlag,
     /// Serve this run even though it was planned before the run the target serves (to re-serve

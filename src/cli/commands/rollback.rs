@@ -1,14 +1,17 @@
 //! `rollback`: the previous generation back in.
 
-use super::super::flags::{DryRunFlag, RunFlag, WarehouseFlags};
+use super::super::flags::{note, DryRunFlag, RunFlag, WarehouseFlags};
 use super::super::output::line;
 use super::super::Cli;
 use dynamo_etl::error::Error;
 use dynamo_etl::warehouse::swap::SwapKind;
 
 #[derive(Debug, Clone, clap::Args)]
+#[command(mut_arg(
+    "run_id",
+    note("Here only used to derive --target from the run's source table.")
+))]
 pub struct Args {
-    /// Only used to derive --target from the run's source table.
     #[command(flatten)]
     pub run: RunFlag,
     #[command(flatten)]

@@ -3,9 +3,9 @@
 use std::io::IsTerminal;
 
 use super::super::flags::{
-    RunFlag, ScanFlags, SchemaFlags, TableFlag, TotalSegmentsFlag, WarehouseFlags,
+    note, RunFlag, ScanFlags, SchemaFlags, TableFlag, TotalSegmentsFlag, WarehouseFlags,
 };
-use super::super::output::{line, out};
+use super::super::output::{self, line, out};
 use super::super::progress::Bars;
 use super::super::{Cli, LogFormat};
 use super::plan::{estimate_command, EstimateFlags};
@@ -19,18 +19,22 @@ use dynamo_etl::phases::Context;
 use dynamo_etl::source::approximate_item_count;
 
 /// Segments of a new run when none is given.
-const DEFAULT_TOTAL_SEGMENTS: u32 = 4;
+pub const DEFAULT_TOTAL_SEGMENTS: u32 = 4;
 
 #[derive(Debug, Clone, clap::Args)]
+#[command(
+    mut_arg("table", note("May be omitted when resuming a planned run.")),
+    mut_arg("total_segments", note("Default for a new run: 4; a planned run keeps its own.")),
+    mut_arg("run_id", note(
+        "Default: from AWS_BATCH_JOB_ID, else the newest run of --table not swapped in yet, else a new run. An existing run resumes."
+    )),
+    mut_arg("estimate", note("Here no run is then chosen, planned or scanned."))
+)]
 pub struct Args {
-    /// May be omitted when resuming a planned run.
     #[command(flatten)]
     pub table: TableFlag,
-    /// Default for a new run: 4.
     #[command(flatten)]
     pub total_segments: TotalSegmentsFlag,
-    /// Default: from AWS_BATCH_JOB_ID, else the newest run of --table not swapped in yet, else a
-    /// new run. An existing run resumes.
     #[command(flatten)]
     pub run: RunFlag,
     /// Segments scanned and loaded at once (default: total segments, at most 8).
@@ -49,8 +53,6 @@ pub struct Args {
     pub scan: ScanFlags,
     #[command(flatten)]
     pub warehouse: WarehouseFlags,
-    /// With --estimate, `run` stops after printing the estimate: no run is chosen, planned or
-    /// scanned.
     #[command(flatten)]
     pub estimate: EstimateFlags,
 }
@@ -75,7 +77,8 @@ async fn estimate_only(cli: &Cli, args: &Args) -> Result<(), Error> {
         command.push_str(&format!(" --concurrency {n}"));
     }
     let ctx = cli.context().await?;
-    out(&estimate(&ctx, table, settings, &command).await?.render());
+    let figures = estimate(&ctx, table, settings, &command).await?;
+    out(&output::estimate::render(&figures));
     Ok(())
 }
 
@@ -153,7 +156,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
     let observer: &dyn Observer = if show_bars { &bars } else { &Quiet };
     let outcome = run_all(&ctx, warehouse.as_ref(), &plan, options, observer).await;
     bars.finish();
-    out(&outcome.report.render());
+    out(&output::run::render(&outcome.report));
     let staging = ctx.staging()?;
     let key = staging.layout.run_report(&plan.run_id);
     let text = serde_json::to_string_pretty(&outcome.report).expect("report serialises");

@@ -1,7 +1,8 @@
 //! `segment` (phase 1 of one segment) and `retry phase-1`.
 
 use super::super::flags::{
-    PlanDialectFlag, RunFlag, ScanFlags, SchemaFlags, SegmentFlag, TableFlag, TotalSegmentsFlag,
+    note, PlanDialectFlags, RunFlag, ScanFlags, SchemaFlags, SegmentFlag, TableFlag,
+    TotalSegmentsFlag,
 };
 use super::super::output::line;
 use super::super::Cli;
@@ -12,10 +13,10 @@ use dynamo_etl::schema::DialectName;
 pub const RETRY_EXAMPLE: &str = "Example (scan segment 3 of run 2026-11-21's 8 segments again):\n  dynamo-etl retry phase-1 8 3 --run-id 2026-11-21 --bucket etl-staging";
 
 #[derive(Debug, Clone, clap::Args)]
+#[command(mut_arg("table", note("May be omitted when the run is already planned.")))]
 pub struct Args {
     #[command(flatten)]
     pub run: RunFlag,
-    /// May be omitted when the run is already planned.
     #[command(flatten)]
     pub table: TableFlag,
     #[command(flatten)]
@@ -25,7 +26,7 @@ pub struct Args {
     #[command(flatten)]
     pub schemas: SchemaFlags,
     #[command(flatten)]
-    pub dialect: PlanDialectFlag,
+    pub dialect: PlanDialectFlags,
     #[command(flatten)]
     pub scan: ScanFlags,
 }

@@ -1,16 +1,21 @@
 //! `status`: where a run stands and what closes each gap.
 
-use super::super::flags::{RunFlag, WarehouseFlags};
-use super::super::output::out;
+use super::super::flags::{note, RunFlag, WarehouseFlags};
+use super::super::output::{self, out};
 use super::super::Cli;
 use dynamo_etl::error::Error;
 
 #[derive(Debug, Clone, clap::Args)]
+#[command(
+    mut_arg("run_id", note("Default: the most recently planned run.")),
+    mut_arg(
+        "warehouse_url",
+        note("Optional: with a warehouse the report includes loaded segments and the swap state.")
+    )
+)]
 pub struct Args {
-    /// Default: the most recently planned run.
     #[command(flatten)]
     pub run: RunFlag,
-    /// Optional: with a warehouse the report includes loaded segments and the swap state.
     #[command(flatten)]
     pub warehouse: WarehouseFlags,
 }
@@ -29,7 +34,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
         Ok(Some(dynamo_etl::warehouse::open(config)))
     })
     .await?;
-    out(&status.render());
+    out(&output::status::render(&status));
     if args.warehouse.is_given() && args.warehouse.target.is_some() {
         let config = args
             .warehouse

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use super::source::PageSource;
 use super::{commit, Job, SegmentError, SegmentSettings};
 use crate::error::{Class, Classify};
-use crate::schema::{unclassified_schema, DataSchema, DialectName, SchemaSource};
+use crate::schema::{unclassified_schema, DataSchema};
 use crate::source::export::ExportSource;
 use crate::source::page::RawPage;
 use crate::source::{Message, ScanCounters, ScanEnd, ScanError};
@@ -23,7 +23,7 @@ use crate::staging::increment::{keys_table, IncrementSpec, CHANGES_TABLE};
 use crate::staging::manifest::SegmentManifest;
 use crate::staging::parts::codec::PartCompression;
 use crate::staging::parts::writer::PartSettings;
-use crate::staging::plan::{RunPlan, PLAN_FORMAT};
+use crate::staging::plan::RunPlan;
 use crate::staging::{Layout, Staging};
 use crate::stop::Stop;
 use crate::storage::memory::MemoryStore;
@@ -36,21 +36,14 @@ const SEGMENT: u32 = 1;
 
 fn plan() -> RunPlan {
     RunPlan {
-        format: PLAN_FORMAT,
-        run_id: "r1".into(),
-        source_table: "t".into(),
         total_segments: 2,
-        dialect: DialectName::Postgres,
         key_attributes: vec!["pk".into(), "sk".into()],
-        schema_source: SchemaSource::Static("schemas".into()),
         // One table without a rule, so every item goes there: its key columns, then `_extra`.
         schemas: vec![DataSchema {
             table: "item".into(),
             ..unclassified_schema("t", &["pk".to_string(), "sk".to_string()])
         }],
-        created_at: chrono::DateTime::UNIX_EPOCH,
-        export: None,
-        increment: None,
+        ..crate::testkit::runs::plan("r1")
     }
 }
 

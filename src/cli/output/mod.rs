@@ -1,6 +1,14 @@
 //! Results go to stdout through [`out`], which never panics: when the reader has gone away
 //! (`dynamo-etl run | head -1`) the rest of the output is dropped and the command's exit code
-//! stays the work's own.
+//! stays the work's own. The reports the phases return are turned into text here, one module
+//! per report: the phases return data, and only the command line decides how it reads.
+
+pub mod drift;
+pub mod estimate;
+pub mod gc;
+pub mod infer_schema;
+pub mod run;
+pub mod status;
 
 use std::io::Write;
 
