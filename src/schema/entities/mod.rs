@@ -29,8 +29,10 @@
 mod plan;
 mod weigh;
 
-pub use plan::{established, plan, Decision, Finding, Plan, PlanError, PlanSettings, Strategy};
-pub use weigh::{Verdict, Weighed};
+pub use plan::{
+    established, plan, Decision, Finding, Outcome, Plan, PlanError, PlanSettings, Scope, Strategy,
+};
+pub use weigh::{is_type_name, Verdict, Weighed};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

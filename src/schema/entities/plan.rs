@@ -60,17 +60,40 @@ pub struct Plan {
 /// One choice of how to split some items, with every candidate weighed.
 #[derive(Debug, Clone)]
 pub struct Decision {
-    /// Whose items: `None` for items no previous rule claims (all of them on a first run), else
-    /// the previous table whose items were looked into.
-    pub table: Option<String>,
+    /// Whose items were split.
+    pub scope: Scope,
     pub items: u64,
+    /// Share of the cells filled if these items stayed in one table.
     pub one_table_fill: f64,
+    /// Every candidate, the chosen one first.
     pub weighed: Vec<Weighed>,
     pub chosen: Option<Candidate>,
     /// The tables made: name, rule, items.
     pub tables: Vec<(String, Option<MatchRule>, u64)>,
-    /// The outcome in one sentence.
-    pub outcome: String,
+    pub outcome: Outcome,
+}
+
+/// Whose items a decision is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every item: there were no previous data-schemas.
+    All,
+    /// The items no previous rule takes.
+    Unclaimed,
+    /// The items a previous table's rule took, looked into for new entities.
+    Table(String),
+}
+
+/// What became of a decision's items.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The chosen candidate splits them into tables whose cells are `fill` filled.
+    Split { fill: f64 },
+    /// One table for all of them: asked for (`--prefix-delimiter none`), or nothing tells
+    /// entities apart.
+    OneTable { asked: bool },
+    /// Nothing names them and no table takes them: they go to `_unclassified`.
+    Unclassified,
 }
 
 /// Something a reviewer should know: where items will not land where they belong.
@@ -486,34 +509,19 @@ fn split_off(new: &mut NewTables, index: usize, parent: &DataSchema) -> Option<(
         };
         let tables: Vec<(String, Option<MatchRule>, u64)> =
             added.into_iter().map(|(t, r, n, _)| (t, r, n)).collect();
-        let outcome = format!(
-            "table {}: {} hold attributes it never had and little it has: new table(s) {}",
-            parent.table,
-            tables
-                .iter()
-                .map(|(_, r, n)| format!(
-                    "{n} items with {}",
-                    r.as_ref().map(MatchRule::describe).unwrap_or_default()
-                ))
-                .collect::<Vec<_>>()
-                .join(", "),
-            tables
-                .iter()
-                .map(|(t, _, _)| t.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
         let mut weighed = weighed.clone();
         mark_chosen(&mut weighed, &w.candidate);
         return Some((
             Decision {
-                table: Some(parent.table.clone()),
+                scope: Scope::Table(parent.table.clone()),
                 items: bucket.whole.items(),
                 one_table_fill: fill_of([&bucket.whole]),
                 weighed,
                 chosen: Some(w.candidate.clone()),
+                outcome: Outcome::Split {
+                    fill: fill_of(taken_out.iter().copied()),
+                },
                 tables,
-                outcome,
             },
             rest,
         ));
@@ -616,19 +624,15 @@ fn new_entities(
                 rule: None,
                 columns: columns_for(&bucket.whole.stats, &s.key_attributes, None),
             });
-            let why = match new.settings.strategy {
-                Strategy::OneTable => {
-                    "--prefix-delimiter none puts every item in one table".to_string()
-                }
-                _ => "no attribute or key prefix tells entities apart".to_string(),
-            };
             return Ok(Decision {
-                table: None,
+                scope: Scope::All,
                 items,
                 one_table_fill,
                 weighed,
                 chosen: None,
-                outcome: format!("one table, {table}: {why}"),
+                outcome: Outcome::OneTable {
+                    asked: new.settings.strategy == Strategy::OneTable,
+                },
                 tables: vec![(table, None, items)],
             });
         }
@@ -637,14 +641,12 @@ fn new_entities(
             reason: "no rule takes them and no attribute or key prefix names them".into(),
         });
         return Ok(Decision {
-            table: None,
+            scope: Scope::Unclaimed,
             items,
             one_table_fill,
             weighed,
             chosen: None,
-            outcome: format!(
-                "{items} items no rule takes stay in _unclassified: nothing names them"
-            ),
+            outcome: Outcome::Unclassified,
             tables: Vec::new(),
         });
     };
@@ -684,30 +686,20 @@ fn new_entities(
             ),
         });
     }
-    let fill = fill_of(split.groups.values());
-    let outcome = if first_run {
-        format!(
-            "{} tell them apart: {} tables, {:.0}% of their cells filled ({:.0}% in one table)",
-            candidate.describe(),
-            tables.len(),
-            fill * 100.0,
-            one_table_fill * 100.0
-        )
-    } else {
-        format!(
-            "{items} items no previous rule takes: {} name {} new table(s)",
-            candidate.describe(),
-            tables.len()
-        )
-    };
     Ok(Decision {
-        table: None,
+        scope: if first_run {
+            Scope::All
+        } else {
+            Scope::Unclaimed
+        },
         items,
         one_table_fill,
         weighed,
         chosen: Some(candidate),
         tables,
-        outcome,
+        outcome: Outcome::Split {
+            fill: fill_of(split.groups.values()),
+        },
     })
 }
 
@@ -810,89 +802,5 @@ impl Finding {
                 "{candidate} were not used to name tables: more than {max} distinct values (e.g. {example}) looked like ids; pass --max-tables if every one really is an entity"
             ),
         }
-    }
-}
-
-impl Plan {
-    /// What was decided, in a few lines.
-    pub fn summary(&self) -> String {
-        let mut out = String::new();
-        for d in &self.decisions {
-            out.push_str(&format!("entities: {}\n", d.outcome));
-        }
-        out
-    }
-
-    /// Every candidate weighed, with its figures.
-    pub fn explain(&self) -> String {
-        let mut out = String::new();
-        for d in &self.decisions {
-            let scope = match &d.table {
-                Some(t) => format!("the items of table {t}"),
-                None => "the items no previous rule takes".to_string(),
-            };
-            out.push_str(&format!(
-                "candidates weighed for {scope} ({} items):\n",
-                d.items
-            ));
-            out.push_str(&format!(
-                "  {:<44} {:>7} {:>9} {:>10} {:>6}  verdict\n",
-                "candidate", "values", "coverage", "separation", "fill"
-            ));
-            let mut hidden = 0;
-            for w in &d.weighed {
-                let minor = matches!(&w.candidate, Candidate::Value(a) if !super::weigh::is_type_name(a))
-                    && !w.eligible()
-                    && w.coverage < 0.5;
-                if minor {
-                    hidden += 1;
-                    continue;
-                }
-                let verdict = match &w.verdict {
-                    Verdict::Chosen => "chosen".to_string(),
-                    Verdict::Behind(why) => format!("not chosen: {why}"),
-                    Verdict::Refused(why) => format!("refused: {why}"),
-                };
-                out.push_str(&format!(
-                    "  {:<44} {:>7} {:>8.1}% {:>10} {:>6}  {verdict}\n",
-                    w.candidate.describe(),
-                    w.values
-                        .map_or_else(|| "many".to_string(), |v| v.to_string()),
-                    w.coverage * 100.0,
-                    w.separation
-                        .map_or_else(|| "-".to_string(), |s| format!("{s:.2}")),
-                    w.fill
-                        .map_or_else(|| "-".to_string(), |f| format!("{f:.2}")),
-                ));
-            }
-            out.push_str(&format!(
-                "  {:<44} {:>7} {:>8.1}% {:>10} {:>6.2}\n",
-                "one table", 1, 100.0, "-", d.one_table_fill
-            ));
-            if hidden > 0 {
-                out.push_str(&format!(
-                    "  ({hidden} other attribute(s) in fewer than half the items, none of them named like a type, not listed)\n"
-                ));
-            }
-            out.push_str(&format!("  outcome: {}\n", d.outcome));
-            for (table, rule, items) in &d.tables {
-                out.push_str(&format!(
-                    "    {table}: {} ({items} items)\n",
-                    rule.as_ref().map_or_else(
-                        || "every item no rule takes".to_string(),
-                        MatchRule::describe
-                    )
-                ));
-            }
-        }
-        out
-    }
-
-    /// The findings, one per line, with what to do; empty when there are none.
-    pub fn drift(&self, source: &str) -> String {
-        self.findings
-            .iter()
-            .map(|f| format!("drift: {}\n", f.describe(source)))
-            .collect()
     }
 }
