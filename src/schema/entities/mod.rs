@@ -16,31 +16,37 @@
 //! marked as growing with the data — once it has more values than a table may have
 //! (`--max-tables`), and values that cannot name an entity (ids, dates, numbers, anything over
 //! [`MAX_TYPE_VALUE_BYTES`]) are only counted. So memory grows with the number of attributes and
-//! entities, never with the number of items or of distinct key values.
+//! entities, never with the number of items or of distinct key values. A value that cannot name
+//! an entity is counted until there are more such values than tables may be made; a type-attribute
+//! candidate then stops being tracked too, so its later values cost nothing.
 //!
 //! Items are first put in the bucket of the previous data-schema whose rule takes them (the same
 //! rules, in the same order, as phase 1), so evolution can see what each existing table received
 //! this time; [`plan()`] then weighs the candidates and writes the data-schemas.
 //!
-//! Surveys merge ([`Survey::merge`]) commutatively and associatively, whatever each part saw first
-//! (the bounds are decided on the union, and the kept attribute sets are the ones with the
-//! smallest hashes), so per-segment results merge into the same data-schemas in any order.
+//! A survey works with numbered attribute names (`survey.rs`); its [`Summary`] names them again.
+//! Summaries merge ([`Summary::merge`], and [`Survey::merge`] through them) commutatively and
+//! associatively, whatever each part saw first (the bounds are decided on the union, and the kept
+//! attribute sets are the ones with the smallest hashes), so per-segment results merge into the
+//! same data-schemas in any order.
 
 mod plan;
+mod survey;
 mod weigh;
 
 pub use plan::{
     established, plan, Decision, Finding, Outcome, Plan, PlanError, PlanSettings, Scope, Strategy,
 };
+pub use survey::Survey;
 pub use weigh::{is_type_name, Verdict, Weighed};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::infer::{ItemSummary, TableStats};
+use super::infer::TableStats;
 use super::DataSchema;
 use crate::value::time::is_timestamp;
-use crate::value::{ItemView, Value};
+use crate::value::ItemView;
 
 /// Longest value (in bytes) that may name an entity.
 pub const MAX_TYPE_VALUE_BYTES: usize = 64;
@@ -142,30 +148,7 @@ pub struct Shape {
     pub items: u64,
 }
 
-/// One item's shape, worked out once.
-struct ItemShape<'i> {
-    hash: u64,
-    names: Vec<&'i str>,
-}
-
-impl<'i> ItemShape<'i> {
-    fn of(summary: &ItemSummary<'i>, keys: &[String]) -> Self {
-        let mut names: Vec<&str> = summary
-            .attributes
-            .iter()
-            .filter(|(name, _, non_null)| *non_null && !keys.iter().any(|k| k == name))
-            .map(|(name, _, _)| *name)
-            .collect();
-        names.sort_unstable();
-        // An order-free hash of the set: a sum of well-mixed hashes of the names.
-        let hash = names
-            .iter()
-            .fold(0u64, |acc, n| acc.wrapping_add(mix(fnv1a64(n.as_bytes()))));
-        ItemShape { hash, names }
-    }
-}
-
-fn fnv1a64(bytes: &[u8]) -> u64 {
+pub(super) fn fnv1a64(bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for b in bytes {
         hash ^= u64::from(*b);
@@ -175,7 +158,7 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
 }
 
 /// The splitmix64 finaliser: spreads a hash's bits so that sums of hashes stay distinct.
-fn mix(mut x: u64) -> u64 {
+pub(super) fn mix(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^ (x >> 31)
@@ -191,30 +174,6 @@ pub struct Group {
 }
 
 impl Group {
-    fn add(&mut self, summary: &ItemSummary, shape: &ItemShape) {
-        self.stats.add(summary);
-        if let Some(s) = self.shapes.get_mut(&shape.hash) {
-            s.items += 1;
-        } else if self.shapes.len() < SHAPES_KEPT
-            || self
-                .shapes
-                .keys()
-                .next_back()
-                .is_some_and(|&h| shape.hash < h)
-        {
-            self.shapes.insert(
-                shape.hash,
-                Shape {
-                    attributes: shape.names.iter().map(|n| n.to_string()).collect(),
-                    items: 1,
-                },
-            );
-            if self.shapes.len() > SHAPES_KEPT {
-                self.shapes.pop_last();
-            }
-        }
-    }
-
     fn merge(&mut self, other: &Group) {
         self.stats.merge(&other.stats);
         for (hash, shape) in &other.shapes {
@@ -273,7 +232,7 @@ pub struct Split {
 }
 
 impl Split {
-    fn new(dies_of_unusable: bool) -> Self {
+    pub(super) fn new(dies_of_unusable: bool) -> Self {
         Split {
             dies_of_unusable,
             ..Split::default()
@@ -283,41 +242,6 @@ impl Split {
     fn note_example(&mut self, value: &str) {
         if self.example.as_deref().is_none_or(|e| value < e) {
             self.example = Some(value.to_string());
-        }
-    }
-
-    /// Adds an item whose value is `Ok(group key)`, or `Err(value)` when it cannot name an entity.
-    fn add(
-        &mut self,
-        key: Result<&str, &str>,
-        summary: &ItemSummary,
-        shape: &ItemShape,
-        max_values: usize,
-    ) {
-        match key {
-            Err(value) => {
-                self.unusable += 1;
-                self.note_example(value);
-                if self.dies_of_unusable && self.unusable > max_values as u64 {
-                    self.die(Dead::Unusable);
-                }
-            }
-            Ok(key) if self.dead.is_some() => self.note_example(key),
-            Ok(key) => {
-                let full = self.groups.len() >= max_values;
-                match self.groups.get_mut(key) {
-                    Some(group) => group.add(summary, shape),
-                    None if full => {
-                        self.note_example(key);
-                        self.die(Dead::TooManyValues);
-                    }
-                    None => {
-                        let mut group = Group::default();
-                        group.add(summary, shape);
-                        self.groups.insert(key.to_string(), group);
-                    }
-                }
-            }
         }
     }
 
@@ -395,78 +319,6 @@ impl Bucket {
             out.push((Candidate::Value(a.clone()), s));
         }
         out
-    }
-
-    fn observe(
-        &mut self,
-        item: &ItemView,
-        summary: &ItemSummary,
-        shape: &ItemShape,
-        settings: &SurveySettings,
-        pair_key: &mut String,
-    ) {
-        self.whole.add(summary, shape);
-        let Some(delimiter) = settings.delimiter else {
-            return;
-        };
-        let max = settings.max_values;
-        let pair = settings.key_pair();
-        let mut pair_tokens: [Option<Result<&str, &str>>; 2] = [None, None];
-        for attribute in &settings.token_attributes {
-            let Some(Value::S(text)) = item.get(attribute) else {
-                continue;
-            };
-            let key = entity_prefix(text, delimiter).ok_or(text.as_ref());
-            let split = match self.tokens.get_mut(attribute.as_str()) {
-                Some(split) => split,
-                None => self
-                    .tokens
-                    .entry(attribute.clone())
-                    .or_insert_with(|| Split::new(false)),
-            };
-            split.add(key, summary, shape, max);
-            if let Some((p, s)) = pair {
-                if attribute == p {
-                    pair_tokens[0] = Some(key);
-                } else if attribute == s {
-                    pair_tokens[1] = Some(key);
-                }
-            }
-        }
-        if let [Some(p), Some(s)] = pair_tokens {
-            let key = match (p, s) {
-                (Ok(p), Ok(s)) => {
-                    pair_key.clear();
-                    pair_key.push_str(p);
-                    pair_key.push(PAIR_SEPARATOR);
-                    pair_key.push_str(s);
-                    Ok(pair_key.as_str())
-                }
-                (Err(v), _) | (_, Err(v)) => Err(v),
-            };
-            self.pair
-                .get_or_insert_with(|| Split::new(false))
-                .add(key, summary, shape, max);
-        }
-        for (name, value) in item.iter() {
-            let Value::S(text) = value else { continue };
-            if settings.key_attributes.iter().any(|k| k == name) {
-                continue;
-            }
-            let key = if names_an_entity(text) {
-                Ok(text.as_ref())
-            } else {
-                Err(text.as_ref())
-            };
-            let split = match self.values.get_mut(name) {
-                Some(split) => split,
-                None => self
-                    .values
-                    .entry(name.to_string())
-                    .or_insert_with(|| Split::new(true)),
-            };
-            split.add(key, summary, shape, max);
-        }
     }
 
     fn merge(&mut self, other: &Bucket, max_values: usize) {
@@ -566,9 +418,6 @@ pub fn looks_like_id(text: &str) -> Option<&'static str> {
     None
 }
 
-/// The summary of a scan (or part of one), per bucket: one per previous data-schema in
-/// classification order, then, when no previous data-schema takes every remaining item, one for
-/// the items no rule claims.
 /// Surveys `items` in one pass and plans their data-schemas the way `infer-schema` does with
 /// entity prefixes ending at `#`, evolving `previous` (tests and tools: `infer-schema` surveys
 /// segments in parallel and merges them). `Strategy::Auto` is its default.
@@ -607,36 +456,44 @@ pub fn infer_items(
         .expect("splitting a few items by one attribute never passes --max-tables")
 }
 
+/// What a survey saw, by attribute name, per bucket: one per previous data-schema in
+/// classification order, then, when no previous data-schema takes every remaining item, one for
+/// the items no rule claims. Summaries of parts of a scan merge ([`Summary::merge`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Survey {
+pub struct Summary {
     settings: Arc<SurveySettings>,
     pub buckets: Vec<Bucket>,
-    /// Reused for the pair key of each item.
-    pair_key: String,
 }
 
-impl Survey {
+impl Summary {
+    /// An empty summary.
     pub fn new(settings: Arc<SurveySettings>) -> Self {
-        let buckets =
-            settings.previous.len() + usize::from(Self::catch_all_of(&settings).is_none());
-        Survey {
+        Summary {
+            buckets: vec![Bucket::default(); Self::bucket_count(&settings)],
             settings,
-            buckets: vec![Bucket::default(); buckets],
-            pair_key: String::new(),
         }
+    }
+
+    pub(super) fn bucket_count(settings: &SurveySettings) -> usize {
+        settings.previous.len() + usize::from(Self::catch_all_of(settings).is_none())
     }
 
     fn catch_all_of(settings: &SurveySettings) -> Option<usize> {
         settings.previous.iter().position(|s| s.rule.is_none())
     }
 
+    /// The bucket of items no previous rule claims: the previous catch-all table's, or the last.
+    pub(super) fn unclaimed_of(settings: &SurveySettings) -> usize {
+        Self::catch_all_of(settings).unwrap_or(settings.previous.len())
+    }
+
     pub fn settings(&self) -> &SurveySettings {
         &self.settings
     }
 
-    /// The bucket of items no previous rule claims: the previous catch-all table's, or the last.
+    /// The bucket of items no previous rule claims.
     pub fn unclaimed(&self) -> usize {
-        Self::catch_all_of(&self.settings).unwrap_or(self.settings.previous.len())
+        Self::unclaimed_of(&self.settings)
     }
 
     /// Items surveyed.
@@ -644,28 +501,8 @@ impl Survey {
         self.buckets.iter().map(|b| b.whole.items()).sum()
     }
 
-    fn bucket_of(&self, item: &ItemView) -> usize {
-        self.settings
-            .previous
-            .iter()
-            .position(|s| s.rule.as_ref().is_some_and(|r| r.matches(item)))
-            .unwrap_or_else(|| self.unclaimed())
-    }
-
-    pub fn observe(&mut self, item: &ItemView) {
-        let bucket = self.bucket_of(item);
-        let Survey {
-            settings,
-            buckets,
-            pair_key,
-        } = self;
-        let summary = ItemSummary::of(item);
-        let shape = ItemShape::of(&summary, &settings.key_attributes);
-        buckets[bucket].observe(item, &summary, &shape, settings, pair_key);
-    }
-
     /// Adds another part's summary (of the same settings).
-    pub fn merge(&mut self, other: &Survey) {
+    pub fn merge(&mut self, other: &Summary) {
         debug_assert_eq!(self.settings, other.settings);
         let max = self.settings.max_values;
         for (mine, theirs) in self.buckets.iter_mut().zip(&other.buckets) {

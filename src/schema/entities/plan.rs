@@ -21,7 +21,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use super::weigh::{fill_of, not_telling, overlap, shown, typical, weigh, Verdict, Weighed};
-use super::{pair_parts, Bucket, Candidate, Dead, Group, Split, Survey, SurveySettings};
+use super::{pair_parts, Bucket, Candidate, Dead, Group, Split, Summary, Survey, SurveySettings};
 use crate::schema::infer::columns_for;
 use crate::schema::{
     naming, Condition, DataSchema, MatchRule, Test, FORMAT_VERSION, OVERFLOW_TABLE,
@@ -268,7 +268,7 @@ fn entity_names(candidate: &Candidate, keys: &[&String], delimiter: char) -> Vec
 /// The groups of a split that would land in one table each, as data-schemas, skipping those
 /// whose rule would shadow an existing table's.
 struct NewTables<'a> {
-    survey: &'a Survey,
+    survey: &'a Summary,
     settings: &'a PlanSettings<'a>,
     taken: HashSet<String>,
     schemas: Vec<DataSchema>,
@@ -376,6 +376,11 @@ impl<'a> NewTables<'a> {
 
 /// Plans the data-schemas of everything surveyed.
 pub fn plan(survey: &Survey, settings: &PlanSettings) -> Result<Plan, PlanError> {
+    plan_summary(&survey.summary(), settings)
+}
+
+/// Plans the data-schemas of what a survey saw, in summary.
+pub fn plan_summary(survey: &Summary, settings: &PlanSettings) -> Result<Plan, PlanError> {
     let s = survey.settings();
     let previous = &s.previous;
     let mut taken: HashSet<String> = previous.iter().map(|p| p.table.clone()).collect();
