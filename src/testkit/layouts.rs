@@ -84,12 +84,15 @@ fn when(rng: &mut Rng) -> String {
 
 const WORDS: &[&str] = &["alpha", "beta", "gamma", "delta", "omega", "sigma"];
 
-/// ElectroDB: every item carries its entity name in `__edb_e__` and the entity's version in
+/// ElectroDB: every item carries its entity's name in `__edb_e__` and the entity's version in
 /// `__edb_v__`; the partition key is `$<service>#<attribute>_<value>…` and the sort key
 /// `$<entity>_<version>#<attribute>_<value>…`, lowercased.
-/// <https://electrodb.dev/en/modeling/indexes/> (key composition),
-/// <https://electrodb.dev/en/recipes/use-electrodb-with-existing-table/> (the identifiers it
-/// leaves on items).
+/// Key composition: <https://electrodb.dev/en/modeling/indexes/> ("Composing Indexes": the
+/// service is prefixed onto the partition key, the entity onto the sort key). The two
+/// identifiers: the parameters its put examples generate,
+/// <https://electrodb.dev/en/mutations/put/> (earlier the static page
+/// `www/src/pages/en/put.md` of github.com/tywalch/electrodb, whose `Item` ends with
+/// `"__edb_e__": "MallStore", "__edb_v__": "1"`).
 pub fn electrodb() -> Layout {
     let mut rng = Rng::new(1);
     let mut items = Vec::new();
@@ -153,7 +156,7 @@ pub fn electrodb() -> Layout {
         name: "electrodb",
         docs: &[
             "https://electrodb.dev/en/modeling/indexes/",
-            "https://electrodb.dev/en/recipes/use-electrodb-with-existing-table/",
+            "https://electrodb.dev/en/mutations/put/",
         ],
         keys: keys(&["pk", "sk"]),
         items,
@@ -180,10 +183,11 @@ pub fn electrodb_week_two() -> Vec<(&'static str, Item)> {
         .collect()
 }
 
-/// dynamodb-toolbox: the entity attribute `_et` holds the entity's name, and `_ct`/`_md` the
-/// creation and modification times (ISO 8601); keys are whatever the table defines, here
+/// dynamodb-toolbox: the entity attribute, saved as `_et`, holds the entity's name, and `_ct` and
+/// `_md` the creation and modification times in ISO 8601 (its "Internal Attributes" page,
+/// <https://www.dynamodbtoolbox.com/docs/entities/internal-attributes>, whose `SavedItem` example
+/// is `{ pk, sk, level, _et: "Pokemon", _ct, _md }`); keys are whatever the table defines, here
 /// `USER#<id>` partitions holding a user and its tasks.
-/// <https://www.dynamodbtoolbox.com/docs/entities/internal-attributes>
 pub fn dynamodb_toolbox() -> Layout {
     let mut rng = Rng::new(2);
     let mut items = Vec::new();
@@ -266,12 +270,16 @@ pub fn dynamodb_toolbox_week_two() -> Vec<(&'static str, Item)> {
     items
 }
 
-/// AppSync (Amplify's @model types): one `id` key, `__typename` with the GraphQL type name,
-/// `createdAt`/`updatedAt` as AWSDateTime, and on a versioned data source `_version` and
-/// `_lastChangedAt`.
-/// <https://docs.amplify.aws/gen1/javascript/tools/cli-legacy/model-directive/>,
-/// <https://docs.aws.amazon.com/appsync/latest/devguide/versioned-data-sources.html>,
-/// <https://spec.graphql.org/October2021/#sec-Type-Name-Introspection> (`__typename`).
+/// AppSync with Amplify's `@model` types: one `id` key (a UUID from `$util.autoId()`),
+/// `__typename` set to the model's name by the generated create resolver, `createdAt` and
+/// `updatedAt` in ISO 8601, and on a versioned data source `_version` and `_lastChangedAt`
+/// (epoch milliseconds).
+/// <https://docs.amplify.aws/cli-legacy/graphql-transformer/model> (`@model` types stored in
+/// DynamoDB, timestamps), the create resolver's template in github.com/aws-amplify/
+/// amplify-category-api, `packages/amplify-graphql-model-transformer/src/resolvers/dynamodb/
+/// mutation.ts` (`mergedValues.put("__typename", <model name>)`),
+/// <https://docs.aws.amazon.com/appsync/latest/devguide/versioned-data-sources.html> (the
+/// versioning metadata).
 pub fn appsync() -> Layout {
     let mut rng = Rng::new(3);
     let mut items = Vec::new();
@@ -320,9 +328,9 @@ pub fn appsync() -> Layout {
     Layout {
         name: "appsync",
         docs: &[
-            "https://docs.amplify.aws/gen1/javascript/tools/cli-legacy/model-directive/",
+            "https://docs.amplify.aws/cli-legacy/graphql-transformer/model",
+            "https://github.com/aws-amplify/amplify-category-api/blob/main/packages/amplify-graphql-model-transformer/src/resolvers/dynamodb/mutation.ts",
             "https://docs.aws.amazon.com/appsync/latest/devguide/versioned-data-sources.html",
-            "https://spec.graphql.org/October2021/#sec-Type-Name-Introspection",
         ],
         keys: keys(&["id"]),
         items,
@@ -374,12 +382,12 @@ pub fn plain_type() -> Layout {
 }
 
 /// Two keys together: customers and their orders in the customer's partition (`CUSTOMER#<id>`
-/// with sort keys `CUSTOMER#<id>` and `#ORDER#<id>`, the leading `#` sorting orders first), and
-/// the items of an order in the order's partition (`ORDER#<id>`/`ITEM#<id>`), as in The DynamoDB
-/// Book's e-commerce example and AWS's single-table design guidance.
+/// with sort keys `CUSTOMER#<id>` and `#ORDER#<id>`, the leading `#` sorting orders before the
+/// customer), and the items of an order in the order's partition (`ORDER#<id>`/`ITEM#<id>`), as
+/// in the e-commerce example of The DynamoDB Book and AWS's example of relational data in one
+/// table.
 /// <https://www.dynamodbbook.com/>,
-/// <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/bp-modeling-nosql-B.html>,
-/// <https://aws.amazon.com/blogs/compute/creating-a-single-table-design-with-amazon-dynamodb/>
+/// <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/bp-modeling-nosql-B.html>
 pub fn two_keys() -> Layout {
     let mut rng = Rng::new(5);
     let mut items = Vec::new();
@@ -437,7 +445,6 @@ pub fn two_keys() -> Layout {
         docs: &[
             "https://www.dynamodbbook.com/",
             "https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/bp-modeling-nosql-B.html",
-            "https://aws.amazon.com/blogs/compute/creating-a-single-table-design-with-amazon-dynamodb/",
         ],
         keys: keys(&["pk", "sk"]),
         items,
