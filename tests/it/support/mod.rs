@@ -428,9 +428,20 @@ impl TestEnv {
 
     /// Creates the table and loads `items`.
     pub async fn load(&self, items: Vec<Item>) {
-        dynamo_etl::testkit::fixtures::create_table(&self.dynamodb, &self.table)
+        self.load_keyed(&["pk".to_string(), "sk".to_string()], items)
+            .await
+    }
+
+    /// Creates the table with these key attributes (strings) and loads `items`.
+    pub async fn load_keyed(&self, keys: &[String], items: Vec<Item>) {
+        dynamo_etl::testkit::fixtures::create_table_with_keys(&self.dynamodb, &self.table, keys)
             .await
             .unwrap_or_else(|e| panic!("{e:#}; {STACK_HINT}"));
+        self.add(items).await;
+    }
+
+    /// Writes more items into the existing table.
+    pub async fn add(&self, items: Vec<Item>) {
         dynamo_etl::testkit::fixtures::write_items(&self.dynamodb, &self.table, items, 8)
             .await
             .unwrap();
