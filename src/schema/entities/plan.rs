@@ -596,10 +596,14 @@ fn new_entities(
                     .map(|w| w.candidate.clone())
             }),
     };
+    // Key prefixes, and attributes named like a type attribute, that had too many values to
+    // name tables are worth a reviewer's look; any other attribute with many values is data.
     for w in &weighed {
-        if let (Candidate::Token(_) | Candidate::Tokens(..), Verdict::Refused(_)) =
-            (&w.candidate, &w.verdict)
-        {
+        let worth_saying = match &w.candidate {
+            Candidate::Token(_) | Candidate::Tokens(..) => true,
+            Candidate::Value(a) => super::weigh::is_type_name(a),
+        };
+        if worth_saying && matches!(w.verdict, Verdict::Refused(_)) {
             if let Some(split) = bucket
                 .split(&w.candidate)
                 .filter(|sp| sp.dead == Some(Dead::TooManyValues))

@@ -604,3 +604,41 @@ fn entity_prefixes_and_what_cannot_name_an_entity() {
     }
     assert!(!names_an_entity(&"x".repeat(MAX_TYPE_VALUE_BYTES + 1)));
 }
+
+#[test]
+fn a_type_attribute_with_more_values_than_tables_is_reported_not_split() {
+    let items: Vec<Item> = (0..12)
+        .map(|i| {
+            [
+                ("pk".to_string(), AttributeValue::S(format!("K#{i}"))),
+                ("sk".to_string(), AttributeValue::S("x".into())),
+                ("type".to_string(), AttributeValue::S(format!("Kind{i}"))),
+                (format!("a{i}"), AttributeValue::S("v".into())),
+            ]
+            .into()
+        })
+        .collect();
+    let keys = ["pk".to_string(), "sk".to_string()];
+    let mut settings = SurveySettings::new(&keys, Some('#'), 5, Vec::new());
+    settings = settings.with_token_attribute("pk");
+    let mut survey = Survey::new(Arc::new(settings));
+    items
+        .iter()
+        .for_each(|i| survey.observe(&ItemView::from_sdk(i)));
+    let plan = plan(
+        &survey,
+        &PlanSettings {
+            source_table: SOURCE,
+            strategy: Strategy::Auto,
+            narrow: false,
+        },
+    )
+    .unwrap();
+    assert_eq!(plan.schemas.len(), 1, "{}", shown(&plan));
+    assert!(
+        plan.findings.iter().any(|f| matches!(f,
+            Finding::GrowsWithData { candidate, .. } if candidate == "values of type")),
+        "{}",
+        shown(&plan)
+    );
+}
