@@ -483,7 +483,11 @@ pub async fn create_table_with_keys(
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest);
     for (i, name) in keys.iter().enumerate() {
-        let kind = if i == 0 { KeyType::Hash } else { KeyType::Range };
+        let kind = if i == 0 {
+            KeyType::Hash
+        } else {
+            KeyType::Range
+        };
         request = request
             .key_schema(key(name, kind))
             .attribute_definitions(attr(name));

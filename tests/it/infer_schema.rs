@@ -971,7 +971,9 @@ async fn bad_infer_schema_usage_exits_2_with_a_clear_message() {
 fn written_schemas(dir: &Path, table: &str) -> Vec<DataSchema> {
     read_folder(&dir.join(table))
         .into_iter()
-        .map(|(name, bytes)| DataSchema::from_json(&String::from_utf8(bytes).unwrap(), &name).unwrap())
+        .map(|(name, bytes)| {
+            DataSchema::from_json(&String::from_utf8(bytes).unwrap(), &name).unwrap()
+        })
         .collect()
 }
 
@@ -1014,7 +1016,11 @@ async fn assert_one_table_per_entity(
         schemas.iter().map(|s| s.table.as_str()).collect();
     let expected: std::collections::BTreeSet<&str> = layout.tables().into_iter().collect();
     assert_eq!(written, expected, "{context}");
-    assert_eq!(env.count(&env.target, "_unclassified").await, 0, "{context}");
+    assert_eq!(
+        env.count(&env.target, "_unclassified").await,
+        0,
+        "{context}"
+    );
     let mut conn = env.pg().await;
     for schema in schemas {
         let items: Vec<&Item> = layout
@@ -1060,7 +1066,13 @@ async fn assert_one_table_per_entity(
 
 /// One layout, first week, default flags: inferred, copied, checked.
 async fn first_week(layout: layouts::Layout) {
-    let env = TestEnv::new(&format!("layout-{}", layout.name.replace(|c: char| !c.is_ascii_alphanumeric(), ""))).await;
+    let env = TestEnv::new(&format!(
+        "layout-{}",
+        layout
+            .name
+            .replace(|c: char| !c.is_ascii_alphanumeric(), "")
+    ))
+    .await;
     env.load_keyed(&layout.keys, layout.items()).await;
     let dir = tempfile::tempdir().unwrap();
     let report = infer_into(&env, dir.path(), &["--total-segments", "3"]);
@@ -1115,8 +1127,13 @@ async fn the_second_week_keeps_a_hand_edited_rule_and_gives_new_entities_tables(
     let reviewed = env.schemas_dir.path().to_path_buf();
     let report = infer_into(&env, &reviewed, &["--no-schema-cache"]);
     let user_file = reviewed.join(&env.table).join("user.json");
-    let mut user = DataSchema::from_json(&std::fs::read_to_string(&user_file).unwrap(), "user").unwrap();
-    assert_eq!(user.rule, Some(MatchRule::equals("_et", "User")), "{report}");
+    let mut user =
+        DataSchema::from_json(&std::fs::read_to_string(&user_file).unwrap(), "user").unwrap();
+    assert_eq!(
+        user.rule,
+        Some(MatchRule::equals("_et", "User")),
+        "{report}"
+    );
     let hand_written = MatchRule::prefix("_et", "User");
     user.rule = Some(hand_written.clone());
     std::fs::write(&user_file, user.to_pretty_json()).unwrap();
@@ -1129,15 +1146,25 @@ async fn the_second_week_keeps_a_hand_edited_rule_and_gives_new_entities_tables(
     env.add(more.iter().map(|(_, i)| i.clone()).collect()).await;
     let week_two = week_one.clone().with(more);
     copy(&env, "night");
-    let projects = week_two.items.iter().filter(|(t, _)| *t == "project").count() as i64;
-    let settings = week_two.items.iter().filter(|(t, _)| *t == "user_settings").count() as i64;
+    let projects = week_two
+        .items
+        .iter()
+        .filter(|(t, _)| *t == "project")
+        .count() as i64;
+    let settings = week_two
+        .items
+        .iter()
+        .filter(|(t, _)| *t == "user_settings")
+        .count() as i64;
     assert_eq!(env.count(&env.target, "_unclassified").await, projects);
     // The hand-written prefix takes UserSettings into user until the weekly job splits it off.
     assert_eq!(env.count(&env.target, "user").await, 10 + settings);
     let drift = env.run_ok(&["drift", "--run-id", "night"]);
     let drift = String::from_utf8_lossy(&drift.stdout);
     assert!(
-        drift.contains(&format!("_unclassified: {projects} item(s) matched no data-schema")),
+        drift.contains(&format!(
+            "_unclassified: {projects} item(s) matched no data-schema"
+        )),
         "{drift}"
     );
 
@@ -1155,13 +1182,21 @@ async fn the_second_week_keeps_a_hand_edited_rule_and_gives_new_entities_tables(
             .clone()
     };
     assert_eq!(rule("user"), Some(hand_written), "{report}");
-    assert_eq!(rule("task"), Some(MatchRule::equals("_et", "Task")), "{report}");
+    assert_eq!(
+        rule("task"),
+        Some(MatchRule::equals("_et", "Task")),
+        "{report}"
+    );
     assert_eq!(
         rule("user_settings"),
         Some(MatchRule::equals("_et", "UserSettings")),
         "{report}"
     );
-    assert_eq!(rule("project"), Some(MatchRule::equals("_et", "Project")), "{report}");
+    assert_eq!(
+        rule("project"),
+        Some(MatchRule::equals("_et", "Project")),
+        "{report}"
+    );
     let user_after = schemas.iter().find(|s| s.table == "user").unwrap();
     assert_eq!(
         user_after.columns[..user.columns.len()],
@@ -1186,24 +1221,39 @@ async fn ids_in_key_prefixes_never_name_tables_and_a_forced_split_is_refused() {
     let out = env.run(
         &infer_cmd(
             &env.table,
-            &["--classify-attribute", "pk", "--max-tables", "5", "--no-schema-cache", "--write-static", "unused"],
+            &[
+                "--classify-attribute",
+                "pk",
+                "--max-tables",
+                "5",
+                "--no-schema-cache",
+                "--write-static",
+                "unused",
+            ],
         ),
         &[],
     );
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("--classify-attribute pk") && stderr.contains("looks like an id") && stderr.contains("--max-tables 5"),
+        stderr.contains("--classify-attribute pk")
+            && stderr.contains("looks like an id")
+            && stderr.contains("--max-tables 5"),
         "{stderr}"
     );
     // By default the prefixes are weighed, refused, and reported; the items stay together.
     let dir = tempfile::tempdir().unwrap();
     let report = infer_into(&env, dir.path(), &["--max-tables", "5", "--explain"]);
     assert!(
-        report.contains("drift: prefixes of pk were not used to name tables: more than 5 distinct values"),
+        report.contains(
+            "drift: prefixes of pk were not used to name tables: more than 5 distinct values"
+        ),
         "{report}"
     );
-    assert!(report.contains("refused: more than 5 distinct values"), "{report}");
+    assert!(
+        report.contains("refused: more than 5 distinct values"),
+        "{report}"
+    );
     let schemas = written_schemas(dir.path(), &env.table);
     assert_eq!(schemas.len(), 1, "{report}");
     assert_eq!(schemas[0].rule, None, "{report}");

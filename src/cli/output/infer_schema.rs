@@ -130,7 +130,11 @@ fn outcome(d: &Decision) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let told_by = d.chosen.as_ref().map(Candidate::describe).unwrap_or_default();
+    let told_by = d
+        .chosen
+        .as_ref()
+        .map(Candidate::describe)
+        .unwrap_or_default();
     match (&d.outcome, &d.scope) {
         (Outcome::Split { fill }, Scope::All) => format!(
             "{told_by} tell them apart: {} tables ({}), {:.0}% of their cells filled ({:.0}% in one table)",
@@ -193,11 +197,13 @@ fn explain(out: &mut String, d: &Decision) {
             out,
             "    {:<44} {:>7} {:>8.1}% {:>10} {:>6}  {verdict}",
             w.candidate.describe(),
-            w.values.map_or_else(|| "many".to_string(), |v| v.to_string()),
+            w.values
+                .map_or_else(|| "many".to_string(), |v| v.to_string()),
             w.coverage * 100.0,
             w.separation
                 .map_or_else(|| "-".to_string(), |s| format!("{s:.2}")),
-            w.fill.map_or_else(|| "-".to_string(), |f| format!("{f:.2}")),
+            w.fill
+                .map_or_else(|| "-".to_string(), |f| format!("{f:.2}")),
         );
     }
     let _ = writeln!(

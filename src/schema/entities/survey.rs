@@ -118,8 +118,10 @@ impl LiveGroup {
             .shapes
             .iter()
             .map(|(&hash, (ids, items))| {
-                let mut attributes: Vec<String> =
-                    ids.iter().map(|&i| names.names[i as usize].clone()).collect();
+                let mut attributes: Vec<String> = ids
+                    .iter()
+                    .map(|&i| names.names[i as usize].clone())
+                    .collect();
                 attributes.sort_unstable();
                 (
                     hash,
@@ -256,7 +258,10 @@ impl LiveBucket {
             .values
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| s.as_ref().map(|s| (names.names[i].clone(), s.summary(names))))
+            .filter_map(|(i, s)| {
+                s.as_ref()
+                    .map(|s| (names.names[i].clone(), s.summary(names)))
+            })
             .collect();
         let tokens = settings
             .token_attributes

@@ -278,8 +278,12 @@ fn the_second_week_adds_new_entities_and_type_values_and_keeps_a_hand_edited_rul
     );
     // The decision that took UserSettings out of user says so.
     assert!(
-        plan.decisions.iter().any(|d| d.scope == Scope::Table("user".into())
-            && d.tables.iter().any(|(t, _, n)| t == "user_settings" && *n == 6)),
+        plan.decisions
+            .iter()
+            .any(|d| d.scope == Scope::Table("user".into())
+                && d.tables
+                    .iter()
+                    .any(|(t, _, n)| t == "user_settings" && *n == 6)),
         "{}",
         shown(&plan)
     );
