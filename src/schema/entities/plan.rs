@@ -116,6 +116,14 @@ pub enum Finding {
         table: String,
         items: u64,
     },
+    /// A previous table's `prefix` rule on a type attribute takes several of its values.
+    SharedRule {
+        table: String,
+        rule: String,
+        attribute: String,
+        /// Each value with its items.
+        values: Vec<(String, u64)>,
+    },
     /// A key prefix had more values than a split may make tables: it looked like an id.
     GrowsWithData {
         candidate: String,
@@ -406,6 +414,9 @@ pub fn plan_summary(survey: &Summary, settings: &PlanSettings) -> Result<Plan, P
                 plan.decisions.push(decision);
             }
         }
+        if let Some(f) = shared_prefix_rule(&new, bucket, p) {
+            plan.findings.push(f);
+        }
         if bucket.whole.items() == 0 && settings.narrow {
             continue;
         }
@@ -431,6 +442,37 @@ pub fn plan_summary(survey: &Summary, settings: &PlanSettings) -> Result<Plan, P
     plan.schemas.extend(new.schemas);
     plan.findings.extend(new.findings);
     Ok(plan)
+}
+
+/// A previous table whose `prefix` rule on a type attribute (not a key) takes items of several
+/// values that stay in it (no new table took them out): the values may be entities of their own
+/// that happen to begin alike (`User`, `UserSettings`), for a reviewer to decide.
+fn shared_prefix_rule(new: &NewTables, bucket: &Bucket, table: &DataSchema) -> Option<Finding> {
+    let keys = &new.survey.settings().key_attributes;
+    let rule = table.rule.as_ref()?;
+    let attribute = rule.conditions().iter().find_map(|c| match &c.test {
+        Test::Prefix(_) if !keys.contains(&c.attribute) => Some(&c.attribute),
+        _ => None,
+    })?;
+    let split = bucket.values.get(attribute)?;
+    if split.dead.is_some() {
+        return None;
+    }
+    let staying: Vec<(&String, u64)> = split
+        .groups
+        .iter()
+        .filter(|(value, _)| {
+            let taken = MatchRule::equals(attribute, value);
+            !new.schemas.iter().any(|s| s.rule.as_ref() == Some(&taken))
+        })
+        .map(|(value, group)| (value, group.items()))
+        .collect();
+    (staying.len() > 1).then(|| Finding::SharedRule {
+        table: table.table.clone(),
+        rule: rule.describe(),
+        attribute: attribute.clone(),
+        values: staying.iter().map(|(v, n)| ((*v).clone(), *n)).collect(),
+    })
 }
 
 /// Looks into previous table `index` for groups of items that are new entities; returns the
@@ -806,6 +848,15 @@ impl Finding {
             ),
             Finding::Shadowing { entity, rule, table, items } => format!(
                 "new entity {entity:?} got no table: its rule ({rule}) would be tried before table {table}'s and could take {items} of its item(s); its items stay where they are. Write a rule for it by hand under schemas/{source}/ that does not overlap {table}'s"
+            ),
+            Finding::SharedRule { table, rule, attribute, values } => format!(
+                "table {table}'s rule ({rule}) takes items of {} values of {attribute}: {}; they look alike, so they stay in {table}. If they are different entities, give each a table with an \"equals\" rule in schemas/{source}/ (infer-schema keeps rules written by hand)",
+                values.len(),
+                values
+                    .iter()
+                    .map(|(v, n)| format!("{v:?} ({n} items)"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             Finding::GrowsWithData { candidate, example, max } => format!(
                 "{candidate} were not used to name tables: more than {max} distinct values (e.g. {example}) looked like ids; pass --max-tables if every one really is an entity"

@@ -646,3 +646,38 @@ fn a_type_attribute_with_more_values_than_tables_is_reported_not_split() {
         shown(&plan)
     );
 }
+
+#[test]
+fn a_hand_written_prefix_rule_over_alike_type_values_is_kept_and_reported() {
+    // Two versions of one entity, with the same attributes, under a reviewer's prefix rule.
+    let item = |i: usize, kind: &str| -> Item {
+        [
+            ("pk".to_string(), AttributeValue::S(format!("USER#{i}"))),
+            ("sk".to_string(), AttributeValue::S("x".into())),
+            ("_et".to_string(), AttributeValue::S(kind.into())),
+            ("email".to_string(), AttributeValue::S("e".into())),
+            ("name".to_string(), AttributeValue::S("n".into())),
+        ]
+        .into()
+    };
+    let keys = ["pk".to_string(), "sk".to_string()];
+    let week_one: Vec<Item> = (0..6).map(|i| item(i, "UserV1")).collect();
+    let mut first = infer_items(SOURCE, &keys, &[], Strategy::Auto, &week_one).schemas;
+    assert_eq!(first.len(), 1);
+    first[0].table = "user".into();
+    first[0].rule = Some(MatchRule::prefix("_et", "User"));
+    let all: Vec<Item> = week_one
+        .into_iter()
+        .chain((6..12).map(|i| item(i, "UserV2")))
+        .collect();
+    let plan = infer_items(SOURCE, &keys, &first, Strategy::Auto, &all);
+    assert_eq!(plan.schemas.len(), 1, "{}", shown(&plan));
+    assert_eq!(plan.schemas[0].rule, Some(MatchRule::prefix("_et", "User")));
+    let said: Vec<String> = plan.findings.iter().map(|f| f.describe(SOURCE)).collect();
+    assert!(
+        said.iter().any(|f| f.starts_with(
+            "table user's rule (_et begins with \"User\") takes items of 2 values of _et: \"UserV1\" (6 items), \"UserV2\" (6 items)"
+        )),
+        "{said:?}"
+    );
+}
