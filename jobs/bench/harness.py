@@ -16,6 +16,9 @@ the stack and provides boto3). Measures, on one table and with one segment count
   load      dynamo-etl upload: one process per segment of the phase1 run, all at once, after
             prepare; against psql \\copy of the same CSV (decompressed beforehand) into fresh
             tables of the same definitions, one psql per segment, all at once
+  infer     dynamo-etl infer-schema, one process scanning every segment at once: as on a first
+            run (no previous data-schemas) and as the weekly job does (evolving schemas/bench);
+            each writes its data-schemas to a folder of its own (--no-schema-cache)
   rss       one phase-1 process (--total-segments 1) streaming 100k and then 1M items from
             replay_scan.py, which repeats a real page of the table: DynamoDB Local's Scan slows
             down with every page of a segment, so it cannot feed one process a million items
@@ -72,7 +75,8 @@ TARGET_BUDGET = (0.90, 1.05)  # achieved read units per second / --max-read-unit
 # stands for "no checkpoints": about 32 years, which no segment reaches.
 DEFAULT_CHECKPOINT_SECONDS = 60
 RARE_CHECKPOINT_SECONDS = 1_000_000_000
-STEPS = ("bare", "phase1", "export", "increment", "baseline", "load", "rss", "resume", "overhead", "budget")
+STEPS = ("bare", "phase1", "export", "increment", "infer", "baseline", "load", "rss", "resume", "overhead",
+         "budget")
 
 
 def log(msg):
@@ -96,8 +100,8 @@ def parse_args():
                    help="segments = parallel scans/processes, as dynamo-etl's --total-segments (default 4; 2 with "
                         "--smoke); --segments is the spelling of earlier figures")
     p.add_argument("--only", default=",".join(STEPS),
-                   help="comma-separated steps to run: bare, phase1, export (needs phase1), increment, baseline, "
-                        "load (needs phase1), rss, resume, overhead, budget")
+                   help="comma-separated steps to run: bare, phase1, export (needs phase1), increment, infer, "
+                        "baseline, load (needs phase1), rss, resume, overhead, budget")
     p.add_argument("--rss-items", help="items of the two rss runs (default 100000,1000000; 2000,20000 with --smoke)")
     p.add_argument("--smoke", action="store_true",
                    help="a quick check of the harness: small table on the stack's DynamoDB, debug build, table deleted afterwards")
@@ -434,6 +438,25 @@ def step_phase1(args, env, logs, run_id, schemas_dir):
     step, outs = run_step("phase1", f"b  dynamo-etl segment ({args.segments} processes)", cmds, env, logs)
     step.units = sum(int(re.search(r": (\d+) items scanned", o).group(1)) for o in outs)
     return step
+
+
+def step_infer(args, env, logs, schemas_dir, work):
+    """infer-schema over the whole table, once without previous data-schemas and once evolving the
+    benchmark's (the weekly job). Both write to folders of their own and leave the cache alone."""
+    steps = []
+    empty = os.path.join(work, "no-schemas")
+    os.makedirs(empty, exist_ok=True)
+    for name, label, previous in (("infer-first", "k1 dynamo-etl infer-schema, first run", empty),
+                                  ("infer-weekly", "k2 dynamo-etl infer-schema, evolving", schemas_dir)):
+        out_dir = os.path.join(work, name)
+        cmd = [os.path.join(args.bin_dir, "dynamo-etl"), "infer-schema", "--table", args.table,
+               "--total-segments", str(args.segments), "--schemas-dir", previous, "--no-schema-cache",
+               "--write-static", out_dir]
+        step, (out,) = run_step(name, f"{label} (1 process, {args.segments} segments)", [cmd], env, logs)
+        step.units = int(re.search(r": (\d+) items in", out).group(1))
+        step.extra["tables"] = sorted(os.path.splitext(f)[0] for f in os.listdir(os.path.join(out_dir, args.table)))
+        steps.append(step)
+    return steps
 
 
 def segment_rows(s3, bucket, run_prefix, segments):
@@ -1115,7 +1138,7 @@ def main():
     load_before = os.getloadavg()
     steps = {}
     try:
-        if not args.no_warmup and set(args.steps) & {"bare", "phase1", "resume", "overhead", "budget"}:
+        if not args.no_warmup and set(args.steps) & {"bare", "phase1", "infer", "resume", "overhead", "budget"}:
             log("warm-up scan (not recorded)")
             step_bare(args, env, logs, label="warm-up")
         if "bare" in args.steps:
@@ -1131,6 +1154,9 @@ def main():
             log(f"j: a full copy, then an increment changing {args.increment_fraction:.0%} of the items")
             steps["full-copy"], steps["increment"] = step_increment(args, env, logs, run_id, schemas_dir, s3,
                                                                     bucket, prefix, target)
+        if "infer" in args.steps:
+            log("k: dynamo-etl infer-schema, a first run and a weekly one")
+            steps["infer-first"], steps["infer-weekly"] = step_infer(args, env, logs, schemas_dir, work)
         if "baseline" in args.steps:
             log("c: python baseline")
             steps["baseline"] = step_baseline(args, env, logs, schemas_dir, f"{prefix}/python", work)

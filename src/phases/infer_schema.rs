@@ -2,13 +2,15 @@
 //! evolving the previous ones, and store them as a new schema cache snapshot (and, for review,
 //! as files).
 //!
-//! The scan reads the whole table (or a sample) as a parallel Scan, summarises every item into an
-//! [`Inference`], and merges the per-segment summaries.
-//! Each segment streams pages through a bounded channel into its own summary, so memory holds a
-//! couple of pages per running segment plus the summaries (which grow with the number of distinct
-//! attributes, not with the items). At most `concurrency` segments run at once, and the read
-//! budget is shared between them. Summaries form a lattice ([`Inference::merge`] is commutative
-//! and associative), so the result does not depend on which segment finishes first.
+//! The scan reads the whole table (or a sample) as a parallel Scan, summarises every item into a
+//! [`Survey`] (per previous table, and per way of telling entities apart), and merges the
+//! per-segment summaries; [`plan`] then chooses how to tell entities apart and writes the
+//! data-schemas. Each segment streams pages through a bounded channel into its own summary, so
+//! memory holds a couple of pages per running segment plus the summaries (which grow with the
+//! number of distinct attributes and entities, never with the items or distinct key values: see
+//! `schema::entities`). At most `concurrency` segments run at once, and the read budget is
+//! shared between them. [`Survey::merge`] is commutative and associative, so the result does not
+//! depend on which segment finishes first.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -24,9 +26,11 @@ use super::plan::{resolver, SchemaOptions};
 use super::Context;
 use crate::error::{Class, Classify, Error};
 use crate::retry::RetryPolicy;
+use crate::schema::entities::{
+    established, plan, Candidate, Plan, PlanSettings, Strategy, Survey, SurveySettings,
+};
 use crate::schema::evolve::{narrowings, Narrowing};
-use crate::schema::infer::{Classification, Inference};
-use crate::schema::{DataSchema, SchemaError, SchemaSet};
+use crate::schema::{DataSchema, SchemaError, SchemaSet, Test};
 use crate::source::export::{read_segment, Export, ExportSource};
 use crate::source::{
     key_attributes, scan_segment, DynamoDb, Message, ScanCounters, ScanError, ScanSpec,
@@ -51,7 +55,8 @@ pub struct InferSettings {
     /// Stop after this many items in total (a sample).
     pub max_items: Option<u64>,
     pub consistent_read: bool,
-    pub classification: Classification,
+    /// What each item is summarised under.
+    pub survey: Arc<SurveySettings>,
     pub key_attributes: Vec<String>,
     pub retry: RetryPolicy,
     pub progress_every: Duration,
@@ -84,7 +89,7 @@ impl InferSettings {
 /// The merged result of a scan.
 #[derive(Debug, Clone)]
 pub struct InferScan {
-    pub inference: Inference,
+    pub survey: Survey,
     /// Items summarised.
     pub items: u64,
     /// False when `max_items` stopped the scan before the table's end.
@@ -121,7 +126,7 @@ pub async fn scan_and_infer(
                 .max_items
                 .is_some_and(|max| claimed.load(Ordering::Relaxed) >= max);
             let outcome = if limit_reached {
-                Ok(SegmentOutcome::default())
+                Ok(SegmentOutcome::new(&settings))
             } else {
                 infer_segment(&client, &settings, segment, &counters, &claimed).await
             };
@@ -157,10 +162,10 @@ pub async fn scan_and_infer(
     }
 
     // Merge in segment order: the result is the same in any order, this just makes it obvious.
-    let mut inference = Inference::default();
+    let mut survey = Survey::new(settings.survey.clone());
     let mut stopped = false;
     for part in parts.into_iter().flatten() {
-        inference.merge(&part.inference);
+        survey.merge(&part.survey);
         stopped |= part.stopped;
     }
     let items = match settings.max_items {
@@ -171,7 +176,7 @@ pub async fn scan_and_infer(
     // exist is unknown.
     let complete = !stopped && settings.max_items.is_none_or(|max| items < max);
     Ok(InferScan {
-        inference,
+        survey,
         items,
         complete,
         read_units: counters.read_units(),
@@ -181,14 +186,25 @@ pub async fn scan_and_infer(
     })
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct SegmentOutcome {
-    inference: Inference,
+    survey: Survey,
     items: u64,
     /// The item limit was reached while this segment still had pages.
     stopped: bool,
     /// Why a page's items could not be read, if one could not.
     bad_page: Option<String>,
+}
+
+impl SegmentOutcome {
+    fn new(settings: &InferSettings) -> Self {
+        SegmentOutcome {
+            survey: Survey::new(settings.survey.clone()),
+            items: 0,
+            stopped: false,
+            bad_page: None,
+        }
+    }
 }
 
 async fn infer_segment(
@@ -233,7 +249,7 @@ async fn infer_segment(
         result
     };
     let summarise = async {
-        let mut out = SegmentOutcome::default();
+        let mut out = SegmentOutcome::new(settings);
         // Nothing sends an end here: the channel closes when the scan returns.
         'pages: while let Some(Message::Page(page)) = rx.recv().await {
             let items = match page.items() {
@@ -249,7 +265,7 @@ async fn infer_segment(
                     out.stopped = true;
                     break 'pages;
                 }
-                out.inference.observe(item, &settings.classification);
+                out.survey.observe(item);
                 out.items += 1;
             }
         }
@@ -313,10 +329,14 @@ pub struct InferRequest {
     pub max_read_units: Option<f64>,
     /// Stop after this many items in total (a sample).
     pub max_items: Option<u64>,
-    /// The string attribute whose prefix names the entity (default: the partition key).
+    /// Tell entities apart by this string attribute's prefix; `None` chooses from the data.
     pub classify_attribute: Option<String>,
-    /// The prefix ends at this character; `None` puts every item in one table.
+    /// Entity prefixes end at this character; `None` puts every item in one table.
     pub delimiter: Option<char>,
+    /// Print every way of telling entities apart that was weighed, with its figures.
+    pub explain: bool,
+    /// Most tables a split may make; more values than this grow with the data (like ids).
+    pub max_tables: usize,
     /// Infer from scratch instead of evolving the previous data-schemas.
     pub allow_narrowing: bool,
     /// Also write the data-schemas to `<dir>/<table>/`.
@@ -337,22 +357,44 @@ pub async fn infer_schema(ctx: &Context, args: &InferRequest) -> Result<InferRep
     let keys = key_attributes(&ctx.dynamodb, table, &ctx.retry)
         .await
         .map_err(|e| Error::from(e).context(format!("infer-schema for table {table}")))?;
-    let partition_key = keys.first().cloned().ok_or_else(|| {
-        Error::fatal(format!(
+    if keys.is_empty() {
+        return Err(Error::fatal(format!(
             "table {table} has no key schema in DescribeTable; check --table"
-        ))
-    })?;
-    let classification = Classification {
-        attribute: args.classify_attribute.clone().unwrap_or(partition_key),
-        delimiter: args.delimiter,
+        )));
+    }
+    let strategy = match (&args.classify_attribute, args.delimiter) {
+        (_, None) => Strategy::OneTable,
+        (Some(attribute), Some(_)) => Strategy::Prefix(attribute.clone()),
+        (None, Some(_)) => Strategy::Auto,
     };
     let previous = previous_schemas(ctx, args).await?;
     let previous_schemas: &[DataSchema] = previous
         .as_ref()
         .map(|r| &r.schemas.schemas[..])
         .unwrap_or(&[]);
-    if !args.allow_narrowing {
-        check_classification(previous_schemas, &classification, previous.as_ref())?;
+    // Rules are kept whoever wrote them; only a split the operator names that differs from
+    // theirs is refused (or, with --allow-narrowing, replaces them).
+    let forced = strategy != Strategy::Auto;
+    if forced && !args.allow_narrowing {
+        check_classification(
+            previous_schemas,
+            &strategy,
+            args.delimiter,
+            previous.as_ref(),
+        )?;
+    }
+    let evolve_from: &[DataSchema] = if forced && args.allow_narrowing {
+        &[]
+    } else {
+        previous_schemas
+    };
+    let mut survey =
+        SurveySettings::new(&keys, args.delimiter, args.max_tables, evolve_from.to_vec());
+    if let Strategy::Prefix(attribute) = &strategy {
+        survey = survey.with_token_attribute(attribute);
+    }
+    if let Some(Candidate::Token(attribute)) = established(evolve_from, &survey) {
+        survey = survey.with_token_attribute(&attribute);
     }
     let export = match &args.export {
         Some(source) => Some(ExportInput {
@@ -369,14 +411,13 @@ pub async fn infer_schema(ctx: &Context, args: &InferRequest) -> Result<InferRep
         max_read_units: args.max_read_units,
         max_items: args.max_items,
         consistent_read: args.consistent_read,
-        classification: classification.clone(),
+        survey: Arc::new(survey),
         key_attributes: keys.clone(),
         retry: ctx.retry,
         progress_every: args.progress_every,
     };
     tracing::info!(table, segments = settings.segments, concurrency = settings.concurrency,
-        max_items = ?settings.max_items, classify_attribute = %classification.attribute,
-        "scanning to infer data-schemas");
+        max_items = ?settings.max_items, strategy = ?strategy, "scanning to infer data-schemas");
     let scan = scan_and_infer(&ctx.dynamodb, &settings)
         .await
         .map_err(|e| {
@@ -384,14 +425,23 @@ pub async fn infer_schema(ctx: &Context, args: &InferRequest) -> Result<InferRep
                 "infer-schema for table {table} stopped; nothing was written. Run the same command again"
             ))
         })?;
-    let evolve_from = if args.allow_narrowing {
-        &[]
-    } else {
-        previous_schemas
-    };
-    let schemas = scan
-        .inference
-        .to_schemas(table, &keys, &classification, evolve_from);
+    let planned = plan(
+        &scan.survey,
+        &PlanSettings {
+            source_table: table,
+            strategy,
+            narrow: args.allow_narrowing,
+        },
+    )
+    .map_err(|e| {
+        Error::fatal(format!(
+            "infer-schema for table {table}: {e}; nothing was written"
+        ))
+    })?;
+    for finding in &planned.findings {
+        tracing::warn!(table, finding = %finding.describe(table), "data-schemas: a reviewer should look");
+    }
+    let schemas = planned.schemas.clone();
     let lost = narrowings(previous_schemas, &schemas);
     let set = checked_set(args, schemas, &lost)?;
     let written_static = match &args.write_static {
@@ -423,6 +473,8 @@ pub async fn infer_schema(ctx: &Context, args: &InferRequest) -> Result<InferRep
         scan,
         total_segments: args.segments,
         previous,
+        plan: planned,
+        explain: args.explain,
         allow_narrowing: args.allow_narrowing,
         next: set,
         lost,
@@ -498,31 +550,40 @@ fn checked_set(
     })
 }
 
-/// Refuses a classification that differs from the one the previous data-schemas were made with:
-/// evolving across it would mix two ways of splitting the table.
+/// Refuses a split named on the command line (`--classify-attribute`, `--prefix-delimiter none`)
+/// that differs from the one the previous data-schemas were made with: evolving across it would
+/// mix two ways of splitting the table.
 fn check_classification(
     previous: &[DataSchema],
-    classification: &Classification,
+    strategy: &Strategy,
+    delimiter: Option<char>,
     from: Option<&Resolution>,
 ) -> Result<(), Error> {
-    let Some(rule) = previous.iter().filter_map(|s| s.rule.as_ref()).find(|r| {
-        r.attribute != classification.attribute
-            || classification
-                .delimiter
-                .is_none_or(|d| !r.prefix.ends_with(d))
-    }) else {
+    let Some(condition) = previous
+        .iter()
+        .filter_map(|s| s.rule.as_ref())
+        .flat_map(|r| r.conditions())
+        .find(|c| match (strategy, &c.test, delimiter) {
+            (Strategy::Prefix(a), Test::Prefix(p), Some(d)) => &c.attribute != a || !p.ends_with(d),
+            (Strategy::Prefix(a), Test::Equals(_), Some(_)) => &c.attribute != a,
+            _ => true,
+        })
+    else {
         return Ok(());
     };
     let origin = from.map(|r| r.source.to_string()).unwrap_or_default();
+    let this_run = match strategy {
+        Strategy::Prefix(a) => format!(
+            "this run classifies by {a} prefixes with delimiter {}",
+            delimiter
+                .map(|d| format!("{d:?}"))
+                .unwrap_or_else(|| "none".into())
+        ),
+        _ => "this run puts every item in one table (--prefix-delimiter none)".to_string(),
+    };
     Err(Error::fatal(format!(
-        "the previous data-schemas ({origin}) classify items by {} prefixes like {:?}, but this run classifies by {} with delimiter {}. Repeat the previous --classify-attribute/--prefix-delimiter, or pass --allow-narrowing to infer from scratch (and review what it drops)",
-        rule.attribute,
-        rule.prefix,
-        classification.attribute,
-        classification
-            .delimiter
-            .map(|d| format!("{d:?}"))
-            .unwrap_or_else(|| "none".into())
+        "the previous data-schemas ({origin}) classify items by rules like {}, but {this_run}. Leave out --classify-attribute and --prefix-delimiter to keep the previous rules, or pass --allow-narrowing to infer from scratch (and review what it drops)",
+        condition.describe(),
     )))
 }
 
@@ -574,6 +635,10 @@ pub struct InferReport {
     pub total_segments: u32,
     /// The data-schemas evolved from (or, with `allow_narrowing`, compared with), if any.
     pub previous: Option<Resolution>,
+    /// How entities were told apart, every candidate weighed, and what a reviewer should know.
+    pub plan: Plan,
+    /// Whether the command line asked for every candidate weighed (`--explain`).
+    pub explain: bool,
     pub allow_narrowing: bool,
     /// The new data-schemas.
     pub next: SchemaSet,
@@ -606,10 +671,12 @@ mod tests {
             max_read_units: budget,
             max_items: None,
             consistent_read: false,
-            classification: Classification {
-                attribute: "pk".into(),
-                delimiter: Some('#'),
-            },
+            survey: Arc::new(SurveySettings::new(
+                &["pk".into()],
+                Some('#'),
+                200,
+                Vec::new(),
+            )),
             key_attributes: vec!["pk".into()],
             retry: RetryPolicy::default(),
             progress_every: Duration::from_secs(10),

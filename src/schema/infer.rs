@@ -1,15 +1,17 @@
 //! Data-schema inference: summarise the values seen per table and attribute, then pick the
 //! narrowest logical type that holds all of them.
 //!
-//! The summaries form a join-semilattice: [`TableStats::merge`] is commutative, associative and
-//! idempotent, so per-segment partial results merge into the same schema in any order. Type order:
+//! Which table each item belongs to is the entity survey's business (`super::entities`); this
+//! module summarises a table's items. [`Seen`] is a join-semilattice and [`TableStats::merge`]
+//! is commutative and associative, so per-segment partial results merge into the same schema
+//! in any order. Type order:
 //! bigint ⊂ decimal(p,s) ⊂ numeric text; timestamp ⊂ text; two different families (or any
 //! set/list/map, or a string holding U+0000) → json.
 
 use std::collections::{BTreeMap, HashSet};
 
 use super::naming;
-use super::{Column, DataSchema, LogicalType, MatchRule, FORMAT_VERSION, MAX_DECIMAL_PRECISION};
+use super::{Column, LogicalType, MAX_DECIMAL_PRECISION};
 use crate::value::decimal::Decimal;
 use crate::value::time::is_timestamp;
 use crate::value::{ItemView, Value};
@@ -173,6 +175,8 @@ pub struct AttributeStats {
     pub seen: Seen,
     /// Items where the attribute was present and not NULL.
     pub non_null: u64,
+    /// Items where the attribute was present, NULL or not.
+    pub present: u64,
 }
 
 /// Summary of one warehouse table.
@@ -182,19 +186,41 @@ pub struct TableStats {
     pub attributes: BTreeMap<String, AttributeStats>,
 }
 
+/// One item's attributes as inference sees them, worked out once however many summaries the
+/// item goes into (the entity survey adds it to several).
+#[derive(Debug, Clone, Default)]
+pub struct ItemSummary<'i> {
+    /// Name, what its value looks like, and whether it is not NULL.
+    pub attributes: Vec<(&'i str, Seen, bool)>,
+}
+
+impl<'i> ItemSummary<'i> {
+    pub fn of(item: &'i ItemView) -> Self {
+        ItemSummary {
+            attributes: item
+                .iter()
+                .map(|(name, value)| (name, Seen::of(value), !matches!(value, Value::Null)))
+                .collect(),
+        }
+    }
+}
+
 impl TableStats {
     pub fn observe(&mut self, item: &ItemView) {
+        self.add(&ItemSummary::of(item));
+    }
+
+    pub fn add(&mut self, item: &ItemSummary) {
         self.items += 1;
-        for (name, value) in item.iter() {
+        for &(name, seen, non_null) in &item.attributes {
             // Names repeat item after item: allocate one only the first time it is seen.
             let entry = match self.attributes.get_mut(name) {
                 Some(entry) => entry,
                 None => self.attributes.entry(name.to_string()).or_default(),
             };
-            entry.seen = entry.seen.join(Seen::of(value));
-            if !matches!(value, Value::Null) {
-                entry.non_null += 1;
-            }
+            entry.seen = entry.seen.join(seen);
+            entry.non_null += u64::from(non_null);
+            entry.present += 1;
         }
     }
 
@@ -204,120 +230,40 @@ impl TableStats {
             let entry = self.attributes.entry(name.clone()).or_default();
             entry.seen = entry.seen.join(s.seen);
             entry.non_null += s.non_null;
-        }
-    }
-}
-
-/// How items are split into tables during inference.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Classification {
-    /// The string attribute whose prefix names the entity type (usually the partition key).
-    pub attribute: String,
-    /// The prefix is everything up to and including the first occurrence of this character;
-    /// `None` puts every item in one table.
-    pub delimiter: Option<char>,
-}
-
-/// Which group an item falls in: its prefix (e.g. `ORG#`), or "" for the catch-all group.
-pub fn group_of(item: &ItemView, classification: &Classification) -> String {
-    let Some(delimiter) = classification.delimiter else {
-        return String::new();
-    };
-    match item.get(&classification.attribute) {
-        Some(Value::S(s)) => match s.find(delimiter) {
-            Some(i) if i > 0 => s[..i + delimiter.len_utf8()].to_string(),
-            _ => String::new(),
-        },
-        _ => String::new(),
-    }
-}
-
-/// Everything seen in a scan (or part of one): stats per group prefix.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Inference {
-    pub groups: BTreeMap<String, TableStats>,
-}
-
-impl Inference {
-    pub fn observe(&mut self, item: &ItemView, classification: &Classification) {
-        self.groups
-            .entry(group_of(item, classification))
-            .or_default()
-            .observe(item);
-    }
-
-    pub fn merge(&mut self, other: &Inference) {
-        for (group, stats) in &other.groups {
-            self.groups.entry(group.clone()).or_default().merge(stats);
+            entry.present += s.present;
         }
     }
 
-    /// Data-schemas for everything seen, evolving `previous` (same source table): existing tables,
-    /// columns and names are kept, new ones appended; types only widen.
-    pub fn to_schemas(
-        &self,
-        source_table: &str,
-        key_attributes: &[String],
-        classification: &Classification,
-        previous: &[DataSchema],
-    ) -> Vec<DataSchema> {
-        let mut out: Vec<DataSchema> = Vec::new();
-        let mut table_names: HashSet<String> = previous.iter().map(|s| s.table.clone()).collect();
-        table_names.insert(crate::schema::UNCLASSIFIED_TABLE.to_string());
-        let empty = TableStats::default();
-        // Previous tables first (they keep their names), then new groups in prefix order.
-        let mut groups: Vec<(String, Option<&DataSchema>)> = Vec::new();
-        for p in previous {
-            let prefix = p
-                .rule
-                .as_ref()
-                .map(|r| r.prefix.clone())
-                .unwrap_or_default();
-            groups.push((prefix, Some(p)));
-        }
-        for group in self.groups.keys() {
-            if !groups.iter().any(|(g, _)| g == group) {
-                groups.push((group.clone(), None));
+    /// What is left after taking out `part`, a summary of some of these items: counts are
+    /// subtracted exactly and attributes no remaining item has are dropped; value summaries
+    /// cannot be taken apart, so each kept attribute keeps the whole's (at least as wide).
+    pub fn without(&self, part: &TableStats) -> TableStats {
+        let mut rest = self.clone();
+        rest.items = rest.items.saturating_sub(part.items);
+        for (name, s) in &part.attributes {
+            if let Some(entry) = rest.attributes.get_mut(name) {
+                entry.non_null = entry.non_null.saturating_sub(s.non_null);
+                entry.present = entry.present.saturating_sub(s.present);
             }
         }
-        for (group, prev) in groups {
-            let stats = self.groups.get(&group).unwrap_or(&empty);
-            let table = match prev {
-                Some(p) => p.table.clone(),
-                None => {
-                    let stem = if group.is_empty() {
-                        source_table.to_string()
-                    } else {
-                        group
-                            .trim_end_matches(classification.delimiter.unwrap_or('#'))
-                            .to_string()
-                    };
-                    naming::assign(&stem, &mut table_names)
-                }
-            };
-            let rule = match prev {
-                Some(p) => p.rule.clone(),
-                None if group.is_empty() => None,
-                None => Some(MatchRule {
-                    attribute: classification.attribute.clone(),
-                    prefix: group.clone(),
-                }),
-            };
-            out.push(DataSchema {
-                format: FORMAT_VERSION,
-                source_table: source_table.to_string(),
-                table,
-                rule,
-                columns: columns_for(stats, key_attributes, prev.map(|p| &p.columns[..])),
-            });
-        }
-        out
+        rest.attributes.retain(|_, s| s.present > 0);
+        rest
+    }
+
+    /// Share of the table's cells (items × attributes seen) that hold a value.
+    pub fn filled_cells(&self) -> (u64, u64) {
+        let filled = self.attributes.values().map(|s| s.non_null).sum();
+        (filled, self.items * self.attributes.len() as u64)
     }
 }
 
 /// Columns of one table: previous ones in their order (widened), then key attributes, then the
 /// rest in byte order of the attribute name.
-fn columns_for(stats: &TableStats, keys: &[String], previous: Option<&[Column]>) -> Vec<Column> {
+pub fn columns_for(
+    stats: &TableStats,
+    keys: &[String],
+    previous: Option<&[Column]>,
+) -> Vec<Column> {
     let previous = previous.unwrap_or(&[]);
     let mut taken: HashSet<String> = previous.iter().map(|c| c.column.clone()).collect();
     let mut columns: Vec<Column> = previous
@@ -392,7 +338,11 @@ fn keep_text_width(before: LogicalType, after: LogicalType) -> LogicalType {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema::entities::{
+        plan, PlanSettings, Strategy, Survey, SurveySettings, DEFAULT_MAX_TABLES,
+    };
     use crate::schema::evolve::{holds, narrowings};
+    use crate::schema::{DataSchema, FORMAT_VERSION};
     use crate::value::Item;
     use aws_sdk_dynamodb::types::AttributeValue;
 
@@ -400,14 +350,41 @@ mod tests {
         Seen::of(&Value::from_sdk(v))
     }
 
-    /// Observing the SDK's items, as the tests build them.
-    trait ObserveSdk {
-        fn observe_sdk(&mut self, item: &Item, classification: &Classification);
+    /// Inference as `infer-schema --classify-attribute pk` makes it (entities by `pk` prefixes up
+    /// to `#`), evolving `previous`, over the SDK's items as the tests build them.
+    #[derive(Clone)]
+    struct Inference {
+        survey: Survey,
     }
 
-    impl ObserveSdk for Inference {
-        fn observe_sdk(&mut self, item: &Item, classification: &Classification) {
-            self.observe(&ItemView::from_sdk(item), classification)
+    impl Inference {
+        fn new(previous: &[DataSchema]) -> Self {
+            let settings = SurveySettings::new(
+                &["pk".to_string()],
+                Some('#'),
+                DEFAULT_MAX_TABLES,
+                previous.to_vec(),
+            );
+            Inference {
+                survey: Survey::new(std::sync::Arc::new(settings)),
+            }
+        }
+
+        fn observe_sdk(&mut self, item: &Item) {
+            self.survey.observe(&ItemView::from_sdk(item))
+        }
+
+        fn merge(&mut self, other: &Inference) {
+            self.survey.merge(&other.survey)
+        }
+
+        fn to_schemas(&self) -> Vec<DataSchema> {
+            let settings = PlanSettings {
+                source_table: "t",
+                strategy: Strategy::Prefix("pk".into()),
+                narrow: false,
+            };
+            plan(&self.survey, &settings).unwrap().schemas
         }
     }
 
@@ -512,10 +489,6 @@ mod tests {
 
     #[test]
     fn partial_results_merge_to_the_same_schema_in_any_order() {
-        let classification = Classification {
-            attribute: "pk".into(),
-            delimiter: Some('#'),
-        };
         for seed in 0..40 {
             let vals = values(seed, 60);
             let items: Vec<Item> = vals
@@ -528,68 +501,58 @@ mod tests {
                     item
                 })
                 .collect();
-            let mut whole = Inference::default();
-            items
-                .iter()
-                .for_each(|i| whole.observe_sdk(i, &classification));
+            let mut whole = Inference::new(&[]);
+            items.iter().for_each(|i| whole.observe_sdk(i));
             // Split into 4 "segments" and merge them in two different orders.
             let parts: Vec<Inference> = (0..4)
                 .map(|k| {
-                    let mut p = Inference::default();
+                    let mut p = Inference::new(&[]);
                     items
                         .iter()
                         .skip(k)
                         .step_by(4)
-                        .for_each(|i| p.observe_sdk(i, &classification));
+                        .for_each(|i| p.observe_sdk(i));
                     p
                 })
                 .collect();
-            let mut forward = Inference::default();
+            let mut forward = Inference::new(&[]);
             parts.iter().for_each(|p| forward.merge(p));
-            let mut backward = Inference::default();
+            let mut backward = Inference::new(&[]);
             parts.iter().rev().for_each(|p| backward.merge(p));
-            let keys = vec!["pk".to_string()];
-            let a = whole.to_schemas("t", &keys, &classification, &[]);
-            assert_eq!(a, forward.to_schemas("t", &keys, &classification, &[]));
-            assert_eq!(a, backward.to_schemas("t", &keys, &classification, &[]));
+            let a = whole.to_schemas();
+            assert_eq!(a, forward.to_schemas());
+            assert_eq!(a, backward.to_schemas());
         }
     }
 
     #[test]
     fn evolution_appends_columns_and_only_widens() {
-        let classification = Classification {
-            attribute: "pk".into(),
-            delimiter: Some('#'),
-        };
-        let keys = vec!["pk".to_string()];
         let item = |pairs: &[(&str, AttributeValue)]| -> Item {
             pairs
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.clone()))
                 .collect()
         };
-        let mut first = Inference::default();
-        first.observe_sdk(
-            &item(&[("pk", s("ORG#1")), ("size", n("5")), ("Name", s("acme"))]),
-            &classification,
-        );
-        let v1 = first.to_schemas("t", &keys, &classification, &[]);
+        let mut first = Inference::new(&[]);
+        first.observe_sdk(&item(&[
+            ("pk", s("ORG#1")),
+            ("size", n("5")),
+            ("Name", s("acme")),
+        ]));
+        let v1 = first.to_schemas();
         assert_eq!(v1[0].table, "org");
         let names: Vec<_> = v1[0].columns.iter().map(|c| c.column.as_str()).collect();
         assert_eq!(names, ["pk", "name", "size"]);
 
-        let mut second = Inference::default();
-        second.observe_sdk(
-            &item(&[
-                ("pk", s("ORG#2")),
-                ("size", n("5.5")),
-                ("name", s("x")),
-                ("Name", s("a")),
-            ]),
-            &classification,
-        );
-        second.observe_sdk(&item(&[("pk", s("USER#1"))]), &classification);
-        let v2 = second.to_schemas("t", &keys, &classification, &v1);
+        let mut second = Inference::new(&v1);
+        second.observe_sdk(&item(&[
+            ("pk", s("ORG#2")),
+            ("size", n("5.5")),
+            ("name", s("x")),
+            ("Name", s("a")),
+        ]));
+        second.observe_sdk(&item(&[("pk", s("USER#1"))]));
+        let v2 = second.to_schemas();
         let org = &v2[0];
         let names: Vec<_> = org.columns.iter().map(|c| c.column.as_str()).collect();
         assert_eq!(
@@ -616,11 +579,6 @@ mod tests {
 
     #[test]
     fn a_table_without_items_this_time_keeps_its_nullability() {
-        let classification = Classification {
-            attribute: "pk".into(),
-            delimiter: Some('#'),
-        };
-        let keys = vec!["pk".to_string()];
         let item = |pk: &str, x: Option<&str>| -> Item {
             let mut item: Item = [("pk".to_string(), s(pk))].into();
             if let Some(x) = x {
@@ -628,20 +586,20 @@ mod tests {
             }
             item
         };
-        let mut both = Inference::default();
-        both.observe_sdk(&item("A#1", Some("a")), &classification);
-        both.observe_sdk(&item("B#1", Some("b")), &classification);
-        let v1 = both.to_schemas("t", &keys, &classification, &[]);
+        let mut both = Inference::new(&[]);
+        both.observe_sdk(&item("A#1", Some("a")));
+        both.observe_sdk(&item("B#1", Some("b")));
+        let v1 = both.to_schemas();
         assert!(v1.iter().flat_map(|t| &t.columns).all(|c| !c.nullable));
         // A sample that only saw A says nothing about B: nothing changes.
-        let mut only_a = Inference::default();
-        only_a.observe_sdk(&item("A#2", Some("a")), &classification);
-        let v2 = only_a.to_schemas("t", &keys, &classification, &v1);
+        let mut only_a = Inference::new(&v1);
+        only_a.observe_sdk(&item("A#2", Some("a")));
+        let v2 = only_a.to_schemas();
         assert_eq!(v2, v1);
         // A B item without x is evidence: B's x becomes nullable, A's stays as it was.
-        let mut b_without_x = Inference::default();
-        b_without_x.observe_sdk(&item("B#2", None), &classification);
-        let v3 = b_without_x.to_schemas("t", &keys, &classification, &v2);
+        let mut b_without_x = Inference::new(&v2);
+        b_without_x.observe_sdk(&item("B#2", None));
+        let v3 = b_without_x.to_schemas();
         let nullable = |table: &str| -> Vec<bool> {
             let t = v3.iter().find(|t| t.table == table).unwrap();
             t.columns.iter().map(|c| c.nullable).collect()
@@ -753,26 +711,24 @@ mod tests {
 
     #[test]
     fn evolution_never_narrows_whatever_the_data() {
-        let classification = Classification {
-            attribute: "pk".into(),
-            delimiter: Some('#'),
-        };
-        let keys = vec!["pk".to_string()];
         for seed in 0..60 {
-            let mut before = Inference::default();
-            let mut after = Inference::default();
+            let (mut first, mut second) = (Vec::new(), Vec::new());
             for (i, v) in values(seed, 40).into_iter().enumerate() {
                 let mut item = Item::new();
                 item.insert("pk".into(), s(if i % 2 == 0 { "A#1" } else { "B#1" }));
                 item.insert(format!("a{}", i % 5), v);
                 if i < 20 {
-                    before.observe_sdk(&item, &classification);
+                    first.push(item);
                 } else {
-                    after.observe_sdk(&item, &classification);
+                    second.push(item);
                 }
             }
-            let v1 = before.to_schemas("t", &keys, &classification, &[]);
-            let v2 = after.to_schemas("t", &keys, &classification, &v1);
+            let mut before = Inference::new(&[]);
+            first.iter().for_each(|i| before.observe_sdk(i));
+            let v1 = before.to_schemas();
+            let mut after = Inference::new(&v1);
+            second.iter().for_each(|i| after.observe_sdk(i));
+            let v2 = after.to_schemas();
             let lost = narrowings(&v1, &v2);
             assert!(lost.is_empty(), "seed {seed}: {lost:?}");
         }

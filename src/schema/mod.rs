@@ -6,12 +6,15 @@
 //! a reviewed file fails loudly instead of being ignored.
 
 pub mod drift;
+pub mod entities;
 pub mod evolve;
 pub mod infer;
 pub mod limits;
 pub mod naming;
+pub mod rules;
 
 pub use limits::{overflow_schema, DialectName, Limits, OVERFLOW_TABLE};
+pub use rules::{Condition, MatchRule, Test};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -36,26 +39,11 @@ pub struct DataSchema {
     pub source_table: String,
     /// The warehouse table name (already a safe identifier; see [`naming`]).
     pub table: String,
-    /// Which items belong here; `None` means every item of the source table.
+    /// Which items belong here (see [`rules`]); `None` means every item no rule claims.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<MatchRule>,
     /// The columns in warehouse order. `_extra` is implicit and always last.
     pub columns: Vec<Column>,
-}
-
-/// Classification rule for single-table designs: an item belongs to the table when the given
-/// string attribute starts with the prefix (e.g. `pk` starts with `ORG#`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MatchRule {
-    pub attribute: String,
-    pub prefix: String,
-}
-
-impl MatchRule {
-    pub fn describe(&self) -> String {
-        format!("{} begins with {:?}", self.attribute, self.prefix)
-    }
 }
 
 /// One warehouse column and the top-level attribute it is filled from.
@@ -171,6 +159,9 @@ impl DataSchema {
         }
         if self.table == UNCLASSIFIED_TABLE || self.table == OVERFLOW_TABLE {
             return Err(bad(format!("table name {} is reserved", self.table)));
+        }
+        if let Some(problem) = self.rule.as_ref().and_then(MatchRule::problem) {
+            return Err(bad(format!("table {}: {problem}", self.table)));
         }
         let mut columns = std::collections::HashSet::new();
         let mut attributes = std::collections::HashSet::new();
@@ -313,6 +304,15 @@ impl<'de> Deserialize<'de> for SchemaSource {
     }
 }
 
+/// Sorts data-schemas in the order phase 1 tries their rules: most specific first
+/// ([`MatchRule::precedence`]), ties by table name, the table without a rule last.
+pub fn classification_order(schemas: &mut [DataSchema]) {
+    schemas.sort_by(|a, b| {
+        let key = |s: &DataSchema| (s.rule.is_none(), s.rule.as_ref().map(MatchRule::precedence));
+        key(a).cmp(&key(b)).then_with(|| a.table.cmp(&b.table))
+    });
+}
+
 /// All data-schemas of one source table, in classification order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SchemaSet {
@@ -322,8 +322,8 @@ pub struct SchemaSet {
 
 impl SchemaSet {
     /// Builds a set, checking that table names are unique and that every schema belongs to the
-    /// source table. Schemas with a rule are tried first (longest prefix first), so a catch-all
-    /// schema only receives what no rule claims.
+    /// source table. Schemas with a rule are tried first, most specific first
+    /// ([`MatchRule::precedence`]), so a catch-all schema only receives what no rule claims.
     pub fn new(
         source_table: &str,
         mut schemas: Vec<DataSchema>,
@@ -364,11 +364,9 @@ impl SchemaSet {
             });
         }
         schemas.sort_by(|a, b| {
-            let key = |s: &DataSchema| match &s.rule {
-                Some(r) => (0, std::cmp::Reverse(r.prefix.len()), s.table.clone()),
-                None => (1, std::cmp::Reverse(0), s.table.clone()),
-            };
-            key(a).cmp(&key(b))
+            let key =
+                |s: &DataSchema| (s.rule.is_none(), s.rule.as_ref().map(MatchRule::precedence));
+            key(a).cmp(&key(b)).then_with(|| a.table.cmp(&b.table))
         });
         Ok(SchemaSet {
             source_table: source_table.to_string(),
@@ -448,10 +446,7 @@ mod tests {
             format: FORMAT_VERSION,
             source_table: "t".into(),
             table: table.into(),
-            rule: rule.map(|(a, p)| MatchRule {
-                attribute: a.into(),
-                prefix: p.into(),
-            }),
+            rule: rule.map(|(a, p)| MatchRule::prefix(a, p)),
             columns: vec![Column {
                 attribute: "pk".into(),
                 column: "pk".into(),
@@ -499,6 +494,26 @@ mod tests {
         .unwrap();
         let order: Vec<_> = set.schemas.iter().map(|s| s.table.as_str()).collect();
         assert_eq!(order, ["org_user", "org", "rest"]);
+    }
+
+    #[test]
+    fn the_reviewed_files_load_and_write_back_byte_for_byte() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+        let mut seen = 0;
+        for folder in std::fs::read_dir(&root).unwrap() {
+            let folder = folder.unwrap().path();
+            if !folder.is_dir() {
+                continue;
+            }
+            let table = folder.file_name().unwrap().to_string_lossy().to_string();
+            let set = SchemaSet::read_dir(&root, &table).unwrap();
+            for (path, text) in set.to_files() {
+                let on_disk = std::fs::read_to_string(root.join(&path)).unwrap();
+                assert_eq!(on_disk, text, "schemas/{path} does not round-trip");
+                seen += 1;
+            }
+        }
+        assert!(seen >= 7, "only {seen} files under schemas/");
     }
 
     #[test]

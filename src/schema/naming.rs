@@ -94,6 +94,52 @@ pub fn assign(name: &str, taken: &mut HashSet<String>) -> String {
     candidate
 }
 
+/// The preferred table name of an entity named in the data (a type value such as `UserSettings`,
+/// or a key prefix such as `#ORDER#`): words of a camelCase name split by `_`, then steps 1–4,
+/// leading, trailing and repeated `_` dropped (so no name from the data can look like the
+/// tool's own `_unclassified`, `_overflow` or `_inc_…` tables), and `entity` when nothing is
+/// left. Collisions are resolved by [`assign`].
+pub fn entity_table_name(entity: &str) -> String {
+    let chars: Vec<char> = entity.chars().collect();
+    let mut words = String::new();
+    for (i, &c) in chars.iter().enumerate() {
+        let before = i.checked_sub(1).map(|j| chars[j]);
+        let after = chars.get(i + 1).copied();
+        let starts_word = c.is_ascii_uppercase()
+            && before.is_some_and(|b| {
+                b.is_ascii_lowercase()
+                    || b.is_ascii_digit()
+                    || (b.is_ascii_uppercase() && after.is_some_and(|a| a.is_ascii_lowercase()))
+            });
+        if starts_word {
+            words.push('_');
+        }
+        words.push(c);
+    }
+    let base = base_identifier(&words);
+    let mut out = String::with_capacity(base.len());
+    for c in base.chars() {
+        if c == '_' && (out.is_empty() || out.ends_with('_')) {
+            continue;
+        }
+        out.push(c);
+    }
+    while out.ends_with('_') {
+        out.pop();
+    }
+    if out.is_empty() {
+        return "entity".into();
+    }
+    if out.as_bytes()[0].is_ascii_digit() {
+        out.insert_str(0, "c_");
+    }
+    if is_reserved(&out) {
+        out.push_str("_table");
+    }
+    out.truncate(MAX_IDENTIFIER_BYTES);
+    out
+}
+
 /// 32-bit FNV-1a: small, stable across platforms and releases (unlike `DefaultHasher`).
 fn fnv1a(bytes: &[u8]) -> u32 {
     let mut hash: u32 = 0x811c_9dc5;
@@ -202,6 +248,34 @@ mod tests {
         // Even a name that is already taken by an earlier `_extra_` column is numbered.
         let mut taken: HashSet<String> = ["_extra_".to_string()].into();
         assert_eq!(assign("_extra", &mut taken), "_extra__2");
+    }
+
+    #[test]
+    fn entity_names_become_snake_case_table_names_never_like_ours() {
+        for (entity, table) in [
+            ("UserSettings", "user_settings"),
+            ("CUSTOMER#", "customer"),
+            ("#ORDER#", "order"),
+            ("$taskapp#", "taskapp"),
+            ("HTTPServer", "http_server"),
+            ("orderItem2", "order_item2"),
+            ("__typename", "typename"),
+            ("_unclassified", "unclassified"),
+            ("_inc_upsert", "inc_upsert"),
+            ("2024", "c_2024"),
+            ("_2024", "c_2024"),
+            ("#", "entity"),
+            ("名前", "entity"),
+            ("oid", "oid_table"),
+            ("Ärger Über", "rger_ber"),
+        ] {
+            let name = entity_table_name(entity);
+            assert_eq!(name, table, "{entity}");
+            assert!(is_safe_identifier(&name) && !is_reserved(&name), "{name}");
+        }
+        assert!(is_safe_identifier(&entity_table_name(
+            &"LongName".repeat(20)
+        )));
     }
 
     #[test]

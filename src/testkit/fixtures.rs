@@ -450,6 +450,20 @@ pub fn limit_items() -> Vec<Item> {
 
 /// Creates an on-demand table keyed by `pk` (S) and `sk` (S) and waits until it is active.
 pub async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) -> anyhow::Result<()> {
+    create_table_with_keys(client, table, &["pk".to_string(), "sk".to_string()]).await
+}
+
+/// Creates an on-demand table keyed by `keys` (partition key first, then the sort key if any;
+/// all strings) and waits until it is active.
+pub async fn create_table_with_keys(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    keys: &[String],
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        matches!(keys.len(), 1 | 2),
+        "a table has a partition key and at most one sort key, not {keys:?}"
+    );
     let key = |name: &str, kind: KeyType| {
         KeySchemaElement::builder()
             .attribute_name(name)
@@ -464,14 +478,21 @@ pub async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) -> any
             .build()
             .expect("complete")
     };
-    client
+    let mut request = client
         .create_table()
         .table_name(table)
-        .key_schema(key("pk", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range))
-        .attribute_definitions(attr("pk"))
-        .attribute_definitions(attr("sk"))
-        .billing_mode(BillingMode::PayPerRequest)
+        .billing_mode(BillingMode::PayPerRequest);
+    for (i, name) in keys.iter().enumerate() {
+        let kind = if i == 0 {
+            KeyType::Hash
+        } else {
+            KeyType::Range
+        };
+        request = request
+            .key_schema(key(name, kind))
+            .attribute_definitions(attr(name));
+    }
+    request
         .send()
         .await
         .map_err(|e| anyhow::anyhow!("creating table {table}: {}", describe(&e)))?;

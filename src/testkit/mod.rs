@@ -6,6 +6,7 @@
 pub mod decode;
 pub mod export;
 pub mod fixtures;
+pub mod layouts;
 pub mod runs;
 pub mod storage;
 pub mod wire;

@@ -164,23 +164,23 @@ impl Transformer {
     /// Which table an item belongs to: the first rule that matches, else the catch-all table,
     /// else `_unclassified`.
     pub fn classify(&self, item: &ItemView) -> usize {
-        // Rules nearly always test the same attribute (the partition key): look it up once.
-        let mut looked_up: Option<(&str, Option<&Value>)> = None;
+        // Rules nearly always test the same one or two attributes (the key): look each up once.
+        let mut looked_up: [Option<(&str, Option<&Value>)>; 2] = [None, None];
         for (i, t) in self.tables.iter().enumerate() {
-            if let Some(rule) = &t.schema.rule {
-                let value = match looked_up {
-                    Some((name, value)) if name == rule.attribute => value,
-                    _ => {
-                        let value = item.get(&rule.attribute);
-                        looked_up = Some((&rule.attribute, value));
-                        value
-                    }
-                };
-                if let Some(Value::S(s)) = value {
-                    if s.starts_with(&rule.prefix) {
-                        return i;
-                    }
+            let Some(rule) = &t.schema.rule else { continue };
+            let matched = rule.matches_with(|name| {
+                if let Some((_, value)) = looked_up.iter().flatten().find(|(n, _)| *n == name) {
+                    return *value;
                 }
+                let value = item.get(name);
+                // Keep the first two attributes asked for; others are looked up each time.
+                if let Some(slot) = looked_up.iter_mut().find(|s| s.is_none()) {
+                    *slot = Some((name, value));
+                }
+                value
+            });
+            if matched {
+                return i;
             }
         }
         self.catch_all.unwrap_or(self.unclassified())
@@ -615,10 +615,7 @@ mod tests {
             format: FORMAT_VERSION,
             source_table: "platform".into(),
             table: "organization".into(),
-            rule: Some(MatchRule {
-                attribute: "pk".into(),
-                prefix: "ORG#".into(),
-            }),
+            rule: Some(MatchRule::prefix("pk", "ORG#")),
             columns: vec![
                 col("pk", "pk", LogicalType::Text { max_bytes: 20 }),
                 col("employees", "employees", LogicalType::Bigint),
@@ -693,6 +690,61 @@ mod tests {
         );
         assert_eq!(t.classify(&ItemView::from_sdk(&item(&[("pk", n("1"))]))), 1);
         assert_eq!(t.tables().nth(1).unwrap().table, "_unclassified");
+    }
+
+    #[test]
+    fn rules_on_several_attributes_are_tried_most_specific_first() {
+        use crate::schema::Condition;
+        let table = |name: &str, rule: Option<MatchRule>| DataSchema {
+            format: FORMAT_VERSION,
+            source_table: "shop".into(),
+            table: name.into(),
+            rule,
+            columns: vec![col("pk", "pk", LogicalType::Text { max_bytes: 20 })],
+        };
+        // Given in the least helpful order: the set sorts them.
+        let set = SchemaSet::new(
+            "shop",
+            vec![
+                table("rest", None),
+                table("user", Some(MatchRule::prefix("type", "User"))),
+                table("customer", Some(MatchRule::prefix("pk", "CUSTOMER#"))),
+                table(
+                    "order",
+                    Some(MatchRule::of(vec![
+                        Condition::prefix("pk", "CUSTOMER#"),
+                        Condition::prefix("sk", "#ORDER#"),
+                    ])),
+                ),
+                table("settings", Some(MatchRule::equals("type", "UserSettings"))),
+            ],
+            "test",
+        )
+        .unwrap();
+        let t = Transformer::new(&set, &["pk".into(), "sk".into()], &POSTGRES);
+        let table_of = |pairs: &[(&str, &str)]| -> String {
+            let it: Item = pairs.iter().map(|(k, v)| (k.to_string(), s(v))).collect();
+            let index = t.classify(&ItemView::from_sdk(&it));
+            t.tables().nth(index).unwrap().table.clone()
+        };
+        assert_eq!(
+            table_of(&[("pk", "CUSTOMER#1"), ("sk", "#ORDER#7")]),
+            "order"
+        );
+        assert_eq!(
+            table_of(&[("pk", "CUSTOMER#1"), ("sk", "CUSTOMER#1")]),
+            "customer"
+        );
+        // The third attribute asked for is past the lookup cache and still read.
+        assert_eq!(
+            table_of(&[("pk", "X"), ("sk", "Y"), ("type", "UserSettings")]),
+            "settings"
+        );
+        assert_eq!(
+            table_of(&[("pk", "X"), ("sk", "Y"), ("type", "User")]),
+            "user"
+        );
+        assert_eq!(table_of(&[("pk", "X"), ("type", "Other")]), "rest");
     }
 
     #[test]

@@ -5,8 +5,17 @@
 //! them, so no network is involved. `ETL_BENCH_COMPRESSION=gzip` measures gzip level 1 instead;
 //! `ETL_BENCH_DIALECT=postgres` shapes values for PostgreSQL instead of Redshift.
 //!
+//! The second group, `infer_survey`, is `infer-schema`'s per-item work on the same page: the
+//! items parsed once, then summarised by the entity survey (every candidate way of telling
+//! entities apart) as on a first run (`first_week`) and when evolving `schemas/bench`
+//! (`weekly`), against summarising each item into one table's statistics (`one_table`, what
+//! inference did per item before it weighed candidates). One survey is kept across iterations,
+//! so the figures are those of a long scan, where candidates that grow with the data are no
+//! longer tracked.
+//!
 //! ```text
 //! cargo bench --bench hot_path
+//! cargo bench --bench hot_path -- infer_survey
 //! ```
 //! `items` reports items/s, `csv_bytes` the same work as MB/s of CSV produced. Times are the
 //! benchmark thread's CPU time, not wall time, so the figures are per core and stay meaningful
@@ -15,6 +24,8 @@
 
 use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use dynamo_etl::schema::entities::{Survey, SurveySettings, DEFAULT_MAX_TABLES};
+use dynamo_etl::schema::infer::TableStats;
 use dynamo_etl::schema::{DialectName, SchemaSet};
 use dynamo_etl::source::page::RawPage;
 use dynamo_etl::staging::parts::codec::{PartCompression, PartEncoder};
@@ -221,9 +232,31 @@ fn hot_path(c: &mut Criterion<ThreadCpuTime>) {
     group.finish();
 }
 
+fn infer_survey(c: &mut Criterion<ThreadCpuTime>) {
+    let schemas_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+    let previous = SchemaSet::read_dir(&schemas_dir, "bench").expect("schemas/bench");
+    let keys = ["pk".to_string(), "sk".to_string()];
+    let (page, _) = page();
+    let items = page.items().expect("the page parses");
+    let mut group = c.benchmark_group("infer_survey");
+    group.throughput(Throughput::Elements(page.len()));
+    for (name, previous) in [("first_week", Vec::new()), ("weekly", previous.schemas)] {
+        let settings = SurveySettings::new(&keys, Some('#'), DEFAULT_MAX_TABLES, previous);
+        let mut survey = Survey::new(std::sync::Arc::new(settings));
+        group.bench_function(name, |b| {
+            b.iter(|| items.iter().for_each(|item| survey.observe(item)))
+        });
+    }
+    let mut stats = TableStats::default();
+    group.bench_function("one_table", |b| {
+        b.iter(|| items.iter().for_each(|item| stats.observe(item)))
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().with_measurement(ThreadCpuTime);
-    targets = hot_path
+    targets = hot_path, infer_survey
 }
 criterion_main!(benches);

@@ -5,16 +5,17 @@
 
 use crate::support::fault_proxy::{FaultProxy, Injected};
 use crate::support::{infer, key_of, repo_root, show, TestEnv};
+use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{TimeZone, Utc};
 use dynamo_etl::error::{Class, Classify};
 use dynamo_etl::retry::RetryPolicy;
 use dynamo_etl::schema::SchemaSource;
-use dynamo_etl::schema::{DataSchema, LogicalType, SchemaSet};
+use dynamo_etl::schema::{DataSchema, LogicalType, MatchRule, SchemaSet};
 use dynamo_etl::staging::manifest::DriftReason;
 use dynamo_etl::staging::resolve::SchemaResolver;
 use dynamo_etl::staging::schema_cache::SnapshotCache;
 use dynamo_etl::staging::{Layout, Staging};
-use dynamo_etl::testkit::fixtures;
+use dynamo_etl::testkit::{fixtures, layouts};
 use dynamo_etl::value::Item;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -960,4 +961,334 @@ async fn bad_infer_schema_usage_exits_2_with_a_clear_message() {
         );
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Entity tables for single-table designs: each layout of `testkit::layouts` through the real
+// binary with default flags, then a second week.
+
+/// The data-schemas `infer-schema --write-static DIR` wrote for `table`.
+fn written_schemas(dir: &Path, table: &str) -> Vec<DataSchema> {
+    read_folder(&dir.join(table))
+        .into_iter()
+        .map(|(name, bytes)| {
+            DataSchema::from_json(&String::from_utf8(bytes).unwrap(), &name).unwrap()
+        })
+        .collect()
+}
+
+/// Runs `infer-schema` with default flags (plus `extra`) into the cache and `dir`; returns stdout.
+fn infer_into(env: &TestEnv, dir: &Path, extra: &[&str]) -> String {
+    let dir = dir.display().to_string();
+    let mut args = infer_cmd(&env.table, extra);
+    args.extend(["--write-static", &dir]);
+    let out = env.run(&args, &[]);
+    assert!(out.status.success(), "{}", show(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Copies the table into the warehouse with `run` (data-schemas from the cache's active
+/// snapshot) as run `run_id`.
+fn copy(env: &TestEnv, run_id: &str) -> String {
+    let out = env.run_ok(&[
+        "run",
+        "--table",
+        &env.table,
+        "--run-id",
+        run_id,
+        "--total-segments",
+        "2",
+    ]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Checks that every item of `layout` landed in its entity's table and nowhere else: each
+/// table's rows are exactly its items, `_unclassified` is empty, no row has anything in
+/// `_extra`, and every string, number and boolean attribute has a typed (not JSON) column.
+async fn assert_one_table_per_entity(
+    env: &TestEnv,
+    layout: &layouts::Layout,
+    schemas: &[DataSchema],
+    report: &str,
+) {
+    let context = format!("layout {}:\n{report}", layout.name);
+    let written: std::collections::BTreeSet<&str> =
+        schemas.iter().map(|s| s.table.as_str()).collect();
+    let expected: std::collections::BTreeSet<&str> = layout.tables().into_iter().collect();
+    assert_eq!(written, expected, "{context}");
+    assert_eq!(
+        env.count(&env.target, "_unclassified").await,
+        0,
+        "{context}"
+    );
+    let mut conn = env.pg().await;
+    for schema in schemas {
+        let items: Vec<&Item> = layout
+            .items
+            .iter()
+            .filter(|(t, _)| *t == schema.table)
+            .map(|(_, i)| i)
+            .collect();
+        assert_eq!(
+            env.count(&env.target, &schema.table).await,
+            items.len() as i64,
+            "rows of {}\n{context}",
+            schema.table
+        );
+        let extra: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM \"{}\".\"{}\" WHERE \"_extra\" IS NOT NULL",
+            env.target, schema.table
+        ))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(extra, 0, "rows of {} with _extra\n{context}", schema.table);
+        for item in items {
+            for (name, value) in item {
+                let column = schema
+                    .columns
+                    .iter()
+                    .find(|c| &c.attribute == name)
+                    .unwrap_or_else(|| panic!("{}.{name} has no column\n{context}", schema.table));
+                let scalar = matches!(
+                    value,
+                    AttributeValue::S(_) | AttributeValue::N(_) | AttributeValue::Bool(_)
+                );
+                assert!(
+                    !scalar || column.logical_type != LogicalType::Json,
+                    "{}.{name} is a JSON column\n{context}",
+                    schema.table
+                );
+            }
+        }
+    }
+}
+
+/// One layout, first week, default flags: inferred, copied, checked.
+async fn first_week(layout: layouts::Layout) {
+    let env = TestEnv::new(&format!(
+        "layout-{}",
+        layout
+            .name
+            .replace(|c: char| !c.is_ascii_alphanumeric(), "")
+    ))
+    .await;
+    env.load_keyed(&layout.keys, layout.items()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let report = infer_into(&env, dir.path(), &["--total-segments", "3"]);
+    assert!(report.contains("entities: "), "{report}");
+    assert!(!report.contains("drift: "), "{report}");
+    let schemas = written_schemas(dir.path(), &env.table);
+    copy(&env, "week1");
+    assert_one_table_per_entity(&env, &layout, &schemas, &report).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn electrodb_items_land_in_one_table_per_entity() {
+    first_week(layouts::electrodb()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dynamodb_toolbox_items_land_in_one_table_per_entity() {
+    first_week(layouts::dynamodb_toolbox()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn appsync_items_land_in_one_table_per_entity() {
+    first_week(layouts::appsync()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plain_type_attribute_beside_uuid_keys_splits_the_items() {
+    first_week(layouts::plain_type()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn customers_orders_and_items_are_told_apart_by_both_keys() {
+    first_week(layouts::two_keys()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tenant_keyed_items_are_split_by_entity_never_by_tenant() {
+    first_week(layouts::tenants()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn key_prefixes_with_a_child_under_its_parent_give_each_its_table() {
+    first_week(layouts::key_prefixes()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_second_week_keeps_a_hand_edited_rule_and_gives_new_entities_tables() {
+    let week_one = layouts::dynamodb_toolbox();
+    let env = TestEnv::new("week2").await;
+    env.load_keyed(&week_one.keys, week_one.items()).await;
+    // Week one goes to the reviewed folder only, where a reviewer edits it.
+    let reviewed = env.schemas_dir.path().to_path_buf();
+    let report = infer_into(&env, &reviewed, &["--no-schema-cache"]);
+    let user_file = reviewed.join(&env.table).join("user.json");
+    let mut user =
+        DataSchema::from_json(&std::fs::read_to_string(&user_file).unwrap(), "user").unwrap();
+    assert_eq!(
+        user.rule,
+        Some(MatchRule::equals("_et", "User")),
+        "{report}"
+    );
+    let hand_written = MatchRule::prefix("_et", "User");
+    user.rule = Some(hand_written.clone());
+    std::fs::write(&user_file, user.to_pretty_json()).unwrap();
+
+    // During the week, a new type value whose name begins like an existing one, and a new
+    // entity. Tonight's copy still has last week's data-schemas: the new items are kept whole in
+    // _unclassified and the drift report counts them; none joins a table by accident except
+    // where the reviewer's prefix rule says so.
+    let more = layouts::dynamodb_toolbox_week_two();
+    env.add(more.iter().map(|(_, i)| i.clone()).collect()).await;
+    let week_two = week_one.clone().with(more);
+    copy(&env, "night");
+    let projects = week_two
+        .items
+        .iter()
+        .filter(|(t, _)| *t == "project")
+        .count() as i64;
+    let settings = week_two
+        .items
+        .iter()
+        .filter(|(t, _)| *t == "user_settings")
+        .count() as i64;
+    assert_eq!(env.count(&env.target, "_unclassified").await, projects);
+    // The hand-written prefix takes UserSettings into user until the weekly job splits it off.
+    assert_eq!(env.count(&env.target, "user").await, 10 + settings);
+    let drift = env.run_ok(&["drift", "--run-id", "night"]);
+    let drift = String::from_utf8_lossy(&drift.stdout);
+    assert!(
+        drift.contains(&format!(
+            "_unclassified: {projects} item(s) matched no data-schema"
+        )),
+        "{drift}"
+    );
+
+    // The weekly job evolves the reviewed files (the reviewer's rule included) into the cache.
+    let dir = tempfile::tempdir().unwrap();
+    let report = infer_into(&env, dir.path(), &["--explain"]);
+    assert!(report.contains("candidates weighed for"), "{report}");
+    let schemas = written_schemas(dir.path(), &env.table);
+    let rule = |table: &str| {
+        schemas
+            .iter()
+            .find(|s| s.table == table)
+            .unwrap_or_else(|| panic!("no table {table}:\n{report}"))
+            .rule
+            .clone()
+    };
+    assert_eq!(rule("user"), Some(hand_written), "{report}");
+    assert_eq!(
+        rule("task"),
+        Some(MatchRule::equals("_et", "Task")),
+        "{report}"
+    );
+    assert_eq!(
+        rule("user_settings"),
+        Some(MatchRule::equals("_et", "UserSettings")),
+        "{report}"
+    );
+    assert_eq!(
+        rule("project"),
+        Some(MatchRule::equals("_et", "Project")),
+        "{report}"
+    );
+    let user_after = schemas.iter().find(|s| s.table == "user").unwrap();
+    assert_eq!(
+        user_after.columns[..user.columns.len()],
+        user.columns[..],
+        "user keeps its columns in order"
+    );
+    assert!(
+        !user_after.columns.iter().any(|c| c.attribute == "theme"),
+        "UserSettings' attributes stay out of user: {:?}",
+        user_after.columns
+    );
+    copy(&env, "week2");
+    assert_one_table_per_entity(&env, &week_two, &schemas, &report).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ids_in_key_prefixes_never_name_tables_and_a_forced_split_is_refused() {
+    let layout = layouts::id_prefixes(8);
+    let env = TestEnv::new("idprefix").await;
+    env.load_keyed(&layout.keys, layout.items()).await;
+    // Told to split by pk: more prefixes than --max-tables, refused with the attribute named.
+    let out = env.run(
+        &infer_cmd(
+            &env.table,
+            &[
+                "--classify-attribute",
+                "pk",
+                "--max-tables",
+                "5",
+                "--no-schema-cache",
+                "--write-static",
+                "unused",
+            ],
+        ),
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--classify-attribute pk")
+            && stderr.contains("looks like an id")
+            && stderr.contains("--max-tables 5"),
+        "{stderr}"
+    );
+    // By default the prefixes are weighed, refused, and reported; the items stay together.
+    let dir = tempfile::tempdir().unwrap();
+    let report = infer_into(&env, dir.path(), &["--max-tables", "5", "--explain"]);
+    assert!(
+        report.contains(
+            "drift: prefixes of pk were not used to name tables: more than 5 distinct values"
+        ),
+        "{report}"
+    );
+    assert!(
+        report.contains("refused: more than 5 distinct values"),
+        "{report}"
+    );
+    let schemas = written_schemas(dir.path(), &env.table);
+    assert_eq!(schemas.len(), 1, "{report}");
+    assert_eq!(schemas[0].rule, None, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_entities_the_keys_do_not_tell_apart_are_reported_as_a_likely_merge() {
+    let items: Vec<Item> = (0..20)
+        .map(|i| {
+            let mut item: Item = [
+                ("pk".to_string(), AttributeValue::S(format!("THING#{i}"))),
+                ("sk".to_string(), AttributeValue::S("META".into())),
+            ]
+            .into();
+            let attributes: &[&str] = if i % 3 == 0 {
+                &["colour", "weight"]
+            } else {
+                &["title", "author", "pages"]
+            };
+            for a in attributes {
+                item.insert(a.to_string(), AttributeValue::S("x".into()));
+            }
+            item
+        })
+        .collect();
+    let env = TestEnv::new("merge").await;
+    env.load(items).await;
+    let dir = tempfile::tempdir().unwrap();
+    let report = infer_into(&env, dir.path(), &[]);
+    let line = report
+        .lines()
+        .find(|l| l.starts_with("drift: likely merge in table"))
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(
+        line.contains("13 item(s) with author, pages, title and 7 item(s) with colour, weight"),
+        "{line}"
+    );
 }

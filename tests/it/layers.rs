@@ -66,9 +66,17 @@ fn module_of(relative: &str) -> &str {
 
 /// The lines of `text` that are code outside tests, with their numbers: comments, `#[cfg(test)]`
 /// modules and items are left out. A test module ends at the `}` of its own indentation (the
-/// files are formatted by rustfmt); a one-line item at its `;`.
+/// files are formatted by rustfmt); a one-line item at its `;`. A file that opens with
+/// `#![cfg(test)]` is a test module of its own (a module's tests kept in `tests.rs`).
 fn non_test_code(text: &str) -> Vec<(usize, &str)> {
     let mut out = Vec::new();
+    let first_code = text
+        .lines()
+        .map(str::trim_start)
+        .find(|l| !l.is_empty() && !l.starts_with("//"));
+    if first_code.is_some_and(|l| l.starts_with("#![cfg(test)]")) {
+        return out;
+    }
     let mut lines = text.lines().enumerate().peekable();
     while let Some((i, line)) = lines.next() {
         let trimmed = line.trim_start();

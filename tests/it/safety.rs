@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use crate::support::fault_proxy::{FaultProxy, Injected, RequestHead};
 use crate::support::{show, TestEnv};
-use dynamo_etl::schema::infer::{Classification, Inference};
+use dynamo_etl::schema::entities::{
+    plan, PlanSettings, Strategy, Survey, SurveySettings, DEFAULT_MAX_TABLES,
+};
 use dynamo_etl::staging::parts::codec::{PartCompression, PartEncoder};
 use dynamo_etl::testkit::decode::decompress;
 use dynamo_etl::testkit::fixtures;
@@ -426,16 +428,19 @@ async fn a_segment_killed_during_a_multipart_upload_leaves_no_upload_open() {
     // uncompressed.
     let items = fixtures::bench_items(20_000, 5);
     env.load(items.clone()).await;
-    let mut inference = Inference::default();
-    let one_table = Classification {
-        attribute: "pk".into(),
-        delimiter: None,
-    };
-    for item in &items {
-        inference.observe(&ItemView::from_sdk(item), &one_table);
-    }
     let keys = ["pk".to_string(), "sk".to_string()];
-    env.write_schemas(&inference.to_schemas(&env.table, &keys, &one_table, &[]));
+    // One table: no delimiter, nothing to tell apart.
+    let settings = SurveySettings::new(&keys, None, DEFAULT_MAX_TABLES, Vec::new());
+    let mut survey = Survey::new(std::sync::Arc::new(settings));
+    for item in &items {
+        survey.observe(&ItemView::from_sdk(item));
+    }
+    let one_table = PlanSettings {
+        source_table: &env.table,
+        strategy: Strategy::OneTable,
+        narrow: false,
+    };
+    env.write_schemas(&plan(&survey, &one_table).unwrap().schemas);
     let args = [
         "segment",
         "--run-id",

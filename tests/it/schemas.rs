@@ -4,24 +4,18 @@
 //! `ETL_BLESS=1 cargo test --test it schemas`.
 
 use crate::support;
-use dynamo_etl::schema::infer::{Classification, Inference};
+use dynamo_etl::schema::entities::{infer_items, Strategy};
 use dynamo_etl::schema::SchemaSet;
 use dynamo_etl::testkit::fixtures;
 use dynamo_etl::value::Item;
-use dynamo_etl::value::ItemView;
 
 /// Infers the data-schemas of `items` as source table `table` and compares them with
 /// `schemas/<table>/`, rewriting the files first when `ETL_BLESS` is set.
 fn check_static_schemas(table: &str, items: impl IntoIterator<Item = Item>) {
-    let classification = Classification {
-        attribute: "pk".into(),
-        delimiter: Some('#'),
-    };
-    let mut inference = Inference::default();
-    for item in items {
-        inference.observe(&ItemView::from_sdk(&item), &classification);
-    }
-    let schemas = inference.to_schemas(table, &["pk".into(), "sk".into()], &classification, &[]);
+    let items: Vec<Item> = items.into_iter().collect();
+    // With infer-schema's default flags: the entities are chosen from the data.
+    let keys = ["pk".to_string(), "sk".to_string()];
+    let schemas = infer_items(table, &keys, &[], Strategy::Auto, &items).schemas;
     let inferred = SchemaSet::new(table, schemas, "inference").unwrap();
     let dir = support::repo_root().join("schemas");
     if std::env::var("ETL_BLESS").is_ok() {

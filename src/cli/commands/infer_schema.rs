@@ -9,6 +9,7 @@ use super::super::output::{self, out};
 use super::super::Cli;
 use dynamo_etl::error::Error;
 use dynamo_etl::phases::infer_schema::{infer_schema, InferRequest};
+use dynamo_etl::schema::entities::DEFAULT_MAX_TABLES;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -30,14 +31,25 @@ pub struct Args {
     /// Infer from a sample: stop after this many items in total.
     #[arg(long, env = "ETL_MAX_ITEMS", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_items: Option<u64>,
-    /// The string attribute whose prefix names the entity type (default: the partition key).
+    /// Tell entities apart by this string attribute's prefix only. Without it, infer-schema
+    /// chooses from the data: a type attribute, the partition and sort key prefixes, or one
+    /// table (see --explain).
     #[arg(long, env = "ETL_CLASSIFY_ATTRIBUTE")]
     pub classify_attribute: Option<String>,
-    /// The entity prefix is the attribute up to and including the first occurrence of this
-    /// character (`ORG#…` → table `org`). Items without it go to a table named after the source
-    /// table. `none` puts every item in that one table.
+    /// An entity prefix is a key up to and including the first occurrence of this character
+    /// after a leading one (`ORG#42` → table `org`, `#ORDER#7` → `order`); a key without it is
+    /// a whole value (`META`). `none` puts every item in one table named after the source table.
     #[arg(long, env = "ETL_PREFIX_DELIMITER", default_value = "#")]
     pub prefix_delimiter: String,
+    /// Print every way of telling entities apart that was weighed (distinct values, coverage,
+    /// separation, fill) and the one chosen.
+    #[arg(long, env = "ETL_EXPLAIN")]
+    pub explain: bool,
+    /// Most tables one split may make: a candidate with more distinct values grows with the
+    /// data (like ids) and is not used to name tables (1 to 1000).
+    #[arg(long, env = "ETL_MAX_TABLES", default_value_t = DEFAULT_MAX_TABLES as u32,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_tables: u32,
     /// Infer from scratch instead of evolving the previous data-schemas, so types may narrow and
     /// columns may disappear; every such change is printed with what it would break.
     #[arg(long, env = "ETL_ALLOW_NARROWING")]
@@ -95,6 +107,8 @@ impl Args {
             max_items: self.max_items,
             classify_attribute: self.classify_attribute.clone(),
             delimiter,
+            explain: self.explain,
+            max_tables: self.max_tables as usize,
             allow_narrowing: self.allow_narrowing,
             write_static: self.write_static.clone(),
             schemas: self.schemas.options(),

@@ -17,7 +17,7 @@ use dynamo_etl::staging::{Layout, Staging};
 use dynamo_etl::storage::s3::S3Store;
 use dynamo_etl::storage::Store;
 use dynamo_etl::testkit::decode::decode_row;
-use dynamo_etl::value::{Item, ItemView};
+use dynamo_etl::value::Item;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Output;
@@ -428,9 +428,20 @@ impl TestEnv {
 
     /// Creates the table and loads `items`.
     pub async fn load(&self, items: Vec<Item>) {
-        dynamo_etl::testkit::fixtures::create_table(&self.dynamodb, &self.table)
+        self.load_keyed(&["pk".to_string(), "sk".to_string()], items)
+            .await
+    }
+
+    /// Creates the table with these key attributes (strings) and loads `items`.
+    pub async fn load_keyed(&self, keys: &[String], items: Vec<Item>) {
+        dynamo_etl::testkit::fixtures::create_table_with_keys(&self.dynamodb, &self.table, keys)
             .await
             .unwrap_or_else(|e| panic!("{e:#}; {STACK_HINT}"));
+        self.add(items).await;
+    }
+
+    /// Writes more items into the existing table.
+    pub async fn add(&self, items: Vec<Item>) {
         dynamo_etl::testkit::fixtures::write_items(&self.dynamodb, &self.table, items, 8)
             .await
             .unwrap();
@@ -617,18 +628,12 @@ pub fn show(out: &Output) -> String {
     )
 }
 
-/// Infers data-schemas for `items` the way infer-schema does (pk prefix up to '#').
+/// Infers data-schemas for `items` the way `infer-schema --classify-attribute pk` does: one table
+/// per `pk` prefix up to `#`.
 pub fn infer(table: &str, items: &[Item]) -> Vec<DataSchema> {
-    use dynamo_etl::schema::infer::{Classification, Inference};
-    let classification = Classification {
-        attribute: "pk".into(),
-        delimiter: Some('#'),
-    };
-    let mut inference = Inference::default();
-    for item in items {
-        inference.observe(&ItemView::from_sdk(item), &classification);
-    }
-    inference.to_schemas(table, &["pk".into(), "sk".into()], &classification, &[])
+    use dynamo_etl::schema::entities::{infer_items, Strategy};
+    let keys = ["pk".to_string(), "sk".to_string()];
+    infer_items(table, &keys, &[], Strategy::Prefix("pk".into()), items).schemas
 }
 
 /// The item's key as `pk|sk`.
