@@ -178,6 +178,54 @@ def _export_arns():
     table_export.TableExport.__init__ = patched
 
 
+def _incremental_export_specification():
+    """DynamoDB keeps an incremental export's `IncrementalExportSpecification` (its window and
+    view) and DescribeExport answers it
+    (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_ExportDescription.html);
+    moto 5.2.5 drops it from the request, so `increment` could not learn the window of the
+    export it started, and the rehearsal's stand-in for DynamoDB's writer (`hourly-increment`)
+    could not know which changes to write. Kept on the export as `incremental_specification`."""
+    import threading
+
+    from moto.dynamodb import responses
+    from moto.dynamodb.models import table_export
+
+    handler = responses.DynamoHandler.export_table_to_point_in_time
+    _expect("IncrementalExportSpecification" not in inspect.getsource(handler),
+            "export_table_to_point_in_time ignores IncrementalExportSpecification")
+    _expect("IncrementalExportSpecification" not in inspect.getsource(table_export.TableExport),
+            "TableExport.response gives no IncrementalExportSpecification")
+    asked = threading.local()
+
+    def patched_handler(self):
+        asked.spec = self.body.get("IncrementalExportSpecification")
+        try:
+            return handler(self)
+        finally:
+            asked.spec = None
+
+    init = table_export.TableExport.__init__
+    response = table_export.TableExport.response
+
+    def patched_init(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        spec = getattr(asked, "spec", None)
+        if spec is not None and self.export_type == "INCREMENTAL_EXPORT":
+            self.incremental_specification = {"ExportViewType": "NEW_AND_OLD_IMAGES", **spec}
+        else:
+            self.incremental_specification = None
+
+    def patched_response(self):
+        out = response(self)
+        if self.incremental_specification is not None:
+            out["IncrementalExportSpecification"] = self.incremental_specification
+        return out
+
+    responses.DynamoHandler.export_table_to_point_in_time = patched_handler
+    table_export.TableExport.__init__ = patched_init
+    table_export.TableExport.response = patched_response
+
+
 def apply():
     import moto
 
@@ -186,3 +234,4 @@ def apply():
     _batch_casing()
     _wildcard_paths_give_arrays()
     _export_arns()
+    _incremental_export_specification()
