@@ -304,6 +304,7 @@ fn copy_manifests_list_every_part_as_mandatory() {
             csv_bytes: 456,
             sha256: "ab".repeat(32),
             etag: Some("\"e1\"".into()),
+            fingerprint: None,
         },
         PartFile {
             key: "p/runs/r/segments/0/org/part-00001.csv.gz".into(),
@@ -312,6 +313,7 @@ fn copy_manifests_list_every_part_as_mandatory() {
             csv_bytes: 99,
             sha256: "cd".repeat(32),
             etag: None,
+            fingerprint: None,
         },
     ];
     let manifest: serde_json::Value =
