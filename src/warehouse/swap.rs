@@ -9,12 +9,14 @@
 //! ledger, so the second waits for the first to commit; it then finds staging gone and the target
 //! serving the run, and reports [`SwapOutcome::AlreadyServed`] instead of swapping again.
 
+use super::fingerprint;
 use super::gate::{self, GateRefusal};
 use super::ledger::{self, LEDGER_TABLE};
 use super::sql::{qualified, quote_ident, Session};
 use super::{SwapOutcome, Warehouse, WarehouseError};
 use crate::error::{Class, Classify};
 use crate::retry::RetryPolicy;
+use crate::staging::commands::Step;
 use crate::staging::manifest::Committed;
 use crate::staging::plan::RunPlan;
 
@@ -312,12 +314,29 @@ async fn check(
         return Ok(Decision::Refuse(r));
     }
     let counted = ledger::staged_counts(session, &staging, &plan.warehouse_tables()).await?;
-    Ok(
-        match gate::check_counts(plan, &staging, manifests, &counted) {
-            Some(r) => Decision::Refuse(r),
-            None => Decision::Go,
-        },
-    )
+    if let Some(r) = gate::check_counts(plan, &staging, manifests, &counted) {
+        return Ok(Decision::Refuse(r));
+    }
+    if !config.verify {
+        tracing::error!(run_id = %plan.run_id, target = %config.target,
+            "--skip-verify: swapping in without proving that the staged values equal what phase 1 wrote");
+        return Ok(Decision::Go);
+    }
+    let proof = fingerprint::prove(dialect, session, &staging, plan, manifests).await?;
+    let mismatches = proof.mismatches();
+    if mismatches.is_empty() {
+        tracing::info!(run_id = %plan.run_id, proof = %proof, "the staged values are what phase 1 wrote");
+        return Ok(Decision::Go);
+    }
+    Ok(Decision::Refuse(GateRefusal {
+        problems: vec![format!(
+            "the values staged in {staging} are not what phase 1 wrote: {}",
+            mismatches.join("; ")
+        )],
+        steps: vec![Step::VerifyStaging],
+        // Loading again gives the same values until someone finds out why they differ.
+        class: Class::Fatal,
+    }))
 }
 
 /// One attempt: check, then the renames, in one transaction with bounded lock waits.

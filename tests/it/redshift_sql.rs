@@ -57,6 +57,7 @@ fn config() -> WarehouseConfig {
         lock_timeout: Duration::from_secs(60),
         post_swap_sql: Some(POST_SWAP_SQL.into()),
         analyze: true,
+        verify: true,
         options: DialectOptions::Redshift(options()),
     }
 }
