@@ -266,6 +266,81 @@ fn compare(
     }
 }
 
+/// The table the proven fingerprints are kept in, beside the tables they describe: renamed with
+/// them at the swap, so the target keeps those of the generation it serves, and a downstream
+/// job can recompute and compare them.
+pub const FINGERPRINTS_TABLE: &str = "_dynamo_etl_fingerprints";
+
+/// The statements that record, in `schema`, the fingerprints `proof` checked against
+/// `expected`: per table one `(rows)` line with its rows, per column its non-NULL count and
+/// (when proven) digest, and a `(row digest)` line; `proof` says `proven` or `count-only`.
+pub fn record_sql(
+    dialect: &(impl Warehouse + ?Sized),
+    schema: &str,
+    expected: &BTreeMap<String, Fingerprint>,
+    proof: &[TableProof],
+) -> Vec<String> {
+    let name = dialect.column_type(LogicalType::Text { max_bytes: 127 });
+    let number = dialect.column_type(LogicalType::Decimal {
+        precision: 38,
+        scale: 0,
+    });
+    let kind = dialect.column_type(LogicalType::Text { max_bytes: 16 });
+    let table = qualified(schema, FINGERPRINTS_TABLE);
+    let mut out = vec![format!(
+        "CREATE TABLE {table} (\n  \"table_name\" {name},\n  \"column_name\" {name},\n  \"count\" {number},\n  \"digest\" {number},\n  \"proof\" {kind}\n)"
+    )];
+    let mut rows = Vec::new();
+    for t in proof {
+        let Some(want) = expected.get(&t.table) else {
+            continue;
+        };
+        let lit = |s: &str| dialect.literal(s);
+        let state = |c: &ColumnCheck| match c {
+            ColumnCheck::Proven => "proven",
+            _ => "count-only",
+        };
+        rows.push(format!(
+            "({}, {}, {}, NULL, 'proven')",
+            lit(&t.table),
+            lit("(rows)"),
+            want.rows
+        ));
+        for (column, check) in &t.columns {
+            let c = want.column(column).cloned().unwrap_or_default();
+            let digest = match check {
+                ColumnCheck::Proven => c.digest.to_string(),
+                _ => "NULL".into(),
+            };
+            rows.push(format!(
+                "({}, {}, {}, {digest}, '{}')",
+                lit(&t.table),
+                lit(column),
+                c.non_null,
+                state(check)
+            ));
+        }
+        let digest = match t.row_digest {
+            ColumnCheck::Proven => want.row_digest.to_string(),
+            _ => "NULL".into(),
+        };
+        rows.push(format!(
+            "({}, {}, {}, {digest}, '{}')",
+            lit(&t.table),
+            lit("(row digest)"),
+            want.rows,
+            state(&t.row_digest)
+        ));
+    }
+    if !rows.is_empty() {
+        out.push(format!(
+            "INSERT INTO {table} (\"table_name\", \"column_name\", \"count\", \"digest\", \"proof\") VALUES\n  {}",
+            rows.join(",\n  ")
+        ));
+    }
+    out
+}
+
 /// Proves every table of `plan`'s run in `schema` against `manifests`.
 pub async fn prove(
     dialect: &(impl Warehouse + ?Sized),

@@ -326,6 +326,16 @@ async fn check(
     let mismatches = proof.mismatches();
     if mismatches.is_empty() {
         tracing::info!(run_id = %plan.run_id, proof = %proof, "the staged values are what phase 1 wrote");
+        // Kept beside the tables, so the target holds the proof of the generation it serves.
+        if let (fingerprint::Proof::Tables(tables), Some(expected)) =
+            (&proof, fingerprint::expected(plan, manifests))
+        {
+            for statement in fingerprint::record_sql(dialect, &staging, &expected, tables) {
+                session
+                    .execute(&statement, "recording the proven fingerprints")
+                    .await?;
+            }
+        }
         return Ok(Decision::Go);
     }
     Ok(Decision::Refuse(GateRefusal {

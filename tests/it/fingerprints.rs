@@ -152,6 +152,37 @@ async fn a_tampered_staged_value_refuses_the_swap_naming_its_table_and_column() 
         "{}",
         show(&out)
     );
+    // The target keeps the fingerprints it was proven with, for downstream jobs.
+    let mut conn = env.pg().await;
+    let kept: Vec<(String, String, String)> = sqlx::query_as(&format!(
+        "SELECT \"column_name\", CAST(\"digest\" AS text), \"proof\" FROM \"{}\".\"_dynamo_etl_fingerprints\" WHERE \"table_name\" = 'org' AND \"digest\" IS NOT NULL",
+        env.target
+    ))
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let manifests: Vec<_> = [env.manifest("f1", 0).await, env.manifest("f1", 1).await]
+        .into_iter()
+        .map(|m| m.unwrap())
+        .collect();
+    let name: u128 = manifests
+        .iter()
+        .map(|m| {
+            m.tables["org"]
+                .fingerprint
+                .as_ref()
+                .unwrap()
+                .column("name")
+                .unwrap()
+                .digest
+                .0
+        })
+        .sum();
+    assert!(
+        kept.contains(&("name".into(), name.to_string(), "proven".into())),
+        "{kept:?}"
+    );
+    assert!(kept.iter().any(|(c, _, _)| c == "(row digest)"), "{kept:?}");
     // The previous generation is f0's, proven too.
     env.run_ok(&["verify", "--run-id", "f0", "--generation", "previous"]);
 }
