@@ -77,6 +77,15 @@ impl TableProof {
     }
 }
 
+/// Which columns of one table a swap proved, and which it counted only: what `report.json`
+/// records per table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvenColumns {
+    pub proven: Vec<String>,
+    pub count_only: Vec<String>,
+}
+
 /// The proof of a whole generation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Proof {
@@ -87,6 +96,24 @@ pub enum Proof {
 }
 
 impl Proof {
+    /// Per table, its proven and count-only columns (none when not fingerprinted).
+    pub fn columns(&self) -> BTreeMap<String, ProvenColumns> {
+        let Proof::Tables(tables) = self else {
+            return BTreeMap::new();
+        };
+        let owned = |v: Vec<&str>| v.into_iter().map(str::to_string).collect();
+        tables
+            .iter()
+            .map(|t| {
+                let figures = ProvenColumns {
+                    proven: owned(t.proven_columns()),
+                    count_only: owned(t.count_only_columns()),
+                };
+                (t.table.clone(), figures)
+            })
+            .collect()
+    }
+
     pub fn mismatches(&self) -> Vec<String> {
         match self {
             Proof::NotFingerprinted => Vec::new(),

@@ -338,6 +338,8 @@ pub enum UploadOutcome {
 pub enum SwapOutcome {
     Swapped {
         statements: Vec<String>,
+        /// The proof of the staged values, when the gate proved them.
+        proof: Option<fingerprint::Proof>,
     },
     Refused(GateRefusal),
     /// The target already serves the run: another process swapped it in meanwhile.

@@ -251,7 +251,8 @@ async fn served_by_now(
 
 /// What the check inside the swap transaction decided.
 enum Decision {
-    Go,
+    /// Swap; with the proof of the staged values when the gate proved them.
+    Go(Option<fingerprint::Proof>),
     Refuse(GateRefusal),
     /// The target serves the run already (a concurrent replace swapped it in).
     AlreadyServed,
@@ -272,7 +273,7 @@ async fn check(
     else {
         let previous = config.previous();
         return Ok(match ledger::schema_exists(session, &previous).await? {
-            true => Decision::Go,
+            true => Decision::Go(None),
             false => Decision::Refuse(GateRefusal {
                 problems: vec![format!(
                     "there is no previous generation ({previous}) to roll back to"
@@ -320,7 +321,7 @@ async fn check(
     if !config.verify {
         tracing::error!(run_id = %plan.run_id, target = %config.target,
             "--skip-verify: swapping in without proving that the staged values equal what phase 1 wrote");
-        return Ok(Decision::Go);
+        return Ok(Decision::Go(None));
     }
     let proof = fingerprint::prove(dialect, session, &staging, plan, manifests).await?;
     let mismatches = proof.mismatches();
@@ -336,7 +337,7 @@ async fn check(
                     .await?;
             }
         }
-        return Ok(Decision::Go);
+        return Ok(Decision::Go(Some(proof)));
     }
     Ok(Decision::Refuse(GateRefusal {
         problems: vec![format!(
@@ -357,8 +358,8 @@ async fn once(
 ) -> Result<SwapOutcome, WarehouseError> {
     let config = dialect.config();
     session.begin().await?;
-    match check(dialect, session, swap).await? {
-        Decision::Go => {}
+    let proof = match check(dialect, session, swap).await? {
+        Decision::Go(proof) => proof,
         Decision::Refuse(refusal) => {
             session.rollback().await;
             return Ok(SwapOutcome::Refused(refusal));
@@ -367,7 +368,7 @@ async fn once(
             session.rollback().await;
             return Ok(SwapOutcome::AlreadyServed);
         }
-    }
+    };
     let target_exists = ledger::schema_exists(session, &config.target).await?;
     let statements = statements(dialect, swap.kind(), target_exists);
     let what = match swap.kind() {
@@ -378,5 +379,5 @@ async fn once(
         session.execute(statement, &what).await?;
     }
     session.commit(&what).await?;
-    Ok(SwapOutcome::Swapped { statements })
+    Ok(SwapOutcome::Swapped { statements, proof })
 }

@@ -368,7 +368,21 @@ async fn an_apply_killed_halfway_leaves_the_target_as_it_was() {
     let env = TestEnv::with_demo("incr-kill", 2).await;
     let items = dynamo_etl::testkit::fixtures::demo_items(2);
     env.run_ok(&["run", "--table", &env.table, "--run-id", "base"]);
-    // `run` swapped the copy in through the gate's proof; verify proves it again.
+    // `run` swapped the copy in through the gate's proof, which its report records; verify
+    // proves it again.
+    let report: serde_json::Value =
+        serde_json::from_slice(&env.get("dynamo-etl/runs/base/report.json").await.unwrap())
+            .unwrap();
+    let org = &report["proof"]["org"];
+    assert!(
+        org["proven"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "name")
+            && org["count_only"].as_array().unwrap().is_empty(),
+        "{report}"
+    );
     env.run_ok(&["verify", "--run-id", "base"]);
     let plan: serde_json::Value =
         serde_json::from_slice(&env.get("dynamo-etl/runs/base/run.json").await.unwrap()).unwrap();

@@ -54,7 +54,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
         dynamo_etl::phases::replace::replace(&ctx, warehouse.as_ref(), &plan, args.allow_older)
             .await?;
     line(match done {
-        Replaced::Swapped(_) => format!(
+        Replaced::Swapped { .. } => format!(
             "run {} is now served from {}; the previous generation is kept in {}",
             plan.run_id,
             config.target,
