@@ -555,6 +555,11 @@ pub struct WarehouseFlags {
     /// (ANALYZE of every staged table, which `replace` runs by default).
     #[arg(long, env = "ETL_NO_ANALYZE", help_heading = WAREHOUSE)]
     pub no_analyze: bool,
+    /// Swap the run in without proving that the staged values equal what phase 1 wrote (the
+    /// fingerprint check of the gate). Only for a night that must be served anyway: it is
+    /// logged as an error, and the rows are still counted.
+    #[arg(long, env = "ETL_SKIP_VERIFY", help_heading = WAREHOUSE)]
+    pub skip_verify: bool,
     /// Redshift: how sessions log in: `password` (the URL's) or `iam` (temporary credentials
     /// for the IAM identity the job runs as). Default: the URL's `credentials=` parameter,
     /// else password.
@@ -669,6 +674,7 @@ impl WarehouseFlags {
             lock_timeout: Duration::from_secs(self.lock_timeout_seconds.max(1)),
             post_swap_sql,
             analyze: !self.no_analyze,
+            verify: !self.skip_verify,
             options,
         })
     }

@@ -78,6 +78,9 @@ pub enum Command {
     Replace(commands::replace::Args),
     /// Swap the previous generation back in.
     Rollback(commands::rollback::Args),
+    /// Prove that a generation of the target (staging, served, previous) holds exactly what
+    /// phase 1 wrote: per table and column, proven, count-only or MISMATCH.
+    Verify(commands::verify::Args),
     /// Per-segment state of a run, the swap state, and the command for each gap.
     Status(commands::status::Args),
     /// Delete the staging data of runs older than the last N successful ones (dry run by default).
@@ -207,6 +210,7 @@ async fn run(cli: &Cli) -> Result<(), Error> {
         Command::Retry(RetryCommand::Phase3(args)) => upload::retry(cli, args).await,
         Command::Replace(args) => replace::run(cli, args).await,
         Command::Rollback(args) => rollback::run(cli, args).await,
+        Command::Verify(args) => verify::run(cli, args).await,
         Command::Status(args) => status::run(cli, args).await,
         Command::Gc(args) => gc::run(cli, args).await,
         Command::Increment(args) => increment::run(cli, args).await,

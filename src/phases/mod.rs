@@ -16,6 +16,7 @@ pub mod run;
 pub mod segment;
 pub mod status;
 pub mod upload;
+pub mod verify;
 
 use std::sync::Arc;
 

@@ -9,8 +9,10 @@ use crate::staging::commands::{Runbook, Step};
 use crate::staging::manifest;
 use crate::staging::plan::RunPlan;
 use crate::staging::runs::record_swap;
+use crate::warehouse::fingerprint::ProvenColumns;
 use crate::warehouse::gate::check_forward;
 use crate::warehouse::{GateRefusal, SwapOutcome, Warehouse, WarehouseState};
+use std::collections::BTreeMap;
 
 /// The gate refused: incomplete work, each gap with the command that closes it.
 fn refused(refusal: GateRefusal, runbook: &Runbook, what: String) -> Error {
@@ -25,8 +27,12 @@ fn refused(refusal: GateRefusal, runbook: &Runbook, what: String) -> Error {
 /// What `replace` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Replaced {
-    /// The run is swapped in; the statements of the swap.
-    Swapped(Vec<String>),
+    /// The run is swapped in: the statements of the swap, and per table the columns the gate
+    /// proved and those it counted only (empty when not fingerprinted or `--skip-verify`).
+    Swapped {
+        statements: Vec<String>,
+        proof: BTreeMap<String, ProvenColumns>,
+    },
     /// Another process swapped the run in while this one was on its way: nothing left to do.
     AlreadyServed,
 }
@@ -111,13 +117,16 @@ pub async fn replace(
                 .next(runbook.command(Step::Replace))
         })?;
     match outcome {
-        SwapOutcome::Swapped { statements } => {
+        SwapOutcome::Swapped { statements, proof } => {
             // The warehouse is the source of truth; this record only helps `gc` and `status`.
             if let Err(e) = record_swap(staging, &plan.run_id, &config.target).await {
                 tracing::warn!(run_id = %plan.run_id, error = %e,
                     "the swap committed but its record could not be written");
             }
-            Ok(Replaced::Swapped(statements))
+            Ok(Replaced::Swapped {
+                statements,
+                proof: proof.map(|p| p.columns()).unwrap_or_default(),
+            })
         }
         SwapOutcome::AlreadyServed => {
             tracing::info!(run_id = %plan.run_id, target = %config.target,

@@ -21,6 +21,7 @@ use crate::staging::commands::{Runbook, Step};
 use crate::staging::lease::RunLease;
 use crate::staging::manifest::{self, DriftSum, Rejection, SegmentManifest, TableDrift};
 use crate::staging::plan::RunPlan;
+use crate::warehouse::fingerprint::ProvenColumns;
 use crate::warehouse::{GateRefusal, RunLoad, UploadOutcome, Warehouse};
 
 /// Callbacks for progress display; all default to nothing.
@@ -88,6 +89,11 @@ pub struct RunReport {
     pub drift: BTreeMap<String, TableDrift>,
     /// `swapped`, `refused: …` or `not reached: …`.
     pub outcome: String,
+    /// Per table, the columns whose values the gate proved equal to what phase 1 wrote, and
+    /// those it could only count (empty when the run was not swapped, not fingerprinted, or
+    /// swapped with `--skip-verify`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub proof: BTreeMap<String, ProvenColumns>,
     /// Commands that would finish the run, when it did not finish.
     pub next_steps: Vec<String>,
 }
@@ -265,6 +271,8 @@ struct Progress {
     phase3_ms: BTreeMap<u32, u64>,
     outcome: String,
     swapped: bool,
+    /// Per table, the columns the gate proved and counted only.
+    proof: BTreeMap<String, ProvenColumns>,
 }
 
 impl Progress {
@@ -464,9 +472,10 @@ async fn finish_after_load(
     }
     observer.phase("phase 4: replace");
     match super::replace::replace(ctx, warehouse, plan, options.allow_older).await {
-        Ok(Replaced::Swapped(_)) => {
+        Ok(Replaced::Swapped { proof, .. }) => {
             progress.swapped = true;
             progress.outcome = "swapped".into();
+            progress.proof = proof;
         }
         Ok(Replaced::AlreadyServed) => {
             progress.swapped = true;
@@ -556,6 +565,7 @@ impl RunReport {
             segments,
             drift: drift.entries(),
             outcome: progress.outcome.clone(),
+            proof: progress.proof.clone(),
             next_steps: progress.steps.clone(),
         }
     }

@@ -195,6 +195,7 @@ mod tests {
             csv_bytes: 300,
             sha256: "00".into(),
             etag: None,
+            fingerprint: None,
         };
         Checkpoint {
             format: CHECKPOINT_FORMAT,
@@ -211,6 +212,7 @@ mod tests {
                     rows: 3,
                     bytes: 100,
                     files: vec![file],
+                    fingerprint: None,
                 },
             )]),
             items_scanned: 4,

@@ -38,6 +38,8 @@ pub enum Step {
     Status,
     /// The previous generation back in.
     Rollback,
+    /// The fingerprints of the staged generation, table by table and column by column.
+    VerifyStaging,
 }
 
 /// A rendered command, ready to paste.
@@ -66,6 +68,7 @@ impl Runbook {
             Step::Run => "run".into(),
             Step::Status => "status".into(),
             Step::Rollback => "rollback".into(),
+            Step::VerifyStaging => "verify --generation staging".into(),
         };
         let mut text = format!("dynamo-etl {words}");
         if step != Step::Rollback {

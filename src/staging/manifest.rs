@@ -8,6 +8,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+use super::fingerprint::{Fingerprint, FINGERPRINT_METHOD};
 use super::plan::RunPlan;
 use super::Staging;
 use crate::error::{Class, Classify};
@@ -41,6 +42,9 @@ pub struct PartFile {
     /// object is written again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
+    /// The fingerprint of the part's rows (absent in manifests written before fingerprints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<Fingerprint>,
 }
 
 impl PartFile {
@@ -63,6 +67,9 @@ pub struct TableOutput {
     pub rows: u64,
     pub bytes: u64,
     pub files: Vec<PartFile>,
+    /// The sum of its parts' fingerprints (absent in manifests written before fingerprints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<Fingerprint>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,6 +102,10 @@ pub struct SegmentManifest {
     /// Set when the segment was resumed from a checkpoint: how far that had got.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumed: Option<Resumed>,
+    /// The fingerprint method its tables' fingerprints follow (`fingerprint::FINGERPRINT_METHOD`);
+    /// absent when phase 1 wrote none (an older version, or an increment's segment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint_method: Option<u32>,
 }
 
 /// Where a resumed segment took over from its checkpoint.
@@ -154,6 +165,12 @@ impl SegmentManifest {
                     self.segment, out.rows
                 ));
             }
+            if let Some(f) = out.fingerprint.as_ref().filter(|f| f.rows != out.rows) {
+                return Err(format!(
+                    "segment {}: table {table} counts {} rows but its fingerprint {}",
+                    self.segment, out.rows, f.rows
+                ));
+            }
         }
         Ok(())
     }
@@ -192,6 +209,20 @@ impl SegmentManifest {
             ));
         }
         self.check_accounting()
+    }
+
+    /// Table `table`'s fingerprint in this segment: `None` when the segment was not
+    /// fingerprinted (by a method this version knows); no rows give the empty fingerprint.
+    pub fn fingerprint(&self, table: &crate::schema::DataSchema) -> Option<Fingerprint> {
+        if self.fingerprint_method != Some(FINGERPRINT_METHOD) {
+            return None;
+        }
+        match self.tables.get(&table.table) {
+            Some(out) if out.rows > 0 => out.fingerprint.clone(),
+            _ => Some(Fingerprint::empty(&super::fingerprint::covered_columns(
+                table,
+            ))),
+        }
     }
 
     pub fn to_json(&self) -> String {
@@ -330,6 +361,7 @@ mod tests {
             csv_bytes: 20,
             sha256: "00".repeat(32),
             etag: None,
+            fingerprint: None,
         };
         let tables = BTreeMap::from([(
             "org".to_string(),
@@ -337,6 +369,7 @@ mod tests {
                 rows: 5,
                 bytes: 20,
                 files: vec![file("a", 2), file("b", 3)],
+                fingerprint: None,
             },
         )]);
         SegmentManifest {

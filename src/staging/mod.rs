@@ -18,6 +18,7 @@
 pub mod checkpoint;
 pub mod commands;
 pub mod export;
+pub mod fingerprint;
 pub mod increment;
 pub mod layout;
 pub mod lease;

@@ -46,6 +46,7 @@ pub fn manifest(plan: &RunPlan, segment: u32) -> SegmentManifest {
         finished_at: chrono::DateTime::UNIX_EPOCH,
         duration_ms: 0,
         resumed: None,
+        fingerprint_method: None,
     }
 }
 

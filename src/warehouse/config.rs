@@ -64,6 +64,9 @@ pub struct WarehouseConfig {
     /// Refresh the planner's statistics of the staged tables before the swap (`--no-analyze`
     /// turns it off).
     pub analyze: bool,
+    /// Prove, in the swap's transaction, that the staged values equal the manifests'
+    /// fingerprints (`--skip-verify` turns it off).
+    pub verify: bool,
     /// The dialect, with the settings only it reads (how its sessions log in, how it loads).
     pub options: DialectOptions,
 }

@@ -15,6 +15,7 @@
 //! Adding a dialect: see "Adding a dialect" in `src/ARCHITECTURE.md`.
 
 pub mod config;
+pub mod fingerprint;
 pub mod gate;
 pub mod increment;
 pub mod ledger;
@@ -93,6 +94,17 @@ pub trait Warehouse {
 
     /// How `run` loads a whole run into this warehouse.
     fn run_load(&self) -> RunLoad;
+
+    /// An expression giving the first 15 hex digits of the MD5 of the canonical rendering of
+    /// `column`'s stored value of type `t` (`staging::fingerprint`), NULL for NULL; `None` where
+    /// the dialect's documentation does not pin a rendering down (the column is count-only).
+    fn value_hash_sql(&self, t: LogicalType, column: &str) -> Option<String>;
+
+    /// An expression reading 15 hex digits `hex` as a number whose SUM is exact.
+    fn hash_number_sql(&self, hex: &str) -> String;
+
+    /// An expression giving the first 15 hex digits of the MD5 of ASCII text `text`.
+    fn text_hash_sql(&self, text: &str) -> String;
 
     // Where a dialect's SQL may differ from the standard.
 
@@ -326,6 +338,8 @@ pub enum UploadOutcome {
 pub enum SwapOutcome {
     Swapped {
         statements: Vec<String>,
+        /// The proof of the staged values, when the gate proved them.
+        proof: Option<fingerprint::Proof>,
     },
     Refused(GateRefusal),
     /// The target already serves the run: another process swapped it in meanwhile.

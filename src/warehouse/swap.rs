@@ -9,12 +9,14 @@
 //! ledger, so the second waits for the first to commit; it then finds staging gone and the target
 //! serving the run, and reports [`SwapOutcome::AlreadyServed`] instead of swapping again.
 
+use super::fingerprint;
 use super::gate::{self, GateRefusal};
 use super::ledger::{self, LEDGER_TABLE};
 use super::sql::{qualified, quote_ident, Session};
 use super::{SwapOutcome, Warehouse, WarehouseError};
 use crate::error::{Class, Classify};
 use crate::retry::RetryPolicy;
+use crate::staging::commands::Step;
 use crate::staging::manifest::Committed;
 use crate::staging::plan::RunPlan;
 
@@ -249,7 +251,8 @@ async fn served_by_now(
 
 /// What the check inside the swap transaction decided.
 enum Decision {
-    Go,
+    /// Swap; with the proof of the staged values when the gate proved them.
+    Go(Option<fingerprint::Proof>),
     Refuse(GateRefusal),
     /// The target serves the run already (a concurrent replace swapped it in).
     AlreadyServed,
@@ -270,7 +273,7 @@ async fn check(
     else {
         let previous = config.previous();
         return Ok(match ledger::schema_exists(session, &previous).await? {
-            true => Decision::Go,
+            true => Decision::Go(None),
             false => Decision::Refuse(GateRefusal {
                 problems: vec![format!(
                     "there is no previous generation ({previous}) to roll back to"
@@ -312,12 +315,39 @@ async fn check(
         return Ok(Decision::Refuse(r));
     }
     let counted = ledger::staged_counts(session, &staging, &plan.warehouse_tables()).await?;
-    Ok(
-        match gate::check_counts(plan, &staging, manifests, &counted) {
-            Some(r) => Decision::Refuse(r),
-            None => Decision::Go,
-        },
-    )
+    if let Some(r) = gate::check_counts(plan, &staging, manifests, &counted) {
+        return Ok(Decision::Refuse(r));
+    }
+    if !config.verify {
+        tracing::error!(run_id = %plan.run_id, target = %config.target,
+            "--skip-verify: swapping in without proving that the staged values equal what phase 1 wrote");
+        return Ok(Decision::Go(None));
+    }
+    let proof = fingerprint::prove(dialect, session, &staging, plan, manifests).await?;
+    let mismatches = proof.mismatches();
+    if mismatches.is_empty() {
+        tracing::info!(run_id = %plan.run_id, proof = %proof, "the staged values are what phase 1 wrote");
+        // Kept beside the tables, so the target holds the proof of the generation it serves.
+        if let (fingerprint::Proof::Tables(tables), Some(expected)) =
+            (&proof, fingerprint::expected(plan, manifests))
+        {
+            for statement in fingerprint::record_sql(dialect, &staging, &expected, tables) {
+                session
+                    .execute(&statement, "recording the proven fingerprints")
+                    .await?;
+            }
+        }
+        return Ok(Decision::Go(Some(proof)));
+    }
+    Ok(Decision::Refuse(GateRefusal {
+        problems: vec![format!(
+            "the values staged in {staging} are not what phase 1 wrote: {}",
+            mismatches.join("; ")
+        )],
+        steps: vec![Step::VerifyStaging],
+        // Loading again gives the same values until someone finds out why they differ.
+        class: Class::Fatal,
+    }))
 }
 
 /// One attempt: check, then the renames, in one transaction with bounded lock waits.
@@ -328,8 +358,8 @@ async fn once(
 ) -> Result<SwapOutcome, WarehouseError> {
     let config = dialect.config();
     session.begin().await?;
-    match check(dialect, session, swap).await? {
-        Decision::Go => {}
+    let proof = match check(dialect, session, swap).await? {
+        Decision::Go(proof) => proof,
         Decision::Refuse(refusal) => {
             session.rollback().await;
             return Ok(SwapOutcome::Refused(refusal));
@@ -338,7 +368,7 @@ async fn once(
             session.rollback().await;
             return Ok(SwapOutcome::AlreadyServed);
         }
-    }
+    };
     let target_exists = ledger::schema_exists(session, &config.target).await?;
     let statements = statements(dialect, swap.kind(), target_exists);
     let what = match swap.kind() {
@@ -349,5 +379,5 @@ async fn once(
         session.execute(statement, &what).await?;
     }
     session.commit(&what).await?;
-    Ok(SwapOutcome::Swapped { statements })
+    Ok(SwapOutcome::Swapped { statements, proof })
 }

@@ -317,6 +317,15 @@ impl Warehouse for AtOnce {
     fn run_load(&self) -> RunLoad {
         RunLoad::OneTransaction
     }
+    fn value_hash_sql(&self, t: LogicalType, column: &str) -> Option<String> {
+        self.0.value_hash_sql(t, column)
+    }
+    fn hash_number_sql(&self, hex: &str) -> String {
+        self.0.hash_number_sql(hex)
+    }
+    fn text_hash_sql(&self, text: &str) -> String {
+        self.0.text_hash_sql(text)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -348,6 +357,7 @@ async fn run_loads_a_whole_run_in_one_transaction_when_the_dialect_prefers_it() 
         lock_timeout: Duration::from_secs(60),
         post_swap_sql: None,
         analyze: true,
+        verify: true,
         options: DialectOptions::Postgres(Default::default()),
     }));
     let options = RunOptions {

@@ -79,6 +79,7 @@ fn redshift(stack: &Stack, params: &str, api: &FakeRedshiftApi) -> Redshift {
         lock_timeout: Duration::from_secs(5),
         post_swap_sql: None,
         analyze: true,
+        verify: true,
         options: DialectOptions::Redshift(options.clone()),
     };
     Redshift::new(config, options)

@@ -368,6 +368,22 @@ async fn an_apply_killed_halfway_leaves_the_target_as_it_was() {
     let env = TestEnv::with_demo("incr-kill", 2).await;
     let items = dynamo_etl::testkit::fixtures::demo_items(2);
     env.run_ok(&["run", "--table", &env.table, "--run-id", "base"]);
+    // `run` swapped the copy in through the gate's proof, which its report records; verify
+    // proves it again.
+    let report: serde_json::Value =
+        serde_json::from_slice(&env.get("dynamo-etl/runs/base/report.json").await.unwrap())
+            .unwrap();
+    let org = &report["proof"]["org"];
+    assert!(
+        org["proven"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "name")
+            && org["count_only"].as_array().unwrap().is_empty(),
+        "{report}"
+    );
+    env.run_ok(&["verify", "--run-id", "base"]);
     let plan: serde_json::Value =
         serde_json::from_slice(&env.get("dynamo-etl/runs/base/run.json").await.unwrap()).unwrap();
     let w0 = parse_instant(plan["created_at"].as_str().unwrap(), "plan time").unwrap();
@@ -721,6 +737,15 @@ async fn an_increment_submitted_twice_is_applied_once() {
     assert_eq!(recorded, 1);
     let again = env.run(&args, &[]);
     assert!(show(&again).contains("nothing changed"), "{}", show(&again));
+    // The increment changed the served rows, which its fingerprints do not cover yet: verify
+    // says so instead of reporting mismatches that are not there.
+    let out = env.run(&["verify", "--run-id", "base"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        show(&out).contains("has taken 1 increment(s)") && !show(&out).contains("MISMATCH"),
+        "{}",
+        show(&out)
+    );
 }
 
 /// The lock timeout bounds waiting for locks only: an apply whose deletes take longer than it

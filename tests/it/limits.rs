@@ -367,6 +367,7 @@ async fn phase_1_for_redshift_sends_only_values_redshift_loads() {
         lock_timeout: std::time::Duration::from_secs(60),
         post_swap_sql: None,
         analyze: true,
+        verify: true,
         options: dynamo_etl::warehouse::DialectOptions::Redshift(
             dynamo_etl::warehouse::redshift::Options {
                 iam_role: Some("default".into()),

@@ -19,6 +19,7 @@ mod docs;
 mod estimate;
 mod exit_codes;
 mod export;
+mod fingerprints;
 mod increment;
 mod infer_schema;
 mod jobs;

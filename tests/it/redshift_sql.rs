@@ -5,14 +5,16 @@
 
 use crate::support;
 use dynamo_etl::schema::SchemaSet;
+use dynamo_etl::staging::fingerprint::{covered_columns, Fingerprint};
 use dynamo_etl::staging::manifest::PartFile;
 use dynamo_etl::staging::parts::codec::PartCompression;
 use dynamo_etl::staging::plan::RunPlan;
+use dynamo_etl::warehouse::fingerprint::{ColumnCheck, TableProof};
 use dynamo_etl::warehouse::redshift::copy::{copy_manifest, copy_statement};
 use dynamo_etl::warehouse::redshift::load_errors::{self, CopyMark};
 use dynamo_etl::warehouse::redshift::{Options, Redshift};
 use dynamo_etl::warehouse::swap::{self, SwapKind};
-use dynamo_etl::warehouse::{increment, ledger};
+use dynamo_etl::warehouse::{fingerprint, increment, ledger};
 use dynamo_etl::warehouse::{DialectName, DialectOptions, WarehouseConfig, WarehouseUrl};
 use sqlparser::dialect::RedshiftSqlDialect;
 use sqlparser::parser::Parser;
@@ -57,6 +59,7 @@ fn config() -> WarehouseConfig {
         lock_timeout: Duration::from_secs(60),
         post_swap_sql: Some(POST_SWAP_SQL.into()),
         analyze: true,
+        verify: true,
         options: DialectOptions::Redshift(options()),
     }
 }
@@ -166,8 +169,44 @@ fn statements() -> Vec<(&'static str, Vec<String>)> {
         &inc_config.staging(),
         42,
     ));
+    // The gate's proof of the staged values: one query per table (count-only where Redshift's
+    // documentation pins no rendering).
+    let tables = plan.warehouse_tables();
+    let mut fingerprints: Vec<String> = tables
+        .iter()
+        .map(|t| fingerprint::table_sql(&redshift, &staging, t).0)
+        .collect();
+    // Then, proven, the record the target keeps (no rows here: every figure zero).
+    let expected = tables
+        .iter()
+        .map(|t| (t.table.clone(), Fingerprint::empty(&covered_columns(t))))
+        .collect();
+    let check = |proven: bool| match proven {
+        true => ColumnCheck::Proven,
+        false => ColumnCheck::CountOnly,
+    };
+    let proof: Vec<TableProof> = tables
+        .iter()
+        .map(|t| {
+            let proven = fingerprint::table_sql(&redshift, &staging, t).1;
+            TableProof {
+                table: t.table.clone(),
+                rows: None,
+                row_digest: check(proven.iter().all(|p| *p)),
+                columns: covered_columns(t)
+                    .into_iter()
+                    .zip(proven)
+                    .map(|(c, p)| (c, check(p)))
+                    .collect(),
+            }
+        })
+        .collect();
+    fingerprints.extend(fingerprint::record_sql(
+        &redshift, &staging, &expected, &proof,
+    ));
     vec![
         ("prepare", ledger::prepare_sql(&redshift, &plan)),
+        ("fingerprints", fingerprints),
         (
             "increment_prepare",
             ledger::prepare_sql(&Redshift::new(inc_config, options()), &inc_plan),
@@ -304,6 +343,7 @@ fn copy_manifests_list_every_part_as_mandatory() {
             csv_bytes: 456,
             sha256: "ab".repeat(32),
             etag: Some("\"e1\"".into()),
+            fingerprint: None,
         },
         PartFile {
             key: "p/runs/r/segments/0/org/part-00001.csv.gz".into(),
@@ -312,6 +352,7 @@ fn copy_manifests_list_every_part_as_mandatory() {
             csv_bytes: 99,
             sha256: "cd".repeat(32),
             etag: None,
+            fingerprint: None,
         },
     ];
     let manifest: serde_json::Value =

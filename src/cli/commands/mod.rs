@@ -13,6 +13,7 @@ pub mod run;
 pub mod segment;
 pub mod status;
 pub mod upload;
+pub mod verify;
 
 use dynamo_etl::error::Error;
 use dynamo_etl::phases::Context;

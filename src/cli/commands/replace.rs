@@ -35,7 +35,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
     let config = warehouse.config();
     if args.dry_run.dry_run {
         line(format!(
-            "-- gate: every segment 0..{} in the ledger, staged counts equal the manifests",
+            "-- gate: every segment 0..{} in the ledger, staged counts and fingerprints equal the manifests",
             plan.total_segments - 1
         ));
         let analyze = warehouse.analyze_sql(&plan);
@@ -54,7 +54,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
         dynamo_etl::phases::replace::replace(&ctx, warehouse.as_ref(), &plan, args.allow_older)
             .await?;
     line(match done {
-        Replaced::Swapped(_) => format!(
+        Replaced::Swapped { .. } => format!(
             "run {} is now served from {}; the previous generation is kept in {}",
             plan.run_id,
             config.target,

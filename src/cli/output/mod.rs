@@ -9,6 +9,7 @@ pub mod gc;
 pub mod infer_schema;
 pub mod run;
 pub mod status;
+pub mod verify;
 
 use std::io::Write;
 

@@ -25,6 +25,20 @@ pub fn render(report: &RunReport) -> String {
     for (table, rows) in &report.rows {
         out.push_str(&format!("    {table:<24} {rows:>12}\n"));
     }
+    if !report.proof.is_empty() {
+        out.push_str("  values proven equal to phase 1's (columns proven / count-only):\n");
+        for (table, p) in &report.proof {
+            let counted = match p.count_only.is_empty() {
+                true => String::new(),
+                false => format!(" ({})", p.count_only.join(", ")),
+            };
+            out.push_str(&format!(
+                "    {table:<24} {:>4} / {}{counted}\n",
+                p.proven.len(),
+                p.count_only.len()
+            ));
+        }
+    }
     out.push_str("  segments (phase 1 ms / phase 3 ms):\n");
     for s in &report.segments {
         let budget = s.budget_use.map_or(String::new(), |u| {

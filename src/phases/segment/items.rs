@@ -15,6 +15,7 @@ use super::{Job, Progress, SegmentError, TransformResult};
 use crate::source::page::RawPage;
 use crate::source::ScanCounters;
 use crate::staging::checkpoint::{Checkpoint, CHECKPOINT_FORMAT};
+use crate::staging::fingerprint::Fingerprinter;
 use crate::staging::manifest::{Rejection, TableOutput};
 use crate::staging::parts::writer::{PartSettings, PartWriter, Upload, Uploaded};
 use crate::staging::Layout;
@@ -27,6 +28,8 @@ pub(super) struct ItemTransform {
     /// The tables, as [`Transformer::tables`] lists them, and each one's writer once it has rows.
     names: Vec<String>,
     writers: Vec<Option<PartWriter>>,
+    /// A fresh fingerprinter per table, cloned into its writer.
+    fingerprinters: Vec<Fingerprinter>,
     overflow_table: usize,
     chunks: mpsc::Sender<Upload>,
     settings: PartSettings,
@@ -106,9 +109,15 @@ impl ItemTransform {
             store: staging.store.clone(),
         };
         let names: Vec<String> = transformer.tables().map(|s| s.table.clone()).collect();
+        let binary = crate::warehouse::limits(plan.dialect).binary_text;
+        let fingerprinters = transformer
+            .tables()
+            .map(|s| Fingerprinter::for_table(s, binary))
+            .collect();
         let overflow_table = transformer.overflow_table();
         let mut stage = ItemTransform {
             writers: Vec::with_capacity(names.len()),
+            fingerprinters,
             names,
             overflow_table,
             transformer,
@@ -160,6 +169,7 @@ impl ItemTransform {
             self.chunks.clone(),
             done,
         )
+        .with_fingerprints(self.fingerprinters[table].clone())
     }
 
     fn write(&mut self, table: usize, fields: &[Option<Cow<str>>]) -> Result<(), TransformStop> {

@@ -39,6 +39,7 @@ use crate::error::{Class, Classify, Error};
 use crate::source::{ScanCounters, ScanError};
 use crate::staging::checkpoint::{self, Checkpoint, Found};
 use crate::staging::commands::Step;
+use crate::staging::fingerprint::FINGERPRINT_METHOD;
 use crate::staging::manifest::{
     Rejection, Resumed, SegmentManifest, TableDrift, TableOutput, MANIFEST_FORMAT,
 };
@@ -187,6 +188,13 @@ async fn commit(
         }
     };
     let counters = &job.counters;
+    // Fingerprinted when every table with rows has its fingerprint: a segment resumed from the
+    // checkpoint of a version without them has parts without, and is then counted only.
+    let fingerprinted = plan.increment.is_none()
+        && out
+            .tables
+            .values()
+            .all(|t| t.rows == 0 || t.fingerprint.is_some());
     let manifest = SegmentManifest {
         format: MANIFEST_FORMAT,
         run_id: plan.run_id.clone(),
@@ -209,6 +217,7 @@ async fn commit(
             read_units: c.read_units,
             saved_at: c.saved_at,
         }),
+        fingerprint_method: fingerprinted.then_some(FINGERPRINT_METHOD),
     };
     manifest.check_accounting().map_err(|e| job.internal(e))?;
     let scanned = counters.items.load(Ordering::Relaxed);

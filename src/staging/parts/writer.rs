@@ -6,6 +6,7 @@
 //! uploads with at most `max_in_flight` parts on the wire. The channel between them holds one chunk, so a slow store slows the scan instead of
 //! filling memory. On failure every open multipart upload is aborted.
 
+use crate::staging::fingerprint::Fingerprinter;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -108,6 +109,8 @@ pub struct PartWriter {
     part_sent_bytes: u64,
     /// SHA-256 of the bytes of the current part sent so far.
     part_hash: Sha256,
+    /// The fingerprint of the open part's rows, when asked for ([`PartWriter::with_fingerprints`]).
+    fingerprints: Option<Fingerprinter>,
     output: TableOutput,
 }
 
@@ -147,8 +150,16 @@ impl PartWriter {
             part_csv_bytes: 0,
             part_sent_bytes: 0,
             part_hash: Sha256::new(),
+            fingerprints: None,
             output: done,
         }
+    }
+
+    /// Fingerprints every part's rows with `f`; the finished parts carry theirs, and the table's
+    /// output their sum (none when a part finished before, e.g. by an older version, has none).
+    pub fn with_fingerprints(mut self, f: Fingerprinter) -> Self {
+        self.fingerprints = Some(f);
+        self
     }
 
     /// The parts finished so far.
@@ -168,6 +179,9 @@ impl PartWriter {
 
     pub fn write_row<S: AsRef<str>>(&mut self, fields: &[Option<S>]) -> Result<(), UploaderGone> {
         self.csv.write_row(&mut self.batch, fields);
+        if let Some(f) = &mut self.fingerprints {
+            f.row(fields);
+        }
         self.part_rows += 1;
         if self.batch.len() >= CSV_BATCH {
             self.flush_batch()?;
@@ -229,6 +243,15 @@ impl PartWriter {
             csv_bytes: self.part_csv_bytes,
             sha256: hex(&std::mem::take(&mut self.part_hash).finalize()),
             etag: None,
+            fingerprint: self.fingerprints.as_mut().map(Fingerprinter::take),
+        };
+        self.output.fingerprint = match (self.output.fingerprint.take(), &file.fingerprint) {
+            (Some(mut sum), Some(f)) => {
+                sum.add(f);
+                Some(sum)
+            }
+            (None, Some(f)) if self.output.rows == 0 => Some(f.clone()),
+            _ => None,
         };
         self.output.rows += file.rows;
         self.output.bytes += file.bytes;

@@ -376,6 +376,7 @@ mod tests {
             csv_bytes: 1,
             sha256: String::new(),
             etag: None,
+            fingerprint: None,
         }
     }
 

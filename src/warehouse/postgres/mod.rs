@@ -160,6 +160,50 @@ impl Warehouse for Postgres {
         }
     }
 
+    /// Every logical type is proven. Pages relied on (PostgreSQL 15 documentation):
+    /// `md5(text)`, `md5(bytea)` and `convert_to(text, name)` → bytea
+    /// (<https://www.postgresql.org/docs/15/functions-binarystring.html>,
+    /// <https://www.postgresql.org/docs/15/functions-string.html>); `trim_scale(numeric)`, the
+    /// value with trailing fraction zeros removed
+    /// (<https://www.postgresql.org/docs/15/functions-math.html>), printed by numeric's output,
+    /// which has no exponent (<https://www.postgresql.org/docs/15/datatype-numeric.html>);
+    /// `extract(epoch FROM timestamptz)`, seconds since 1970-01-01 00:00:00 UTC as numeric with
+    /// microseconds (<https://www.postgresql.org/docs/15/functions-datetime.html>); jsonb's
+    /// text output, which keeps no whitespace, key order or duplicate keys of the input
+    /// (<https://www.postgresql.org/docs/15/datatype-json.html>; phase 1 renders it the same
+    /// way, checked against the server by `tests/it/fingerprints.rs`); `CASE`
+    /// (<https://www.postgresql.org/docs/15/functions-conditional.html>).
+    fn value_hash_sql(&self, t: LogicalType, column: &str) -> Option<String> {
+        let rendering = match t {
+            LogicalType::Bigint => format!("CAST({column} AS text)"),
+            LogicalType::Decimal { .. } => format!("CAST(trim_scale({column}) AS text)"),
+            LogicalType::NumericText | LogicalType::Text { .. } => {
+                format!("convert_to({column}, 'UTF8')")
+            }
+            LogicalType::Timestamp => {
+                format!("CAST(CAST(extract(epoch FROM {column}) * 1000000 AS bigint) AS text)")
+            }
+            LogicalType::Boolean => {
+                format!("CASE {column} WHEN true THEN 'true' WHEN false THEN 'false' END")
+            }
+            LogicalType::Binary => column.to_string(),
+            LogicalType::Json => format!("convert_to(CAST({column} AS text), 'UTF8')"),
+        };
+        Some(format!("left(md5({rendering}), 15)"))
+    }
+
+    /// A hex bit-string constant (`x…`, <https://www.postgresql.org/docs/15/sql-syntax-lexical.html>)
+    /// cast to `bit(60)` and then to bigint
+    /// (<https://www.postgresql.org/docs/15/functions-bitstring.html>); `sum(bigint)` is
+    /// numeric, so exact (<https://www.postgresql.org/docs/15/functions-aggregate.html>).
+    fn hash_number_sql(&self, hex: &str) -> String {
+        format!("CAST(CAST('x' || {hex} AS bit(60)) AS bigint)")
+    }
+
+    fn text_hash_sql(&self, text: &str) -> String {
+        format!("left(md5({text}), 15)")
+    }
+
     /// Standard strings (`standard_conforming_strings` is on by default): quotes doubled.
     fn literal(&self, text: &str) -> String {
         sql::standard_literal(text)

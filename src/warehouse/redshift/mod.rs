@@ -368,6 +368,32 @@ impl Warehouse for Redshift {
         literal(text)
     }
 
+    /// Proven: `boolean`, rendered by `CASE` as ASCII `true`/`false` and hashed with `MD5`, whose
+    /// page pins the 32 hex digits of an ASCII string's checksum
+    /// (<https://docs.aws.amazon.com/redshift/latest/dg/r_MD5.html>). Count-only: every other
+    /// type, as no page pins the bytes `MD5` hashes for a non-ASCII VARCHAR, how a BIGINT,
+    /// DECIMAL or TIMESTAMPTZ is cast to VARCHAR, how VARBYTE is hashed, or SUPER's
+    /// serialisation.
+    fn value_hash_sql(&self, t: LogicalType, column: &str) -> Option<String> {
+        match t {
+            LogicalType::Boolean => Some(format!(
+                "LEFT(MD5(CASE {column} WHEN TRUE THEN 'true' WHEN FALSE THEN 'false' END), 15)"
+            )),
+            _ => None,
+        }
+    }
+
+    /// `STRTOL(hex, 16)` is a BIGINT (<https://docs.aws.amazon.com/redshift/latest/dg/r_STRTOL.html>);
+    /// cast to DECIMAL(38,0) so that the SUM of many cannot overflow a BIGINT
+    /// (<https://docs.aws.amazon.com/redshift/latest/dg/r_SUM.html>).
+    fn hash_number_sql(&self, hex: &str) -> String {
+        format!("CAST(STRTOL({hex}, 16) AS DECIMAL(38,0))")
+    }
+
+    fn text_hash_sql(&self, text: &str) -> String {
+        format!("LEFT(MD5({text}), 15)")
+    }
+
     fn now(&self) -> &'static str {
         "GETDATE()"
     }
@@ -513,6 +539,7 @@ mod tests {
                 lock_timeout: Duration::from_secs(1),
                 post_swap_sql: None,
                 analyze: true,
+                verify: true,
                 options: super::super::DialectOptions::Redshift(Options::default()),
             },
             Options::default(),

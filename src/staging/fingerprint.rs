@@ -1,0 +1,566 @@
+//! Fingerprints of what phase 1 wrote, so that the warehouse can prove it holds exactly that.
+//!
+//! Per table: the rows; per column, the non-NULL values and a *digest*; and one row digest over
+//! all columns. A value's hash is the first 60 bits of the MD5 of its canonical rendering (below),
+//! read as an unsigned number; a digest is the exact sum of those hashes. A sum does not depend on
+//! the order of the rows and adds up: parts into their segment's manifest, segments into the
+//! run. The row digest hashes, per row, the 15 hex digits of every column's value hash (`n` for
+//! NULL) in column order, so values swapped between rows, or a row deleted while another is
+//! duplicated, change it even when every column digest stays the same.
+//!
+//! Canonical renderings, by logical type (each dialect reproduces them from the stored value, see
+//! `warehouse::fingerprint`; `FORMAT.md` beside this file specifies them):
+//!
+//! | type | rendering |
+//! |---|---|
+//! | `bigint` | the integer in decimal, `-` for negatives |
+//! | `decimal` | the exact value, plain, without trailing fraction zeros (`12.5`, `0`, `-0.01`) |
+//! | `numeric_text`, `text` | the UTF-8 bytes of the text |
+//! | `timestamp` | microseconds since 1970-01-01T00:00:00Z, in decimal |
+//! | `boolean` | `true` / `false` |
+//! | `binary` | the bytes |
+//! | `json` | the text PostgreSQL's `jsonb` prints for it (keys by length then bytes, `", "` and `": "`) |
+
+use md5::{Digest as _, Md5};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::schema::limits::BinaryText;
+use crate::schema::{DataSchema, LogicalType, EXTRA_COLUMN};
+use crate::value::decimal::{self, Decimal};
+
+/// The version of the renderings and hashes above; a manifest records it, and a reader that does
+/// not know it treats the segment as not fingerprinted.
+pub const FINGERPRINT_METHOD: u32 = 1;
+
+/// An exact sum of 60-bit value hashes. Written as a decimal string: JSON readers outside Rust
+/// keep no integer this wide exactly.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Digest(pub u128);
+
+impl Digest {
+    pub fn add(&mut self, hash: u64) {
+        self.0 = self.0.wrapping_add(u128::from(hash));
+    }
+    pub fn merge(&mut self, other: Digest) {
+        self.0 = self.0.wrapping_add(other.0);
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl std::str::FromStr for Digest {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        s.trim()
+            .parse::<u128>()
+            .map(Digest)
+            .map_err(|_| format!("{s:?} is not a digest (a non-negative decimal integer)"))
+    }
+}
+
+impl Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// One column's figures.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnFingerprint {
+    pub column: String,
+    pub non_null: u64,
+    pub digest: Digest,
+}
+
+/// One table's figures, over a part, a segment or a whole run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fingerprint {
+    pub rows: u64,
+    pub row_digest: Digest,
+    /// In the table's column order, `_extra` last where the table has it.
+    pub columns: Vec<ColumnFingerprint>,
+}
+
+impl Fingerprint {
+    /// The figures of no rows for columns `names`.
+    pub fn empty<S: AsRef<str>>(names: &[S]) -> Fingerprint {
+        Fingerprint {
+            rows: 0,
+            row_digest: Digest::default(),
+            columns: names
+                .iter()
+                .map(|n| ColumnFingerprint {
+                    column: n.as_ref().to_string(),
+                    ..ColumnFingerprint::default()
+                })
+                .collect(),
+        }
+    }
+
+    /// Adds `other`'s rows: columns are matched by name, and one only `other` has is appended.
+    pub fn add(&mut self, other: &Fingerprint) {
+        self.rows += other.rows;
+        self.row_digest.merge(other.row_digest);
+        for theirs in &other.columns {
+            match self.columns.iter_mut().find(|c| c.column == theirs.column) {
+                Some(ours) => {
+                    ours.non_null += theirs.non_null;
+                    ours.digest.merge(theirs.digest);
+                }
+                None => self.columns.push(theirs.clone()),
+            }
+        }
+    }
+
+    pub fn column(&self, name: &str) -> Option<&ColumnFingerprint> {
+        self.columns.iter().find(|c| c.column == name)
+    }
+}
+
+/// How a column's CSV text is turned into its canonical rendering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rendering {
+    Integer,
+    Decimal,
+    Bytes,
+    Timestamp,
+    Binary(BinaryText),
+    Json,
+}
+
+impl Rendering {
+    fn of(t: LogicalType, binary: BinaryText) -> Rendering {
+        match t {
+            LogicalType::Bigint => Rendering::Integer,
+            LogicalType::Decimal { .. } => Rendering::Decimal,
+            LogicalType::NumericText | LogicalType::Text { .. } | LogicalType::Boolean => {
+                Rendering::Bytes
+            }
+            LogicalType::Timestamp => Rendering::Timestamp,
+            LogicalType::Binary => Rendering::Binary(binary),
+            LogicalType::Json => Rendering::Json,
+        }
+    }
+}
+
+/// Accumulates the fingerprint of rows as they are written (one per part being written).
+#[derive(Debug, Clone)]
+pub struct Fingerprinter {
+    renderings: Vec<Rendering>,
+    current: Fingerprint,
+    /// Reused buffers: one value's rendering, one row's hashes.
+    scratch: Vec<u8>,
+    row: Vec<u8>,
+}
+
+impl Fingerprinter {
+    /// For the rows of `table` as phase 1 writes them (binary spelled as `binary`).
+    pub fn for_table(table: &DataSchema, binary: BinaryText) -> Fingerprinter {
+        let mut renderings: Vec<Rendering> = table
+            .columns
+            .iter()
+            .map(|c| Rendering::of(c.logical_type, binary))
+            .collect();
+        if table.has_extra_column() {
+            renderings.push(Rendering::Json);
+        }
+        let names = table.column_names();
+        Fingerprinter {
+            renderings,
+            current: Fingerprint::empty(&names),
+            scratch: Vec::new(),
+            row: Vec::new(),
+        }
+    }
+
+    /// Adds one row, its fields as written to the CSV (`None` is NULL).
+    pub fn row<S: AsRef<str>>(&mut self, fields: &[Option<S>]) {
+        self.row.clear();
+        for (i, field) in fields.iter().enumerate() {
+            match field {
+                None => self.row.push(b'n'),
+                Some(text) => {
+                    let rendering = self.renderings.get(i).copied().unwrap_or(Rendering::Bytes);
+                    self.scratch.clear();
+                    render(rendering, text.as_ref(), &mut self.scratch);
+                    let hash = hash60(&self.scratch);
+                    if let Some(c) = self.current.columns.get_mut(i) {
+                        c.non_null += 1;
+                        c.digest.add(hash);
+                    }
+                    push_hex15(&mut self.row, hash);
+                }
+            }
+        }
+        self.current.rows += 1;
+        self.current.row_digest.add(hash60(&self.row));
+    }
+
+    /// The figures of the rows added since the last call, and a fresh start.
+    pub fn take(&mut self) -> Fingerprint {
+        let names: Vec<String> = self
+            .current
+            .columns
+            .iter()
+            .map(|c| c.column.clone())
+            .collect();
+        std::mem::replace(&mut self.current, Fingerprint::empty(&names))
+    }
+}
+
+/// The first 60 bits of the MD5 of `bytes`, as a number: the value of its first 15 hex digits.
+pub fn hash60(bytes: &[u8]) -> u64 {
+    let sum = Md5::digest(bytes);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&sum[..8]);
+    u64::from_be_bytes(first) >> 4
+}
+
+fn push_hex15(out: &mut Vec<u8>, hash: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for shift in (0..15).rev() {
+        out.push(DIGITS[((hash >> (4 * shift)) & 0xf) as usize]);
+    }
+}
+
+/// Appends the canonical rendering of a CSV field of rendering `r`. Text that does not parse as
+/// its type (phase 1 never writes such) is rendered as it is, so the warehouse's digest differs.
+fn render(r: Rendering, text: &str, out: &mut Vec<u8>) {
+    match r {
+        Rendering::Bytes => out.extend_from_slice(text.as_bytes()),
+        Rendering::Integer | Rendering::Decimal => match decimal::canonical_plain(text) {
+            Some(_) => out.extend_from_slice(text.as_bytes()),
+            None => match Decimal::parse(text) {
+                Ok(d) => out.extend_from_slice(d.to_plain().as_bytes()),
+                Err(_) => out.extend_from_slice(text.as_bytes()),
+            },
+        },
+        Rendering::Timestamp => match chrono::DateTime::parse_from_rfc3339(text) {
+            Ok(t) => out.extend_from_slice(t.timestamp_micros().to_string().as_bytes()),
+            Err(_) => out.extend_from_slice(text.as_bytes()),
+        },
+        Rendering::Binary(spelling) => {
+            let hex = match spelling {
+                BinaryText::PrefixedHex => text.strip_prefix("\\x").unwrap_or(text),
+                BinaryText::Hex => text,
+            };
+            match decode_hex(hex) {
+                Some(bytes) => out.extend_from_slice(&bytes),
+                None => out.extend_from_slice(text.as_bytes()),
+            }
+        }
+        Rendering::Json => match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(v) => jsonb_text(&v, out),
+            Err(_) => out.extend_from_slice(text.as_bytes()),
+        },
+    }
+}
+
+fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    let digit = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let bytes = hex.as_bytes();
+    if bytes.len() % 2 != 0 {
+        return None;
+    }
+    bytes
+        .chunks(2)
+        .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
+        .collect()
+}
+
+/// The text PostgreSQL's `jsonb` output gives `value`: object keys ordered by length, then by
+/// bytes (a duplicate key keeps its last value, as the parser already did); `", "` between items
+/// and `": "` after keys; numbers as `numeric` prints them; strings escaped as its JSON output
+/// escapes them. `tests/it/fingerprints.rs` checks this against a real server.
+pub fn jsonb_text(value: &serde_json::Value, out: &mut Vec<u8>) {
+    use serde_json::Value as J;
+    match value {
+        J::Null => out.extend_from_slice(b"null"),
+        J::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        J::Number(n) => numeric_text(&n.to_string(), out),
+        J::String(s) => jsonb_string(s, out),
+        J::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.extend_from_slice(b", ");
+                }
+                jsonb_text(item, out);
+            }
+            out.push(b']');
+        }
+        J::Object(map) => {
+            let mut entries: Vec<(&String, &serde_json::Value)> = map.iter().collect();
+            entries.sort_by(|a, b| (a.0.len(), a.0.as_bytes()).cmp(&(b.0.len(), b.0.as_bytes())));
+            out.push(b'{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.extend_from_slice(b", ");
+                }
+                jsonb_string(k, out);
+                out.extend_from_slice(b": ");
+                jsonb_text(v, out);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
+fn jsonb_string(s: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    for ch in s.chars() {
+        match ch {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\u{8}' => out.extend_from_slice(b"\\b"),
+            '\u{c}' => out.extend_from_slice(b"\\f"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            c if (c as u32) < 0x20 => {
+                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes())
+            }
+            c => {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+/// A JSON number token as PostgreSQL's `numeric` reads and prints it: the exact value with as
+/// many fraction digits as the token had after its point, less its exponent (never fewer than
+/// none), no leading zeros, and no sign on zero.
+fn numeric_text(token: &str, out: &mut Vec<u8>) {
+    let (negative, rest) = match token.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, token),
+    };
+    let (mantissa, exponent) = match rest.find(['e', 'E']) {
+        Some(i) => (&rest[..i], rest[i + 1..].parse::<i64>().unwrap_or(0)),
+        None => (rest, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits: Vec<u8> = int.bytes().chain(frac.bytes()).collect();
+    let scale = (frac.len() as i64 - exponent).max(0) as usize;
+    // Where the point falls among `digits`.
+    let point = int.len() as i64 + exponent;
+    let digit_at = |i: i64| -> u8 {
+        if i >= 0 && (i as usize) < digits.len() {
+            digits[i as usize]
+        } else {
+            b'0'
+        }
+    };
+    let mut integer: Vec<u8> = (0..point.max(0)).map(digit_at).collect();
+    let first = integer
+        .iter()
+        .position(|&d| d != b'0')
+        .unwrap_or(integer.len());
+    integer.drain(..first);
+    let fraction: Vec<u8> = (0..scale as i64).map(|i| digit_at(point + i)).collect();
+    let zero = integer.is_empty() && fraction.iter().all(|&d| d == b'0');
+    if negative && !zero {
+        out.push(b'-');
+    }
+    if integer.is_empty() {
+        out.push(b'0');
+    }
+    out.extend_from_slice(&integer);
+    if scale > 0 {
+        out.push(b'.');
+        out.extend_from_slice(&fraction);
+    }
+}
+
+/// The column names a table's fingerprint covers, in order.
+pub fn covered_columns(table: &DataSchema) -> Vec<String> {
+    let mut names: Vec<String> = table.columns.iter().map(|c| c.column.clone()).collect();
+    if table.has_extra_column() {
+        names.push(EXTRA_COLUMN.to_string());
+    }
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{Column, FORMAT_VERSION};
+
+    fn table() -> DataSchema {
+        let col = |name: &str, t| Column {
+            attribute: name.into(),
+            column: name.into(),
+            logical_type: t,
+            nullable: true,
+        };
+        DataSchema {
+            format: FORMAT_VERSION,
+            source_table: "src".into(),
+            table: "org".into(),
+            rule: None,
+            columns: vec![
+                col("pk", LogicalType::Text { max_bytes: 10 }),
+                col("n", LogicalType::Bigint),
+                col(
+                    "price",
+                    LogicalType::Decimal {
+                        precision: 10,
+                        scale: 2,
+                    },
+                ),
+                col("at", LogicalType::Timestamp),
+                col("logo", LogicalType::Binary),
+            ],
+        }
+    }
+
+    type Row = [Option<&'static str>; 6];
+
+    const ROWS: [Row; 4] = [
+        [
+            Some("a"),
+            Some("1"),
+            Some("1.5"),
+            Some("2024-01-01T00:00:00Z"),
+            Some("\\x00ff"),
+            Some("{\"b\":1,\"aa\":[1,2]}"),
+        ],
+        [
+            Some("b"),
+            None,
+            Some("-0.01"),
+            None,
+            Some("\\x"),
+            Some("{}"),
+        ],
+        [Some(""), Some("-7"), Some("0"), None, None, None],
+        [
+            Some("c"),
+            Some("42"),
+            Some("12"),
+            Some("1969-12-31T23:59:59.999999Z"),
+            None,
+            Some("{\"x\":\"\\u0001\"}"),
+        ],
+    ];
+
+    fn fingerprint(rows: &[Row]) -> Fingerprint {
+        let mut f = Fingerprinter::for_table(&table(), BinaryText::PrefixedHex);
+        for r in rows {
+            f.row(r);
+        }
+        f.take()
+    }
+
+    #[test]
+    fn fingerprints_do_not_depend_on_row_order_and_add_up_over_parts() {
+        let whole = fingerprint(&ROWS);
+        let mut reversed = ROWS;
+        reversed.reverse();
+        assert_eq!(fingerprint(&reversed), whole);
+        // Any split into parts sums to the whole.
+        for split in 0..=ROWS.len() {
+            let mut sum = fingerprint(&ROWS[..split]);
+            sum.add(&fingerprint(&ROWS[split..]));
+            assert_eq!(sum, whole, "split at {split}");
+        }
+        assert_eq!(whole.rows, 4);
+        let names: Vec<&str> = whole.columns.iter().map(|c| c.column.as_str()).collect();
+        assert_eq!(names, ["pk", "n", "price", "at", "logo", "_extra"]);
+        let non_null: Vec<u64> = whole.columns.iter().map(|c| c.non_null).collect();
+        assert_eq!(non_null, [4, 3, 4, 2, 2, 3]);
+    }
+
+    #[test]
+    fn a_changed_value_changes_its_column_and_swapped_values_change_the_rows() {
+        let whole = fingerprint(&ROWS);
+        let mut changed = ROWS;
+        changed[0][0] = Some("A");
+        let f = fingerprint(&changed);
+        assert_ne!(f.column("pk"), whole.column("pk"));
+        assert_eq!(f.column("n"), whole.column("n"));
+        assert_ne!(f.row_digest, whole.row_digest);
+        // Two rows' values of one column swapped: the column's digest stays, the rows' does not.
+        let mut swapped = ROWS;
+        swapped[0][1] = ROWS[3][1];
+        swapped[3][1] = ROWS[0][1];
+        let f = fingerprint(&swapped);
+        assert_eq!(f.columns, whole.columns);
+        assert_ne!(f.row_digest, whole.row_digest);
+        // One row deleted and another duplicated: same count, other digests.
+        let dup = [ROWS[0], ROWS[1], ROWS[2], ROWS[2]];
+        let f = fingerprint(&dup);
+        assert_eq!(f.rows, whole.rows);
+        assert_ne!(f, whole);
+        // An empty string and NULL differ.
+        let mut nulled = ROWS;
+        nulled[2][0] = None;
+        assert_ne!(fingerprint(&nulled).column("pk"), whole.column("pk"));
+    }
+
+    #[test]
+    fn values_are_rendered_as_the_warehouse_prints_them_back() {
+        let r = |rendering, text: &str| {
+            let mut out = Vec::new();
+            render(rendering, text, &mut out);
+            String::from_utf8_lossy(&out).into_owned()
+        };
+        assert_eq!(r(Rendering::Decimal, "1.50"), "1.5");
+        assert_eq!(r(Rendering::Decimal, "-0.0"), "0");
+        assert_eq!(r(Rendering::Integer, "007"), "7");
+        assert_eq!(
+            r(Rendering::Timestamp, "1970-01-01T00:00:01.000001Z"),
+            "1000001"
+        );
+        assert_eq!(r(Rendering::Timestamp, "1969-12-31T23:59:59Z"), "-1000000");
+        assert_eq!(
+            r(Rendering::Binary(BinaryText::Hex), "00ff"),
+            "\u{0}\u{fffd}"
+        );
+        assert_eq!(
+            r(
+                Rendering::Json,
+                r#"{"bb":{"$b":"AA=="},"a":[1.50,-0,1e2,2.5E-3],"a":"x"}"#
+            ),
+            r#"{"a": "x", "bb": {"$b": "AA=="}}"#
+        );
+        assert_eq!(
+            r(Rendering::Json, "[1.50,-0,1e2,2.5E-3,-1.0e1]"),
+            "[1.50, 0, 100, 0.0025, -10]"
+        );
+        assert_eq!(
+            r(Rendering::Json, r#""q\"\\\n\u001f/é""#),
+            r#""q\"\\\n\u001f/é""#
+        );
+        // The hash is the first 15 hex digits of the MD5: md5("") = d41d8cd98f00b204e9800998ecf8427e.
+        assert_eq!(hash60(b""), 0xd41d8cd98f00b20);
+    }
+
+    #[test]
+    fn digests_are_written_as_decimal_strings() {
+        let f = Fingerprint {
+            rows: 1,
+            row_digest: Digest(u128::from(u64::MAX) * 3),
+            columns: vec![],
+        };
+        let text = serde_json::to_string(&f).unwrap();
+        assert!(text.contains("\"55340232221128654845\""), "{text}");
+        assert_eq!(serde_json::from_str::<Fingerprint>(&text).unwrap(), f);
+    }
+}

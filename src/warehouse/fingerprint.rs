@@ -1,0 +1,460 @@
+//! The warehouse's side of the fingerprints (`staging::fingerprint`): one query per table
+//! recomputes, from the stored values, the rows, each column's non-NULL count and digest and the
+//! row digest, and compares them with what the run's manifests add up to.
+//!
+//! Each dialect says, per logical type, how to hash a stored value
+//! ([`Warehouse::value_hash_sql`]); where its documentation does not pin the rendering a digest
+//! needs, it says `None` and the column is checked by its non-NULL count only ("count-only"),
+//! and so is the table's row digest. A proof never guesses: a column is either proven or
+//! reported as count-only.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use super::sql::{qualified, quote_ident, Session};
+use super::{Warehouse, WarehouseError};
+use crate::schema::{DataSchema, LogicalType};
+use crate::staging::fingerprint::{covered_columns, Digest, Fingerprint};
+use crate::staging::manifest::Committed;
+use crate::staging::plan::RunPlan;
+
+/// How one column stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColumnCheck {
+    /// Its non-NULL count and digest equal the manifests'.
+    Proven,
+    /// Its non-NULL count equals the manifests'; the dialect cannot compute its digest.
+    CountOnly,
+    /// What differs, with both figures.
+    Mismatch(String),
+}
+
+/// One table's proof.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableProof {
+    pub table: String,
+    /// The table's rows, when they differ from the manifests': (expected, found).
+    pub rows: Option<(u64, u64)>,
+    /// The row digest: proven, count-only (some column is), or a mismatch.
+    pub row_digest: ColumnCheck,
+    pub columns: Vec<(String, ColumnCheck)>,
+}
+
+impl TableProof {
+    pub fn mismatches(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some((expected, found)) = self.rows {
+            out.push(format!(
+                "table {} has {found} rows where the manifests add up to {expected}",
+                self.table
+            ));
+        }
+        for (column, check) in &self.columns {
+            if let ColumnCheck::Mismatch(what) = check {
+                out.push(format!("table {}, column {column}: {what}", self.table));
+            }
+        }
+        if let ColumnCheck::Mismatch(what) = &self.row_digest {
+            out.push(format!("table {}, rows: {what}", self.table));
+        }
+        out
+    }
+
+    pub fn proven_columns(&self) -> Vec<&str> {
+        self.columns_where(|c| *c == ColumnCheck::Proven)
+    }
+
+    pub fn count_only_columns(&self) -> Vec<&str> {
+        self.columns_where(|c| *c == ColumnCheck::CountOnly)
+    }
+
+    fn columns_where(&self, keep: impl Fn(&ColumnCheck) -> bool) -> Vec<&str> {
+        self.columns
+            .iter()
+            .filter(|(_, c)| keep(c))
+            .map(|(n, _)| n.as_str())
+            .collect()
+    }
+}
+
+/// Which columns of one table a swap proved, and which it counted only: what `report.json`
+/// records per table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvenColumns {
+    pub proven: Vec<String>,
+    pub count_only: Vec<String>,
+}
+
+/// The proof of a whole generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Proof {
+    /// Some segment's manifest carries no fingerprints (written by an older version): only the
+    /// counts were checked.
+    NotFingerprinted,
+    Tables(Vec<TableProof>),
+}
+
+impl Proof {
+    /// Per table, its proven and count-only columns (none when not fingerprinted).
+    pub fn columns(&self) -> BTreeMap<String, ProvenColumns> {
+        let Proof::Tables(tables) = self else {
+            return BTreeMap::new();
+        };
+        let owned = |v: Vec<&str>| v.into_iter().map(str::to_string).collect();
+        tables
+            .iter()
+            .map(|t| {
+                let figures = ProvenColumns {
+                    proven: owned(t.proven_columns()),
+                    count_only: owned(t.count_only_columns()),
+                };
+                (t.table.clone(), figures)
+            })
+            .collect()
+    }
+
+    pub fn mismatches(&self) -> Vec<String> {
+        match self {
+            Proof::NotFingerprinted => Vec::new(),
+            Proof::Tables(t) => t.iter().flat_map(TableProof::mismatches).collect(),
+        }
+    }
+}
+
+impl fmt::Display for Proof {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Proof::NotFingerprinted => f.write_str("not fingerprinted (counts only)"),
+            Proof::Tables(tables) => {
+                let proven: usize = tables.iter().map(|t| t.proven_columns().len()).sum();
+                let counted: usize = tables.iter().map(|t| t.count_only_columns().len()).sum();
+                write!(f, "{proven} columns proven, {counted} count-only")
+            }
+        }
+    }
+}
+
+/// What the manifests of `plan`'s run add up to per table, or `None` when a segment is not
+/// fingerprinted (or not committed).
+pub fn expected(plan: &RunPlan, manifests: &[Committed]) -> Option<BTreeMap<String, Fingerprint>> {
+    let mut out = BTreeMap::new();
+    for table in plan.warehouse_tables() {
+        let mut sum = Fingerprint::empty(&covered_columns(&table));
+        for committed in manifests {
+            sum.add(&committed.manifest()?.fingerprint(&table)?);
+        }
+        out.insert(table.table.clone(), sum);
+    }
+    Some(out)
+}
+
+/// The logical type of each column a fingerprint covers (`_extra` is JSON).
+fn covered_types(table: &DataSchema) -> Vec<LogicalType> {
+    let mut types: Vec<LogicalType> = table.columns.iter().map(|c| c.logical_type).collect();
+    if table.has_extra_column() {
+        types.push(LogicalType::Json);
+    }
+    types
+}
+
+/// The query that measures `table` in `schema`, and which columns it proves. Its one row: the
+/// rows; per column its non-NULL count and, for a proven column, its digest; then, when every
+/// column is proven, the row digest. Every figure is cast to VARCHAR.
+pub fn table_sql(
+    dialect: &(impl Warehouse + ?Sized),
+    schema: &str,
+    table: &DataSchema,
+) -> (String, Vec<bool>) {
+    let names = covered_columns(table);
+    let types = covered_types(table);
+    let mut inner = Vec::new();
+    let mut outer = vec!["CAST(COUNT(*) AS VARCHAR)".to_string()];
+    let mut proven = Vec::new();
+    for (i, (name, t)) in names.iter().zip(&types).enumerate() {
+        let column = quote_ident(name);
+        let alias = format!("h{i}");
+        match dialect.value_hash_sql(*t, &column) {
+            Some(hash) => {
+                inner.push(format!("{hash} AS {alias}"));
+                outer.push(format!("CAST(COUNT({alias}) AS VARCHAR)"));
+                outer.push(format!(
+                    "CAST(COALESCE(SUM({}), 0) AS VARCHAR)",
+                    dialect.hash_number_sql(&alias)
+                ));
+                proven.push(true);
+            }
+            None => {
+                inner.push(format!(
+                    "CASE WHEN {column} IS NULL THEN NULL ELSE 1 END AS {alias}"
+                ));
+                outer.push(format!("CAST(COUNT({alias}) AS VARCHAR)"));
+                proven.push(false);
+            }
+        }
+    }
+    if proven.iter().all(|p| *p) {
+        let row = (0..names.len())
+            .map(|i| format!("COALESCE(h{i}, 'n')"))
+            .collect::<Vec<_>>()
+            .join(" || ");
+        let row = if row.is_empty() {
+            "''".to_string()
+        } else {
+            row
+        };
+        outer.push(format!(
+            "CAST(COALESCE(SUM({}), 0) AS VARCHAR)",
+            dialect.hash_number_sql(&dialect.text_hash_sql(&row))
+        ));
+    }
+    let from = qualified(schema, &table.table);
+    let inner = if inner.is_empty() {
+        "1 AS h".to_string()
+    } else {
+        inner.join(", ")
+    };
+    (
+        format!(
+            "SELECT {} FROM (SELECT {inner} FROM {from}) AS v",
+            outer.join(", ")
+        ),
+        proven,
+    )
+}
+
+/// Measures `table` in `schema` and compares it with `expected`.
+pub async fn prove_table(
+    dialect: &(impl Warehouse + ?Sized),
+    session: &mut Session,
+    schema: &str,
+    table: &DataSchema,
+    expected: &Fingerprint,
+) -> Result<TableProof, WarehouseError> {
+    let (sql, proven) = table_sql(dialect, schema, table);
+    let row = session
+        .query(&sql, &format!("fingerprinting {schema}.{}", table.table))
+        .await?
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    let mut figures = row.into_iter().map(|f| f.unwrap_or_default());
+    let mut next = || figures.next().unwrap_or_default();
+    Ok(compare(table, expected, &proven, &mut next))
+}
+
+/// Compares the figures a table's query returned, in its order, with `expected`.
+fn compare(
+    table: &DataSchema,
+    expected: &Fingerprint,
+    proven: &[bool],
+    next: &mut dyn FnMut() -> String,
+) -> TableProof {
+    let count = |text: String| text.trim().parse::<u64>().unwrap_or(u64::MAX);
+    let digest = |text: String| text.parse::<Digest>().unwrap_or(Digest(u128::MAX));
+    let rows = count(next());
+    let mut columns = Vec::new();
+    for (name, is_proven) in covered_columns(table).into_iter().zip(proven) {
+        let want = expected.column(&name).cloned().unwrap_or_default();
+        let non_null = count(next());
+        let found = is_proven.then(|| digest(next()));
+        let check = if non_null != want.non_null {
+            ColumnCheck::Mismatch(format!(
+                "{non_null} non-NULL values where the manifests record {}",
+                want.non_null
+            ))
+        } else {
+            match found {
+                None => ColumnCheck::CountOnly,
+                Some(d) if d == want.digest => ColumnCheck::Proven,
+                Some(d) => ColumnCheck::Mismatch(format!(
+                    "digest {d} where the manifests record {}",
+                    want.digest
+                )),
+            }
+        };
+        columns.push((name, check));
+    }
+    let row_digest = match proven.iter().all(|p| *p) {
+        false => ColumnCheck::CountOnly,
+        true => match digest(next()) {
+            d if d == expected.row_digest => ColumnCheck::Proven,
+            d => ColumnCheck::Mismatch(format!(
+                "row digest {d} where the manifests record {}",
+                expected.row_digest
+            )),
+        },
+    };
+    TableProof {
+        table: table.table.clone(),
+        rows: (rows != expected.rows).then_some((expected.rows, rows)),
+        row_digest,
+        columns,
+    }
+}
+
+/// The table the proven fingerprints are kept in, beside the tables they describe: renamed with
+/// them at the swap, so the target keeps those of the generation it serves, and a downstream
+/// job can recompute and compare them.
+pub const FINGERPRINTS_TABLE: &str = "_dynamo_etl_fingerprints";
+
+/// The statements that record, in `schema`, the fingerprints `proof` checked against
+/// `expected`: per table one `(rows)` line with its rows, per column its non-NULL count and
+/// (when proven) digest, and a `(row digest)` line; `proof` says `proven` or `count-only`.
+pub fn record_sql(
+    dialect: &(impl Warehouse + ?Sized),
+    schema: &str,
+    expected: &BTreeMap<String, Fingerprint>,
+    proof: &[TableProof],
+) -> Vec<String> {
+    let name = dialect.column_type(LogicalType::Text { max_bytes: 127 });
+    let number = dialect.column_type(LogicalType::Decimal {
+        precision: 38,
+        scale: 0,
+    });
+    let kind = dialect.column_type(LogicalType::Text { max_bytes: 16 });
+    let table = qualified(schema, FINGERPRINTS_TABLE);
+    let mut out = vec![format!(
+        "CREATE TABLE {table} (\n  \"table_name\" {name},\n  \"column_name\" {name},\n  \"count\" {number},\n  \"digest\" {number},\n  \"proof\" {kind}\n)"
+    )];
+    let mut rows = Vec::new();
+    for t in proof {
+        let Some(want) = expected.get(&t.table) else {
+            continue;
+        };
+        let lit = |s: &str| dialect.literal(s);
+        let state = |c: &ColumnCheck| match c {
+            ColumnCheck::Proven => "proven",
+            _ => "count-only",
+        };
+        rows.push(format!(
+            "({}, {}, {}, NULL, 'proven')",
+            lit(&t.table),
+            lit("(rows)"),
+            want.rows
+        ));
+        for (column, check) in &t.columns {
+            let c = want.column(column).cloned().unwrap_or_default();
+            let digest = match check {
+                ColumnCheck::Proven => c.digest.to_string(),
+                _ => "NULL".into(),
+            };
+            rows.push(format!(
+                "({}, {}, {}, {digest}, '{}')",
+                lit(&t.table),
+                lit(column),
+                c.non_null,
+                state(check)
+            ));
+        }
+        let digest = match t.row_digest {
+            ColumnCheck::Proven => want.row_digest.to_string(),
+            _ => "NULL".into(),
+        };
+        rows.push(format!(
+            "({}, {}, {}, {digest}, '{}')",
+            lit(&t.table),
+            lit("(row digest)"),
+            want.rows,
+            state(&t.row_digest)
+        ));
+    }
+    if !rows.is_empty() {
+        out.push(format!(
+            "INSERT INTO {table} (\"table_name\", \"column_name\", \"count\", \"digest\", \"proof\") VALUES\n  {}",
+            rows.join(",\n  ")
+        ));
+    }
+    out
+}
+
+/// Proves every table of `plan`'s run in `schema` against `manifests`.
+pub async fn prove(
+    dialect: &(impl Warehouse + ?Sized),
+    session: &mut Session,
+    schema: &str,
+    plan: &RunPlan,
+    manifests: &[Committed],
+) -> Result<Proof, WarehouseError> {
+    let Some(expected) = expected(plan, manifests) else {
+        return Ok(Proof::NotFingerprinted);
+    };
+    let mut tables = Vec::new();
+    for table in plan.warehouse_tables() {
+        let want = &expected[&table.table];
+        tables.push(prove_table(dialect, session, schema, &table, want).await?);
+    }
+    Ok(Proof::Tables(tables))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::Column;
+    use crate::staging::fingerprint::ColumnFingerprint;
+
+    fn table() -> DataSchema {
+        DataSchema {
+            columns: vec![Column {
+                attribute: "n".into(),
+                column: "n".into(),
+                logical_type: LogicalType::Bigint,
+                nullable: true,
+            }],
+            ..crate::schema::unclassified_schema("src", &[])
+        }
+    }
+
+    fn expected() -> Fingerprint {
+        Fingerprint {
+            rows: 2,
+            row_digest: Digest(7),
+            columns: vec![
+                ColumnFingerprint {
+                    column: "n".into(),
+                    non_null: 1,
+                    digest: Digest(5),
+                },
+                ColumnFingerprint {
+                    column: "_extra".into(),
+                    non_null: 2,
+                    digest: Digest(9),
+                },
+            ],
+        }
+    }
+
+    fn run(figures: &[&str], proven: &[bool]) -> TableProof {
+        let mut it = figures.iter().map(|s| s.to_string());
+        compare(&table(), &expected(), proven, &mut || {
+            it.next().unwrap_or_default()
+        })
+    }
+
+    #[test]
+    fn equal_figures_prove_and_a_differing_one_is_named_with_both_digests() {
+        let p = run(&["2", "1", "5", "2", "9", "7"], &[true, true]);
+        assert!(p.mismatches().is_empty(), "{p:?}");
+        assert_eq!(p.proven_columns(), ["n", "_extra"]);
+        let p = run(&["2", "1", "6", "2", "9", "7"], &[true, true]);
+        let m = p.mismatches();
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert!(
+            m[0].contains("table _unclassified, column n: digest 6 where the manifests record 5"),
+            "{m:?}"
+        );
+        let p = run(&["2", "1", "5", "2", "9", "8"], &[true, true]);
+        assert!(p.mismatches()[0].contains("row digest 8"), "{p:?}");
+    }
+
+    #[test]
+    fn a_column_the_dialect_cannot_hash_is_count_only_and_so_are_the_rows() {
+        let p = run(&["2", "1", "5", "2"], &[true, false]);
+        assert!(p.mismatches().is_empty(), "{p:?}");
+        assert_eq!(p.count_only_columns(), ["_extra"]);
+        assert_eq!(p.row_digest, ColumnCheck::CountOnly);
+        // Its count still counts.
+        let p = run(&["2", "1", "5", "1"], &[true, false]);
+        assert!(p.mismatches()[0].contains("1 non-NULL values where the manifests record 2"));
+    }
+}

@@ -1,0 +1,241 @@
+//! Fingerprints on the real PostgreSQL: the gate of `replace` proves that the staged values are
+//! what phase 1 wrote. Each tamper with staging between phase 3 and the swap — one byte, one
+//! digit, one microsecond, one bit, an empty string made NULL, values swapped between rows, a
+//! row deleted and another duplicated — is refused with exit 2 naming the table and column, and
+//! the served run stays served. Phase 1's rendering of JSON is checked against jsonb's own.
+
+use crate::support::{infer, show, TestEnv};
+use aws_sdk_dynamodb::types::AttributeValue;
+use sqlx::Executor;
+
+/// The demo's items plus one organization whose name is the empty string.
+async fn env_with_blank_name() -> TestEnv {
+    let env = TestEnv::new("tfinger").await;
+    let mut items = dynamo_etl::testkit::fixtures::demo_items(4);
+    let mut blank = items
+        .iter()
+        .find(|i| matches!(i.get("pk"), Some(AttributeValue::S(p)) if p.starts_with("ORG#")))
+        .expect("the demo has organizations")
+        .clone();
+    blank.insert("pk".into(), AttributeValue::S("ORG#blank".into()));
+    blank.insert("name".into(), AttributeValue::S(String::new()));
+    items.push(blank);
+    env.load(items.clone()).await;
+    env.write_schemas(&infer(&env.table, &items));
+    env
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tampered_staged_value_refuses_the_swap_naming_its_table_and_column() {
+    let env = env_with_blank_name().await;
+    env.pipeline("f0", 1);
+    env.phase1("f1", 2, 0);
+    env.phase1("f1", 2, 1);
+    let staging = format!("\"{}_staging\"", env.target);
+    // One row of `table` matching `condition`, by its physical place.
+    let one = |table: &str, condition: &str| {
+        format!("ctid = (SELECT ctid FROM {staging}.\"{table}\" WHERE {condition} LIMIT 1)")
+    };
+    let tampers: Vec<(&str, &str, String)> = vec![
+        (
+            "one byte of a text value",
+            "org",
+            format!("UPDATE {staging}.\"org\" SET \"name\" = 'X' || substr(\"name\", 2) WHERE {}", one("org", "left(\"name\", 1) <> 'X'")),
+        ),
+        (
+            "a decimal's last digit",
+            "org",
+            format!("UPDATE {staging}.\"org\" SET \"budget\" = \"budget\" + 0.01 WHERE {}", one("org", "\"budget\" IS NOT NULL")),
+        ),
+        (
+            "a timestamp moved by 1 µs",
+            "org",
+            format!("UPDATE {staging}.\"org\" SET \"created_at\" = \"created_at\" + interval '1 microsecond' WHERE {}", one("org", "\"created_at\" IS NOT NULL")),
+        ),
+        (
+            "an empty string made NULL",
+            "org",
+            format!("UPDATE {staging}.\"org\" SET \"name\" = NULL WHERE \"name\" = ''"),
+        ),
+        (
+            "one bit of a binary value",
+            "org",
+            format!("UPDATE {staging}.\"org\" SET \"logo\" = set_bit(\"logo\", 0, 1 - get_bit(\"logo\", 0)) WHERE {}", one("org", "length(\"logo\") > 0")),
+        ),
+        (
+            "one digit inside a JSON number",
+            "fin",
+            format!("UPDATE {staging}.\"fin\" SET \"scores\" = CAST(replace(CAST(\"scores\" AS text), '9.5', '9.6') AS jsonb) WHERE {}", one("fin", "CAST(\"scores\" AS text) LIKE '%9.5%'")),
+        ),
+        (
+            "two rows' values of one column swapped",
+            "org",
+            format!(
+                "WITH two AS (SELECT ctid, \"employees\", row_number() OVER (ORDER BY ctid) AS n FROM {staging}.\"org\" WHERE \"employees\" IS NOT NULL ORDER BY ctid LIMIT 2) \
+                 UPDATE {staging}.\"org\" o SET \"employees\" = other.\"employees\" FROM two mine, two other \
+                 WHERE o.ctid = mine.ctid AND mine.n <> other.n"
+            ),
+        ),
+        (
+            "one row deleted and another duplicated",
+            "org",
+            format!(
+                "WITH gone AS (DELETE FROM {staging}.\"org\" WHERE ctid = (SELECT max(ctid) FROM {staging}.\"org\") RETURNING 1) \
+                 INSERT INTO {staging}.\"org\" SELECT * FROM {staging}.\"org\" WHERE ctid = (SELECT min(ctid) FROM {staging}.\"org\")"
+            ),
+        ),
+    ];
+    for (what, table, sql) in &tampers {
+        env.run_ok(&["prepare", "--run-id", "f1"]);
+        env.run_ok(&["upload", "--run-id", "f1", "--all-segments"]);
+        let mut conn = env.pg().await;
+        let changed = conn.execute(sql.as_str()).await.unwrap().rows_affected();
+        assert!(changed > 0, "{what}: the tamper changed nothing");
+        let out = env.run(&["replace", "--run-id", "f1"], &[]);
+        let text = show(&out);
+        assert_eq!(out.status.code(), Some(2), "{what}: {text}");
+        assert!(
+            text.contains(&format!("table {table}")) && text.contains("where the manifests record"),
+            "{what}: {text}"
+        );
+        assert!(
+            text.contains("dynamo-etl verify --generation staging --run-id f1"),
+            "{what}: {text}"
+        );
+        assert_eq!(
+            env.served_run(&env.target).await.as_deref(),
+            Some("f0"),
+            "{what}"
+        );
+        if *what == "one byte of a text value" {
+            // `verify` shows which column, and names the reload.
+            let out = env.run(
+                &["verify", "--run-id", "f1", "--generation", "staging"],
+                &[],
+            );
+            let text = show(&out);
+            assert_eq!(out.status.code(), Some(2), "{text}");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let name_line = stdout
+                .lines()
+                .find(|l| l.contains(" org ") && l.contains(" name "))
+                .unwrap_or_else(|| panic!("{text}"));
+            assert!(name_line.contains("MISMATCH: digest"), "{text}");
+            assert!(
+                stdout.lines().any(|l| l.contains(" org ")
+                    && l.contains(" budget ")
+                    && l.ends_with("proven")),
+                "{text}"
+            );
+            assert!(text.contains("upload --all-segments --run-id f1"), "{text}");
+        }
+    }
+    // The swapped-values tamper keeps every column's digest: only the rows' tells.
+    // Untouched, the same run is proven and swapped in.
+    env.run_ok(&["prepare", "--run-id", "f1"]);
+    env.run_ok(&["upload", "--run-id", "f1", "--all-segments"]);
+    env.run_ok(&["replace", "--run-id", "f1"]);
+    assert_eq!(env.served_run(&env.target).await.as_deref(), Some("f1"));
+    let out = env.run_ok(&["verify", "--run-id", "f1"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("0 count-only"), "{stdout}");
+    assert!(
+        stdout.lines().skip(1).all(|l| l.ends_with("proven")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("(row digest)"), "{stdout}");
+    // The served schema holds f1, not f0: verifying f0 there is refused, naming the run it holds.
+    let out = env.run(&["verify", "--run-id", "f0"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        show(&out).contains("holds run f1, not run f0"),
+        "{}",
+        show(&out)
+    );
+    // The target keeps the fingerprints it was proven with, for downstream jobs.
+    let mut conn = env.pg().await;
+    let kept: Vec<(String, String, String)> = sqlx::query_as(&format!(
+        "SELECT \"column_name\", CAST(\"digest\" AS text), \"proof\" FROM \"{}\".\"_dynamo_etl_fingerprints\" WHERE \"table_name\" = 'org' AND \"digest\" IS NOT NULL",
+        env.target
+    ))
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let manifests: Vec<_> = [env.manifest("f1", 0).await, env.manifest("f1", 1).await]
+        .into_iter()
+        .map(|m| m.unwrap())
+        .collect();
+    let name: u128 = manifests
+        .iter()
+        .map(|m| {
+            m.tables["org"]
+                .fingerprint
+                .as_ref()
+                .unwrap()
+                .column("name")
+                .unwrap()
+                .digest
+                .0
+        })
+        .sum();
+    assert!(
+        kept.contains(&("name".into(), name.to_string(), "proven".into())),
+        "{kept:?}"
+    );
+    assert!(kept.iter().any(|(c, _, _)| c == "(row digest)"), "{kept:?}");
+    // The previous generation is f0's, proven too.
+    env.run_ok(&["verify", "--run-id", "f0", "--generation", "previous"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn skip_verify_serves_a_tampered_run_and_says_so() {
+    let env = TestEnv::with_demo("tfskip", 2).await;
+    env.phase1("k1", 1, 0);
+    env.run_ok(&["prepare", "--run-id", "k1"]);
+    env.run_ok(&["upload", "--run-id", "k1", "--all-segments"]);
+    let mut conn = env.pg().await;
+    conn.execute(
+        format!(
+            "UPDATE \"{}_staging\".\"org\" SET \"country\" = 'ZZ'",
+            env.target
+        )
+        .as_str(),
+    )
+    .await
+    .unwrap();
+    let out = env.run(
+        &["replace", "--run-id", "k1"],
+        &[("ETL_SKIP_VERIFY", "true".to_string())],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(show(&out).contains("--skip-verify"), "{}", show(&out));
+    assert_eq!(env.served_run(&env.target).await.as_deref(), Some("k1"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn phase_1_renders_json_as_jsonb_prints_it() {
+    let env = TestEnv::new("tfjson").await;
+    let mut conn = env.pg().await;
+    for text in [
+        r#"{"b": 1, "aa": 2, "a": 3, "ab": [true, false, null]}"#,
+        r#"{"a": 1, "a": 2}"#,
+        r#"[1.50, -0, -0.0, 1e2, 1E+2, 2.5E-3, -1.0e1, 0.000, 123456789012345678901234567890.12345678]"#,
+        r#""q\"\\\n\r\t\b\f\u0001\u001f/é✓ \u00e9""#,
+        r#"{"$ss": ["a", "ü,\""], "$$x": {"": {}}, "é": [], "z": {"y": "x"}}"#,
+        r#"{"$n": "1E-130"}"#,
+        r#"{"$b": "AP/+gAoNIiw="}"#,
+    ] {
+        let ours = {
+            let value: serde_json::Value = serde_json::from_str(text).unwrap();
+            let mut out = Vec::new();
+            dynamo_etl::staging::fingerprint::jsonb_text(&value, &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        let theirs: String = sqlx::query_scalar("SELECT CAST(CAST($1 AS jsonb) AS text)")
+            .bind(text)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(ours, theirs, "{text}");
+    }
+}
