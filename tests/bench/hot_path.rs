@@ -3,7 +3,9 @@
 //! (`Transformer::convert`), CSV-encoded and gzipped at level 1 by the same `PartWriter` phase 1
 //! uses, with its default codec (zstd level 1). The chunks it produces go to a thread that drops
 //! them, so no network is involved. `ETL_BENCH_COMPRESSION=gzip` measures gzip level 1 instead;
-//! `ETL_BENCH_DIALECT=postgres` shapes values for PostgreSQL instead of Redshift.
+//! `ETL_BENCH_DIALECT=postgres` shapes values for PostgreSQL instead of Redshift. Each part is
+//! fingerprinted as phase 1 does (the gate's proof); `ETL_BENCH_FINGERPRINTS=off` leaves that out,
+//! so the cost of the proof is the ratio of two runs of the same binary.
 //!
 //! The second group, `infer_survey`, is `infer-schema`'s per-item work on the same page: the
 //! items parsed once, then summarised by the entity survey (every candidate way of telling
@@ -28,6 +30,7 @@ use dynamo_etl::schema::entities::{Survey, SurveySettings, DEFAULT_MAX_TABLES};
 use dynamo_etl::schema::infer::TableStats;
 use dynamo_etl::schema::{DialectName, SchemaSet};
 use dynamo_etl::source::page::RawPage;
+use dynamo_etl::staging::fingerprint::Fingerprinter;
 use dynamo_etl::staging::parts::codec::{PartCompression, PartEncoder};
 use dynamo_etl::staging::parts::csv::CsvEncoder;
 use dynamo_etl::staging::parts::writer::{PartSettings, PartWriter};
@@ -144,13 +147,27 @@ fn settings() -> PartSettings {
     settings
 }
 
+/// Whether parts are fingerprinted, as phase 1 does unless `ETL_BENCH_FINGERPRINTS=off`.
+fn fingerprinting() -> bool {
+    match std::env::var("ETL_BENCH_FINGERPRINTS").as_deref() {
+        Ok("on") | Err(_) => true,
+        Ok("off") => false,
+        Ok(other) => panic!("ETL_BENCH_FINGERPRINTS={other}: use on or off"),
+    }
+}
+
 impl Sink {
-    fn new(tables: usize) -> Self {
+    fn new(transformer: &Transformer, dialect: DialectName) -> Self {
+        let binary = dynamo_etl::warehouse::limits(dialect).binary_text;
+        let fingerprinters: Vec<Option<Fingerprinter>> = transformer
+            .tables()
+            .map(|s| fingerprinting().then(|| Fingerprinter::for_table(s, binary)))
+            .collect();
         let (tx, mut rx) = mpsc::channel(1);
         std::thread::spawn(move || while rx.blocking_recv().is_some() {});
-        let writers = (0..tables)
+        let writers = (0..fingerprinters.len())
             .map(|t| {
-                PartWriter::new(
+                let writer = PartWriter::new(
                     Box::new(move |i| {
                         format!(
                             "bench/{t}/part-{i:05}{}",
@@ -159,7 +176,11 @@ impl Sink {
                     }),
                     settings(),
                     tx.clone(),
-                )
+                );
+                match &fingerprinters[t] {
+                    Some(f) => writer.with_fingerprints(f.clone()),
+                    None => writer,
+                }
             })
             .collect();
         Sink { writers }
@@ -220,7 +241,11 @@ fn hot_path(c: &mut Criterion<ThreadCpuTime>) {
     );
 
     let mut group = c.benchmark_group("hot_path");
-    let mut sink = Sink::new(transformer.table_count());
+    let mut sink = Sink::new(&transformer, dialect);
+    println!(
+        "parts fingerprinted: {} (ETL_BENCH_FINGERPRINTS=on|off)",
+        fingerprinting()
+    );
     group.throughput(Throughput::Elements(page.len()));
     group.bench_function("items", |b| {
         b.iter(|| convert_page(&mut transformer, &mut sink, &page))
