@@ -47,12 +47,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
 }
 
 async fn all_segments(cli: &Cli, run_id: &str, flags: &WarehouseFlags) -> Result<(), Error> {
-    let (ctx, plan) = super::planned(cli, run_id).await?;
-    let warehouse = dynamo_etl::warehouse::open(flags.config(
-        Some(&plan.source_table),
-        &cli.aws,
-        &cli.retry,
-    )?);
+    let (ctx, plan, warehouse) = super::planned_with_warehouse(cli, run_id, flags).await?;
     let started = std::time::Instant::now();
     let done = dynamo_etl::phases::upload::upload_all(&ctx, warehouse.as_ref(), &plan).await?;
     line(format!(
@@ -76,12 +71,7 @@ async fn phase3(
     segment: u32,
     flags: &WarehouseFlags,
 ) -> Result<(), Error> {
-    let (ctx, plan) = super::planned(cli, run_id).await?;
-    let warehouse = dynamo_etl::warehouse::open(flags.config(
-        Some(&plan.source_table),
-        &cli.aws,
-        &cli.retry,
-    )?);
+    let (ctx, plan, warehouse) = super::planned_with_warehouse(cli, run_id, flags).await?;
     let started = std::time::Instant::now();
     match dynamo_etl::phases::upload::upload(&ctx, warehouse.as_ref(), &plan, segment).await? {
         UploadOutcome::Loaded { rows, tables } => {

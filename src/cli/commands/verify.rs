@@ -38,12 +38,8 @@ impl GenerationArg {
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
-    let (ctx, plan) = super::planned(cli, args.run.required()?).await?;
-    let warehouse = dynamo_etl::warehouse::open(args.warehouse.config(
-        Some(&plan.source_table),
-        &cli.aws,
-        &cli.retry,
-    )?);
+    let (ctx, plan, warehouse) =
+        super::planned_with_warehouse(cli, args.run.required()?, &args.warehouse).await?;
     let generation = args.generation.generation();
     let verified =
         dynamo_etl::phases::verify::verify(&ctx, warehouse.as_ref(), &plan, generation).await?;
