@@ -247,9 +247,27 @@ pub async fn estimate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkit::runs::{estimate_settings as settings, table_facts as facts};
 
     const GIB: u64 = 1024 * 1024 * 1024;
+
+    fn facts(size_bytes: u64, billing: Billing) -> TableFacts {
+        TableFacts {
+            table: "orders".into(),
+            item_count: 1_234_567,
+            size_bytes,
+            billing,
+        }
+    }
+
+    fn settings(total: u32, at_once: u32, budget: Option<f64>) -> EstimateSettings {
+        EstimateSettings {
+            total_segments: total,
+            segments_at_once: at_once,
+            max_read_units: budget,
+            consistent_read: false,
+            read_price_per_million: DEFAULT_READ_PRICE_PER_MILLION,
+        }
+    }
 
     const ON_DEMAND: Billing = Billing::OnDemand {
         max_read_units: None,

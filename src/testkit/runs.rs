@@ -4,9 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::phases::estimate::{EstimateSettings, DEFAULT_READ_PRICE_PER_MILLION};
 use crate::schema::{DialectName, SchemaSource};
-use crate::source::table::{Billing, TableFacts};
 use crate::staging::manifest::{SegmentManifest, TableOutput, MANIFEST_FORMAT};
 use crate::staging::plan::{RunPlan, PLAN_FORMAT};
 
@@ -61,26 +59,4 @@ pub fn rows_of(table: &str, rows: u64) -> BTreeMap<String, TableOutput> {
             ..TableOutput::default()
         },
     )])
-}
-
-/// What DescribeTable says of a table `orders` of 1,234,567 items, `size_bytes` large.
-pub fn table_facts(size_bytes: u64, billing: Billing) -> TableFacts {
-    TableFacts {
-        table: "orders".into(),
-        item_count: 1_234_567,
-        size_bytes,
-        billing,
-    }
-}
-
-/// An estimate's settings: `total` segments, `at_once` of them at a time, a read budget or none,
-/// eventually consistent reads at the default price.
-pub fn estimate_settings(total: u32, at_once: u32, budget: Option<f64>) -> EstimateSettings {
-    EstimateSettings {
-        total_segments: total,
-        segments_at_once: at_once,
-        max_read_units: budget,
-        consistent_read: false,
-        read_price_per_million: DEFAULT_READ_PRICE_PER_MILLION,
-    }
 }
