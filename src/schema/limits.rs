@@ -108,6 +108,29 @@ pub struct Limits {
     pub column_cap: u32,
     /// Longest identifier, in bytes.
     pub max_identifier_bytes: u32,
+    /// Which columns' values the warehouse's own SQL can render exactly as phase 1's
+    /// fingerprints do (`staging::fingerprint`): phase 1 digests those only, and the others are
+    /// checked by their counts.
+    pub digested: Digested,
+}
+
+/// The logical types whose stored values a dialect renders, by functions its documentation pins
+/// down, exactly as phase 1's fingerprints do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Digested {
+    /// Every logical type.
+    AllTypes,
+    /// Booleans only: every other column is checked by its counts.
+    BooleansOnly,
+}
+
+impl Digested {
+    pub fn covers(self, t: LogicalType) -> bool {
+        match self {
+            Digested::AllTypes => true,
+            Digested::BooleansOnly => t == LogicalType::Boolean,
+        }
+    }
 }
 
 /// The table of each run that receives values no column can hold (see the module doc).
@@ -251,6 +274,7 @@ mod tests {
         max_columns: 1600,
         column_cap: 3,
         max_identifier_bytes: 127,
+        digested: Digested::BooleansOnly,
     };
 
     fn decimal(precision: u32, scale: u32) -> LogicalType {

@@ -25,7 +25,7 @@ use md5::{Digest as _, Md5};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-use crate::schema::limits::BinaryText;
+use crate::schema::limits::{BinaryText, Limits};
 use crate::schema::{DataSchema, LogicalType, EXTRA_COLUMN};
 use crate::value::decimal::{self, Decimal};
 
@@ -82,7 +82,10 @@ impl<'de> Deserialize<'de> for Digest {
 pub struct ColumnFingerprint {
     pub column: String,
     pub non_null: u64,
-    pub digest: Digest,
+    /// Absent for a column the run's warehouse checks by its counts only (phase 1 does not
+    /// spend a hash on it), and for a sum over parts of which one lacks it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<Digest>,
 }
 
 /// One table's figures, over a part, a segment or a whole run.
@@ -90,36 +93,40 @@ pub struct ColumnFingerprint {
 #[serde(deny_unknown_fields)]
 pub struct Fingerprint {
     pub rows: u64,
-    pub row_digest: Digest,
+    /// Absent when some column's digest is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_digest: Option<Digest>,
     /// In the table's column order, `_extra` last where the table has it.
     pub columns: Vec<ColumnFingerprint>,
 }
 
 impl Fingerprint {
-    /// The figures of no rows for columns `names`.
+    /// The figures of no rows for columns `names`, every one digested.
     pub fn empty<S: AsRef<str>>(names: &[S]) -> Fingerprint {
         Fingerprint {
             rows: 0,
-            row_digest: Digest::default(),
+            row_digest: Some(Digest::default()),
             columns: names
                 .iter()
                 .map(|n| ColumnFingerprint {
                     column: n.as_ref().to_string(),
-                    ..ColumnFingerprint::default()
+                    non_null: 0,
+                    digest: Some(Digest::default()),
                 })
                 .collect(),
         }
     }
 
     /// Adds `other`'s rows: columns are matched by name, and one only `other` has is appended.
+    /// A digest either side lacks is absent from the sum.
     pub fn add(&mut self, other: &Fingerprint) {
         self.rows += other.rows;
-        self.row_digest.merge(other.row_digest);
+        self.row_digest = sum(self.row_digest, other.row_digest);
         for theirs in &other.columns {
             match self.columns.iter_mut().find(|c| c.column == theirs.column) {
                 Some(ours) => {
                     ours.non_null += theirs.non_null;
-                    ours.digest.merge(theirs.digest);
+                    ours.digest = sum(ours.digest, theirs.digest);
                 }
                 None => self.columns.push(theirs.clone()),
             }
@@ -129,6 +136,12 @@ impl Fingerprint {
     pub fn column(&self, name: &str) -> Option<&ColumnFingerprint> {
         self.columns.iter().find(|c| c.column == name)
     }
+}
+
+fn sum(a: Option<Digest>, b: Option<Digest>) -> Option<Digest> {
+    let (mut a, b) = (a?, b?);
+    a.merge(b);
+    Some(a)
 }
 
 /// How a column's CSV text is turned into its canonical rendering.
@@ -160,7 +173,12 @@ impl Rendering {
 /// Accumulates the fingerprint of rows as they are written (one per part being written).
 #[derive(Debug, Clone)]
 pub struct Fingerprinter {
-    renderings: Vec<Rendering>,
+    /// Per column, how it is rendered for its digest; `None`: counted only.
+    renderings: Vec<Option<Rendering>>,
+    /// Whether every column is digested, and so the rows are.
+    row_digested: bool,
+    /// The figures of no rows.
+    empty: Fingerprint,
     current: Fingerprint,
     /// Reused buffers: one value's rendering, one row's hashes.
     scratch: Vec<u8>,
@@ -168,20 +186,31 @@ pub struct Fingerprinter {
 }
 
 impl Fingerprinter {
-    /// For the rows of `table` as phase 1 writes them (binary spelled as `binary`).
-    pub fn for_table(table: &DataSchema, binary: BinaryText) -> Fingerprinter {
-        let mut renderings: Vec<Rendering> = table
-            .columns
-            .iter()
-            .map(|c| Rendering::of(c.logical_type, binary))
+    /// For the rows of `table` as phase 1 writes them for a warehouse with limits `limits`
+    /// (binary spelled as it loads it; only the types it digests are hashed).
+    pub fn for_table(table: &DataSchema, limits: &Limits) -> Fingerprinter {
+        let renderings: Vec<Option<Rendering>> = covered_types(table)
+            .into_iter()
+            .map(|t| {
+                let digested = limits.digested.covers(t);
+                digested.then(|| Rendering::of(t, limits.binary_text))
+            })
             .collect();
-        if table.has_extra_column() {
-            renderings.push(Rendering::Json);
+        let row_digested = renderings.iter().all(Option::is_some);
+        let mut empty = Fingerprint::empty(&covered_columns(table));
+        for (c, r) in empty.columns.iter_mut().zip(&renderings) {
+            if r.is_none() {
+                c.digest = None;
+            }
         }
-        let names = table.column_names();
+        if !row_digested {
+            empty.row_digest = None;
+        }
         Fingerprinter {
             renderings,
-            current: Fingerprint::empty(&names),
+            row_digested,
+            current: empty.clone(),
+            empty,
             scratch: Vec::new(),
             row: Vec::new(),
         }
@@ -191,34 +220,34 @@ impl Fingerprinter {
     pub fn row<S: AsRef<str>>(&mut self, fields: &[Option<S>]) {
         self.row.clear();
         for (i, field) in fields.iter().enumerate() {
-            match field {
-                None => self.row.push(b'n'),
-                Some(text) => {
-                    let rendering = self.renderings.get(i).copied().unwrap_or(Rendering::Bytes);
-                    self.scratch.clear();
-                    render(rendering, text.as_ref(), &mut self.scratch);
-                    let hash = hash60(&self.scratch);
-                    if let Some(c) = self.current.columns.get_mut(i) {
-                        c.non_null += 1;
-                        c.digest.add(hash);
-                    }
-                    push_hex15(&mut self.row, hash);
-                }
+            let Some(text) = field else {
+                self.row.push(b'n');
+                continue;
+            };
+            let Some(c) = self.current.columns.get_mut(i) else {
+                continue;
+            };
+            c.non_null += 1;
+            let (Some(rendering), Some(digest)) = (self.renderings[i], c.digest.as_mut()) else {
+                continue;
+            };
+            self.scratch.clear();
+            render(rendering, text.as_ref(), &mut self.scratch);
+            let hash = hash60(&self.scratch);
+            digest.add(hash);
+            if self.row_digested {
+                push_hex15(&mut self.row, hash);
             }
         }
         self.current.rows += 1;
-        self.current.row_digest.add(hash60(&self.row));
+        if let Some(rows) = self.current.row_digest.as_mut() {
+            rows.add(hash60(&self.row));
+        }
     }
 
     /// The figures of the rows added since the last call, and a fresh start.
     pub fn take(&mut self) -> Fingerprint {
-        let names: Vec<String> = self
-            .current
-            .columns
-            .iter()
-            .map(|c| c.column.clone())
-            .collect();
-        std::mem::replace(&mut self.current, Fingerprint::empty(&names))
+        std::mem::replace(&mut self.current, self.empty.clone())
     }
 }
 
@@ -388,6 +417,15 @@ fn numeric_text(token: &str, out: &mut Vec<u8>) {
     }
 }
 
+/// The logical type of each column a fingerprint covers (`_extra` is JSON).
+pub fn covered_types(table: &DataSchema) -> Vec<LogicalType> {
+    let mut types: Vec<LogicalType> = table.columns.iter().map(|c| c.logical_type).collect();
+    if table.has_extra_column() {
+        types.push(LogicalType::Json);
+    }
+    types
+}
+
 /// The column names a table's fingerprint covers, in order.
 pub fn covered_columns(table: &DataSchema) -> Vec<String> {
     let mut names: Vec<String> = table.columns.iter().map(|c| c.column.clone()).collect();
@@ -400,6 +438,7 @@ pub fn covered_columns(table: &DataSchema) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema::limits::{DialectName, Digested};
     use crate::schema::{Column, FORMAT_VERSION};
 
     fn table() -> DataSchema {
@@ -460,12 +499,60 @@ mod tests {
         ],
     ];
 
-    fn fingerprint(rows: &[Row]) -> Fingerprint {
-        let mut f = Fingerprinter::for_table(&table(), BinaryText::PrefixedHex);
+    /// Limits like PostgreSQL's, digesting `digested`.
+    fn limits(digested: Digested) -> Limits {
+        Limits {
+            dialect: DialectName::Postgres,
+            max_text_bytes: None,
+            max_decimal_precision: 38,
+            max_decimal_scale: 38,
+            widen_precision_19: false,
+            max_json_string_bytes: None,
+            max_json_bytes: None,
+            max_binary_bytes: 1 << 30,
+            binary_text: BinaryText::PrefixedHex,
+            max_row_bytes: None,
+            max_columns: 1600,
+            column_cap: 250,
+            max_identifier_bytes: 63,
+            digested,
+        }
+    }
+
+    fn fingerprint_with(digested: Digested, rows: &[Row]) -> Fingerprint {
+        let mut f = Fingerprinter::for_table(&table(), &limits(digested));
         for r in rows {
             f.row(r);
         }
         f.take()
+    }
+
+    fn fingerprint(rows: &[Row]) -> Fingerprint {
+        fingerprint_with(Digested::AllTypes, rows)
+    }
+
+    #[test]
+    fn columns_the_warehouse_counts_only_are_counted_without_a_digest_nor_a_row_digest() {
+        let all = fingerprint(&ROWS);
+        let counted = fingerprint_with(Digested::BooleansOnly, &ROWS);
+        assert_eq!(counted.rows, all.rows);
+        assert_eq!(counted.row_digest, None);
+        for (c, a) in counted.columns.iter().zip(&all.columns) {
+            assert_eq!((&c.column, c.non_null), (&a.column, a.non_null));
+            assert_eq!(c.digest, None, "{}", c.column);
+        }
+        // A sum with a part lacking a digest lacks it; a part of no rows keeps the form.
+        let mut sum = all.clone();
+        sum.add(&counted);
+        assert_eq!(sum.row_digest, None);
+        assert!(sum.columns.iter().all(|c| c.digest.is_none()));
+        assert_eq!(
+            fingerprint_with(Digested::BooleansOnly, &[]).row_digest,
+            None
+        );
+        let text = serde_json::to_string(&counted).unwrap();
+        assert!(!text.contains("digest"), "{text}");
+        assert_eq!(serde_json::from_str::<Fingerprint>(&text).unwrap(), counted);
     }
 
     #[test]
@@ -556,7 +643,7 @@ mod tests {
     fn digests_are_written_as_decimal_strings() {
         let f = Fingerprint {
             rows: 1,
-            row_digest: Digest(u128::from(u64::MAX) * 3),
+            row_digest: Some(Digest(u128::from(u64::MAX) * 3)),
             columns: vec![],
         };
         let text = serde_json::to_string(&f).unwrap();

@@ -14,7 +14,7 @@ use std::fmt;
 use super::sql::{qualified, quote_ident, Session};
 use super::{Warehouse, WarehouseError};
 use crate::schema::{DataSchema, LogicalType};
-use crate::staging::fingerprint::{covered_columns, Digest, Fingerprint};
+use crate::staging::fingerprint::{covered_columns, covered_types, Digest, Fingerprint};
 use crate::staging::manifest::Committed;
 use crate::staging::plan::RunPlan;
 
@@ -149,15 +149,6 @@ pub fn expected(plan: &RunPlan, manifests: &[Committed]) -> Option<BTreeMap<Stri
     Some(out)
 }
 
-/// The logical type of each column a fingerprint covers (`_extra` is JSON).
-fn covered_types(table: &DataSchema) -> Vec<LogicalType> {
-    let mut types: Vec<LogicalType> = table.columns.iter().map(|c| c.logical_type).collect();
-    if table.has_extra_column() {
-        types.push(LogicalType::Json);
-    }
-    types
-}
-
 /// The query that measures `table` in `schema`, and which columns it proves. Its one row: the
 /// rows; per column its non-NULL count and, for a proven column, its digest; then, when every
 /// column is proven, the row digest. Every figure is cast to VARCHAR.
@@ -264,25 +255,25 @@ fn compare(
                 want.non_null
             ))
         } else {
-            match found {
-                None => ColumnCheck::CountOnly,
-                Some(d) if d == want.digest => ColumnCheck::Proven,
-                Some(d) => ColumnCheck::Mismatch(format!(
-                    "digest {d} where the manifests record {}",
-                    want.digest
-                )),
+            // A digest the manifests lack (phase 1 counted the column only) proves nothing.
+            match (found, want.digest) {
+                (None, _) | (_, None) => ColumnCheck::CountOnly,
+                (Some(d), Some(w)) if d == w => ColumnCheck::Proven,
+                (Some(d), Some(w)) => {
+                    ColumnCheck::Mismatch(format!("digest {d} where the manifests record {w}"))
+                }
             }
         };
         columns.push((name, check));
     }
-    let row_digest = match proven.iter().all(|p| *p) {
-        false => ColumnCheck::CountOnly,
-        true => match digest(next()) {
-            d if d == expected.row_digest => ColumnCheck::Proven,
-            d => ColumnCheck::Mismatch(format!(
-                "row digest {d} where the manifests record {}",
-                expected.row_digest
-            )),
+    let row_digest = match (proven.iter().all(|p| *p), expected.row_digest) {
+        (false, _) => ColumnCheck::CountOnly,
+        (true, want) => match (digest(next()), want) {
+            (_, None) => ColumnCheck::CountOnly,
+            (d, Some(w)) if d == w => ColumnCheck::Proven,
+            (d, Some(w)) => {
+                ColumnCheck::Mismatch(format!("row digest {d} where the manifests record {w}"))
+            }
         },
     };
     TableProof {
@@ -335,8 +326,8 @@ pub fn record_sql(
         ));
         for (column, check) in &t.columns {
             let c = want.column(column).cloned().unwrap_or_default();
-            let digest = match check {
-                ColumnCheck::Proven => c.digest.to_string(),
+            let digest = match (check, c.digest) {
+                (ColumnCheck::Proven, Some(d)) => d.to_string(),
                 _ => "NULL".into(),
             };
             rows.push(format!(
@@ -347,8 +338,8 @@ pub fn record_sql(
                 state(check)
             ));
         }
-        let digest = match t.row_digest {
-            ColumnCheck::Proven => want.row_digest.to_string(),
+        let digest = match (&t.row_digest, want.row_digest) {
+            (ColumnCheck::Proven, Some(d)) => d.to_string(),
             _ => "NULL".into(),
         };
         rows.push(format!(
@@ -408,17 +399,17 @@ mod tests {
     fn expected() -> Fingerprint {
         Fingerprint {
             rows: 2,
-            row_digest: Digest(7),
+            row_digest: Some(Digest(7)),
             columns: vec![
                 ColumnFingerprint {
                     column: "n".into(),
                     non_null: 1,
-                    digest: Digest(5),
+                    digest: Some(Digest(5)),
                 },
                 ColumnFingerprint {
                     column: "_extra".into(),
                     non_null: 2,
-                    digest: Digest(9),
+                    digest: Some(Digest(9)),
                 },
             ],
         }
@@ -456,5 +447,20 @@ mod tests {
         // Its count still counts.
         let p = run(&["2", "1", "5", "1"], &[true, false]);
         assert!(p.mismatches()[0].contains("1 non-NULL values where the manifests record 2"));
+    }
+
+    #[test]
+    fn a_digest_the_manifests_lack_is_count_only_never_a_mismatch() {
+        let mut want = expected();
+        want.columns[0].digest = None;
+        want.row_digest = None;
+        let mut it = ["2", "1", "6", "2", "9", "8"].iter().map(|s| s.to_string());
+        let p = compare(&table(), &want, &[true, true], &mut || {
+            it.next().unwrap_or_default()
+        });
+        assert!(p.mismatches().is_empty(), "{p:?}");
+        assert_eq!(p.count_only_columns(), ["n"]);
+        assert_eq!(p.proven_columns(), ["_extra"]);
+        assert_eq!(p.row_digest, ColumnCheck::CountOnly);
     }
 }

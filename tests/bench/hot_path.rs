@@ -158,10 +158,10 @@ fn fingerprinting() -> bool {
 
 impl Sink {
     fn new(transformer: &Transformer, dialect: DialectName) -> Self {
-        let binary = dynamo_etl::warehouse::limits(dialect).binary_text;
+        let limits = dynamo_etl::warehouse::limits(dialect);
         let fingerprinters: Vec<Option<Fingerprinter>> = transformer
             .tables()
-            .map(|s| fingerprinting().then(|| Fingerprinter::for_table(s, binary)))
+            .map(|s| fingerprinting().then(|| Fingerprinter::for_table(s, limits)))
             .collect();
         let (tx, mut rx) = mpsc::channel(1);
         std::thread::spawn(move || while rx.blocking_recv().is_some() {});

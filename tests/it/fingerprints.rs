@@ -175,6 +175,7 @@ async fn a_tampered_staged_value_refuses_the_swap_naming_its_table_and_column() 
                 .column("name")
                 .unwrap()
                 .digest
+                .expect("PostgreSQL digests every column")
                 .0
         })
         .sum();

@@ -366,3 +366,42 @@ fn copy_manifests_list_every_part_as_mandatory() {
     assert!(entries.iter().all(|e| e["mandatory"] == true));
     assert_eq!(entries[0]["meta"]["content_length"], 123);
 }
+
+/// Phase 1 digests a column only where the run's dialect recomputes the digest from the stored
+/// value (its limits say which types): each dialect's SQL hashes exactly those types, so a
+/// digest is neither spent for nothing nor missing where the gate would check it.
+#[test]
+fn each_dialect_hashes_exactly_the_types_its_limits_say_phase_1_digests() {
+    use dynamo_etl::schema::LogicalType;
+    use dynamo_etl::warehouse::postgres::{self, Postgres};
+    use dynamo_etl::warehouse::Warehouse;
+    let types = [
+        LogicalType::Bigint,
+        LogicalType::Decimal {
+            precision: 12,
+            scale: 2,
+        },
+        LogicalType::NumericText,
+        LogicalType::Text { max_bytes: 10 },
+        LogicalType::Timestamp,
+        LogicalType::Boolean,
+        LogicalType::Binary,
+        LogicalType::Json,
+    ];
+    let redshift = Redshift::new(config(), options());
+    let postgres = Postgres::new(config(), postgres::Options::default());
+    let dialects: [(&dyn Warehouse, DialectName); 2] = [
+        (&redshift, DialectName::Redshift),
+        (&postgres, DialectName::Postgres),
+    ];
+    for (dialect, name) in dialects {
+        let digested = dynamo_etl::warehouse::limits(name).digested;
+        for t in types {
+            assert_eq!(
+                dialect.value_hash_sql(t, "\"c\"").is_some(),
+                digested.covers(t),
+                "{name}: {t:?}"
+            );
+        }
+    }
+}

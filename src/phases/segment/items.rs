@@ -109,10 +109,10 @@ impl ItemTransform {
             store: staging.store.clone(),
         };
         let names: Vec<String> = transformer.tables().map(|s| s.table.clone()).collect();
-        let binary = crate::warehouse::limits(plan.dialect).binary_text;
+        let limits = crate::warehouse::limits(plan.dialect);
         let fingerprinters = transformer
             .tables()
-            .map(|s| Fingerprinter::for_table(s, binary))
+            .map(|s| Fingerprinter::for_table(s, limits))
             .collect();
         let overflow_table = transformer.overflow_table();
         let mut stage = ItemTransform {

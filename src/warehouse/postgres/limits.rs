@@ -15,7 +15,7 @@
 //! Timestamps are sent in UTC with a `Z`, so a valid RFC 3339 offset such as `+16:00` (outside
 //! PostgreSQL's range) never reaches COPY.
 
-use crate::schema::limits::{BinaryText, DialectName, Limits};
+use crate::schema::limits::{BinaryText, DialectName, Digested, Limits};
 
 pub const LIMITS: Limits = Limits {
     dialect: DialectName::Postgres,
@@ -33,4 +33,5 @@ pub const LIMITS: Limits = Limits {
     // value, a fixed-width one, or the pointer to one stored out of line) stay below it.
     column_cap: 250,
     max_identifier_bytes: 63,
+    digested: Digested::AllTypes,
 };
