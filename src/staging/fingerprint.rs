@@ -21,7 +21,7 @@
 //! | `binary` | the bytes |
 //! | `json` | the text PostgreSQL's `jsonb` prints for it (keys by length then bytes, `", "` and `": "`) |
 
-use md5::{Digest as _, Md5};
+use super::md5_lanes;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -175,14 +175,20 @@ impl Rendering {
 pub struct Fingerprinter {
     /// Per column, how it is rendered for its digest; `None`: counted only.
     renderings: Vec<Option<Rendering>>,
-    /// Whether every column is digested, and so the rows are.
-    row_digested: bool,
     /// The figures of no rows.
     empty: Fingerprint,
     current: Fingerprint,
-    /// Reused buffers: one value's rendering, one row's hashes.
-    scratch: Vec<u8>,
-    row: Vec<u8>,
+    /// Rows added but not hashed yet: their renderings end to end, and per rendering its column
+    /// and place; per row, `n` or `v` per field, and where each row's marks end.
+    pending: Vec<u8>,
+    spans: Vec<(usize, usize, usize)>,
+    marks: Vec<u8>,
+    row_ends: Vec<usize>,
+    /// Reused by each hashing pass.
+    hasher: md5_lanes::ManyHasher,
+    hashes: Vec<u64>,
+    rows_text: Vec<u8>,
+    row_hashes: Vec<u64>,
 }
 
 impl Fingerprinter {
@@ -208,56 +214,112 @@ impl Fingerprinter {
         }
         Fingerprinter {
             renderings,
-            row_digested,
             current: empty.clone(),
             empty,
-            scratch: Vec::new(),
-            row: Vec::new(),
+            pending: Vec::new(),
+            spans: Vec::new(),
+            marks: Vec::new(),
+            row_ends: Vec::new(),
+            hasher: md5_lanes::ManyHasher::default(),
+            hashes: Vec::new(),
+            rows_text: Vec::new(),
+            row_hashes: Vec::new(),
         }
     }
 
-    /// Adds one row, its fields as written to the CSV (`None` is NULL).
+    /// Adds one row, its fields as written to the CSV (`None` is NULL). Its values are rendered
+    /// now and hashed later, many at once (see [`md5_lanes`]).
     pub fn row<S: AsRef<str>>(&mut self, fields: &[Option<S>]) {
-        self.row.clear();
+        let rows_digested = self.current.row_digest.is_some();
         for (i, field) in fields.iter().enumerate() {
-            let Some(text) = field else {
-                self.row.push(b'n');
-                continue;
-            };
             let Some(c) = self.current.columns.get_mut(i) else {
                 continue;
             };
-            c.non_null += 1;
-            let (Some(rendering), Some(digest)) = (self.renderings[i], c.digest.as_mut()) else {
+            let Some(text) = field else {
+                if rows_digested {
+                    self.marks.push(b'n');
+                }
                 continue;
             };
-            self.scratch.clear();
-            render(rendering, text.as_ref(), &mut self.scratch);
-            let hash = hash60(&self.scratch);
-            digest.add(hash);
-            if self.row_digested {
-                push_hex15(&mut self.row, hash);
+            c.non_null += 1;
+            // Where the rows are digested, so is every column.
+            if let Some(rendering) = self.renderings[i] {
+                let start = self.pending.len();
+                render(rendering, text.as_ref(), &mut self.pending);
+                self.spans.push((i, start, self.pending.len()));
+                if rows_digested {
+                    self.marks.push(b'v');
+                }
             }
         }
         self.current.rows += 1;
-        if let Some(rows) = self.current.row_digest.as_mut() {
-            rows.add(hash60(&self.row));
+        self.row_ends.push(self.marks.len());
+        if self.row_ends.len() >= PENDING_ROWS || self.pending.len() >= PENDING_BYTES {
+            self.hash_pending();
         }
+    }
+
+    /// Hashes the values and rows added since the last pass into the figures.
+    fn hash_pending(&mut self) {
+        let values: Vec<&[u8]> = self
+            .spans
+            .iter()
+            .map(|&(_, start, end)| &self.pending[start..end])
+            .collect();
+        self.hasher.hash60_many(&values, &mut self.hashes);
+        for (&(i, _, _), &hash) in self.spans.iter().zip(&self.hashes) {
+            if let Some(digest) = self.current.columns[i].digest.as_mut() {
+                digest.add(hash);
+            }
+        }
+        if let Some(rows) = self.current.row_digest.as_mut() {
+            // Each row's text: per field, the 15 hex digits of its hash, `n` for NULL.
+            self.rows_text.clear();
+            let mut ends = Vec::with_capacity(self.row_ends.len());
+            let (mut hashes, mut from) = (self.hashes.iter(), 0);
+            for &to in &self.row_ends {
+                for &mark in &self.marks[from..to] {
+                    match (mark, mark == b'v') {
+                        (_, true) => {
+                            let hash = hashes.next().copied().unwrap_or_default();
+                            push_hex15(&mut self.rows_text, hash);
+                        }
+                        _ => self.rows_text.push(b'n'),
+                    }
+                }
+                ends.push(self.rows_text.len());
+                from = to;
+            }
+            let starts = std::iter::once(0).chain(ends.iter().copied());
+            let texts: Vec<&[u8]> = starts
+                .zip(&ends)
+                .map(|(start, &end)| &self.rows_text[start..end])
+                .collect();
+            self.hasher.hash60_many(&texts, &mut self.row_hashes);
+            for &hash in &self.row_hashes {
+                rows.add(hash);
+            }
+        }
+        self.pending.clear();
+        self.spans.clear();
+        self.marks.clear();
+        self.row_ends.clear();
     }
 
     /// The figures of the rows added since the last call, and a fresh start.
     pub fn take(&mut self) -> Fingerprint {
+        self.hash_pending();
         std::mem::replace(&mut self.current, self.empty.clone())
     }
 }
 
+/// Rows (or bytes of renderings) a fingerprinter keeps before hashing them: enough to fill the
+/// hash lanes, little enough to stay in cache.
+const PENDING_ROWS: usize = 64;
+const PENDING_BYTES: usize = 64 * 1024;
+
 /// The first 60 bits of the MD5 of `bytes`, as a number: the value of its first 15 hex digits.
-pub fn hash60(bytes: &[u8]) -> u64 {
-    let sum = Md5::digest(bytes);
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&sum[..8]);
-    u64::from_be_bytes(first) >> 4
-}
+pub use md5_lanes::hash60;
 
 fn push_hex15(out: &mut Vec<u8>, hash: u64) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";

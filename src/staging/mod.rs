@@ -23,6 +23,7 @@ pub mod increment;
 pub mod layout;
 pub mod lease;
 pub mod manifest;
+mod md5_lanes;
 pub mod parts;
 pub mod plan;
 pub mod resolve;
