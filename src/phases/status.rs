@@ -2,7 +2,7 @@
 //! that closes it. [`gather`] reads the staging area (and the warehouse, when one is given);
 //! [`decide`] turns what was read into the status.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::Context;
 use crate::error::Error;
@@ -11,6 +11,7 @@ use crate::staging::commands::{Runbook, Step};
 use crate::staging::manifest::{self, Committed};
 use crate::staging::plan::RunPlan;
 use crate::staging::runs::{latest_run, swap_record};
+use crate::warehouse::fingerprint::ProvenColumns;
 use crate::warehouse::{Warehouse, WarehouseState};
 
 /// What phase 1 committed for one segment.
@@ -86,6 +87,17 @@ pub struct RunStatus {
     pub swap: SwapState,
     pub gaps: Vec<Gap>,
     pub rejected_items: usize,
+    /// For a run the target serves: what its swap proved, as the target keeps it.
+    pub proof: Option<ServedProof>,
+}
+
+/// What a served run's swap proved, as the target keeps it (`_dynamo_etl_fingerprints`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServedProof {
+    /// Per table, the columns proven equal to what phase 1 wrote, and those only counted.
+    Kept(BTreeMap<String, ProvenColumns>),
+    /// Swapped with `--skip-verify`, or from parts without fingerprints: counts only.
+    NotKept,
 }
 
 impl RunStatus {
@@ -195,6 +207,13 @@ pub fn decide(
         ),
         _ => {}
     }
+    let proof = match (&swap, warehouse) {
+        (SwapState::Serving, Some(w)) => Some(match &w.serving_proof {
+            Some(kept) => ServedProof::Kept(kept.clone()),
+            None => ServedProof::NotKept,
+        }),
+        _ => None,
+    };
     RunStatus {
         run_id: plan.run_id.clone(),
         source_table: plan.source_table.clone(),
@@ -203,6 +222,7 @@ pub fn decide(
         swap,
         gaps,
         rejected_items,
+        proof,
     }
 }
 
@@ -432,6 +452,20 @@ mod tests {
         let s = decide(&p, &all, true, Some(&serving), &runbook());
         assert_eq!(s.swap, SwapState::Serving);
         assert!(s.is_complete() && s.gaps.is_empty(), "{s:?}");
+        assert_eq!(s.proof, Some(ServedProof::NotKept));
+        let proven = ProvenColumns {
+            proven: vec!["pk".into()],
+            count_only: vec!["tags".into()],
+        };
+        let kept = WarehouseState {
+            serving_proof: Some([("org".to_string(), proven)].into()),
+            ..serving.clone()
+        };
+        let s = decide(&p, &all, true, Some(&kept), &runbook());
+        assert!(
+            matches!(&s.proof, Some(ServedProof::Kept(t)) if t["org"].count_only == ["tags"]),
+            "{s:?}"
+        );
         let replaced = WarehouseState {
             serving: Some(marker("newer")),
             previous: Some(marker("s")),

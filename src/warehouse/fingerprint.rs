@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use super::sql::{qualified, quote_ident, Session};
+use super::sql::{qualified, quote_ident, standard_literal as text_literal, Session};
 use super::{Warehouse, WarehouseError};
 use crate::schema::{DataSchema, LogicalType};
 use crate::staging::fingerprint::{covered_columns, covered_types, Digest, Fingerprint};
@@ -357,6 +357,56 @@ pub fn record_sql(
         ));
     }
     out
+}
+
+/// The proof `schema` keeps (its [`FINGERPRINTS_TABLE`], written when its generation was
+/// proven at the swap): per table, its proven and count-only columns. `None` when it keeps none
+/// (swapped with `--skip-verify`, or not fingerprinted).
+pub async fn kept(
+    session: &mut Session,
+    schema: &str,
+) -> Result<Option<BTreeMap<String, ProvenColumns>>, WarehouseError> {
+    let found = session
+        .query(
+            &format!(
+                "SELECT table_name::varchar FROM information_schema.tables WHERE table_schema = {} AND table_name = {}",
+                text_literal(schema),
+                text_literal(FINGERPRINTS_TABLE)
+            ),
+            "looking up the kept fingerprints",
+        )
+        .await?;
+    if found.is_empty() {
+        return Ok(None);
+    }
+    let rows = session
+        .query(
+            &format!(
+                "SELECT \"table_name\", \"column_name\", \"proof\" FROM {}",
+                qualified(schema, FINGERPRINTS_TABLE)
+            ),
+            "reading the kept fingerprints",
+        )
+        .await?;
+    let mut out: BTreeMap<String, ProvenColumns> = BTreeMap::new();
+    for row in rows {
+        let mut fields = row.into_iter().map(Option::unwrap_or_default);
+        let (table, column, proof) = (
+            fields.next().unwrap_or_default(),
+            fields.next().unwrap_or_default(),
+            fields.next().unwrap_or_default(),
+        );
+        let entry = out.entry(table).or_default();
+        // `(rows)` and `(row digest)` describe the table, not a column.
+        if column.starts_with('(') {
+            continue;
+        }
+        match proof.as_str() {
+            "proven" => entry.proven.push(column),
+            _ => entry.count_only.push(column),
+        }
+    }
+    Ok(Some(out))
 }
 
 /// Proves every table of `plan`'s run in `schema` against `manifests`.

@@ -263,10 +263,16 @@ pub async fn state(
         }),
         None => None,
     };
+    let serving = run_marker(session, &config.target).await?;
+    let serving_proof = match serving {
+        Some(_) => super::fingerprint::kept(session, &config.target).await?,
+        None => None,
+    };
     Ok(WarehouseState {
-        serving: run_marker(session, &config.target).await?,
+        serving,
         previous: run_marker(session, &config.previous()).await?,
         staged,
+        serving_proof,
     })
 }
 

@@ -400,6 +400,9 @@ pub struct WarehouseState {
     pub previous: Option<RunMarker>,
     /// The run staging is prepared for, with the segments loaded into it.
     pub staged: Option<Staged>,
+    /// What the served generation keeps of the proof its swap made: per table, its proven and
+    /// count-only columns (`None`: none kept, or nothing served).
+    pub serving_proof: Option<BTreeMap<String, fingerprint::ProvenColumns>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -144,6 +144,12 @@ async fn a_tampered_staged_value_refuses_the_swap_naming_its_table_and_column() 
         "{stdout}"
     );
     assert!(stdout.contains("(row digest)"), "{stdout}");
+    // `status` shows what the swap proved, as the target keeps it.
+    let out = env.run_ok(&["status", "--run-id", "f1"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("proof: the swap proved "), "{stdout}");
+    assert!(stdout.contains(", counted 0 "), "{stdout}");
+    assert!(stdout.contains("    org: "), "{stdout}");
     // The served schema holds f1, not f0: verifying f0 there is refused, naming the run it holds.
     let out = env.run(&["verify", "--run-id", "f0"], &[]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
@@ -211,6 +217,8 @@ async fn skip_verify_serves_a_tampered_run_and_says_so() {
     assert!(out.status.success(), "{}", show(&out));
     assert!(show(&out).contains("--skip-verify"), "{}", show(&out));
     assert_eq!(env.served_run(&env.target).await.as_deref(), Some("k1"));
+    let out = env.run_ok(&["status", "--run-id", "k1"]);
+    assert!(show(&out).contains("proof: none kept"), "{}", show(&out));
 }
 
 #[tokio::test(flavor = "multi_thread")]

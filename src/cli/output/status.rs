@@ -1,7 +1,7 @@
 //! What `status` prints: each segment's phase 1 and phase 3, the swap, and for every gap the
 //! command that closes it.
 
-use dynamo_etl::phases::status::{Phase1, RunStatus, SwapState};
+use dynamo_etl::phases::status::{Phase1, RunStatus, ServedProof, SwapState};
 
 pub fn render(status: &RunStatus) -> String {
     let mut out = format!(
@@ -54,6 +54,30 @@ pub fn render(status: &RunStatus) -> String {
         ),
     };
     out.push_str(&format!("  swap: {swap}\n"));
+    match &status.proof {
+        None => {}
+        Some(ServedProof::NotKept) => out.push_str(
+            "  proof: none kept (swapped with --skip-verify, or from parts without fingerprints): the swap checked counts only\n",
+        ),
+        Some(ServedProof::Kept(tables)) => {
+            let proven: usize = tables.values().map(|t| t.proven.len()).sum();
+            let counted: usize = tables.values().map(|t| t.count_only.len()).sum();
+            out.push_str(&format!(
+                "  proof: the swap proved {proven} columns equal to what phase 1 wrote, counted {counted} (dynamo-etl verify --run-id {} re-checks)\n",
+                status.run_id
+            ));
+            for (table, t) in tables {
+                let only = match t.count_only.is_empty() {
+                    true => String::new(),
+                    false => format!("; count-only: {}", t.count_only.join(", ")),
+                };
+                out.push_str(&format!(
+                    "    {table}: {} proven{only}\n",
+                    t.proven.len()
+                ));
+            }
+        }
+    }
     if status.rejected_items > 0 {
         out.push_str(&format!(
             "  note: {} items were rejected and are listed by key in the manifests (see `dynamo-etl drift --run-id {}`)\n",
@@ -90,6 +114,7 @@ mod tests {
             swap: SwapState::NotPrepared,
             gaps,
             rejected_items: 0,
+            proof: None,
         }
     }
 
@@ -118,5 +143,29 @@ mod tests {
         });
         let text = render(&status(committed, Vec::new()));
         assert!(text.contains("nothing to do"), "{text}");
+        assert!(!text.contains("proof"), "{text}");
+    }
+
+    #[test]
+    fn a_served_run_shows_what_its_swap_proved() {
+        let mut s = status(Phase1::Missing, Vec::new());
+        let columns = dynamo_etl::warehouse::fingerprint::ProvenColumns {
+            proven: vec!["pk".into(), "name".into()],
+            count_only: vec!["_extra".into()],
+        };
+        s.proof = Some(ServedProof::Kept([("org".to_string(), columns)].into()));
+        let text = render(&s);
+        assert!(
+            text.contains(
+                "proof: the swap proved 2 columns equal to what phase 1 wrote, counted 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("    org: 2 proven; count-only: _extra\n"),
+            "{text}"
+        );
+        s.proof = Some(ServedProof::NotKept);
+        assert!(render(&s).contains("proof: none kept"), "{}", render(&s));
     }
 }
