@@ -555,9 +555,10 @@ pub struct WarehouseFlags {
     /// (ANALYZE of every staged table, which `replace` runs by default).
     #[arg(long, env = "ETL_NO_ANALYZE", help_heading = WAREHOUSE)]
     pub no_analyze: bool,
-    /// Swap the run in without proving that the staged values equal what phase 1 wrote (the
-    /// fingerprint check of the gate). Only for a night that must be served anyway: it is
-    /// logged as an error, and the rows are still counted.
+    /// Swap the run in (or apply the increment) without proving that the staged values equal
+    /// what phase 1 wrote (the fingerprint check of the gate). Only for a night that must be
+    /// served anyway: it is logged as an error, the rows are still counted, and an increment
+    /// applied so drops the target's kept fingerprints.
     #[arg(long, env = "ETL_SKIP_VERIFY", help_heading = WAREHOUSE)]
     pub skip_verify: bool,
     /// Redshift: how sessions log in: `password` (the URL's) or `iam` (temporary credentials

@@ -62,18 +62,24 @@ pub async fn verify(
             .next(runbook.command(Step::Status)))
         }
     }
-    // Increments change the served rows after the swap, and their changes are not fingerprinted
-    // yet: comparing with the full copy's manifests would report mismatches that are not there.
+    // Increments change the served rows after the swap: each proven apply moved the target's
+    // kept fingerprints on by the rows it deleted and inserted, so the served rows are proven
+    // against those (the full copy's manifests plus every increment's changes).
     if generation == Generation::Served {
         let applied = warehouse.increments().await?;
         if let Some(last) = applied.last() {
-            return Err(Error::fatal(format!(
-                "{schema} has taken {} increment(s) since run {} was swapped in (the last: {}); this version proves a full copy only, so the served rows cannot be proven against its manifests. Verify the next full copy before its swap with --generation staging",
-                applied.len(),
-                plan.run_id,
-                last.run_id
-            ))
-            .next(runbook.command(Step::Status)));
+            let Some(kept) = fingerprint::read_kept(&mut session, &schema).await? else {
+                return Err(Error::fatal(format!(
+                    "{schema} has taken {} increment(s) since run {} was swapped in (the last: {}) and keeps no fingerprints: an increment or the swap was applied with --skip-verify (or by a version without fingerprints), so there is nothing to prove the served rows against. The next full copy is proven at its swap; verify it before with --generation staging",
+                    applied.len(),
+                    plan.run_id,
+                    last.run_id
+                ))
+                .next(runbook.command(Step::Status)));
+            };
+            let proof =
+                fingerprint::prove_against(warehouse, &mut session, &schema, plan, &kept).await?;
+            return Ok(Verified { schema, proof });
         }
     }
     let manifests = manifest::read_all(ctx.staging()?, plan).await?;

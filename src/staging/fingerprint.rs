@@ -45,6 +45,10 @@ impl Digest {
     pub fn merge(&mut self, other: Digest) {
         self.0 = self.0.wrapping_add(other.0);
     }
+    /// Takes away the hashes `other` sums (rows that are gone).
+    pub fn remove(&mut self, other: Digest) {
+        self.0 = self.0.wrapping_sub(other.0);
+    }
 }
 
 impl fmt::Display for Digest {
@@ -129,6 +133,23 @@ impl Fingerprint {
                     ours.digest = sum(ours.digest, theirs.digest);
                 }
                 None => self.columns.push(theirs.clone()),
+            }
+        }
+    }
+
+    /// Takes away `gone`'s rows (a subset of these): the figures of what is left.
+    pub fn remove(&mut self, gone: &Fingerprint) {
+        let less = |a: Option<Digest>, b: Option<Digest>| {
+            let (mut a, b) = (a?, b?);
+            a.remove(b);
+            Some(a)
+        };
+        self.rows = self.rows.saturating_sub(gone.rows);
+        self.row_digest = less(self.row_digest, gone.row_digest);
+        for ours in &mut self.columns {
+            if let Some(theirs) = gone.column(&ours.column) {
+                ours.non_null = ours.non_null.saturating_sub(theirs.non_null);
+                ours.digest = less(ours.digest, theirs.digest);
             }
         }
     }

@@ -14,7 +14,9 @@ use std::fmt;
 use super::sql::{qualified, quote_ident, standard_literal as text_literal, Session};
 use super::{Warehouse, WarehouseError};
 use crate::schema::{DataSchema, LogicalType};
-use crate::staging::fingerprint::{covered_columns, covered_types, Digest, Fingerprint};
+use crate::staging::fingerprint::{
+    covered_columns, covered_types, ColumnFingerprint, Digest, Fingerprint,
+};
 use crate::staging::manifest::Committed;
 use crate::staging::plan::RunPlan;
 
@@ -157,6 +159,15 @@ pub fn table_sql(
     schema: &str,
     table: &DataSchema,
 ) -> (String, Vec<bool>) {
+    rows_sql(dialect, &qualified(schema, &table.table), table)
+}
+
+/// [`table_sql`] of the rows `from` gives (a table, or a derived table with `table`'s columns).
+pub fn rows_sql(
+    dialect: &(impl Warehouse + ?Sized),
+    from: &str,
+    table: &DataSchema,
+) -> (String, Vec<bool>) {
     let names = covered_columns(table);
     let types = covered_types(table);
     let mut inner = Vec::new();
@@ -199,7 +210,6 @@ pub fn table_sql(
             dialect.hash_number_sql(&dialect.text_hash_sql(&row))
         ));
     }
-    let from = qualified(schema, &table.table);
     let inner = if inner.is_empty() {
         "1 AS h".to_string()
     } else {
@@ -232,6 +242,80 @@ pub async fn prove_table(
     let mut figures = row.into_iter().map(|f| f.unwrap_or_default());
     let mut next = || figures.next().unwrap_or_default();
     Ok(compare(table, expected, &proven, &mut next))
+}
+
+/// Measures the rows `from` gives as phase 1 fingerprints them: the figures the dialect
+/// computes, digests absent where it cannot.
+pub async fn measure(
+    dialect: &(impl Warehouse + ?Sized),
+    session: &mut Session,
+    from: &str,
+    table: &DataSchema,
+) -> Result<Fingerprint, WarehouseError> {
+    let (sql, proven) = rows_sql(dialect, from, table);
+    let row = session
+        .query(&sql, &format!("fingerprinting the rows of {from}"))
+        .await?
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    let mut figures = row.into_iter().map(|f| f.unwrap_or_default());
+    let mut next = || figures.next().unwrap_or_default();
+    let count = |text: String| text.trim().parse::<u64>().unwrap_or(u64::MAX);
+    let digest = |text: String| text.parse::<Digest>().unwrap_or(Digest(u128::MAX));
+    let rows = count(next());
+    let mut columns = Vec::new();
+    for (name, is_proven) in covered_columns(table).into_iter().zip(&proven) {
+        let non_null = count(next());
+        let digest = is_proven.then(|| digest(next()));
+        columns.push(ColumnFingerprint {
+            column: name,
+            non_null,
+            digest,
+        });
+    }
+    let row_digest = proven.iter().all(|p| *p).then(|| digest(next()));
+    Ok(Fingerprint {
+        rows,
+        row_digest,
+        columns,
+    })
+}
+
+/// What differs between two measures of the same table's rows: rows, non-NULL counts, and the
+/// digests both have. Empty when they agree.
+pub fn differences(table: &str, want: &Fingerprint, got: &Fingerprint) -> Vec<String> {
+    let mut out = Vec::new();
+    if want.rows != got.rows {
+        out.push(format!(
+            "table {table}: {} rows where {} were expected",
+            got.rows, want.rows
+        ));
+    }
+    for w in &want.columns {
+        let g = got.column(&w.column).cloned().unwrap_or_default();
+        if g.non_null != w.non_null {
+            out.push(format!(
+                "table {table}, column {}: {} non-NULL values where {} were expected",
+                w.column, g.non_null, w.non_null
+            ));
+        } else if let (Some(a), Some(b)) = (w.digest, g.digest) {
+            if a != b {
+                out.push(format!(
+                    "table {table}, column {}: digest {b} where {a} was expected",
+                    w.column
+                ));
+            }
+        }
+    }
+    if let (Some(a), Some(b)) = (want.row_digest, got.row_digest) {
+        if a != b && want.rows == got.rows {
+            out.push(format!(
+                "table {table}: row digest {b} where {a} was expected"
+            ));
+        }
+    }
+    out
 }
 
 /// Compares the figures a table's query returned, in its order, with `expected`.
@@ -409,6 +493,98 @@ pub async fn kept(
     Ok(Some(out))
 }
 
+/// The figures `schema` keeps (its [`FINGERPRINTS_TABLE`]), per table, as the fingerprint they
+/// describe: a count-only column or row digest without its digest. `None` when it keeps none.
+pub async fn read_kept(
+    session: &mut Session,
+    schema: &str,
+) -> Result<Option<BTreeMap<String, Fingerprint>>, WarehouseError> {
+    if kept(session, schema).await?.is_none() {
+        return Ok(None);
+    }
+    let rows = session
+        .query(
+            &format!(
+                "SELECT \"table_name\", \"column_name\", CAST(\"count\" AS VARCHAR), CAST(\"digest\" AS VARCHAR) FROM {}",
+                qualified(schema, FINGERPRINTS_TABLE)
+            ),
+            "reading the kept fingerprints",
+        )
+        .await?;
+    let mut out: BTreeMap<String, Fingerprint> = BTreeMap::new();
+    for row in rows {
+        let mut fields = row.into_iter();
+        let mut next = || fields.next().flatten();
+        let (table, column, count, digest) = (next(), next(), next(), next());
+        let (Some(table), Some(column)) = (table, column) else {
+            continue;
+        };
+        let count = count
+            .and_then(|c| c.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        let digest = digest.and_then(|d| d.parse::<Digest>().ok());
+        let figures = out.entry(table).or_default();
+        match column.as_str() {
+            "(rows)" => figures.rows = count,
+            "(row digest)" => figures.row_digest = digest,
+            _ => figures.columns.push(ColumnFingerprint {
+                column,
+                non_null: count,
+                digest,
+            }),
+        }
+    }
+    Ok(Some(out))
+}
+
+/// The statements that replace what `schema` keeps with `figures` (a proven column is one with
+/// its digest), after an increment moved the served rows on.
+pub fn rewrite_kept_sql(
+    dialect: &(impl Warehouse + ?Sized),
+    schema: &str,
+    figures: &BTreeMap<String, Fingerprint>,
+) -> Vec<String> {
+    let table = qualified(schema, FINGERPRINTS_TABLE);
+    let lit = |s: &str| dialect.literal(s);
+    let digest = |d: Option<Digest>| d.map_or("NULL".to_string(), |d| d.to_string());
+    let proof = |d: Option<Digest>| if d.is_some() { "proven" } else { "count-only" };
+    let mut rows = Vec::new();
+    for (name, f) in figures {
+        rows.push(format!(
+            "({}, {}, {}, NULL, 'proven')",
+            lit(name),
+            lit("(rows)"),
+            f.rows
+        ));
+        for c in &f.columns {
+            rows.push(format!(
+                "({}, {}, {}, {}, '{}')",
+                lit(name),
+                lit(&c.column),
+                c.non_null,
+                digest(c.digest),
+                proof(c.digest)
+            ));
+        }
+        rows.push(format!(
+            "({}, {}, {}, {}, '{}')",
+            lit(name),
+            lit("(row digest)"),
+            f.rows,
+            digest(f.row_digest),
+            proof(f.row_digest)
+        ));
+    }
+    let mut out = vec![format!("DELETE FROM {table}")];
+    if !rows.is_empty() {
+        out.push(format!(
+            "INSERT INTO {table} (\"table_name\", \"column_name\", \"count\", \"digest\", \"proof\") VALUES\n  {}",
+            rows.join(",\n  ")
+        ));
+    }
+    out
+}
+
 /// Proves every table of `plan`'s run in `schema` against `manifests`.
 pub async fn prove(
     dialect: &(impl Warehouse + ?Sized),
@@ -420,10 +596,25 @@ pub async fn prove(
     let Some(expected) = expected(plan, manifests) else {
         return Ok(Proof::NotFingerprinted);
     };
+    prove_against(dialect, session, schema, plan, &expected).await
+}
+
+/// Proves every table of `plan`'s run in `schema` against `expected` (a table it lacks is
+/// expected empty).
+pub async fn prove_against(
+    dialect: &(impl Warehouse + ?Sized),
+    session: &mut Session,
+    schema: &str,
+    plan: &RunPlan,
+    expected: &BTreeMap<String, Fingerprint>,
+) -> Result<Proof, WarehouseError> {
     let mut tables = Vec::new();
     for table in plan.warehouse_tables() {
-        let want = &expected[&table.table];
-        tables.push(prove_table(dialect, session, schema, &table, want).await?);
+        let want = match expected.get(&table.table) {
+            Some(f) => f.clone(),
+            None => Fingerprint::empty(&covered_columns(&table)),
+        };
+        tables.push(prove_table(dialect, session, schema, &table, &want).await?);
     }
     Ok(Proof::Tables(tables))
 }
@@ -432,7 +623,6 @@ pub async fn prove(
 mod tests {
     use super::*;
     use crate::schema::Column;
-    use crate::staging::fingerprint::ColumnFingerprint;
 
     fn table() -> DataSchema {
         DataSchema {

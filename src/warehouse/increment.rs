@@ -13,6 +13,7 @@
 
 use std::collections::BTreeSet;
 
+use super::fingerprint;
 use super::gate::{self, GateRefusal};
 use super::ledger;
 use super::sql::{qualified, quote_ident, Session};
@@ -130,17 +131,71 @@ fn latest_sql(inc: &str) -> String {
 }
 
 /// The statements that apply increment `plan` (staged in `inc`) to `target`, once its checks
-/// passed: deletes of every changed key from every served table, then the inserts of the newest
-/// images, the ledger row, and the staged increment dropped (it has served; committing the drop
-/// with the rest leaves it in place for a retry whenever the apply does not commit).
+/// passed: [`change_sql`], then the ledger row and the staged increment dropped (it has served;
+/// committing the drop with the rest leaves it in place for a retry whenever the apply does not
+/// commit).
 pub fn apply_sql(
     dialect: &(impl Warehouse + ?Sized),
     plan: &RunPlan,
     inc: &str,
     changes: u64,
 ) -> Vec<String> {
+    let mut out = change_sql(dialect, plan, inc);
+    out.extend(finish_sql(dialect, plan, inc, changes));
+    out
+}
+
+/// The rows of served table `table` (at position `index`) whose item changed in the increment
+/// staged in `inc`: a derived table with `table`'s columns, the rows the delete removes and, once
+/// the inserts ran, the rows they added.
+pub fn changed_rows_sql(
+    dialect: &(impl Warehouse + ?Sized),
+    plan: &RunPlan,
+    inc: &str,
+    index: usize,
+    table: &DataSchema,
+) -> String {
     let target = dialect.config().target.clone();
-    let spec = plan.increment.as_ref().expect("an increment run's plan");
+    let served = qualified(&target, &table.table);
+    if table.table == OVERFLOW_TABLE {
+        return format!(
+            "(SELECT * FROM {served} WHERE {} IN (SELECT {} FROM {})) AS changed",
+            quote_ident("item_key"),
+            quote_ident(ITEM_KEY_COLUMN),
+            qualified(inc, CHANGES_TABLE)
+        );
+    }
+    let keys_table = increment::keys_table(index);
+    let keys = increment::key_columns(table, &plan.key_attributes)
+        .expect("the layout was checked when the increment was planned");
+    let on: Vec<String> = keys
+        .iter()
+        .map(|c| {
+            dialect.key_equals(
+                &format!("s.{}", quote_ident(&c.column)),
+                &format!("k.{}", quote_ident(&c.column)),
+                c.logical_type,
+            )
+        })
+        .collect();
+    format!(
+        "(SELECT s.* FROM {served} AS s WHERE EXISTS (SELECT 1 FROM {} AS k WHERE {})) AS changed",
+        qualified(inc, &keys_table),
+        on.join(" AND ")
+    )
+}
+
+/// The newest images the increment staged in `inc` inserts into `table`: a derived table with
+/// `table`'s columns.
+pub fn inserted_rows_sql(inc: &str, table: &DataSchema) -> String {
+    let (select, from) = insert_source(inc, table);
+    format!("(SELECT {select} FROM {from}) AS inserted")
+}
+
+/// The deletes of every changed key from every served table (one per table, in
+/// `RunPlan::served_tables` order), then the inserts of the newest images (the same order).
+pub fn change_sql(dialect: &(impl Warehouse + ?Sized), plan: &RunPlan, inc: &str) -> Vec<String> {
+    let target = dialect.config().target.clone();
     let served = plan.served_tables();
     let mut out = Vec::new();
     for (index, table) in served.iter().enumerate() {
@@ -177,24 +232,46 @@ pub fn apply_sql(
     for table in &served {
         out.push(insert_sql(&target, inc, table));
     }
-    out.push(format!(
-        "INSERT INTO {} (run_id, base_run, window_from, window_to, applied_at, changes) VALUES ({}, {}, {}, {}, {}, {changes})",
-        qualified(&target, INCREMENTS_TABLE),
-        dialect.literal(&plan.run_id),
-        dialect.literal(&spec.base_run),
-        dialect.literal(&spec.from),
-        dialect.literal(&spec.to),
-        dialect.now()
-    ));
-    out.push(format!(
-        "DROP SCHEMA IF EXISTS {} CASCADE",
-        quote_ident(inc)
-    ));
     out
+}
+
+/// The ledger row of increment `plan`, and the staged increment dropped.
+fn finish_sql(
+    dialect: &(impl Warehouse + ?Sized),
+    plan: &RunPlan,
+    inc: &str,
+    changes: u64,
+) -> Vec<String> {
+    let target = dialect.config().target.clone();
+    let spec = plan.increment.as_ref().expect("an increment run's plan");
+    vec![
+        format!(
+            "INSERT INTO {} (run_id, base_run, window_from, window_to, applied_at, changes) VALUES ({}, {}, {}, {}, {}, {changes})",
+            qualified(&target, INCREMENTS_TABLE),
+            dialect.literal(&plan.run_id),
+            dialect.literal(&spec.base_run),
+            dialect.literal(&spec.from),
+            dialect.literal(&spec.to),
+            dialect.now()
+        ),
+        format!("DROP SCHEMA IF EXISTS {} CASCADE", quote_ident(inc)),
+    ]
 }
 
 /// The insert of the newest images that landed in `table`.
 fn insert_sql(target: &str, inc: &str, table: &DataSchema) -> String {
+    let columns: Vec<String> = table.column_names().into_iter().map(quote_ident).collect();
+    let (select, from) = insert_source(inc, table);
+    format!(
+        "INSERT INTO {} ({}) {}",
+        qualified(target, &table.table),
+        columns.join(", "),
+        format_args!("SELECT {select} FROM {from}")
+    )
+}
+
+/// The select list and FROM clause of the newest images that landed in `table`.
+fn insert_source(inc: &str, table: &DataSchema) -> (String, String) {
     let columns: Vec<String> = table.column_names().into_iter().map(quote_ident).collect();
     let selected: Vec<String> = columns.iter().map(|c| format!("u.{c}")).collect();
     let (key, version, landed) = (
@@ -211,13 +288,13 @@ fn insert_sql(target: &str, inc: &str, table: &DataSchema) -> String {
             super::sql::standard_literal(&table.table)
         ),
     };
-    format!(
-        "INSERT INTO {} ({}) SELECT {} FROM {} AS u JOIN {} AS l ON u.{key} = l.{key} AND u.{version} = l.{version}{landed_here}",
-        qualified(target, &table.table),
-        columns.join(", "),
+    (
         selected.join(", "),
-        qualified(inc, &table.table),
-        latest_sql(inc)
+        format!(
+            "{} AS u JOIN {} AS l ON u.{key} = l.{key} AND u.{version} = l.{version}{landed_here}",
+            qualified(inc, &table.table),
+            latest_sql(inc)
+        ),
     )
 }
 
@@ -321,7 +398,26 @@ pub async fn apply(
         }
         let changes = counted.get(CHANGES_TABLE).copied().unwrap_or(0);
         let what = format!("applying increment {} to {target}", plan.run_id);
-        for statement in apply_sql(dialect, plan, inc, changes) {
+        if !config.verify {
+            tracing::error!(run_id = %plan.run_id, target = %target,
+                "--skip-verify: applying the increment without proving its values; the target's kept fingerprints are dropped");
+            for statement in change_sql(dialect, plan, inc) {
+                session.execute(&statement, &what).await?;
+            }
+            // What the target kept no longer describes it.
+            session
+                .execute(
+                    &format!(
+                        "DROP TABLE IF EXISTS {}",
+                        qualified(&target, fingerprint::FINGERPRINTS_TABLE)
+                    ),
+                    &what,
+                )
+                .await?;
+        } else if let Some(refusal) = apply_proven(dialect, &mut session, plan, inc, manifests).await? {
+            return Ok(ApplyOutcome::Refused(refusal));
+        }
+        for statement in finish_sql(dialect, plan, inc, changes) {
             session.execute(&statement, &what).await?;
         }
         session.commit(&what).await?;
@@ -332,6 +428,89 @@ pub async fn apply(
         session.rollback().await;
     }
     result
+}
+
+/// Runs [`change_sql`] inside the apply's transaction, proving it: the staged changes are what
+/// phase 1 wrote (their manifests' fingerprints); each served table's delete removed exactly the
+/// rows of the changed items and its insert added exactly the newest images, so that, measured
+/// in the warehouse, the changed items' rows after the apply are the staged images; and the
+/// target's kept fingerprints move on by the rows deleted and inserted (before − deleted +
+/// inserted), so `verify` proves the served rows against them later. `Some`: refused.
+async fn apply_proven(
+    dialect: &(impl Warehouse + ?Sized),
+    session: &mut Session,
+    plan: &RunPlan,
+    inc: &str,
+    manifests: &[Committed],
+) -> Result<Option<GateRefusal>, WarehouseError> {
+    let target = dialect.config().target.clone();
+    let what = format!("applying increment {} to {target}", plan.run_id);
+    let refuse = |problems: Vec<String>| GateRefusal {
+        problems,
+        steps: vec![],
+        // Staging again gives the same values until someone finds out why they differ.
+        class: Class::Fatal,
+    };
+    let proof = fingerprint::prove(dialect, session, inc, plan, manifests).await?;
+    let mismatches = proof.mismatches();
+    if !mismatches.is_empty() {
+        return Ok(Some(refuse(vec![format!(
+            "the changes staged in {inc} are not what phase 1 wrote, so nothing was applied: {}; stage the increment again (dynamo-etl increment --table {} --target {target})",
+            mismatches.join("; "),
+            plan.source_table
+        )])));
+    }
+    let served = plan.served_tables();
+    let mut kept = fingerprint::read_kept(session, &target).await?;
+    let (mut deleted, mut inserted) = (Vec::new(), Vec::new());
+    for (index, table) in served.iter().enumerate() {
+        let changed = changed_rows_sql(dialect, plan, inc, index, table);
+        deleted.push(fingerprint::measure(dialect, session, &changed, table).await?);
+        let images = inserted_rows_sql(inc, table);
+        inserted.push(fingerprint::measure(dialect, session, &images, table).await?);
+    }
+    let mut affected = Vec::new();
+    for statement in change_sql(dialect, plan, inc) {
+        affected.push(session.execute(&statement, &what).await?);
+    }
+    let mut problems = Vec::new();
+    for (index, table) in served.iter().enumerate() {
+        let changed = changed_rows_sql(dialect, plan, inc, index, table);
+        let now = fingerprint::measure(dialect, session, &changed, table).await?;
+        problems.extend(fingerprint::differences(
+            &table.table,
+            &inserted[index],
+            &now,
+        ));
+        let (gone, added) = (affected[index], affected[served.len() + index]);
+        if gone != deleted[index].rows || added != inserted[index].rows {
+            problems.push(format!(
+                "table {}: the apply deleted {gone} rows and inserted {added} where the changed items had {} rows and {} new images",
+                table.table, deleted[index].rows, inserted[index].rows
+            ));
+        }
+        if let Some(f) = kept.as_mut().and_then(|k| k.get_mut(&table.table)) {
+            f.remove(&deleted[index]);
+            f.add(&now);
+        }
+    }
+    if !problems.is_empty() {
+        return Ok(Some(refuse(vec![format!(
+            "applying increment {} to {target} would not leave the served rows as staged, so nothing was applied: {}",
+            plan.run_id,
+            problems.join("; ")
+        )])));
+    }
+    if let Some(kept) = &kept {
+        for statement in fingerprint::rewrite_kept_sql(dialect, &target, kept) {
+            session
+                .execute(&statement, "moving the kept fingerprints on")
+                .await?;
+        }
+    }
+    tracing::info!(run_id = %plan.run_id, target = %target, proof = %proof,
+        "the increment's values are what phase 1 wrote, and the served rows changed by exactly them");
+    Ok(None)
 }
 
 #[cfg(test)]

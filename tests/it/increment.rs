@@ -413,11 +413,12 @@ async fn an_apply_killed_halfway_leaves_the_target_as_it_was() {
         out
     };
 
-    // Hold a lock on `org` so the apply stops at its delete from that table.
+    // Hold a lock on `org` so the apply stops at its delete from that table (its proof's reads
+    // of the table pass: EXCLUSIVE mode lets reads through, not writes).
     let mut blocker = env.pg().await;
     sqlx::query("BEGIN").execute(&mut blocker).await.unwrap();
     sqlx::query(&format!(
-        "LOCK TABLE \"{}\".\"org\" IN ACCESS EXCLUSIVE MODE",
+        "LOCK TABLE \"{}\".\"org\" IN EXCLUSIVE MODE",
         env.target
     ))
     .execute(&mut blocker)
@@ -737,15 +738,9 @@ async fn an_increment_submitted_twice_is_applied_once() {
     assert_eq!(recorded, 1);
     let again = env.run(&args, &[]);
     assert!(show(&again).contains("nothing changed"), "{}", show(&again));
-    // The increment changed the served rows, which its fingerprints do not cover yet: verify
-    // says so instead of reporting mismatches that are not there.
-    let out = env.run(&["verify", "--run-id", "base"], &[]);
-    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
-    assert!(
-        show(&out).contains("has taken 1 increment(s)") && !show(&out).contains("MISMATCH"),
-        "{}",
-        show(&out)
-    );
+    // The increment moved the target's kept fingerprints on: verify proves the served rows.
+    let out = env.run_ok(&["verify", "--run-id", "base"]);
+    assert!(!show(&out).contains("MISMATCH"), "{}", show(&out));
 }
 
 /// The lock timeout bounds waiting for locks only: an apply whose deletes take longer than it
@@ -873,4 +868,156 @@ async fn keys_no_text_column_holds_are_applied_by_increments() {
     assert!(copied.status.success(), "{}", show(&copied));
     assert_same_tables(&env, &env.target, &fresh, "after the increment").await;
     assert_eq!(env.count(&env.target, "_unclassified").await, unclassified);
+}
+
+/// Increments keep the proof (`warehouse::increment::apply_proven`): changes edited in their
+/// staging schema after phase 3 are refused, naming the table and column, and nothing is
+/// applied; an apply that would not leave the served rows as staged (a trigger edits what is
+/// inserted) is refused too; a proven apply moves the target's kept fingerprints on, so
+/// `verify` proves the served rows after increments, and finds a served value edited later.
+#[tokio::test(flavor = "multi_thread")]
+async fn increments_keep_the_proof() {
+    let env = TestEnv::with_demo("incr-proof", 1).await;
+    let items = dynamo_etl::testkit::fixtures::demo_items(1);
+    env.run_ok(&["run", "--table", &env.table, "--run-id", "base"]);
+    let plan: serde_json::Value =
+        serde_json::from_slice(&env.get("dynamo-etl/runs/base/run.json").await.unwrap()).unwrap();
+    let w0 = parse_instant(plan["created_at"].as_str().unwrap(), "plan time").unwrap();
+    let w = Window {
+        id: "01765000000000-eeee0001",
+        from: w0,
+        to: w0 + chrono::TimeDelta::hours(1),
+    };
+    let org = items
+        .iter()
+        .find(|it| it["pk"].as_s().unwrap().starts_with("ORG#"))
+        .unwrap();
+    let group = items
+        .iter()
+        .find(|it| it["pk"].as_s().unwrap().starts_with("GROUP#"))
+        .unwrap();
+    let mut renamed = org.clone();
+    renamed.insert("name".into(), s("Renamed"));
+    let micros = w0.timestamp_micros() as u64;
+    let e = export(
+        &env,
+        &w,
+        &[
+            upsert(Some(org), renamed, micros),
+            delete(group, micros + 1),
+        ],
+    )
+    .await;
+    let increment = |extra: &[&str]| {
+        let mut args = vec![
+            "increment",
+            "--table",
+            &env.table,
+            "--incremental-export-prefix",
+        ];
+        let u = url(&e);
+        let mut owned: Vec<String> = args.drain(..).map(str::to_string).collect();
+        owned.push(u);
+        owned.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = owned.iter().map(String::as_str).collect();
+        env.run(&refs, &[])
+    };
+    let target = env.target.clone();
+    let served_names = |names: Vec<String>| names.iter().filter(|n| *n == "Renamed").count();
+    let names = || async {
+        let mut pg = env.pg().await;
+        sqlx::query_scalar::<_, String>(&format!(
+            "SELECT \"name\" FROM \"{target}\".\"org\" WHERE \"name\" IS NOT NULL"
+        ))
+        .fetch_all(&mut pg)
+        .await
+        .unwrap()
+    };
+    let (orgs, groups) = (
+        env.count(&target, "org").await,
+        env.count(&target, "group").await,
+    );
+
+    // The apply waits on a held ledger lock and gives up, leaving the staged increment (reads of
+    // the ledger, which come first, pass the lock).
+    let mut blocker = env.pg().await;
+    sqlx::query(&dynamo_etl::warehouse::increment::ledger_sql(&target))
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut blocker).await.unwrap();
+    sqlx::query(&format!(
+        "LOCK TABLE \"{target}\".\"_dynamo_etl_increments\" IN EXCLUSIVE MODE"
+    ))
+    .execute(&mut blocker)
+    .await
+    .unwrap();
+    let out = increment(&["--lock-timeout-seconds", "1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+    let staged = format!("{target}_increment_staging");
+    let edit = |to: &str| {
+        format!("UPDATE \"{staged}\".\"org\" SET \"name\" = '{to}' WHERE \"name\" IS NOT NULL")
+    };
+    sqlx::query(&edit("Tampered"))
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    let out = increment(&[]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        show(&out).contains("not what phase 1 wrote")
+            && show(&out).contains("table org, column name"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(served_names(names().await), 0, "nothing applied");
+    assert_eq!(env.count(&target, "group").await, groups);
+
+    // The staged values back as phase 1 wrote them; a trigger changes what the insert adds.
+    sqlx::query(&edit("Renamed"))
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    for statement in [
+        "CREATE OR REPLACE FUNCTION public.etl_test_shout() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.\"name\" := NEW.\"name\" || '!'; RETURN NEW; END $$".to_string(),
+        format!("CREATE TRIGGER shout BEFORE INSERT ON \"{target}\".\"org\" FOR EACH ROW EXECUTE FUNCTION public.etl_test_shout()"),
+    ] {
+        sqlx::query(&statement).execute(&mut blocker).await.unwrap();
+    }
+    let out = increment(&[]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        show(&out).contains("would not leave the served rows as staged")
+            && show(&out).contains("table org, column name"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(env.count(&target, "group").await, groups, "nothing applied");
+    sqlx::query(&format!("DROP TRIGGER shout ON \"{target}\".\"org\""))
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+
+    // Proven and applied: the kept fingerprints moved on, and verify proves the served rows.
+    let out = increment(&[]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(served_names(names().await), 1);
+    assert_eq!(env.count(&target, "org").await, orgs);
+    assert_eq!(env.count(&target, "group").await, groups - 1);
+    let out = env.run_ok(&["verify", "--run-id", "base"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.lines().skip(1).all(|l| l.ends_with("proven")),
+        "{stdout}"
+    );
+    sqlx::query(&format!(
+        "UPDATE \"{target}\".\"org\" SET \"name\" = 'Edited' WHERE \"name\" = 'Renamed'"
+    ))
+    .execute(&mut blocker)
+    .await
+    .unwrap();
+    let out = env.run(&["verify", "--run-id", "base"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(show(&out).contains("MISMATCH"), "{}", show(&out));
 }

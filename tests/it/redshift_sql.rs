@@ -169,6 +169,31 @@ fn statements() -> Vec<(&'static str, Vec<String>)> {
         &inc_config.staging(),
         42,
     ));
+    // The increment's proof, inside its apply: the staged changes against their manifests,
+    // then per served table the changed items' rows (before and after the statements) and the
+    // newest images, then the target's kept figures moved on.
+    let inc_schema = inc_config.staging();
+    let mut increment_proof: Vec<String> = inc_plan
+        .warehouse_tables()
+        .iter()
+        .map(|t| fingerprint::table_sql(&redshift, &inc_schema, t).0)
+        .collect();
+    for (index, table) in inc_plan.served_tables().iter().enumerate() {
+        let changed = increment::changed_rows_sql(&redshift, &inc_plan, &inc_schema, index, table);
+        increment_proof.push(fingerprint::rows_sql(&redshift, &changed, table).0);
+        let inserted = increment::inserted_rows_sql(&inc_schema, table);
+        increment_proof.push(fingerprint::rows_sql(&redshift, &inserted, table).0);
+    }
+    let kept = inc_plan
+        .served_tables()
+        .iter()
+        .map(|t| (t.table.clone(), Fingerprint::empty(&covered_columns(t))))
+        .collect();
+    increment_proof.extend(fingerprint::rewrite_kept_sql(
+        &redshift,
+        &config.target,
+        &kept,
+    ));
     // The gate's proof of the staged values: one query per table (count-only where Redshift's
     // documentation pins no rendering).
     let tables = plan.warehouse_tables();
@@ -212,6 +237,7 @@ fn statements() -> Vec<(&'static str, Vec<String>)> {
             ledger::prepare_sql(&Redshift::new(inc_config, options()), &inc_plan),
         ),
         ("increment_apply", apply),
+        ("increment_proof", increment_proof),
         ("upload", upload.clone()),
         ("upload_all", upload_all),
         ("load_errors", load_errors),

@@ -12,6 +12,7 @@ use super::pipeline::{Stage, TransformStop};
 use super::{Job, SegmentError, TransformResult};
 use crate::source::export::ChangeLine;
 use crate::source::page::RawPage;
+use crate::staging::fingerprint::Fingerprinter;
 use crate::staging::increment::{self, CHANGES_TABLE};
 use crate::staging::manifest::{Rejection, TableOutput};
 use crate::staging::parts::writer::{PartWriter, Upload};
@@ -61,8 +62,19 @@ impl ChangeTransform {
             job.settings.parts,
             plan.run_id.clone(),
         );
+        // Fingerprinted like a full copy's parts, so the apply can prove the staged changes.
+        let limits = crate::warehouse::limits(plan.dialect);
+        let fingerprinters: BTreeMap<String, Fingerprinter> = plan
+            .warehouse_tables()
+            .iter()
+            .map(|t| (t.table.clone(), Fingerprinter::for_table(t, limits)))
+            .collect();
         let new_writer: WriterOf = Box::new(move |name: &str| {
             let (layout, run_id, name) = (layout.clone(), run_id.clone(), name.to_string());
+            let fingerprinter = fingerprinters
+                .get(&name)
+                .expect("every table of the increment layout has a fingerprinter")
+                .clone();
             PartWriter::new(
                 Box::new(move |index| {
                     layout.part(&run_id, segment, &name, index, parts.compression)
@@ -70,6 +82,7 @@ impl ChangeTransform {
                 parts,
                 chunks.clone(),
             )
+            .with_fingerprints(fingerprinter)
         });
         let index_of = |table: &str| {
             names

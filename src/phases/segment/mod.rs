@@ -188,13 +188,13 @@ async fn commit(
         }
     };
     let counters = &job.counters;
-    // Fingerprinted when every table with rows has its fingerprint: a segment resumed from the
-    // checkpoint of a version without them has parts without, and is then counted only.
-    let fingerprinted = plan.increment.is_none()
-        && out
-            .tables
-            .values()
-            .all(|t| t.rows == 0 || t.fingerprint.is_some());
+    // Fingerprinted when every table with rows has its fingerprint (an increment's too): a
+    // segment resumed from the checkpoint of a version without them has parts without, and is
+    // then counted only.
+    let fingerprinted = out
+        .tables
+        .values()
+        .all(|t| t.rows == 0 || t.fingerprint.is_some());
     let manifest = SegmentManifest {
         format: MANIFEST_FORMAT,
         run_id: plan.run_id.clone(),
