@@ -16,6 +16,10 @@ the stack and provides boto3). Measures, on one table and with one segment count
   load      dynamo-etl upload: one process per segment of the phase1 run, all at once, after
             prepare; against psql \\copy of the same CSV (decompressed beforehand) into fresh
             tables of the same definitions, one psql per segment, all at once
+  gate      dynamo-etl replace of the phase1 run, with the gate's proof (the fingerprints
+            recomputed from every staged value, src/warehouse/fingerprint.rs) and with
+            --skip-verify, alternately for --load-rounds rounds each; before each round the
+            target is dropped and the run prepared and uploaded again (not timed)
   infer     dynamo-etl infer-schema, one process scanning every segment at once: as on a first
             run (no previous data-schemas) and as the weekly job does (evolving schemas/bench);
             each writes its data-schemas to a folder of its own (--no-schema-cache)
@@ -75,8 +79,8 @@ TARGET_BUDGET = (0.90, 1.05)  # achieved read units per second / --max-read-unit
 # stands for "no checkpoints": about 32 years, which no segment reaches.
 DEFAULT_CHECKPOINT_SECONDS = 60
 RARE_CHECKPOINT_SECONDS = 1_000_000_000
-STEPS = ("bare", "phase1", "export", "increment", "infer", "baseline", "load", "rss", "resume", "overhead",
-         "budget")
+STEPS = ("bare", "phase1", "export", "increment", "infer", "baseline", "load", "gate", "rss", "resume",
+         "overhead", "budget")
 
 
 def log(msg):
@@ -101,7 +105,7 @@ def parse_args():
                         "--smoke); --segments is the spelling of earlier figures")
     p.add_argument("--only", default=",".join(STEPS),
                    help="comma-separated steps to run: bare, phase1, export (needs phase1), increment, infer, "
-                        "baseline, load (needs phase1), rss, resume, overhead, budget")
+                        "baseline, load (needs phase1), gate (needs phase1), rss, resume, overhead, budget")
     p.add_argument("--rss-items", help="items of the two rss runs (default 100000,1000000; 2000,20000 with --smoke)")
     p.add_argument("--smoke", action="store_true",
                    help="a quick check of the harness: small table on the stack's DynamoDB, debug build, table deleted afterwards")
@@ -158,6 +162,8 @@ def parse_args():
         p.error(f"unknown steps in --only: {', '.join(sorted(unknown))}")
     if "load" in args.steps and "phase1" not in args.steps:
         p.error("the load step loads what the phase1 step wrote: add phase1 to --only")
+    if "gate" in args.steps and "phase1" not in args.steps:
+        p.error("the gate step swaps in what the phase1 step wrote: add phase1 to --only")
     if "export" in args.steps and "phase1" not in args.steps:
         p.error("the export step is compared with the phase1 step's scan of the same table: add phase1 to --only")
     if args.items < 1 or args.segments < 1:
@@ -636,6 +642,47 @@ def step_load(args, env, logs, run_id, target, s3, bucket, prefix, work):
     return picked[0], picked[1]
 
 
+def step_gate(args, env, logs, run_id, target):
+    """g1/g2: the swap with the gate's proof against the swap without it (--skip-verify).
+
+    Both swap the same staged run into a target dropped beforehand, so each is a first swap;
+    the median round of each side is reported, every round's figures go to the JSON."""
+    etl = os.path.join(args.bin_dir, "dynamo-etl")
+    rows = None
+
+    def reset():
+        nonlocal rows
+        sql(env, f'DROP SCHEMA IF EXISTS "{target}" CASCADE; DROP SCHEMA IF EXISTS "{target}_previous" CASCADE')
+        for cmd in (["prepare"], ["upload", "--all-segments"]):
+            subprocess.run([etl, *cmd, "--run-id", run_id, "--target", target], env=env, check=True,
+                           stdout=subprocess.DEVNULL)
+        tables = sql(env, f"SELECT table_name FROM information_schema.tables WHERE table_schema = '{target}_staging' "
+                          "AND table_name NOT LIKE '\\_dynamo\\_etl\\_%'").split()
+        rows = sum(int(sql(env, f'SELECT count(*) FROM "{target}_staging"."{t}"')) for t in tables)
+
+    def swap(proof):
+        reset()
+        cmd = [etl, "replace", "--run-id", run_id, "--target", target] + ([] if proof else ["--skip-verify"])
+        name, label = ("gate", "g1 replace with the proof") if proof else ("swap", "g2 replace --skip-verify")
+        step, _ = run_step(name, label, [cmd], env, logs)
+        step.units = rows
+        return step
+
+    rounds = {"gate": [], "swap": []}
+    for r in range(args.load_rounds):
+        for proof in ((True, False) if r % 2 == 0 else (False, True)):
+            rounds["gate" if proof else "swap"].append(swap(proof))
+    picked = []
+    for side in ("gate", "swap"):
+        by_wall = sorted(rounds[side], key=lambda s: s.wall)
+        median = by_wall[len(by_wall) // 2]
+        median.extra["rounds_wall_s"] = [round(s.wall, 3) for s in rounds[side]]
+        median.extra["rounds_cpu_s"] = [round(s.cpu, 3) for s in rounds[side]]
+        median.label += f", median of {len(by_wall)}"
+        picked.append(median)
+    return picked[0], picked[1]
+
+
 def step_rss(args, env, logs, run_id, schemas_dir, items):
     """One phase-1 process over `items` items served by replay_scan.py."""
     port = free_port()
@@ -954,7 +1001,7 @@ def git_commit():
 
 def report(args, steps, results):
     def fmt_row(s):
-        unit = "rows/s" if s.name in ("upload", "psql") else "items/s"
+        unit = "rows/s" if s.name in ("upload", "psql", "gate", "swap") else "items/s"
         per = f"{s.cpu / s.units * 1e6:8.1f}" if s.units else "       -"
         return (f"{s.label:<52} {s.wall:8.2f} {s.cpu:8.2f} {per} {s.peak_rss_mb:9.1f} "
                 f"{s.rate():11,.0f} {unit}")
@@ -1017,6 +1064,13 @@ def ratios_and_targets(steps):
         targets["load >= 0.9 x psql \\copy throughput"] = {
             "measured": round(ratios["upload/psql throughput"], 3), "target": TARGET_LOAD_VS_PSQL,
             "met": ratios["upload/psql throughput"] >= TARGET_LOAD_VS_PSQL}
+    g1, g2 = steps.get("gate"), steps.get("swap")
+    if g1 and g2:
+        # Reported, not a target: the issue asks for the figure, not a bound.
+        ratios["replace with proof/without wall"] = g1.wall / g2.wall
+        ratios["replace: the proof's extra wall (s)"] = g1.wall - g2.wall
+        if g1.units:
+            ratios["replace: the proof's extra wall per million rows (s)"] = (g1.wall - g2.wall) / g1.units * 1e6
     e = steps.get("export")
     if b and e:
         ratios["export/scan items per s"] = e.rate() / b.rate()
@@ -1164,6 +1218,9 @@ def main():
             log("d: dynamo-etl upload vs psql \\copy")
             steps["upload"], steps["psql"] = step_load(args, env, logs, run_id, target, s3, bucket,
                                                         env["ETL_PREFIX"], work)
+        if "gate" in args.steps:
+            log("g: dynamo-etl replace with the gate's proof vs --skip-verify")
+            steps["gate"], steps["swap"] = step_gate(args, env, logs, run_id, target)
         if "rss" in args.steps:
             for items in args.rss_items:
                 log(f"e: one phase-1 process over {items} replayed items")
