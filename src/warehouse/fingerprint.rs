@@ -17,7 +17,7 @@ use crate::schema::{DataSchema, LogicalType};
 use crate::staging::fingerprint::{
     covered_columns, covered_types, ColumnFingerprint, Digest, Fingerprint,
 };
-use crate::staging::manifest::Committed;
+use crate::staging::manifest::{Committed, SegmentManifest};
 use crate::staging::plan::RunPlan;
 
 /// How one column stands.
@@ -140,11 +140,24 @@ impl fmt::Display for Proof {
 /// What the manifests of `plan`'s run add up to per table, or `None` when a segment is not
 /// fingerprinted (or not committed).
 pub fn expected(plan: &RunPlan, manifests: &[Committed]) -> Option<BTreeMap<String, Fingerprint>> {
+    let manifests: Vec<&SegmentManifest> = manifests
+        .iter()
+        .map(Committed::manifest)
+        .collect::<Option<_>>()?;
+    expected_of(plan, &manifests)
+}
+
+/// What `manifests` (every segment's) add up to per table, or `None` when one is not
+/// fingerprinted.
+pub fn expected_of(
+    plan: &RunPlan,
+    manifests: &[&SegmentManifest],
+) -> Option<BTreeMap<String, Fingerprint>> {
     let mut out = BTreeMap::new();
     for table in plan.warehouse_tables() {
         let mut sum = Fingerprint::empty(&covered_columns(&table));
-        for committed in manifests {
-            sum.add(&committed.manifest()?.fingerprint(&table)?);
+        for manifest in manifests {
+            sum.add(&manifest.fingerprint(&table)?);
         }
         out.insert(table.table.clone(), sum);
     }

@@ -259,6 +259,43 @@ async fn load_segments_once<W: Warehouse + ?Sized>(
                 files = batch.parts.len(), segments = batch.segments.len(),
                 ms = started.elapsed().as_millis() as u64, "table loaded");
         }
+        // Once staging holds every segment, what COPY stored is proven before it is committed:
+        // a COPY that changed a value (Redshift's rounds extra decimal scale without an error:
+        // <https://docs.aws.amazon.com/redshift/latest/dg/r_Numeric_types201.html>) is then
+        // never committed. `run` loads Redshift this way; the swap proves the same again.
+        if dialect.config().verify && outcome.missing.is_empty() {
+            let manifests: Vec<&SegmentManifest> = committed.values().collect();
+            if let Some(expected) = super::fingerprint::expected_of(plan, &manifests) {
+                let proof = super::fingerprint::prove_against(
+                    dialect,
+                    &mut session,
+                    &schema,
+                    plan,
+                    &expected,
+                )
+                .await?;
+                let mismatches = proof.mismatches();
+                let differing = match &proof {
+                    super::fingerprint::Proof::Tables(tables) => {
+                        tables.iter().find(|t| !t.mismatches().is_empty())
+                    }
+                    super::fingerprint::Proof::NotFingerprinted => None,
+                };
+                if let Some(differing) = differing {
+                    return Err(WarehouseError::BadTable {
+                        run_id: plan.run_id.clone(),
+                        table: differing.table.clone(),
+                        segments: todo.iter().map(|(k, _)| *k).collect(),
+                        problem: format!(
+                            "the values COPY stored in {schema} are not what phase 1 wrote: {}",
+                            mismatches.join("; ")
+                        ),
+                    });
+                }
+                tracing::info!(run_id = %plan.run_id, proof = %proof,
+                    "the loaded values are what phase 1 wrote");
+            }
+        }
         let counts: Vec<(u32, BTreeMap<String, u64>)> = todo
             .iter()
             .map(|(k, m)| {

@@ -248,3 +248,37 @@ async fn phase_1_renders_json_as_jsonb_prints_it() {
         assert_eq!(ours, theirs, "{text}");
     }
 }
+
+/// `upload --all-segments` proves what COPY stored before committing, once staging holds every
+/// segment (how `run` loads Redshift, whose COPY can change a value without an error): a COPY
+/// that changes a value — played here by a trigger on the staged table — commits nothing and
+/// exits 2 naming the table and column.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_load_of_every_segment_commits_only_what_phase_1_wrote() {
+    let env = TestEnv::with_demo("tfload", 2).await;
+    env.phase1("u1", 2, 0);
+    env.phase1("u1", 2, 1);
+    env.run_ok(&["prepare", "--run-id", "u1"]);
+    let staging = format!("{}_staging", env.target);
+    let mut pg = env.pg().await;
+    for statement in [
+        "CREATE OR REPLACE FUNCTION public.etl_test_copy_rounds() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.\"name\" := upper(NEW.\"name\"); RETURN NEW; END $$".to_string(),
+        format!("CREATE TRIGGER copy_rounds BEFORE INSERT ON \"{staging}\".\"org\" FOR EACH ROW EXECUTE FUNCTION public.etl_test_copy_rounds()"),
+    ] {
+        pg.execute(statement.as_str()).await.unwrap();
+    }
+    let out = env.run(&["upload", "--run-id", "u1", "--all-segments"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        show(&out).contains("not what phase 1 wrote")
+            && show(&out).contains("table org, column name"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(env.count(&staging, "org").await, 0, "nothing committed");
+    pg.execute(format!("DROP TRIGGER copy_rounds ON \"{staging}\".\"org\"").as_str())
+        .await
+        .unwrap();
+    env.run_ok(&["upload", "--run-id", "u1", "--all-segments"]);
+    assert!(env.count(&staging, "org").await > 0);
+}
