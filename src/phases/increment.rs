@@ -541,6 +541,7 @@ async fn apply_window(
         from: instant(from),
         to: instant(to),
         view: view_of(request).to_string(),
+        stream: None,
     };
     let applied = warehouse.increments().await?;
     if applied.iter().any(|a| a.run_id == run_id) {

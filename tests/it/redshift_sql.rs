@@ -159,6 +159,7 @@ fn statements() -> Vec<(&'static str, Vec<String>)> {
         from: "2026-11-21T00:00:00.000Z".into(),
         to: "2026-11-21T01:00:00.000Z".into(),
         view: "NEW_AND_OLD_IMAGES".into(),
+        stream: None,
     });
     let mut inc_config = config.clone();
     inc_config.target = format!("{}{}", config.target, increment::INCREMENT_SUFFIX);
