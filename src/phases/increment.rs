@@ -503,13 +503,24 @@ pub fn run_id_of(
     from: chrono::DateTime<chrono::Utc>,
     to: chrono::DateTime<chrono::Utc>,
 ) -> String {
-    use sha2::Digest;
     let compact = |t: chrono::DateTime<chrono::Utc>| t.format("%Y%m%dT%H%M%S%.3fZ").to_string();
+    format!(
+        "inc-{}-{}-{}",
+        run_id_name(target),
+        compact(from),
+        compact(to)
+    )
+}
+
+/// `target` as the part of a run id that names it: itself when it is short and all run-id
+/// characters, else shortened and followed by a hash of the whole name.
+pub fn run_id_name(target: &str) -> String {
+    use sha2::Digest;
     let safe: String = target
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
         .collect();
-    let name = match safe == target && !safe.is_empty() && safe.len() <= 40 {
+    match safe == target && !safe.is_empty() && safe.len() <= 40 {
         true => safe,
         false => {
             let digest = sha2::Sha256::digest(target.as_bytes());
@@ -520,8 +531,7 @@ pub fn run_id_of(
                 false => format!("{stem}.{hash}"),
             }
         }
-    };
-    format!("inc-{name}-{}-{}", compact(from), compact(to))
+    }
 }
 
 /// Plans, exports (unless `given`), runs and applies the increment of one window.

@@ -193,8 +193,8 @@ pub fn track(
             continue;
         }
         if let Some(parent) = &s.parent {
-            let known = listed.contains_key(parent.as_str())
-                || held.iter().any(|p| &p.shard_id == parent);
+            let known =
+                listed.contains_key(parent.as_str()) || held.iter().any(|p| &p.shard_id == parent);
             if !known && !fresh {
                 return Err(StreamError::Lost {
                     shard: s.id.clone(),
@@ -220,10 +220,8 @@ pub fn track(
 /// The shards that may be read now: not finished, and whose parent is finished or not tracked
 /// (trimmed before follow started, or never part of this stream's history here).
 pub fn readable(positions: &[ShardPosition]) -> Vec<&ShardPosition> {
-    let by_id: HashMap<&str, &ShardPosition> = positions
-        .iter()
-        .map(|p| (p.shard_id.as_str(), p))
-        .collect();
+    let by_id: HashMap<&str, &ShardPosition> =
+        positions.iter().map(|p| (p.shard_id.as_str(), p)).collect();
     positions
         .iter()
         .filter(|p| !p.finished)
@@ -350,10 +348,7 @@ impl StreamReader {
     /// error.
     pub async fn refresh(&mut self) -> Result<(), StreamError> {
         let described = shards(&self.client, &self.table, &self.arn, &self.retry).await?;
-        let skip = self
-            .positions
-            .iter()
-            .find_map(|p| p.skip_before.clone());
+        let skip = self.positions.iter().find_map(|p| p.skip_before.clone());
         self.positions = track(&described, &self.positions, false, skip.as_deref())?;
         self.iterators
             .retain(|id, _| self.positions.iter().any(|p| &p.shard_id == id));
@@ -492,7 +487,8 @@ impl StreamReader {
                     .and_then(|t| t.to_millis().ok())
                     .and_then(chrono::DateTime::from_timestamp_millis);
                 if let Some(at) = created_at {
-                    position.newest_record_at = Some(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+                    position.newest_record_at =
+                        Some(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
                 }
                 if let (Some(before), Some(at)) = (skip_before, created_at) {
                     if at < before {
@@ -572,14 +568,22 @@ mod tests {
     #[test]
     fn a_split_is_read_parent_first_and_children_after() {
         let first = track(&[shard("s1", Some("s0"))], &[], true, None).unwrap();
-        assert_eq!(ids(&readable(&first)), vec!["s1"], "the trimmed parent s0 is not waited for");
+        assert_eq!(
+            ids(&readable(&first)),
+            vec!["s1"],
+            "the trimmed parent s0 is not waited for"
+        );
         let split = [
             shard("s1", Some("s0")),
             shard("s2", Some("s1")),
             shard("s3", Some("s1")),
         ];
         let mut held = track(&split, &first, false, None).unwrap();
-        assert_eq!(ids(&readable(&held)), vec!["s1"], "children wait for their parent");
+        assert_eq!(
+            ids(&readable(&held)),
+            vec!["s1"],
+            "children wait for their parent"
+        );
         held[0].finished = true;
         held[0].sequence_number = Some("100".into());
         assert_eq!(ids(&readable(&held)), vec!["s2", "s3"]);
@@ -593,7 +597,10 @@ mod tests {
     fn a_position_the_stream_no_longer_has_is_lost() {
         let held = vec![at("s1", None, Some("5"), false)];
         let err = track(&[shard("s9", Some("s8"))], &held, false, None).unwrap_err();
-        assert!(matches!(err, StreamError::Lost { ref shard, .. } if shard == "s1"), "{err}");
+        assert!(
+            matches!(err, StreamError::Lost { ref shard, .. } if shard == "s1"),
+            "{err}"
+        );
         // A new shard whose parent nobody knows, while positions are held: its parent's records
         // were trimmed unread.
         let held = vec![at("s1", None, Some("5"), true)];
@@ -604,15 +611,24 @@ mod tests {
             None,
         )
         .unwrap_err();
-        assert!(matches!(err, StreamError::Lost { ref shard, .. } if shard == "s7"), "{err}");
+        assert!(
+            matches!(err, StreamError::Lost { ref shard, .. } if shard == "s7"),
+            "{err}"
+        );
         // The same on a fresh start is where the stream begins.
         assert!(track(&[shard("s7", Some("s6"))], &[], true, None).is_ok());
     }
 
     #[test]
     fn a_ttl_deletion_is_known_by_its_identity() {
-        assert!(is_ttl_delete(Some("Service"), Some("dynamodb.amazonaws.com")));
-        assert!(!is_ttl_delete(Some("Service"), Some("lambda.amazonaws.com")));
+        assert!(is_ttl_delete(
+            Some("Service"),
+            Some("dynamodb.amazonaws.com")
+        ));
+        assert!(!is_ttl_delete(
+            Some("Service"),
+            Some("lambda.amazonaws.com")
+        ));
         assert!(!is_ttl_delete(None, None));
     }
 
@@ -621,7 +637,10 @@ mod tests {
         let mut key = HashMap::new();
         key.insert("pk".to_string(), AttributeValue::S("A#1".into()));
         let mut image = key.clone();
-        image.insert("n".to_string(), AttributeValue::N("12345678901234567890.5".into()));
+        image.insert(
+            "n".to_string(),
+            AttributeValue::N("12345678901234567890.5".into()),
+        );
         image.insert(
             "b".to_string(),
             AttributeValue::B(aws_smithy_types::Blob::new(vec![0u8, 255])),

@@ -239,6 +239,12 @@ pub trait Warehouse {
         let mut session = self.session().await?;
         increment::applied(&mut session, &self.config().target).await
     }
+
+    /// Where the stream `follow` applies stands in the target's served tables.
+    async fn stream_positions(&self) -> Result<increment::StreamPositions, WarehouseError> {
+        let mut session = self.session().await?;
+        increment::positions(&mut session, &self.config().target).await
+    }
 }
 
 // The registry of dialects: the only part of the generic warehouse code that names them. A new
