@@ -553,6 +553,54 @@ mod tests {
         check_window("w", p, p.increment.as_ref().unwrap(), Some(serving), done)
     }
 
+    fn position(shard: &str, seq: &str) -> ShardPosition {
+        ShardPosition {
+            shard_id: shard.into(),
+            parent_shard_id: None,
+            sequence_number: Some(seq.into()),
+            finished: false,
+            newest_record_at: None,
+            skip_before: None,
+        }
+    }
+
+    #[test]
+    fn a_stream_batch_applies_only_on_the_positions_it_read_from() {
+        let span = StreamSpan {
+            stream_arn: "arn".into(),
+            from: vec![position("s1", "10")],
+            to: vec![position("s1", "20")],
+            records: 3,
+            ttl_deletes: 0,
+        };
+        let held = |batch: &str, seq: &str| StreamPositions {
+            stream_arn: Some("arn".into()),
+            batch_id: Some(batch.into()),
+            applied_at: None,
+            shards: vec![position("s1", seq)],
+        };
+        assert_eq!(check_positions("w", "b2", &span, &held("b1", "10")), Ok(false));
+        assert_eq!(
+            check_positions("w", "b2", &span, &held("b2", "20")),
+            Ok(true),
+            "applied already: its own positions"
+        );
+        // Another follower applied a batch in between: refused, to be read again.
+        let moved = check_positions("w", "b2", &span, &held("bx", "15")).unwrap_err();
+        assert_eq!(moved.class, Class::Retry);
+        assert!(moved.to_string().contains("bx"), "{moved}");
+        // A first batch starts from no positions at all.
+        let first = StreamSpan {
+            from: vec![],
+            ..span.clone()
+        };
+        assert_eq!(
+            check_positions("w", "b1", &first, &StreamPositions::default()),
+            Ok(false)
+        );
+        assert!(check_positions("w", "b1", &first, &held("b0", "10")).is_err());
+    }
+
     #[test]
     fn an_increment_must_follow_on_from_the_watermark() {
         assert_eq!(
