@@ -579,7 +579,10 @@ mod tests {
             applied_at: None,
             shards: vec![position("s1", seq)],
         };
-        assert_eq!(check_positions("w", "b2", &span, &held("b1", "10")), Ok(false));
+        assert_eq!(
+            check_positions("w", "b2", &span, &held("b1", "10")),
+            Ok(false)
+        );
         assert_eq!(
             check_positions("w", "b2", &span, &held("b2", "20")),
             Ok(true),

@@ -135,6 +135,20 @@ pub trait Warehouse {
         tables.iter().map(|t| format!("ANALYZE {t}")).collect()
     }
 
+    /// The statement that indexes the key columns of staged `table` (`unique`: one row per key,
+    /// a guarantee the served tables keep), built after the load and before the swap so that an
+    /// increment's or a batch's delete-join costs what its changes cost, not what the table
+    /// does. `None`: the dialect shapes tables for that another way (or has no indexes).
+    fn key_index(
+        &self,
+        _table: &str,
+        _name: &str,
+        _columns: &[String],
+        _unique: bool,
+    ) -> Option<String> {
+        None
+    }
+
     // The protocol, the same for every dialect.
 
     /// Phase 2's statements, as `prepare --dry-run` prints them.

@@ -138,6 +138,34 @@ pub fn analyze_sql(dialect: &(impl Warehouse + ?Sized), plan: &RunPlan) -> Vec<S
     dialect.analyze_tables(&tables)
 }
 
+/// The indexes of the staged tables' key columns (see `Warehouse::key_index`): unique on each
+/// table with a column for every key attribute, and on `_overflow`'s item key. Built before the
+/// statistics, outside the swap's transaction like them.
+pub fn key_index_sql(dialect: &(impl Warehouse + ?Sized), plan: &RunPlan) -> Vec<String> {
+    let staging = dialect.config().staging();
+    let mut out = Vec::new();
+    for (index, table) in plan.served_tables().iter().enumerate() {
+        let name = format!("_dynamo_etl_key_{index}");
+        let qualified_table = qualified(&staging, &table.table);
+        if table.table == crate::schema::OVERFLOW_TABLE {
+            out.extend(dialect.key_index(
+                &qualified_table,
+                &name,
+                &["item_key".to_string()],
+                false,
+            ));
+            continue;
+        }
+        // A table without a column for every key attribute holds some keys in `_extra` only.
+        let Ok(keys) = crate::staging::increment::key_columns(table, &plan.key_attributes) else {
+            continue;
+        };
+        let columns: Vec<String> = keys.iter().map(|c| c.column.clone()).collect();
+        out.extend(dialect.key_index(&qualified_table, &name, &columns, true));
+    }
+    out
+}
+
 /// Refreshes the statistics of the staged tables before the swap, once staging holds every
 /// segment of the run (otherwise the gate refuses, and the `replace` after the missing loads
 /// analyzes). It runs outside the swap's transaction, each statement on its own: the swap bounds
@@ -148,7 +176,8 @@ async fn analyze(
     plan: &RunPlan,
     retry: &RetryPolicy,
 ) -> Result<(), WarehouseError> {
-    let statements = analyze_sql(dialect, plan);
+    let mut statements = key_index_sql(dialect, plan);
+    statements.extend(analyze_sql(dialect, plan));
     if statements.is_empty() {
         return Ok(());
     }
@@ -169,7 +198,7 @@ async fn analyze(
                     session
                         .execute(
                             statement,
-                            "refreshing the statistics of the staged tables (--no-analyze skips this)",
+                            "indexing the staged tables' keys and refreshing their statistics (--no-analyze skips the statistics)",
                         )
                         .await?;
                 }

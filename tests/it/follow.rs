@@ -179,6 +179,29 @@ async fn follow_keeps_the_served_tables_equal_to_the_table() {
     assert!(show(&out).contains("0 batches"), "{}", show(&out));
     assert_served_equals_table(&env, "after a follow with nothing to do").await;
 
+    // The served tables are indexed by key (built before the swap): one row per key, a
+    // guarantee consumers can rely on, and what keeps an apply's delete-join small.
+    let mut conn = env.pg().await;
+    let unique: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_indexes WHERE schemaname = $1 AND indexdef LIKE 'CREATE UNIQUE INDEX%(pk, sk)' ORDER BY 1",
+    )
+    .bind(&env.target)
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(unique, ["_unclassified", "fin", "group", "org", "vuln"]);
+    let duplicate = sqlx::query(&format!(
+        "INSERT INTO \"{0}\".\"vuln\" SELECT * FROM \"{0}\".\"vuln\" LIMIT 1",
+        env.target
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap_err();
+    assert!(
+        duplicate.to_string().contains("duplicate key"),
+        "{duplicate}"
+    );
+
     // status shows the freshness, the positions and the rate.
     let status = env.run(
         &["status", "--run-id", "base", "--target", &env.target],
