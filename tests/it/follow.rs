@@ -404,3 +404,99 @@ async fn a_lost_position_names_the_catch_up_and_a_stream_without_new_images_is_r
         show(&out)
     );
 }
+
+/// The position forced lost (the target holds a shard the stream no longer lists): follow
+/// catches up with an incremental export from the target's watermark — here one written by the
+/// test kit in the documented layout, as DynamoDB Local has no exports — then reads the stream
+/// again from its oldest record, skipping what the export holds; the served tables equal the
+/// table.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_position_is_caught_up_with_an_incremental_export() {
+    use dynamo_etl::phases::increment::{instant, parse_instant};
+    use dynamo_etl::retry::RetryPolicy;
+    use dynamo_etl::testkit::export::{write_incremental_export_in, Change, Form};
+    let (env, items) = followed("follow-catch").await;
+    follow_until_caught_up(&env);
+    let plan: serde_json::Value =
+        serde_json::from_slice(&env.get("dynamo-etl/runs/base/run.json").await.unwrap()).unwrap();
+    let w0 = parse_instant(plan["created_at"].as_str().unwrap(), "plan time").unwrap();
+    // Changes the follower never saw: its position is lost meanwhile.
+    let org = find(&items, "ORG#").clone();
+    let mut changed = org.clone();
+    changed.insert("name".into(), s("changed while the follower was away"));
+    put(&env, changed.clone()).await;
+    let gone = find(&items, "VULN#").clone();
+    delete(&env, gone["pk"].as_s().unwrap(), gone["sk"].as_s().unwrap()).await;
+    let mut conn = env.pg().await;
+    sqlx::query(&format!(
+        "UPDATE \"{}\".\"_dynamo_etl_stream_positions\" SET shard_id = 'shardId-00000000000000000000-gone0001', finished = FALSE",
+        env.target
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    // The incremental export of those changes, from the watermark (the copy's point in time).
+    let to = chrono::Utc::now();
+    let micros = (w0.timestamp_micros() + 1) as u64;
+    let changes = vec![
+        Change {
+            keys: key(org["pk"].as_s().unwrap(), org["sk"].as_s().unwrap()),
+            old_image: Some(org.clone()),
+            new_image: Some(changed),
+            micros,
+        },
+        Change {
+            keys: key(gone["pk"].as_s().unwrap(), gone["sk"].as_s().unwrap()),
+            old_image: Some(gone.clone()),
+            new_image: None,
+            micros: micros + 1,
+        },
+    ];
+    let store = env.store_at(&env.stack.s3, RetryPolicy::default()).await;
+    let export = write_incremental_export_in(
+        store.as_ref(),
+        ("exports/incremental", "01765000000000-cccc0001", &env.table),
+        &changes,
+        1,
+        (&instant(w0), &instant(to)),
+        Form::default(),
+    )
+    .await
+    .unwrap();
+    let url = format!("s3://{}/{}", export.source.bucket, export.source.prefix);
+    let out = env.run(
+        &follow_args(
+            &env,
+            &["--until-caught-up", "--catch-up-export-prefix", &url],
+        ),
+        &[],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let text = show(&out);
+    assert!(
+        text.contains("catching up with an incremental export"),
+        "{text}"
+    );
+    assert_served_equals_table(&env, "after catching up a lost position").await;
+    // The export was applied as an increment: the watermark moved to its end.
+    let windows: Vec<String> = sqlx::query_scalar(&format!(
+        "SELECT window_to::text FROM \"{}\".\"_dynamo_etl_increments\"",
+        env.target
+    ))
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(windows, [instant(to)]);
+    // The positions are the stream's again.
+    let shards: Vec<String> = sqlx::query_scalar(&format!(
+        "SELECT shard_id::text FROM \"{}\".\"_dynamo_etl_stream_positions\"",
+        env.target
+    ))
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert!(
+        !shards.is_empty() && !shards.iter().any(|s| s.ends_with("gone0001")),
+        "{shards:?}"
+    );
+}

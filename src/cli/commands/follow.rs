@@ -36,6 +36,16 @@ pub struct Args {
     /// export from the target's watermark.
     #[arg(long, env = "ETL_NO_CATCH_UP")]
     pub no_catch_up: bool,
+    /// Catch up a lost position with this finished incremental export
+    /// (s3://<bucket>/<export-prefix>/AWSDynamoDB/<export-id>, its window starting at the
+    /// target's watermark) instead of exporting the changes.
+    #[arg(
+        long,
+        env = "ETL_CATCH_UP_EXPORT_PREFIX",
+        value_name = "S3_URL",
+        conflicts_with = "no_catch_up"
+    )]
+    pub catch_up_export_prefix: Option<String>,
     #[command(flatten)]
     pub parts: PartFlags,
     #[command(flatten)]
@@ -66,9 +76,12 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
         restart: true,
         page_items: None,
     };
+    let export =
+        dynamo_etl::phases::export::resolve(&ctx, args.catch_up_export_prefix.as_deref(), None)
+            .await?;
     let catch_up = (!args.no_catch_up).then(|| IncrementRequest {
         table,
-        export: None,
+        export,
         export_window: None,
         to: None,
         new_and_old_images: true,
