@@ -261,6 +261,7 @@ async fn run(
                 }
             }
             let mut drained_at = chrono::Utc::now();
+            let mut empty_rounds = 0u32;
             loop {
                 let round_started = chrono::Utc::now();
                 let round = match reader.round().await {
@@ -273,7 +274,14 @@ async fn run(
                 };
                 changes.extend(round.changes);
                 skipped += round.skipped;
-                drained = round.drained;
+                // An empty answer is taken as the end of a shard's records only when the next
+                // round over every shard is empty too: one empty GetRecords may be a stretch of
+                // the shard without records rather than its end.
+                empty_rounds = match round.drained {
+                    true => empty_rounds + 1,
+                    false => 0,
+                };
+                drained = empty_rounds >= 2;
                 if drained {
                     drained_at = round_started;
                 }
@@ -282,7 +290,7 @@ async fn run(
                 if full || due || ctx.stop.is_requested() || (drained && request.until_caught_up) {
                     break;
                 }
-                if drained {
+                if empty_rounds > 0 {
                     tokio::select! {
                         _ = tokio::time::sleep(request.idle_poll) => {}
                         _ = ctx.stop.requested() => {}
