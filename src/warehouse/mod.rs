@@ -149,6 +149,14 @@ pub trait Warehouse {
         None
     }
 
+    /// What follows `CREATE TABLE …(…)` for a table with a column for every key attribute
+    /// (`key_columns`, partition key first): how the dialect lays such a table out so that
+    /// joins on the key touch little of it. Empty: nothing (an index does it, see
+    /// [`Warehouse::key_index`]).
+    fn key_layout(&self, _key_columns: &[String]) -> String {
+        String::new()
+    }
+
     // The protocol, the same for every dialect.
 
     /// Phase 2's statements, as `prepare --dry-run` prints them.
