@@ -171,6 +171,8 @@ pub struct Done {
     pub to: String,
     /// Change lines applied; `None`: applied before, nothing changed now.
     pub changes: Option<u64>,
+    /// How long the apply's transaction took (lock, checks, deletes, inserts, commit).
+    pub apply_ms: Option<u64>,
 }
 
 /// `increment`: applies the changes since the watermark, window by window, and returns what it
@@ -565,6 +567,7 @@ async fn apply_window(
             from: spec.from,
             to: spec.to,
             changes: None,
+            apply_ms: None,
         });
     }
     if from != mark.at {
@@ -677,14 +680,18 @@ async fn apply_window(
             "dynamo-etl increment --table {} --target {target}",
             request.table
         );
-        match warehouse.apply_increment(&plan, &inc, &manifests).await? {
+        let applying = std::time::Instant::now();
+        let outcome = warehouse.apply_increment(&plan, &inc, &manifests).await?;
+        let apply_ms = applying.elapsed().as_millis() as u64;
+        match outcome {
             ApplyOutcome::Applied { changes } => {
-                tracing::info!(run_id, target, from = %spec.from, to = %spec.to, changes, "increment applied");
+                tracing::info!(run_id, target, from = %spec.from, to = %spec.to, changes, apply_ms, "increment applied");
                 Ok(Done {
                     run_id,
                     from: spec.from,
                     to: spec.to,
                     changes: Some(changes),
+                    apply_ms: Some(apply_ms),
                 })
             }
             ApplyOutcome::AlreadyApplied => Ok(Done {
@@ -692,6 +699,7 @@ async fn apply_window(
                 from: spec.from,
                 to: spec.to,
                 changes: None,
+                apply_ms: None,
             }),
             ApplyOutcome::Refused(refusal) => {
                 let class = refusal.class;

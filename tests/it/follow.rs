@@ -500,3 +500,40 @@ async fn a_lost_position_is_caught_up_with_an_incremental_export() {
         "{shards:?}"
     );
 }
+
+/// A follow killed (SIGKILL) while it writes a batch's parts, and one killed while it writes the
+/// batch's manifest: nothing reaches the target, and the next follow applies every change once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follow_killed_while_it_writes_a_batch_loses_nothing() {
+    let (env, items) = followed("follow-parts").await;
+    let org = find(&items, "ORG#").clone();
+    for (round, stalled) in [("parts", "/part-"), ("manifest", "/manifest.json")] {
+        let mut changed = org.clone();
+        changed.insert(
+            "name".into(),
+            s(&format!("changed before the kill in its {round}")),
+        );
+        put(&env, changed).await;
+        let gone = items
+            .iter()
+            .filter(|i| i["pk"].as_s().unwrap().starts_with("FIN#"))
+            .nth(if round == "parts" { 0 } else { 1 })
+            .unwrap()
+            .clone();
+        delete(&env, gone["pk"].as_s().unwrap(), gone["sk"].as_s().unwrap()).await;
+        let before = env.count(&env.target, "fin").await;
+        let args = follow_args(&env, &["--until-caught-up"]);
+        let needle = stalled.to_string();
+        env.kill_when_stalled(&args, "ETL_S3_ENDPOINT", &env.stack.s3, move |head| {
+            head.method == "PUT" && head.path.contains("/runs/fol-") && head.path.contains(&needle)
+        })
+        .await;
+        assert_eq!(
+            env.count(&env.target, "fin").await,
+            before,
+            "killed in its {round}: nothing applied"
+        );
+        follow_until_caught_up(&env);
+        assert_served_equals_table(&env, &format!("after a kill in the batch's {round}")).await;
+    }
+}
