@@ -214,11 +214,25 @@ async fn run(
     'base: loop {
         let base = served_base(ctx, warehouse, table).await?;
         let held = warehouse.stream_positions().await?;
-        let fresh = held.shards.is_empty() || held.stream_arn.as_deref() != Some(&stream.arn);
         if !held.shards.is_empty() && held.stream_arn.as_deref() != Some(&stream.arn) {
-            tracing::warn!(target, table, held = ?held.stream_arn, now = %stream.arn,
-                "the table's stream is a new one (turned off and on again): its records since the target's watermark are caught up as for a lost position");
+            // The stream was turned off and on again: the records between the two are in
+            // neither, so they are caught up as for a lost position.
+            let lost = StreamError::Lost {
+                shard: held
+                    .shards
+                    .first()
+                    .map(|p| p.shard_id.clone())
+                    .unwrap_or_default(),
+                why: format!(
+                    "{target} holds positions in stream {}, but the table's stream is now {}",
+                    held.stream_arn.as_deref().unwrap_or("?"),
+                    stream.arn
+                ),
+            };
+            catch_up(ctx, warehouse, request, &lost).await?;
+            continue 'base;
         }
+        let fresh = held.shards.is_empty();
         let described = stream::shards(client, table, &stream.arn, &ctx.retry).await?;
         // A first start, or a new generation: what the served tables hold already is skipped.
         let skip_before = match fresh {
@@ -227,10 +241,7 @@ async fn run(
             )),
             false => None,
         };
-        let held_shards = match held.stream_arn.as_deref() == Some(&stream.arn) {
-            true => held.shards.clone(),
-            false => Vec::new(),
-        };
+        let held_shards = held.shards.clone();
         let tracked = match stream::track(&described, &held_shards, fresh, skip_before.as_deref()) {
             Ok(t) => t,
             Err(lost @ StreamError::Lost { .. }) => {

@@ -382,6 +382,32 @@ async fn a_lost_position_names_the_catch_up_and_a_stream_without_new_images_is_r
         "{text}"
     );
 
+    // The stream turned off and on again is a new stream: the records in between are in
+    // neither, so the positions the target holds are as good as lost.
+    env.dynamodb
+        .update_table()
+        .table_name(&env.table)
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(false)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    enable_stream(&env, StreamViewType::NewAndOldImages).await;
+    let out = env.run(
+        &follow_args(&env, &["--until-caught-up", "--no-catch-up"]),
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        show(&out).contains("the table's stream is now"),
+        "{}",
+        show(&out)
+    );
+
     // KEYS_ONLY carries no new images: refused, naming the command that fixes it.
     let keys_only = TestEnv::with_demo("follow-keys", 1).await;
     enable_stream(&keys_only, StreamViewType::KeysOnly).await;
