@@ -107,9 +107,9 @@ def main():
     for start in range(0, args.items, 25):
         ddb.batch_write_item(RequestItems={table: [{"PutRequest": {"Item": item(n, next_v())}}
                                                    for n in range(start, min(start + 25, args.items))]})
-    schemas = tempfile.mkdtemp(prefix="follow-bench-schemas-")
-    subprocess.run([etl, "infer-schema", "--table", table, "--no-schema-cache", "--write-static", "--schemas-dir", schemas],
-                   env=env, check=True, capture_output=True)
+    schemas, empty = tempfile.mkdtemp(prefix="follow-bench-schemas-"), tempfile.mkdtemp(prefix="follow-bench-none-")
+    subprocess.run([etl, "infer-schema", "--table", table, "--no-schema-cache", "--schemas-dir", empty,
+                    "--write-static", schemas], env=env, check=True, capture_output=True)
     log("full copy")
     subprocess.run([etl, "run", "--table", table, "--target", target, "--schemas-dir", schemas],
                    env=env, check=True, capture_output=True)
@@ -123,6 +123,7 @@ def main():
     time.sleep(3)
 
     written = {}  # v -> monotonic time the write returned
+    errors = []
     stop = threading.Event()
     per_writer = args.rate / args.writers
 
@@ -134,19 +135,25 @@ def main():
             n = rng.randrange(args.items * 2)
             kind = rng.randrange(10)
             v = next_v()
-            if kind < 7:
-                client.put_item(TableName=table, Item=item(n, v))
-            elif kind < 9:
-                client.update_item(TableName=table, Key={"pk": {"S": f"ITEM#{n}"}, "sk": {"S": "A"}},
-                                   UpdateExpression="SET v = :v, score = :s REMOVE tags",
-                                   ExpressionAttributeValues={":v": {"N": str(v)}, ":s": {"N": str(rng.randint(0, 99))}})
-            else:
-                client.delete_item(TableName=table, Key={"pk": {"S": f"ITEM#{n}"}, "sk": {"S": "A"}})
-                v = None
-            if v is not None:
+            try:
+                write(client, rng, n, kind, v)
+            except Exception as e:  # counted and reported; the writer goes on
+                errors.append(repr(e))
+                continue
+            if kind < 9:
                 written[v] = time.monotonic()
             due += interval
             time.sleep(max(0, due - time.monotonic()))
+
+    def write(client, rng, n, kind, v):
+        if kind < 7:
+            client.put_item(TableName=table, Item=item(n, v))
+        elif kind < 9:
+            client.update_item(TableName=table, Key={"pk": {"S": f"ITEM#{n}"}, "sk": {"S": "A"}},
+                               UpdateExpression="SET v = :v, score = :s REMOVE tags",
+                               ExpressionAttributeValues={":v": {"N": str(v)}, ":s": {"N": str(rng.randint(0, 99))}})
+        else:
+            client.delete_item(TableName=table, Key={"pk": {"S": f"ITEM#{n}"}, "sk": {"S": "A"}})
 
     rss, latencies = [], {}
     threads = [threading.Thread(target=writer, args=(w,)) for w in range(args.writers)]
@@ -166,7 +173,7 @@ def main():
         top = int(sql(env, f'SELECT coalesce(max("v"), 0) FROM "{target}"."{served}"') or 0)
         polled = time.monotonic()
         if top > seen:
-            for v, t in list(written.items()):
+            for v, t in written.copy().items():
                 if seen < v <= top and v not in latencies:
                     latencies[v] = polled - t
             seen = top
@@ -188,7 +195,9 @@ def main():
     follow_log.seek(0)
     batches = [line for line in follow_log if line.startswith("batch ")]
     result = {
-        "rate_per_s": args.rate, "seconds": args.seconds, "writes": len(written), "batch_seconds": args.batch_seconds,
+        "rate_per_s": args.rate, "seconds": args.seconds, "writes": len(written),
+        "achieved_writes_per_s": round(len(written) / 0.9 / args.seconds, 1), "write_errors": len(errors),
+        "first_errors": errors[:3], "batch_seconds": args.batch_seconds,
         "latency_s": {"p50": percentile(values, 50), "p95": percentile(values, 95), "max": max(values) if values else None},
         "not_visible_at_end": len(missing), "follow_cpu_s": round(cpu, 2), "follow_cpu_share": round(cpu / wall, 3),
         "follow_rss_mb": {"first": rss[0] if rss else None, "max": max(rss) if rss else None,
