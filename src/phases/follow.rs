@@ -211,6 +211,9 @@ async fn run(
     };
     let mut complete_through: Option<String> = None;
     let mut caught_up_once = false;
+    // The watermark a catch-up brought the target to (so that one that cannot help is not
+    // repeated forever).
+    let mut caught_up_from: Option<chrono::DateTime<chrono::Utc>> = None;
     'base: loop {
         let base = served_base(ctx, warehouse, table).await?;
         let held = warehouse.stream_positions().await?;
@@ -236,9 +239,27 @@ async fn run(
         let described = stream::shards(client, table, &stream.arn, &ctx.retry).await?;
         // A first start, or a new generation: what the served tables hold already is skipped.
         let skip_before = match fresh {
-            true => Some(instant(
-                super::increment::watermark(ctx, warehouse).await?.at,
-            )),
+            true => {
+                let mark = super::increment::watermark(ctx, warehouse).await?.at;
+                // The stream must reach back to the watermark, or the changes in between are
+                // in neither the served tables nor the stream.
+                if let Some(why) = stream::reaches_back(&stream.arn, mark, chrono::Utc::now()) {
+                    let lost = StreamError::Lost {
+                        shard: "(every shard)".into(),
+                        why,
+                    };
+                    if caught_up_from == Some(mark) {
+                        return Err(Error::fatal(format!(
+                            "{lost}; the catch-up brought {target} to {} and the stream still does not reach back to it: run a full copy (dynamo-etl run --table {table} --target {target}), then follow again",
+                            instant(mark)
+                        )));
+                    }
+                    catch_up(ctx, warehouse, request, &lost).await?;
+                    caught_up_from = Some(super::increment::watermark(ctx, warehouse).await?.at);
+                    continue 'base;
+                }
+                Some(instant(mark))
+            }
             false => None,
         };
         let held_shards = held.shards.clone();

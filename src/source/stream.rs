@@ -108,6 +108,45 @@ pub async fn table_stream(
     }
 }
 
+/// How long a stream keeps its records (GetShardIterator's `TRIM_HORIZON`, above), less a margin
+/// for clocks and the trimming's own pace.
+pub const RETENTION: chrono::TimeDelta = chrono::TimeDelta::hours(23);
+
+/// When the stream `arn` was created: its label, the ISO 8601 time that ends its ARN
+/// (`…/stream/2026-12-01T00:00:00.000`, the `StreamLabel` of
+/// <https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_StreamSpecification.html>
+/// and DescribeTable's `LatestStreamLabel`), read as UTC.
+pub fn created_at(arn: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let label = arn.rsplit_once("/stream/")?.1;
+    chrono::NaiveDateTime::parse_from_str(label, "%Y-%m-%dT%H:%M:%S%.f")
+        .ok()
+        .map(|t| t.and_utc())
+}
+
+/// Why a stream read from its oldest record cannot hold every change since `watermark`, if it
+/// cannot: it was created after it, or its records since then may be trimmed already.
+pub fn reaches_back(
+    arn: &str,
+    watermark: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<String> {
+    let at =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    if let Some(created) = created_at(arn).filter(|c| *c > watermark) {
+        return Some(format!(
+            "the table's stream began at {}, after {}, where the served tables are current to: the changes in between are in no stream",
+            at(created),
+            at(watermark)
+        ));
+    }
+    (now - watermark > RETENTION).then(|| {
+        format!(
+            "the served tables are current to {}, longer ago than the stream keeps records (24 hours)",
+            at(watermark)
+        )
+    })
+}
+
 /// One shard as DescribeStream lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shard {
@@ -617,6 +656,26 @@ mod tests {
         );
         // The same on a fresh start is where the stream begins.
         assert!(track(&[shard("s7", Some("s6"))], &[], true, None).is_ok());
+    }
+
+    #[test]
+    fn a_stream_must_reach_back_to_the_watermark() {
+        let arn = "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/2026-12-01T10:00:00.000";
+        let t = |h: i64, m: i64| {
+            chrono::DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z")
+                .unwrap()
+                .with_timezone(&chrono::Utc)
+                + chrono::TimeDelta::hours(h)
+                + chrono::TimeDelta::minutes(m)
+        };
+        assert_eq!(created_at(arn), Some(t(10, 0)));
+        assert_eq!(reaches_back(arn, t(11, 0), t(12, 0)), None);
+        let late = reaches_back(arn, t(9, 59), t(12, 0)).unwrap();
+        assert!(late.contains("began at 2026-12-01T10:00:00.000Z"), "{late}");
+        let old = reaches_back(arn, t(11, 0), t(34, 1)).unwrap();
+        assert!(old.contains("24 hours"), "{old}");
+        // A label that is not a time: only the age counts.
+        assert_eq!(reaches_back("arn:x/stream/label", t(11, 0), t(12, 0)), None);
     }
 
     #[test]

@@ -139,8 +139,8 @@ pub fn analyze_sql(dialect: &(impl Warehouse + ?Sized), plan: &RunPlan) -> Vec<S
 }
 
 /// The indexes of the staged tables' key columns (see `Warehouse::key_index`): unique on each
-/// table with a column for every key attribute, and on `_overflow`'s item key. Built before the
-/// statistics, outside the swap's transaction like them.
+/// table with a column for every key attribute, and on `_overflow`'s item key. Built in the swap's
+/// transaction, after the gate.
 pub fn key_index_sql(dialect: &(impl Warehouse + ?Sized), plan: &RunPlan) -> Vec<String> {
     let staging = dialect.config().staging();
     let mut out = Vec::new();
@@ -176,8 +176,7 @@ async fn analyze(
     plan: &RunPlan,
     retry: &RetryPolicy,
 ) -> Result<(), WarehouseError> {
-    let mut statements = key_index_sql(dialect, plan);
-    statements.extend(analyze_sql(dialect, plan));
+    let statements = analyze_sql(dialect, plan);
     if statements.is_empty() {
         return Ok(());
     }
@@ -198,7 +197,7 @@ async fn analyze(
                     session
                         .execute(
                             statement,
-                            "indexing the staged tables' keys and refreshing their statistics (--no-analyze skips the statistics)",
+                            "refreshing the statistics of the staged tables (--no-analyze skips this)",
                         )
                         .await?;
                 }
@@ -398,6 +397,16 @@ async fn once(
             return Ok(SwapOutcome::AlreadyServed);
         }
     };
+    // The key indexes are built once the gate has proven the staged values (a duplicated row is
+    // then reported as the tampering it is, not as a failed index), inside the swap's
+    // transaction: they swap in with the tables or not at all.
+    if let Swap::Replace { plan, .. } = swap {
+        for statement in key_index_sql(dialect, plan) {
+            session
+                .execute(&statement, "indexing the staged tables' key columns")
+                .await?;
+        }
+    }
     let target_exists = ledger::schema_exists(session, &config.target).await?;
     let statements = statements(dialect, swap.kind(), target_exists);
     let what = match swap.kind() {

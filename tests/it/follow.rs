@@ -421,11 +421,25 @@ async fn a_lost_position_names_the_catch_up_and_a_stream_without_new_images_is_r
     );
     // No stream at all: the same.
     let none = TestEnv::with_demo("follow-none", 1).await;
+    none.run_ok(&["run", "--table", &none.table]);
     let out = none.run(&follow_args(&none, &["--until-caught-up"]), &[]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(
         show(&out).contains("has no stream")
             && show(&out).contains("StreamViewType=NEW_AND_OLD_IMAGES"),
+        "{}",
+        show(&out)
+    );
+    // A stream turned on after the copy: the changes in between are in no stream, so follow
+    // does not start as if they were (here: exit 2 naming the catch-up).
+    enable_stream(&none, StreamViewType::NewImage).await;
+    let out = none.run(
+        &follow_args(&none, &["--until-caught-up", "--no-catch-up"]),
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        show(&out).contains("the table's stream began at"),
         "{}",
         show(&out)
     );
