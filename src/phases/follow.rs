@@ -83,8 +83,9 @@ pub struct FollowStatus {
     /// The full copy the served tables build on.
     pub serving: String,
     pub updated_at: String,
-    /// Every change written before this time is in the served tables: the cut of the last batch
-    /// that had read every shard to its end. `None`: not caught up yet.
+    /// Every change written before this time is in the served tables: the start of the last
+    /// polling round, in a batch applied since, that read every shard up to its newest record.
+    /// `None`: not caught up yet.
     pub complete_through: Option<String>,
     /// Batches and records applied by this process.
     pub batches: u64,
@@ -210,7 +211,7 @@ async fn run(
         why: String::new(),
     };
     let mut complete_through: Option<String> = None;
-    let mut caught_up_once = false;
+    let mut last_report: Option<BatchReport> = None;
     // The watermark a catch-up brought the target to (so that one that cannot help is not
     // repeated forever).
     let mut caught_up_from: Option<chrono::DateTime<chrono::Utc>> = None;
@@ -292,7 +293,8 @@ async fn run(
                     other => return Err(other.into()),
                 }
             }
-            let mut drained_at = chrono::Utc::now();
+            // The start of the last round that read every shard up to its newest record.
+            let mut tip_at: Option<chrono::DateTime<chrono::Utc>> = None;
             let mut empty_rounds = 0u32;
             loop {
                 let round_started = chrono::Utc::now();
@@ -314,8 +316,8 @@ async fn run(
                     false => 0,
                 };
                 drained = empty_rounds >= 2;
-                if drained {
-                    drained_at = round_started;
+                if round.at_tip {
+                    tip_at = Some(round_started);
                 }
                 let full = changes.len() >= MAX_BATCH_RECORDS;
                 let due = started.elapsed() >= request.batch_seconds;
@@ -349,8 +351,8 @@ async fn run(
                     Some(mut report) => {
                         end.batches += 1;
                         end.records += report.records;
-                        if drained {
-                            complete_through = Some(instant(drained_at));
+                        if let Some(at) = tip_at {
+                            complete_through = Some(instant(at));
                         }
                         report.records_per_second =
                             report.records as f64 / read_for.as_secs_f64().max(0.001);
@@ -367,11 +369,12 @@ async fn run(
                                 complete_through: complete_through.clone(),
                                 batches: end.batches,
                                 records: end.records,
-                                last_batch: Some(report),
+                                last_batch: Some(report.clone()),
                                 shards: to.clone(),
                             },
                         )
                         .await;
+                        last_report = Some(report);
                         from = to;
                     }
                     None => {
@@ -379,29 +382,28 @@ async fn run(
                         continue 'base;
                     }
                 }
-            } else if drained {
-                complete_through = Some(instant(drained_at));
-                if !caught_up_once {
-                    write_status(
-                        ctx,
-                        &target,
-                        FollowStatus {
-                            target: target.clone(),
-                            table: table.to_string(),
-                            stream_arn: stream.arn.clone(),
-                            serving: base.run_id.clone(),
-                            updated_at: instant(chrono::Utc::now()),
-                            complete_through: complete_through.clone(),
-                            batches: end.batches,
-                            records: end.records,
-                            last_batch: None,
-                            shards: to.clone(),
-                        },
-                    )
-                    .await;
-                }
+            } else if let Some(at) = tip_at {
+                // Nothing to apply, and every shard read to its newest record: the served
+                // tables are current to this round, which alarms should see.
+                complete_through = Some(instant(at));
+                write_status(
+                    ctx,
+                    &target,
+                    FollowStatus {
+                        target: target.clone(),
+                        table: table.to_string(),
+                        stream_arn: stream.arn.clone(),
+                        serving: base.run_id.clone(),
+                        updated_at: instant(chrono::Utc::now()),
+                        complete_through: complete_through.clone(),
+                        batches: end.batches,
+                        records: end.records,
+                        last_batch: last_report.clone(),
+                        shards: to.clone(),
+                    },
+                )
+                .await;
             }
-            caught_up_once |= drained;
             if ctx.stop.is_requested() {
                 end.why = format!(
                     "stopped ({}) after a whole batch",

@@ -345,6 +345,10 @@ pub struct Round {
     pub drained: bool,
     /// Records skipped because the served tables hold them already (`skip_before`).
     pub skipped: u64,
+    /// Every readable shard answered with fewer records than asked for (and none finished): the
+    /// round read each shard up to its newest record at the time, so every change written
+    /// before the round began is in `changes` or was read before.
+    pub at_tip: bool,
 }
 
 /// Reads the records of a stream shard by shard, keeping each shard's position.
@@ -450,6 +454,7 @@ impl StreamReader {
     pub async fn round(&mut self) -> Result<Round, StreamError> {
         let mut round = Round {
             drained: true,
+            at_tip: true,
             ..Round::default()
         };
         let ids: Vec<String> = readable(&self.positions)
@@ -466,6 +471,7 @@ impl StreamReader {
                 // No iterator: the shard is closed and read to its end.
                 self.positions[index].finished = true;
                 round.drained = false;
+                round.at_tip = false;
                 continue;
             };
             let client = &self.client;
@@ -490,6 +496,7 @@ impl StreamReader {
                         // Taken again from the position on the next round.
                         self.iterators.remove(&id);
                         round.drained = false;
+                        round.at_tip = false;
                         continue;
                     }
                     if service.is_some_and(|s| {
@@ -555,6 +562,9 @@ impl StreamReader {
             if !out.records().is_empty() {
                 round.drained = false;
             }
+            if out.records().len() >= RECORDS_PER_CALL as usize {
+                round.at_tip = false;
+            }
             match out.next_shard_iterator() {
                 Some(next) => {
                     self.iterators.insert(id, next.to_string());
@@ -563,6 +573,7 @@ impl StreamReader {
                     position.finished = true;
                     self.iterators.remove(&id);
                     round.drained = false;
+                    round.at_tip = false;
                 }
             }
         }
