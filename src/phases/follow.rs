@@ -528,8 +528,11 @@ async fn apply_batch(
                 examples = ?e.examples, "values that do not fit their column went to _extra");
         }
     }
-    // The batch's objects have served (its parts are in the target now, or the batch is void).
-    remove_run(ctx, &run_id).await;
+    // The batch's objects have served (its parts are in the target now, or the batch is void);
+    // a batch with drift or rejections keeps its plan and manifest, so that
+    // `dynamo-etl drift --run-id <batch>` reports them as it does a full copy's.
+    let keep = !manifest.drift.is_empty() || !manifest.items_rejected.is_empty();
+    remove_run(ctx, &run_id, keep).await;
     match outcome {
         ApplyOutcome::Applied { .. } | ApplyOutcome::AlreadyApplied => Ok(Some(report)),
         ApplyOutcome::Refused(refusal) => {
@@ -552,12 +555,21 @@ async fn apply_batch(
     }
 }
 
-/// Deletes what a batch wrote to the staging area (best effort: what is left is only garbage).
-async fn remove_run(ctx: &Context, run_id: &str) {
+/// Deletes what a batch wrote to the staging area, but for its plan and manifest when
+/// `keep_manifest` (best effort: what is left is only garbage).
+async fn remove_run(ctx: &Context, run_id: &str, keep_manifest: bool) {
     let Ok(staging) = ctx.staging() else { return };
     let prefix = staging.layout.run(run_id);
+    let kept = [
+        staging.layout.run_plan(run_id),
+        staging.layout.segment_manifest(run_id, 0),
+    ];
     let keys = match staging.store.list(&prefix).await {
-        Ok(objects) => objects.into_iter().map(|o| o.key).collect::<Vec<_>>(),
+        Ok(objects) => objects
+            .into_iter()
+            .map(|o| o.key)
+            .filter(|k| !(keep_manifest && kept.contains(k)))
+            .collect::<Vec<_>>(),
         Err(e) => {
             tracing::warn!(run_id, error = %e, "could not list the batch's objects to remove them");
             return;
