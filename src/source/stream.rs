@@ -154,6 +154,19 @@ pub struct Shard {
     pub parent: Option<String>,
 }
 
+/// The shards of one DescribeStream page.
+pub fn listed(shards: &[aws_sdk_dynamodbstreams::types::Shard]) -> Vec<Shard> {
+    shards
+        .iter()
+        .filter_map(|s| {
+            Some(Shard {
+                id: s.shard_id()?.to_string(),
+                parent: s.parent_shard_id().map(str::to_string),
+            })
+        })
+        .collect()
+}
+
 /// Every shard of the stream, DescribeStream page by page.
 pub async fn shards(
     client: &aws_sdk_dynamodbstreams::Client,
@@ -185,14 +198,7 @@ pub async fn shards(
         let Some(description) = page.stream_description() else {
             break;
         };
-        for s in description.shards() {
-            if let Some(id) = s.shard_id() {
-                out.push(Shard {
-                    id: id.to_string(),
-                    parent: s.parent_shard_id().map(str::to_string),
-                });
-            }
-        }
+        out.extend(listed(description.shards()));
         match description.last_evaluated_shard_id() {
             Some(last) => start = Some(last.to_string()),
             None => break,
@@ -641,6 +647,76 @@ mod tests {
         let later = track(&split[1..], &held, false, None).unwrap();
         assert_eq!(ids(&readable(&later)), vec!["s2", "s3"]);
         assert_eq!(later.len(), 2);
+    }
+
+    /// The `Shards` of three DescribeStream answers in the API reference's shape
+    /// (<https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_streams_DescribeStream.html>),
+    /// as a split shows them: one open shard; the same shard closed (an ending sequence number)
+    /// with two children; a day later the parent trimmed away.
+    const ANSWERS: &str = r#"[
+      [{"ShardId": "shardId-00000001764547200000-aaaa0001",
+        "SequenceNumberRange": {"StartingSequenceNumber": "100000000000000000001"}}],
+      [{"ShardId": "shardId-00000001764547200000-aaaa0001",
+        "SequenceNumberRange": {"StartingSequenceNumber": "100000000000000000001",
+                                "EndingSequenceNumber": "100000000000000000900"}},
+       {"ShardId": "shardId-00000001764550800000-bbbb0002",
+        "ParentShardId": "shardId-00000001764547200000-aaaa0001",
+        "SequenceNumberRange": {"StartingSequenceNumber": "200000000000000000001"}},
+       {"ShardId": "shardId-00000001764550800000-cccc0003",
+        "ParentShardId": "shardId-00000001764547200000-aaaa0001",
+        "SequenceNumberRange": {"StartingSequenceNumber": "300000000000000000001"}}],
+      [{"ShardId": "shardId-00000001764550800000-bbbb0002",
+        "ParentShardId": "shardId-00000001764547200000-aaaa0001",
+        "SequenceNumberRange": {"StartingSequenceNumber": "200000000000000000001"}},
+       {"ShardId": "shardId-00000001764550800000-cccc0003",
+        "ParentShardId": "shardId-00000001764547200000-aaaa0001",
+        "SequenceNumberRange": {"StartingSequenceNumber": "300000000000000000001"}}]
+    ]"#;
+
+    /// The answers as the SDK hands them to [`listed`].
+    fn answers() -> Vec<Vec<aws_sdk_dynamodbstreams::types::Shard>> {
+        let pages: Vec<Vec<serde_json::Value>> = serde_json::from_str(ANSWERS).unwrap();
+        pages
+            .iter()
+            .map(|page| {
+                page.iter()
+                    .map(|s| {
+                        aws_sdk_dynamodbstreams::types::Shard::builder()
+                            .shard_id(s["ShardId"].as_str().unwrap())
+                            .set_parent_shard_id(s["ParentShardId"].as_str().map(str::to_string))
+                            .build()
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn recorded_answers_of_a_split_are_read_parent_before_children() {
+        let answers = answers();
+        let short = |p: &[&ShardPosition]| -> Vec<String> {
+            p.iter()
+                .map(|p| p.shard_id[p.shard_id.len() - 8..].to_string())
+                .collect()
+        };
+        // Following from a fresh start: the one shard.
+        let mut held = track(&listed(&answers[0]), &[], true, None).unwrap();
+        assert_eq!(short(&readable(&held)), ["aaaa0001"]);
+        // The split while following: the children are tracked but wait for their parent...
+        held = track(&listed(&answers[1]), &held, false, None).unwrap();
+        assert_eq!(held.len(), 3);
+        assert_eq!(short(&readable(&held)), ["aaaa0001"]);
+        // ...until GetRecords has read it to its end (no next iterator): then both are read.
+        held[0].finished = true;
+        assert_eq!(short(&readable(&held)), ["bbbb0002", "cccc0003"]);
+        // A day later the parent is trimmed: finished, so simply dropped.
+        held = track(&listed(&answers[2]), &held, false, None).unwrap();
+        assert_eq!(short(&readable(&held)), ["bbbb0002", "cccc0003"]);
+        // Had the parent not been finished, its unread records would be lost: said so.
+        let mut unfinished = track(&listed(&answers[1]), &[], true, None).unwrap();
+        unfinished[0].sequence_number = Some("100000000000000000500".into());
+        let err = track(&listed(&answers[2]), &unfinished, false, None).unwrap_err();
+        assert!(err.to_string().contains("aaaa0001"), "{err}");
     }
 
     #[test]
