@@ -199,6 +199,16 @@ pub fn dynamodb(sdk: &SdkConfig, config: &AwsConfig) -> aws_sdk_dynamodb::Client
     aws_sdk_dynamodb::Client::from_conf(builder.build())
 }
 
+/// DynamoDB Streams, at the DynamoDB endpoint override when one is set (DynamoDB Local serves
+/// both APIs on one endpoint).
+pub fn dynamodb_streams(sdk: &SdkConfig, config: &AwsConfig) -> aws_sdk_dynamodbstreams::Client {
+    let mut builder = aws_sdk_dynamodbstreams::config::Builder::from(sdk);
+    if let Some(url) = &config.dynamodb_endpoint {
+        builder = builder.endpoint_url(url);
+    }
+    aws_sdk_dynamodbstreams::Client::from_conf(builder.build())
+}
+
 pub fn s3(sdk: &SdkConfig, config: &AwsConfig) -> aws_sdk_s3::Client {
     use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
     let mut builder = aws_sdk_s3::config::Builder::from(sdk);

@@ -545,7 +545,10 @@ def step_increment(args, env, logs, run_id, schemas_dir, s3, bucket, prefix, tar
                            [[etl, "increment", "--table", args.table, "--target", inc_target, "--incremental-export-prefix", url,
                              "--schemas-dir", schemas_dir]], env, logs)
     changes = int(re.search(r": (\d+) changes from", out).group(1))
+    apply_ms = int(re.search(r"\(apply (\d+) ms\)", out).group(1))
     inc.units = changes
+    inc.extra["apply_ms"] = apply_ms
+    inc.extra["apply_ms_per_change"] = round(apply_ms / max(changes, 1), 4)
     count = max(1, round(args.items * args.increment_fraction))
     deletes = sum(1 for j in range(count) if j % 10 == 0)
     inserts = sum(1 for j in range(count) if j % 10 == 1)

@@ -91,6 +91,9 @@ pub enum Command {
     /// Apply the table's changes since the target's watermark (incremental exports) to the
     /// served tables, in one transaction per window.
     Increment(commands::increment::Args),
+    /// Tail the table's DynamoDB stream into the served tables: one transaction per batch,
+    /// the stream positions recorded with it, so nothing is lost or applied twice.
+    Follow(commands::follow::Args),
     /// A DynamoDB export of the table to S3, for a run that reads it instead of scanning.
     #[command(subcommand)]
     Export(ExportCommand),
@@ -214,6 +217,7 @@ async fn run(cli: &Cli) -> Result<(), Error> {
         Command::Status(args) => status::run(cli, args).await,
         Command::Gc(args) => gc::run(cli, args).await,
         Command::Increment(args) => increment::run(cli, args).await,
+        Command::Follow(args) => follow::run(cli, args).await,
         Command::Export(ExportCommand::Start(args)) => export::run_start(cli, args).await,
         Command::Export(ExportCommand::Wait(args)) => export::run_wait(cli, args).await,
     }

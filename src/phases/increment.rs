@@ -171,6 +171,8 @@ pub struct Done {
     pub to: String,
     /// Change lines applied; `None`: applied before, nothing changed now.
     pub changes: Option<u64>,
+    /// How long the apply's transaction took (lock, checks, deletes, inserts, commit).
+    pub apply_ms: Option<u64>,
 }
 
 /// `increment`: applies the changes since the watermark, window by window, and returns what it
@@ -503,13 +505,24 @@ pub fn run_id_of(
     from: chrono::DateTime<chrono::Utc>,
     to: chrono::DateTime<chrono::Utc>,
 ) -> String {
-    use sha2::Digest;
     let compact = |t: chrono::DateTime<chrono::Utc>| t.format("%Y%m%dT%H%M%S%.3fZ").to_string();
+    format!(
+        "inc-{}-{}-{}",
+        run_id_name(target),
+        compact(from),
+        compact(to)
+    )
+}
+
+/// `target` as the part of a run id that names it: itself when it is short and all run-id
+/// characters, else shortened and followed by a hash of the whole name.
+pub fn run_id_name(target: &str) -> String {
+    use sha2::Digest;
     let safe: String = target
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
         .collect();
-    let name = match safe == target && !safe.is_empty() && safe.len() <= 40 {
+    match safe == target && !safe.is_empty() && safe.len() <= 40 {
         true => safe,
         false => {
             let digest = sha2::Sha256::digest(target.as_bytes());
@@ -520,8 +533,7 @@ pub fn run_id_of(
                 false => format!("{stem}.{hash}"),
             }
         }
-    };
-    format!("inc-{name}-{}-{}", compact(from), compact(to))
+    }
 }
 
 /// Plans, exports (unless `given`), runs and applies the increment of one window.
@@ -541,6 +553,7 @@ async fn apply_window(
         from: instant(from),
         to: instant(to),
         view: view_of(request).to_string(),
+        stream: None,
     };
     let applied = warehouse.increments().await?;
     if applied.iter().any(|a| a.run_id == run_id) {
@@ -554,6 +567,7 @@ async fn apply_window(
             from: spec.from,
             to: spec.to,
             changes: None,
+            apply_ms: None,
         });
     }
     if from != mark.at {
@@ -666,14 +680,18 @@ async fn apply_window(
             "dynamo-etl increment --table {} --target {target}",
             request.table
         );
-        match warehouse.apply_increment(&plan, &inc, &manifests).await? {
+        let applying = std::time::Instant::now();
+        let outcome = warehouse.apply_increment(&plan, &inc, &manifests).await?;
+        let apply_ms = applying.elapsed().as_millis() as u64;
+        match outcome {
             ApplyOutcome::Applied { changes } => {
-                tracing::info!(run_id, target, from = %spec.from, to = %spec.to, changes, "increment applied");
+                tracing::info!(run_id, target, from = %spec.from, to = %spec.to, changes, apply_ms, "increment applied");
                 Ok(Done {
                     run_id,
                     from: spec.from,
                     to: spec.to,
                     changes: Some(changes),
+                    apply_ms: Some(apply_ms),
                 })
             }
             ApplyOutcome::AlreadyApplied => Ok(Done {
@@ -681,6 +699,7 @@ async fn apply_window(
                 from: spec.from,
                 to: spec.to,
                 changes: None,
+                apply_ms: None,
             }),
             ApplyOutcome::Refused(refusal) => {
                 let class = refusal.class;

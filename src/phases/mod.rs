@@ -6,6 +6,7 @@
 pub mod drift;
 pub mod estimate;
 pub mod export;
+pub mod follow;
 pub mod gc;
 pub mod increment;
 pub mod infer_schema;
@@ -48,6 +49,8 @@ pub struct Context {
     pub stop: Stop,
     /// The S3 client, for an export in another bucket than the staging area's.
     s3: Option<(aws_sdk_s3::Client, crate::aws::Endpoint)>,
+    /// The DynamoDB Streams client, for `follow`.
+    pub streams: Option<aws_sdk_dynamodbstreams::Client>,
 }
 
 impl Context {
@@ -77,6 +80,7 @@ impl Context {
             retry,
             stop: Stop::default(),
             s3: Some(s3),
+            streams: Some(crate::aws::dynamodb_streams(&sdk, aws)),
         })
     }
 
@@ -88,6 +92,7 @@ impl Context {
             retry,
             stop: Stop::default(),
             s3: None,
+            streams: None,
         }
     }
 

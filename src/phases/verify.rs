@@ -66,12 +66,21 @@ pub async fn verify(
     // kept fingerprints on by the rows it deleted and inserted, so the served rows are proven
     // against those (the full copy's manifests plus every increment's changes).
     if generation == Generation::Served {
-        let applied = warehouse.increments().await?;
+        let mut applied = warehouse.increments().await?;
+        // Batches of `follow` change the served rows the same way, and record stream positions.
+        let followed = crate::warehouse::increment::positions(&mut session, &schema).await?;
+        if let Some(batch) = &followed.batch_id {
+            applied.push(crate::warehouse::increment::Applied {
+                run_id: batch.clone(),
+                base_run: plan.run_id.clone(),
+                from: String::new(),
+                to: String::new(),
+            });
+        }
         if let Some(last) = applied.last() {
             let Some(kept) = fingerprint::read_kept(&mut session, &schema).await? else {
                 return Err(Error::fatal(format!(
-                    "{schema} has taken {} increment(s) since run {} was swapped in (the last: {}) and keeps no fingerprints: an increment or the swap was applied with --skip-verify (or by a version without fingerprints), so there is nothing to prove the served rows against. The next full copy is proven at its swap; verify it before with --generation staging",
-                    applied.len(),
+                    "{schema} has taken increments or stream batches since run {} was swapped in (the last: {}) and keeps no fingerprints: one of them or the swap was applied with --skip-verify (or by a version without fingerprints), so there is nothing to prove the served rows against. The next full copy is proven at its swap; verify it before with --generation staging",
                     plan.run_id,
                     last.run_id
                 ))

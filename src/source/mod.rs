@@ -5,6 +5,7 @@ pub mod budget;
 pub mod export;
 pub mod page;
 pub mod scan;
+pub mod stream;
 pub mod table;
 
 use aws_sdk_dynamodb::types::KeyType;

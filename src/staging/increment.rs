@@ -49,6 +49,44 @@ pub struct IncrementSpec {
     pub to: String,
     /// The export's view type: `NEW_AND_OLD_IMAGES` or `NEW_IMAGE`.
     pub view: String,
+    /// For a batch of `follow`: the stream positions it starts from and ends at. Such a batch is
+    /// applied when the target holds exactly its `from` positions, and records its `to`
+    /// positions in the same transaction; `from`/`to` above are then only the times of its
+    /// oldest and newest record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<StreamSpan>,
+}
+
+/// What one batch of `follow` reads of a table's stream: every shard's position before and
+/// after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamSpan {
+    pub stream_arn: String,
+    pub from: Vec<ShardPosition>,
+    pub to: Vec<ShardPosition>,
+    /// Stream records in the batch (change lines), and how many of them were deletions by
+    /// Time to Live.
+    pub records: u64,
+    pub ttl_deletes: u64,
+}
+
+/// How far the target has applied one shard of a stream.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardPosition {
+    pub shard_id: String,
+    pub parent_shard_id: Option<String>,
+    /// The sequence number of the last record applied; `None`: none yet (the shard is read
+    /// from its oldest record).
+    pub sequence_number: Option<String>,
+    /// The shard is closed and every record of it is applied: its children may be read.
+    pub finished: bool,
+    /// When the newest record applied from this shard was written (approximately, RFC 3339).
+    pub newest_record_at: Option<String>,
+    /// Records written before this time (RFC 3339) are already in the served tables (the full
+    /// copy, or a catch-up increment, holds them): they are skipped rather than re-applied.
+    pub skip_before: Option<String>,
 }
 
 /// The window of changes the next increment of a target exports and applies, decided once —

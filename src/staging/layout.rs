@@ -89,6 +89,11 @@ impl Layout {
     /// The window the next increment of `target` works on, written before its export starts:
     /// a retry reuses it, and so the export, instead of exporting a new window (see
     /// `staging::increment::DecidedWindow`).
+    /// Written by `follow` after every batch: where it stands, for people and alarms.
+    pub fn follow_status(&self, target: &str) -> String {
+        self.join(&format!("follow/{target}/status.json"))
+    }
+
     pub fn increment_window(&self, target: &str) -> String {
         self.join(&format!("increments/{target}/window.json"))
     }

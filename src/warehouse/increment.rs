@@ -21,7 +21,8 @@ use super::{Warehouse, WarehouseError};
 use crate::error::Class;
 use crate::schema::{DataSchema, OVERFLOW_TABLE};
 use crate::staging::increment::{
-    self, IncrementSpec, CHANGES_TABLE, ITEM_KEY_COLUMN, TABLE_COLUMN, VERSION_COLUMN,
+    self, IncrementSpec, ShardPosition, StreamSpan, CHANGES_TABLE, ITEM_KEY_COLUMN, TABLE_COLUMN,
+    VERSION_COLUMN,
 };
 use crate::staging::manifest::Committed;
 use crate::staging::plan::RunPlan;
@@ -30,6 +31,10 @@ use crate::staging::plan::RunPlan;
 pub const INCREMENTS_TABLE: &str = "_dynamo_etl_increments";
 /// Appended to the target's name: the schema an increment is staged in.
 pub const INCREMENT_SUFFIX: &str = "_increment";
+/// One row per shard of the stream `follow` applies, in the served schema.
+pub const POSITIONS_TABLE: &str = "_dynamo_etl_stream_positions";
+/// Appended to the target's name: the schema a batch of `follow` is staged in.
+pub const FOLLOW_SUFFIX: &str = "_follow";
 
 /// An increment the target has applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,10 +76,165 @@ pub fn lock_sql(schema: &str) -> String {
 
 /// What an apply runs first, in its transaction: the increment ledger created if need be and
 /// locked, under the lock-wait bound, which is lifted before the deletes and inserts (on Redshift
-/// the bound is a statement timeout, which would cancel them on a large table).
+/// the bound is a statement timeout, which would cancel them on a large table). The stream
+/// positions table is created there too, so a batch of `follow` and an increment of one target
+/// take turns on the same lock.
 pub fn lock_statements(dialect: &(impl Warehouse + ?Sized)) -> Vec<String> {
     let target = &dialect.config().target;
-    dialect.lock_bounded(vec![ledger_sql(target), lock_sql(target)])
+    dialect.lock_bounded(vec![
+        ledger_sql(target),
+        positions_table_sql(target),
+        lock_sql(target),
+    ])
+}
+
+/// `CREATE TABLE IF NOT EXISTS` of the stream positions in `schema`: one row per shard of the
+/// stream `follow` reads, saying how far the served tables hold its records. It lives in the
+/// served schema, so a full copy swapped in starts without positions (and `follow` re-bases onto
+/// it), and a rollback brings back the positions of the generation it restores.
+pub fn positions_table_sql(schema: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} (stream_arn VARCHAR(1024) NOT NULL, shard_id VARCHAR(65) NOT NULL, parent_shard_id VARCHAR(65), sequence_number VARCHAR(64), finished BOOLEAN NOT NULL, newest_record_at VARCHAR(64), skip_before VARCHAR(64), batch_id VARCHAR(100) NOT NULL, applied_at TIMESTAMPTZ NOT NULL)",
+        qualified(schema, POSITIONS_TABLE)
+    )
+}
+
+/// The statements that replace the target's stream positions with `span`'s end, written by
+/// batch `run_id`.
+pub fn positions_sql(
+    dialect: &(impl Warehouse + ?Sized),
+    run_id: &str,
+    span: &StreamSpan,
+) -> Vec<String> {
+    let target = &dialect.config().target;
+    let table = qualified(target, POSITIONS_TABLE);
+    let mut out = vec![format!("DELETE FROM {table}")];
+    let text = |v: &Option<String>| match v {
+        Some(v) => dialect.literal(v),
+        None => "NULL".to_string(),
+    };
+    let rows: Vec<String> = span
+        .to
+        .iter()
+        .map(|p| {
+            format!(
+                "({}, {}, {}, {}, {}, {}, {}, {}, {})",
+                dialect.literal(&span.stream_arn),
+                dialect.literal(&p.shard_id),
+                text(&p.parent_shard_id),
+                text(&p.sequence_number),
+                if p.finished { "TRUE" } else { "FALSE" },
+                text(&p.newest_record_at),
+                text(&p.skip_before),
+                dialect.literal(run_id),
+                dialect.now()
+            )
+        })
+        .collect();
+    if !rows.is_empty() {
+        out.push(format!(
+            "INSERT INTO {table} (stream_arn, shard_id, parent_shard_id, sequence_number, finished, newest_record_at, skip_before, batch_id, applied_at) VALUES {}",
+            rows.join(", ")
+        ));
+    }
+    out
+}
+
+/// Where the stream of `schema`'s served tables stands: the positions and the batch that wrote
+/// them (none when no batch was applied to this generation).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StreamPositions {
+    pub stream_arn: Option<String>,
+    pub batch_id: Option<String>,
+    pub applied_at: Option<String>,
+    pub shards: Vec<ShardPosition>,
+}
+
+/// The query that reads [`StreamPositions`].
+pub fn read_positions_sql(schema: &str) -> String {
+    format!(
+        "SELECT stream_arn::varchar, shard_id::varchar, parent_shard_id::varchar, sequence_number::varchar, CASE WHEN finished THEN 'true' ELSE 'false' END, newest_record_at::varchar, skip_before::varchar, batch_id::varchar, applied_at::varchar FROM {} ORDER BY shard_id",
+        qualified(schema, POSITIONS_TABLE)
+    )
+}
+
+/// The stream positions `schema` holds; empty when it has none (or no positions table).
+pub async fn positions(
+    session: &mut Session,
+    schema: &str,
+) -> Result<StreamPositions, WarehouseError> {
+    let exists = session
+        .query_one(
+            &format!(
+                "SELECT table_name::varchar FROM information_schema.tables WHERE table_schema = {} AND table_name = {}",
+                super::sql::standard_literal(schema),
+                super::sql::standard_literal(POSITIONS_TABLE)
+            ),
+            "looking up the stream positions",
+        )
+        .await?
+        .is_some();
+    if !exists {
+        return Ok(StreamPositions::default());
+    }
+    let rows = session
+        .query(&read_positions_sql(schema), "reading the stream positions")
+        .await?;
+    let mut out = StreamPositions::default();
+    for mut r in rows {
+        let mut take = |i: usize| r.get_mut(i).and_then(Option::take);
+        let (arn, shard, parent, seq, finished, newest, skip, batch, at) = (
+            take(0),
+            take(1),
+            take(2),
+            take(3),
+            take(4),
+            take(5),
+            take(6),
+            take(7),
+            take(8),
+        );
+        let Some(shard_id) = shard else { continue };
+        out.stream_arn = out.stream_arn.or(arn);
+        out.batch_id = out.batch_id.or(batch);
+        out.applied_at = out.applied_at.or(at);
+        out.shards.push(ShardPosition {
+            shard_id,
+            parent_shard_id: parent,
+            sequence_number: seq,
+            finished: finished.as_deref() == Some("true"),
+            newest_record_at: newest,
+            skip_before: skip,
+        });
+    }
+    out.shards.sort();
+    Ok(out)
+}
+
+/// Whether a batch of `follow` that read `span` follows on from where `target` stands:
+/// `Ok(true)` when it is applied already (the positions are the ones it wrote).
+fn check_positions(
+    target: &str,
+    run_id: &str,
+    span: &StreamSpan,
+    held: &StreamPositions,
+) -> Result<bool, GateRefusal> {
+    if held.batch_id.as_deref() == Some(run_id) {
+        return Ok(true);
+    }
+    let mut from = span.from.clone();
+    from.sort();
+    if from == held.shards {
+        return Ok(false);
+    }
+    Err(GateRefusal {
+        problems: vec![format!(
+            "stream batch {run_id} starts from other positions than {target} holds (written by batch {}): another follow of {target} applied in between, or the target changed; nothing was applied, and a follow started again goes on from the positions the target holds",
+            held.batch_id.as_deref().unwrap_or("none")
+        )],
+        steps: vec![],
+        class: Class::Retry,
+    })
 }
 
 /// The increments `schema` has applied, oldest first; none when it has no ledger.
@@ -235,7 +395,8 @@ pub fn change_sql(dialect: &(impl Warehouse + ?Sized), plan: &RunPlan, inc: &str
     out
 }
 
-/// The ledger row of increment `plan`, and the staged increment dropped.
+/// The ledger row of increment `plan` (for a batch of `follow`, the stream positions it read
+/// to instead), and the staged increment dropped.
 fn finish_sql(
     dialect: &(impl Warehouse + ?Sized),
     plan: &RunPlan,
@@ -244,8 +405,9 @@ fn finish_sql(
 ) -> Vec<String> {
     let target = dialect.config().target.clone();
     let spec = plan.increment.as_ref().expect("an increment run's plan");
-    vec![
-        format!(
+    let mut out = match &spec.stream {
+        Some(span) => positions_sql(dialect, &plan.run_id, span),
+        None => vec![format!(
             "INSERT INTO {} (run_id, base_run, window_from, window_to, applied_at, changes) VALUES ({}, {}, {}, {}, {}, {changes})",
             qualified(&target, INCREMENTS_TABLE),
             dialect.literal(&plan.run_id),
@@ -253,9 +415,13 @@ fn finish_sql(
             dialect.literal(&spec.from),
             dialect.literal(&spec.to),
             dialect.now()
-        ),
-        format!("DROP SCHEMA IF EXISTS {} CASCADE", quote_ident(inc)),
-    ]
+        )],
+    };
+    out.push(format!(
+        "DROP SCHEMA IF EXISTS {} CASCADE",
+        quote_ident(inc)
+    ));
+    out
 }
 
 /// The insert of the newest images that landed in `table`.
@@ -372,13 +538,32 @@ pub async fn apply(
         }
         let serving = ledger::run_marker(&mut session, &target).await?;
         let done = applied(&mut session, &target).await?;
-        match check_window(
-            &target,
-            plan,
-            spec,
-            serving.as_ref().map(|m| m.run_id.as_str()),
-            &done,
-        ) {
+        let checked = match &spec.stream {
+            Some(span) => match serving.as_ref().map(|m| m.run_id.as_str()) {
+                Some(run) if run == spec.base_run => {
+                    let held = positions(&mut session, &target).await?;
+                    check_positions(&target, &plan.run_id, span, &held)
+                }
+                other => Err(GateRefusal {
+                    problems: vec![format!(
+                        "stream batch {} builds on run {}, but {target} serves {}: a full copy was swapped in or rolled back; follow re-bases onto it",
+                        plan.run_id,
+                        spec.base_run,
+                        other.unwrap_or("nothing")
+                    )],
+                    steps: vec![],
+                    class: Class::Retry,
+                }),
+            },
+            None => check_window(
+                &target,
+                plan,
+                spec,
+                serving.as_ref().map(|m| m.run_id.as_str()),
+                &done,
+            ),
+        };
+        match checked {
             Ok(true) => return Ok(ApplyOutcome::AlreadyApplied),
             Ok(false) => {}
             Err(refusal) => return Ok(ApplyOutcome::Refused(refusal)),
@@ -525,6 +710,7 @@ mod tests {
                 from: from.into(),
                 to: to.into(),
                 view: "NEW_IMAGE".into(),
+                stream: None,
             }),
             ..crate::testkit::runs::plan(&format!("inc-{from}-{to}"))
         }
@@ -546,6 +732,57 @@ mod tests {
 
     fn check(p: &RunPlan, serving: &str, done: &[Applied]) -> Result<bool, GateRefusal> {
         check_window("w", p, p.increment.as_ref().unwrap(), Some(serving), done)
+    }
+
+    fn position(shard: &str, seq: &str) -> ShardPosition {
+        ShardPosition {
+            shard_id: shard.into(),
+            parent_shard_id: None,
+            sequence_number: Some(seq.into()),
+            finished: false,
+            newest_record_at: None,
+            skip_before: None,
+        }
+    }
+
+    #[test]
+    fn a_stream_batch_applies_only_on_the_positions_it_read_from() {
+        let span = StreamSpan {
+            stream_arn: "arn".into(),
+            from: vec![position("s1", "10")],
+            to: vec![position("s1", "20")],
+            records: 3,
+            ttl_deletes: 0,
+        };
+        let held = |batch: &str, seq: &str| StreamPositions {
+            stream_arn: Some("arn".into()),
+            batch_id: Some(batch.into()),
+            applied_at: None,
+            shards: vec![position("s1", seq)],
+        };
+        assert_eq!(
+            check_positions("w", "b2", &span, &held("b1", "10")),
+            Ok(false)
+        );
+        assert_eq!(
+            check_positions("w", "b2", &span, &held("b2", "20")),
+            Ok(true),
+            "applied already: its own positions"
+        );
+        // Another follower applied a batch in between: refused, to be read again.
+        let moved = check_positions("w", "b2", &span, &held("bx", "15")).unwrap_err();
+        assert_eq!(moved.class, Class::Retry);
+        assert!(moved.to_string().contains("bx"), "{moved}");
+        // A first batch starts from no positions at all.
+        let first = StreamSpan {
+            from: vec![],
+            ..span.clone()
+        };
+        assert_eq!(
+            check_positions("w", "b1", &first, &StreamPositions::default()),
+            Ok(false)
+        );
+        assert!(check_positions("w", "b1", &first, &held("b0", "10")).is_err());
     }
 
     #[test]

@@ -25,11 +25,14 @@ pub const LEDGER_TABLE: &str = "_dynamo_etl_ledger";
 /// One row naming the run a staging schema was prepared for.
 pub const RUN_TABLE: &str = "_dynamo_etl_run";
 
-/// `CREATE TABLE` for one data-schema in `schema`; every identifier quoted.
+/// `CREATE TABLE` for one data-schema in `schema`; every identifier quoted. A table with a column
+/// for every key attribute (`key_attributes`, partition key first) gets the dialect's layout for
+/// its key (`Warehouse::key_layout`).
 pub fn create_table_sql(
     dialect: &(impl Warehouse + ?Sized),
     schema: &str,
     table: &DataSchema,
+    key_attributes: &[String],
 ) -> String {
     let columns: Vec<String> = table
         .columns
@@ -49,8 +52,16 @@ pub fn create_table_sql(
             )
         }))
         .collect();
+    let layout = crate::staging::increment::key_columns(table, key_attributes)
+        .ok()
+        .filter(|keys| !keys.is_empty())
+        .map(|keys| {
+            let names: Vec<String> = keys.iter().map(|c| c.column.clone()).collect();
+            dialect.key_layout(&names)
+        })
+        .unwrap_or_default();
     format!(
-        "CREATE TABLE {} (\n  {}\n)",
+        "CREATE TABLE {} (\n  {}\n){layout}",
         qualified(schema, &table.table),
         columns.join(",\n  ")
     )
@@ -64,7 +75,12 @@ pub fn prepare_sql(dialect: &(impl Warehouse + ?Sized), plan: &RunPlan) -> Vec<S
         format!("CREATE SCHEMA {}", quote_ident(&staging)),
     ];
     for table in plan.warehouse_tables() {
-        out.push(create_table_sql(dialect, &staging, &table));
+        out.push(create_table_sql(
+            dialect,
+            &staging,
+            &table,
+            &plan.key_attributes,
+        ));
     }
     out.push(format!(
         "CREATE TABLE {} (segment INTEGER NOT NULL PRIMARY KEY, run_id VARCHAR(100) NOT NULL, loaded_at TIMESTAMPTZ NOT NULL, row_count BIGINT NOT NULL, table_counts VARCHAR(65535) NOT NULL)",

@@ -135,6 +135,28 @@ pub trait Warehouse {
         tables.iter().map(|t| format!("ANALYZE {t}")).collect()
     }
 
+    /// The statement that indexes the key columns of staged `table` (`unique`: one row per key,
+    /// a guarantee the served tables keep), built after the load and before the swap so that an
+    /// increment's or a batch's delete-join costs what its changes cost, not what the table
+    /// does. `None`: the dialect shapes tables for that another way (or has no indexes).
+    fn key_index(
+        &self,
+        _table: &str,
+        _name: &str,
+        _columns: &[String],
+        _unique: bool,
+    ) -> Option<String> {
+        None
+    }
+
+    /// What follows `CREATE TABLE …(…)` for a table with a column for every key attribute
+    /// (`key_columns`, partition key first): how the dialect lays such a table out so that
+    /// joins on the key touch little of it. Empty: nothing (an index does it, see
+    /// [`Warehouse::key_index`]).
+    fn key_layout(&self, _key_columns: &[String]) -> String {
+        String::new()
+    }
+
     // The protocol, the same for every dialect.
 
     /// Phase 2's statements, as `prepare --dry-run` prints them.
@@ -238,6 +260,12 @@ pub trait Warehouse {
     async fn increments(&self) -> Result<Vec<increment::Applied>, WarehouseError> {
         let mut session = self.session().await?;
         increment::applied(&mut session, &self.config().target).await
+    }
+
+    /// Where the stream `follow` applies stands in the target's served tables.
+    async fn stream_positions(&self) -> Result<increment::StreamPositions, WarehouseError> {
+        let mut session = self.session().await?;
+        increment::positions(&mut session, &self.config().target).await
     }
 }
 

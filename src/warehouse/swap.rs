@@ -138,6 +138,34 @@ pub fn analyze_sql(dialect: &(impl Warehouse + ?Sized), plan: &RunPlan) -> Vec<S
     dialect.analyze_tables(&tables)
 }
 
+/// The indexes of the staged tables' key columns (see `Warehouse::key_index`): unique on each
+/// table with a column for every key attribute, and on `_overflow`'s item key. Built in the swap's
+/// transaction, after the gate.
+pub fn key_index_sql(dialect: &(impl Warehouse + ?Sized), plan: &RunPlan) -> Vec<String> {
+    let staging = dialect.config().staging();
+    let mut out = Vec::new();
+    for (index, table) in plan.served_tables().iter().enumerate() {
+        let name = format!("_dynamo_etl_key_{index}");
+        let qualified_table = qualified(&staging, &table.table);
+        if table.table == crate::schema::OVERFLOW_TABLE {
+            out.extend(dialect.key_index(
+                &qualified_table,
+                &name,
+                &["item_key".to_string()],
+                false,
+            ));
+            continue;
+        }
+        // A table without a column for every key attribute holds some keys in `_extra` only.
+        let Ok(keys) = crate::staging::increment::key_columns(table, &plan.key_attributes) else {
+            continue;
+        };
+        let columns: Vec<String> = keys.iter().map(|c| c.column.clone()).collect();
+        out.extend(dialect.key_index(&qualified_table, &name, &columns, true));
+    }
+    out
+}
+
 /// Refreshes the statistics of the staged tables before the swap, once staging holds every
 /// segment of the run (otherwise the gate refuses, and the `replace` after the missing loads
 /// analyzes). It runs outside the swap's transaction, each statement on its own: the swap bounds
@@ -369,6 +397,16 @@ async fn once(
             return Ok(SwapOutcome::AlreadyServed);
         }
     };
+    // The key indexes are built once the gate has proven the staged values (a duplicated row is
+    // then reported as the tampering it is, not as a failed index), inside the swap's
+    // transaction: they swap in with the tables or not at all.
+    if let Swap::Replace { plan, .. } = swap {
+        for statement in key_index_sql(dialect, plan) {
+            session
+                .execute(&statement, "indexing the staged tables' key columns")
+                .await?;
+        }
+    }
     let target_exists = ledger::schema_exists(session, &config.target).await?;
     let statements = statements(dialect, swap.kind(), target_exists);
     let what = match swap.kind() {

@@ -1515,6 +1515,9 @@ const REDSHIFT_SERVERLESS: &str = "aws_sdk_redshiftserverless";
 const OBJECTS: &str = "arn:aws:s3:::${StagingBucket}/${Prefix}/runs/r/part.csv.zst";
 const BUCKET: &str = "arn:aws:s3:::${StagingBucket}";
 const TABLE: &str = "arn:aws:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${Table}";
+const STREAMS: &str = "aws_sdk_dynamodbstreams";
+const STREAM: &str =
+    "arn:aws:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${Table}/stream/2026-12-01T00:00:00.000";
 const EXPORT_OBJECTS: &str =
     "arn:aws:s3:::${StagingBucket}/${Prefix}/runs/r/export/AWSDynamoDB/01234567890123-abcdefgh/data/x.json.gz";
 const CLUSTER_DATABASE: &str =
@@ -1610,6 +1613,19 @@ const OPERATIONS: &[Operation] = &[
         &["dynamodb:DescribeExport"],
         "",
     ),
+    op(
+        STREAMS,
+        "describe_stream",
+        &["dynamodb:DescribeStream"],
+        STREAM,
+    ),
+    op(
+        STREAMS,
+        "get_shard_iterator",
+        &["dynamodb:GetShardIterator"],
+        STREAM,
+    ),
+    op(STREAMS, "get_records", &["dynamodb:GetRecords"], STREAM),
     op(
         REDSHIFT,
         "get_cluster_credentials_with_iam",
@@ -2295,4 +2311,62 @@ fn redshift_examples_use_the_redshift_scheme() {
         seen >= 1,
         "the deployment README shows the secret for a Redshift cluster"
     );
+}
+
+/// `follow` runs as an ECS service (a long-running consumer, not a batch job that ends): its
+/// container's command and environment parse with the CLI like the jobs', it runs as the job
+/// role (whose stream actions the policy test checks against the code), it runs one task at
+/// most, and a deployment stops the old task before it starts the new one (the lease would make
+/// a second follower exit 1 anyway).
+#[test]
+fn follow_runs_as_one_ecs_task_with_the_job_role() {
+    let services = resources("AWS::ECS::Service");
+    let service = api_casing(&services["FollowService"]);
+    assert_eq!(service["launchType"], "FARGATE");
+    assert_eq!(service["deploymentConfiguration"]["maximumPercent"], 100);
+    assert_eq!(
+        service["deploymentConfiguration"]["minimumHealthyPercent"],
+        0
+    );
+    assert_eq!(service["desiredCount"], "${FollowTasks}");
+    let allowed = &template()["Parameters"]["FollowTasks"]["AllowedValues"];
+    assert_eq!(allowed, &serde_json::json!(["0", "1"]));
+    let tasks = resources("AWS::ECS::TaskDefinition");
+    let task = &tasks["FollowTaskDefinition"];
+    assert_eq!(task["TaskRoleArn"], "${JobRole.Arn}");
+    let container = &task["ContainerDefinitions"][0];
+    let command: Vec<String> = container["Command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(command[0], "follow");
+    assert!(
+        container["Secrets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["Name"] == "ETL_WAREHOUSE_URL"),
+        "the follow task reads the warehouse URL from the secret"
+    );
+    for dialect in DIALECTS {
+        let env: Vec<(String, String)> = container["Environment"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let value = e["Value"]["Fn::Sub"]
+                    .as_str()
+                    .or_else(|| e["Value"].as_str())
+                    .unwrap_or_default();
+                (
+                    e["Name"].as_str().unwrap().to_string(),
+                    fill(value, dialect),
+                )
+            })
+            .collect();
+        let cli = parse_job("FollowTaskDefinition", &command, &env);
+        assert!(matches!(cli.command, cli::Command::Follow(_)), "{dialect}");
+    }
 }

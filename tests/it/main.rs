@@ -20,6 +20,7 @@ mod estimate;
 mod exit_codes;
 mod export;
 mod fingerprints;
+mod follow;
 mod increment;
 mod infer_schema;
 mod jobs;

@@ -159,6 +159,7 @@ fn statements() -> Vec<(&'static str, Vec<String>)> {
         from: "2026-11-21T00:00:00.000Z".into(),
         to: "2026-11-21T01:00:00.000Z".into(),
         view: "NEW_AND_OLD_IMAGES".into(),
+        stream: None,
     });
     let mut inc_config = config.clone();
     inc_config.target = format!("{}{}", config.target, increment::INCREMENT_SUFFIX);
@@ -193,6 +194,46 @@ fn statements() -> Vec<(&'static str, Vec<String>)> {
         &redshift,
         &config.target,
         &kept,
+    ));
+    // A batch of `follow`: the same apply, the stream positions recorded instead of a window.
+    let mut follow_plan = inc_plan.clone();
+    follow_plan.run_id = "fol-w-20261121T000010.000000Z".into();
+    follow_plan.export = None;
+    let shard = |id: &str, parent: Option<&str>, seq: Option<&str>, finished: bool| {
+        dynamo_etl::staging::increment::ShardPosition {
+            shard_id: id.into(),
+            parent_shard_id: parent.map(str::to_string),
+            sequence_number: seq.map(str::to_string),
+            finished,
+            newest_record_at: seq.map(|_| "2026-11-21T00:00:09.000Z".to_string()),
+            skip_before: None,
+        }
+    };
+    follow_plan.increment = Some(dynamo_etl::staging::increment::IncrementSpec {
+        base_run: plan.run_id.clone(),
+        from: "2026-11-21T00:00:00.000Z".into(),
+        to: "2026-11-21T00:00:09.000Z".into(),
+        view: "NEW_AND_OLD_IMAGES".into(),
+        stream: Some(dynamo_etl::staging::increment::StreamSpan {
+            stream_arn: "arn:aws:dynamodb:us-east-1:123456789012:table/platform/stream/2026-11-20T00:00:00.000".into(),
+            from: vec![shard("shardId-00000001763600000000-aaaaaaaa", None, Some("100"), false)],
+            to: vec![
+                shard("shardId-00000001763600000000-aaaaaaaa", None, Some("4200"), true),
+                shard("shardId-00000001763680000000-bbbbbbbb", Some("shardId-00000001763600000000-aaaaaaaa"), Some("4300"), false),
+            ],
+            records: 42,
+            ttl_deletes: 1,
+        }),
+    });
+    let mut follow_config = config.clone();
+    follow_config.target = format!("{}{}", config.target, increment::FOLLOW_SUFFIX);
+    let mut follow_apply = increment::lock_statements(&redshift);
+    follow_apply.push(increment::read_positions_sql(&config.target));
+    follow_apply.extend(increment::apply_sql(
+        &redshift,
+        &follow_plan,
+        &follow_config.staging(),
+        42,
     ));
     // The gate's proof of the staged values: one query per table (count-only where Redshift's
     // documentation pins no rendering).
@@ -238,6 +279,7 @@ fn statements() -> Vec<(&'static str, Vec<String>)> {
         ),
         ("increment_apply", apply),
         ("increment_proof", increment_proof),
+        ("follow_apply", follow_apply),
         ("upload", upload.clone()),
         ("upload_all", upload_all),
         ("load_errors", load_errors),

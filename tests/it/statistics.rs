@@ -79,14 +79,17 @@ async fn replace_leaves_the_served_tables_analyzed_unless_told_not_to() {
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(env.served_run(&env.target).await.as_deref(), Some("s2"));
     for t in ["org", "vuln"] {
+        // No column statistics. (The table's row estimate is set all the same: building the key
+        // index before the swap sets it, as CREATE INDEX does, see pg_class.reltuples in
+        // https://www.postgresql.org/docs/current/catalog-pg-class.html.)
         assert_eq!(
-            statistics(&env, &env.target, t).await,
-            (-1.0, 0),
+            statistics(&env, &env.target, t).await.1,
+            0,
             "{t}: never analyzed"
         );
     }
     // The flag works as a flag too.
     staged(&env, "s3").await;
     env.run_ok(&["replace", "--run-id", "s3", "--no-analyze"]);
-    assert_eq!(statistics(&env, &env.target, "vuln").await, (-1.0, 0));
+    assert_eq!(statistics(&env, &env.target, "vuln").await.1, 0);
 }

@@ -132,8 +132,11 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
     for d in &done {
         line(match d.changes {
             Some(n) => format!(
-                "increment {} applied to {target}: {n} changes from {} to {}",
-                d.run_id, d.from, d.to
+                "increment {} applied to {target}: {n} changes from {} to {} (apply {} ms)",
+                d.run_id,
+                d.from,
+                d.to,
+                d.apply_ms.unwrap_or(0)
             ),
             None => format!(
                 "increment {} ({} to {}) was applied to {target} before: nothing changed",

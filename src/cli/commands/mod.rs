@@ -2,6 +2,7 @@
 
 pub mod drift;
 pub mod export;
+pub mod follow;
 pub mod gc;
 pub mod increment;
 pub mod infer_schema;

@@ -48,6 +48,19 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
                 &mark,
             ));
         }
+        // A target `follow` keeps fresh: its freshness, per-shard positions and rate.
+        let target = warehouse.config().target.clone();
+        let held = warehouse.stream_positions().await.unwrap_or_default();
+        let file = dynamo_etl::phases::follow::read_status(&ctx, &target)
+            .await
+            .ok()
+            .flatten();
+        out(&output::follow::status_section(
+            &target,
+            file.as_ref(),
+            &held,
+            chrono::Utc::now(),
+        ));
     }
     match status.is_complete() {
         true => Ok(()),

@@ -5,6 +5,7 @@
 
 pub mod drift;
 pub mod estimate;
+pub mod follow;
 pub mod gc;
 pub mod infer_schema;
 pub mod run;

@@ -87,6 +87,19 @@ pub async fn run_segment(
     segment: u32,
     counters: Arc<ScanCounters>,
 ) -> Result<SegmentManifest, Error> {
+    run_segment_from(ctx, settings, plan, segment, counters, None).await
+}
+
+/// [`run_segment`] reading the pages `given` sends instead of the source the plan names (a batch
+/// of `follow` hands over the change lines it read from the stream).
+pub async fn run_segment_from(
+    ctx: &Context,
+    settings: &SegmentSettings,
+    plan: &RunPlan,
+    segment: u32,
+    counters: Arc<ScanCounters>,
+    given: Option<Box<dyn PageSource>>,
+) -> Result<SegmentManifest, Error> {
     let committed = async {
         let staging = ctx.staging().map_err(|e| SegmentError::Internal {
             run_id: plan.run_id.clone(),
@@ -101,7 +114,11 @@ pub async fn run_segment(
             counters,
             stop: &ctx.stop,
         };
-        commit(job, |job, resume| source::open(ctx, job, resume)).await
+        commit(job, |job, resume| match given {
+            Some(source) => Ok(source),
+            None => source::open(ctx, job, resume),
+        })
+        .await
     };
     committed.await.map_err(|e| {
         Error::from(e)

@@ -131,3 +131,67 @@ impl PageSource for ExportFiles {
         })
     }
 }
+
+/// Change lines held in memory (a batch of `follow`), sent as pages of about 1 MB.
+pub struct ChangeLines {
+    pages: Vec<(bytes::Bytes, u64)>,
+    stop: Stop,
+    table: String,
+}
+
+impl ChangeLines {
+    /// `lines`: each one change line as an incremental export writes it (`Keys`, `NewImage`,
+    /// `Metadata`), in the order they are to be applied.
+    pub fn new(lines: &[Vec<u8>], stop: Stop, table: &str) -> ChangeLines {
+        const PAGE_BYTES: usize = 1 << 20;
+        let mut pages = Vec::new();
+        let mut page: Vec<u8> = Vec::new();
+        let mut count = 0u64;
+        for line in lines {
+            page.push(if count == 0 { b'[' } else { b',' });
+            page.extend_from_slice(line);
+            count += 1;
+            if page.len() >= PAGE_BYTES {
+                page.push(b']');
+                pages.push((bytes::Bytes::from(std::mem::take(&mut page)), count));
+                count = 0;
+            }
+        }
+        if count > 0 {
+            page.push(b']');
+            pages.push((bytes::Bytes::from(page), count));
+        }
+        ChangeLines {
+            pages,
+            stop,
+            table: table.to_string(),
+        }
+    }
+}
+
+impl PageSource for ChangeLines {
+    fn read<'a>(
+        &'a self,
+        counters: &'a Arc<ScanCounters>,
+        pages: &'a mpsc::Sender<Message>,
+    ) -> BoxFuture<'a, Result<ScanEnd, ScanError>> {
+        Box::pin(async move {
+            use std::sync::atomic::Ordering;
+            for (bytes, count) in &self.pages {
+                if self.stop.is_requested() {
+                    return Ok(ScanEnd::Stopped);
+                }
+                counters.pages.fetch_add(1, Ordering::Relaxed);
+                counters.items.fetch_add(*count, Ordering::Relaxed);
+                let page = crate::source::page::RawPage::of_items(bytes.clone(), *count);
+                if pages.send(Message::Page(page)).await.is_err() {
+                    return Err(ScanError::Downstream {
+                        table: self.table.clone(),
+                        segment: 0,
+                    });
+                }
+            }
+            Ok(ScanEnd::Finished)
+        })
+    }
+}

@@ -545,6 +545,7 @@ fn increment_plan() -> RunPlan {
             from: "2026-01-01T00:00:00Z".into(),
             to: "2026-01-01T01:00:00Z".into(),
             view: "NEW_AND_OLD_IMAGES".into(),
+            stream: None,
         }),
         export: Some(ExportSource::parse_url("s3://b/e/AWSDynamoDB/01-ab").unwrap()),
         ..plan()

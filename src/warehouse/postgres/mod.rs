@@ -213,6 +213,22 @@ impl Warehouse for Postgres {
         "now()"
     }
 
+    fn key_index(
+        &self,
+        table: &str,
+        name: &str,
+        columns: &[String],
+        unique: bool,
+    ) -> Option<String> {
+        let columns: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
+        Some(format!(
+            "CREATE {}INDEX IF NOT EXISTS {} ON {table} ({})",
+            if unique { "UNIQUE " } else { "" },
+            quote_ident(name),
+            columns.join(", ")
+        ))
+    }
+
     fn lock_timeout(&self, timeout: Duration) -> String {
         format!(
             "SET LOCAL lock_timeout = '{}ms'",

@@ -435,6 +435,23 @@ impl Warehouse for Redshift {
         }
     }
 
+    /// (A plain SORTKEY is a compound one.) The partition key distributes the rows (a key's rows, and the delete-join of an
+    /// increment's keys on it, stay on one slice) and the key columns sort them, so the
+    /// delete-join of an apply reads only the blocks whose zone maps can hold its keys
+    /// (<https://docs.aws.amazon.com/redshift/latest/dg/c_best-practices-best-dist-key.html>,
+    /// <https://docs.aws.amazon.com/redshift/latest/dg/c_best-practices-sort-key.html>).
+    fn key_layout(&self, key_columns: &[String]) -> String {
+        let Some(partition) = key_columns.first() else {
+            return String::new();
+        };
+        let sort: Vec<String> = key_columns.iter().map(|c| quote_ident(c)).collect();
+        format!(
+            " DISTKEY({}) SORTKEY({})",
+            quote_ident(partition),
+            sort.join(", ")
+        )
+    }
+
     fn analyze_tables(&self, tables: &[String]) -> Vec<String> {
         std::iter::once("SET analyze_threshold_percent TO 0".to_string())
             .chain(tables.iter().map(|t| format!("ANALYZE {t}")))

@@ -2,6 +2,8 @@ SET statement_timeout TO 60000;
 
 CREATE TABLE IF NOT EXISTS "platform"."_dynamo_etl_increments" (run_id VARCHAR(100) NOT NULL, base_run VARCHAR(100) NOT NULL, window_from VARCHAR(64) NOT NULL, window_to VARCHAR(64) NOT NULL, applied_at TIMESTAMPTZ NOT NULL, changes BIGINT NOT NULL);
 
+CREATE TABLE IF NOT EXISTS "platform"."_dynamo_etl_stream_positions" (stream_arn VARCHAR(1024) NOT NULL, shard_id VARCHAR(65) NOT NULL, parent_shard_id VARCHAR(65), sequence_number VARCHAR(64), finished BOOLEAN NOT NULL, newest_record_at VARCHAR(64), skip_before VARCHAR(64), batch_id VARCHAR(100) NOT NULL, applied_at TIMESTAMPTZ NOT NULL);
+
 LOCK TABLE "platform"."_dynamo_etl_increments";
 
 SET statement_timeout TO 0;

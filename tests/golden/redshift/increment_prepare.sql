@@ -13,7 +13,7 @@ CREATE TABLE "platform_increment_staging"."group" (
   "name" VARCHAR(256),
   "service" VARCHAR(256),
   "_extra" SUPER
-);
+) DISTKEY("pk") SORTKEY("pk", "sk");
 
 CREATE TABLE "platform_increment_staging"."vuln" (
   "_item_key" VARCHAR(65535),
@@ -29,7 +29,7 @@ CREATE TABLE "platform_increment_staging"."vuln" (
   "where" VARCHAR(256),
   "zero_risk" BOOLEAN,
   "_extra" SUPER
-);
+) DISTKEY("pk") SORTKEY("pk", "sk");
 
 CREATE TABLE "platform_increment_staging"."fin" (
   "_item_key" VARCHAR(65535),
@@ -44,7 +44,7 @@ CREATE TABLE "platform_increment_staging"."fin" (
   "state" VARCHAR(256),
   "title" VARCHAR(256),
   "_extra" SUPER
-);
+) DISTKEY("pk") SORTKEY("pk", "sk");
 
 CREATE TABLE "platform_increment_staging"."org" (
   "_item_key" VARCHAR(65535),
@@ -62,7 +62,7 @@ CREATE TABLE "platform_increment_staging"."org" (
   "name" VARCHAR(256),
   "tags" SUPER,
   "_extra" SUPER
-);
+) DISTKEY("pk") SORTKEY("pk", "sk");
 
 CREATE TABLE "platform_increment_staging"."_unclassified" (
   "_item_key" VARCHAR(65535),
@@ -70,7 +70,7 @@ CREATE TABLE "platform_increment_staging"."_unclassified" (
   "pk" SUPER,
   "sk" SUPER,
   "_extra" SUPER
-);
+) DISTKEY("pk") SORTKEY("pk", "sk");
 
 CREATE TABLE "platform_increment_staging"."_overflow" (
   "_item_key" VARCHAR(65535),
@@ -87,31 +87,31 @@ CREATE TABLE "platform_increment_staging"."_inc_keys_0" (
   "_item_key" VARCHAR(65535),
   "pk" VARCHAR(256),
   "sk" VARCHAR(256)
-);
+) DISTKEY("pk") SORTKEY("pk", "sk");
 
 CREATE TABLE "platform_increment_staging"."_inc_keys_1" (
   "_item_key" VARCHAR(65535),
   "pk" VARCHAR(256),
   "sk" VARCHAR(256)
-);
+) DISTKEY("pk") SORTKEY("pk", "sk");
 
 CREATE TABLE "platform_increment_staging"."_inc_keys_2" (
   "_item_key" VARCHAR(65535),
   "pk" VARCHAR(256),
   "sk" VARCHAR(256)
-);
+) DISTKEY("pk") SORTKEY("pk", "sk");
 
 CREATE TABLE "platform_increment_staging"."_inc_keys_3" (
   "_item_key" VARCHAR(65535),
   "pk" VARCHAR(256),
   "sk" VARCHAR(256)
-);
+) DISTKEY("pk") SORTKEY("pk", "sk");
 
 CREATE TABLE "platform_increment_staging"."_inc_keys_4" (
   "_item_key" VARCHAR(65535),
   "pk" SUPER,
   "sk" SUPER
-);
+) DISTKEY("pk") SORTKEY("pk", "sk");
 
 CREATE TABLE "platform_increment_staging"."_inc_changes" (
   "_item_key" VARCHAR(65535),

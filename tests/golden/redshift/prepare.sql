@@ -11,7 +11,7 @@ CREATE TABLE "platform_staging"."group" (
   "name" VARCHAR(256),
   "service" VARCHAR(256),
   "_extra" SUPER
-);
+) DISTKEY("pk") SORTKEY("pk", "sk");
 
 CREATE TABLE "platform_staging"."vuln" (
   "pk" VARCHAR(256),
@@ -25,7 +25,7 @@ CREATE TABLE "platform_staging"."vuln" (
   "where" VARCHAR(256),
   "zero_risk" BOOLEAN,
   "_extra" SUPER
-);
+) DISTKEY("pk") SORTKEY("pk", "sk");
 
 CREATE TABLE "platform_staging"."fin" (
   "pk" VARCHAR(256),
@@ -38,7 +38,7 @@ CREATE TABLE "platform_staging"."fin" (
   "state" VARCHAR(256),
   "title" VARCHAR(256),
   "_extra" SUPER
-);
+) DISTKEY("pk") SORTKEY("pk", "sk");
 
 CREATE TABLE "platform_staging"."org" (
   "pk" VARCHAR(256),
@@ -54,13 +54,13 @@ CREATE TABLE "platform_staging"."org" (
   "name" VARCHAR(256),
   "tags" SUPER,
   "_extra" SUPER
-);
+) DISTKEY("pk") SORTKEY("pk", "sk");
 
 CREATE TABLE "platform_staging"."_unclassified" (
   "pk" SUPER,
   "sk" SUPER,
   "_extra" SUPER
-);
+) DISTKEY("pk") SORTKEY("pk", "sk");
 
 CREATE TABLE "platform_staging"."_overflow" (
   "table_name" VARCHAR(256),
