@@ -255,11 +255,11 @@ async fn a_follow_killed_in_its_apply_applies_nothing_and_the_next_one_everythin
         out
     };
     // A lock on `org` stops the apply at its delete from that table; the follower is killed
-    // there.
+    // there (the apply's proof reads the table first: EXCLUSIVE mode lets reads through).
     let mut blocker = env.pg().await;
     sqlx::query("BEGIN").execute(&mut blocker).await.unwrap();
     sqlx::query(&format!(
-        "LOCK TABLE \"{}\".\"org\" IN ACCESS EXCLUSIVE MODE",
+        "LOCK TABLE \"{}\".\"org\" IN EXCLUSIVE MODE",
         env.target
     ))
     .execute(&mut blocker)
