@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use super::sql::{qualified, quote_ident, standard_literal as text_literal, Session};
+use super::sql::{qualified, quote_ident, Session};
 use super::{Warehouse, WarehouseError};
 use crate::schema::{DataSchema, LogicalType};
 use crate::staging::fingerprint::{
@@ -405,55 +405,73 @@ pub fn record_sql(
     let mut out = vec![format!(
         "CREATE TABLE {table} (\n  \"table_name\" {name},\n  \"column_name\" {name},\n  \"count\" {number},\n  \"digest\" {number},\n  \"proof\" {kind}\n)"
     )];
+    // What was proven keeps its digest; what was counted only, its counts.
+    let kept: Vec<(&str, Fingerprint)> = proof
+        .iter()
+        .filter_map(|t| {
+            let mut figures = expected.get(&t.table)?.clone();
+            for c in &mut figures.columns {
+                let check = t
+                    .columns
+                    .iter()
+                    .find(|(n, _)| *n == c.column)
+                    .map(|(_, k)| k);
+                if check != Some(&ColumnCheck::Proven) {
+                    c.digest = None;
+                }
+            }
+            if t.row_digest != ColumnCheck::Proven {
+                figures.row_digest = None;
+            }
+            Some((t.table.as_str(), figures))
+        })
+        .collect();
+    out.extend(insert_kept_sql(
+        dialect,
+        &table,
+        kept.iter().map(|(t, f)| (*t, f)),
+    ));
+    out
+}
+
+/// The insert of `figures` into the kept fingerprints `table`: per table a `(rows)` line, a
+/// line per column and a `(row digest)` line; a figure without its digest is `count-only`.
+fn insert_kept_sql<'a>(
+    dialect: &(impl Warehouse + ?Sized),
+    table: &str,
+    figures: impl IntoIterator<Item = (&'a str, &'a Fingerprint)>,
+) -> Option<String> {
+    let lit = |s: &str| dialect.literal(s);
+    let line = |name: &str, column: &str, count: u64, digest: Option<Digest>| {
+        let (digest, proof) = match digest {
+            Some(d) => (d.to_string(), "proven"),
+            None => ("NULL".to_string(), "count-only"),
+        };
+        format!(
+            "({}, {}, {count}, {digest}, '{proof}')",
+            lit(name),
+            lit(column)
+        )
+    };
     let mut rows = Vec::new();
-    for t in proof {
-        let Some(want) = expected.get(&t.table) else {
-            continue;
-        };
-        let lit = |s: &str| dialect.literal(s);
-        let state = |c: &ColumnCheck| match c {
-            ColumnCheck::Proven => "proven",
-            _ => "count-only",
-        };
+    for (name, f) in figures {
         rows.push(format!(
             "({}, {}, {}, NULL, 'proven')",
-            lit(&t.table),
+            lit(name),
             lit("(rows)"),
-            want.rows
+            f.rows
         ));
-        for (column, check) in &t.columns {
-            let c = want.column(column).cloned().unwrap_or_default();
-            let digest = match (check, c.digest) {
-                (ColumnCheck::Proven, Some(d)) => d.to_string(),
-                _ => "NULL".into(),
-            };
-            rows.push(format!(
-                "({}, {}, {}, {digest}, '{}')",
-                lit(&t.table),
-                lit(column),
-                c.non_null,
-                state(check)
-            ));
+        for c in &f.columns {
+            rows.push(line(name, &c.column, c.non_null, c.digest));
         }
-        let digest = match (&t.row_digest, want.row_digest) {
-            (ColumnCheck::Proven, Some(d)) => d.to_string(),
-            _ => "NULL".into(),
-        };
-        rows.push(format!(
-            "({}, {}, {}, {digest}, '{}')",
-            lit(&t.table),
-            lit("(row digest)"),
-            want.rows,
-            state(&t.row_digest)
-        ));
+        rows.push(line(name, "(row digest)", f.rows, f.row_digest));
     }
-    if !rows.is_empty() {
-        out.push(format!(
+    (!rows.is_empty()).then(|| {
+        format!(
             "INSERT INTO {table} (\"table_name\", \"column_name\", \"count\", \"digest\", \"proof\") VALUES\n  {}",
             rows.join(",\n  ")
-        ));
-    }
-    out
+        )
+    })
 }
 
 /// The proof `schema` keeps (its [`FINGERPRINTS_TABLE`], written when its generation was
@@ -463,17 +481,7 @@ pub async fn kept(
     session: &mut Session,
     schema: &str,
 ) -> Result<Option<BTreeMap<String, ProvenColumns>>, WarehouseError> {
-    let found = session
-        .query(
-            &format!(
-                "SELECT table_name::varchar FROM information_schema.tables WHERE table_schema = {} AND table_name = {}",
-                text_literal(schema),
-                text_literal(FINGERPRINTS_TABLE)
-            ),
-            "looking up the kept fingerprints",
-        )
-        .await?;
-    if found.is_empty() {
+    if !super::ledger::table_exists(session, schema, FINGERPRINTS_TABLE).await? {
         return Ok(None);
     }
     let rows = session
@@ -558,43 +566,12 @@ pub fn rewrite_kept_sql(
     figures: &BTreeMap<String, Fingerprint>,
 ) -> Vec<String> {
     let table = qualified(schema, FINGERPRINTS_TABLE);
-    let lit = |s: &str| dialect.literal(s);
-    let digest = |d: Option<Digest>| d.map_or("NULL".to_string(), |d| d.to_string());
-    let proof = |d: Option<Digest>| if d.is_some() { "proven" } else { "count-only" };
-    let mut rows = Vec::new();
-    for (name, f) in figures {
-        rows.push(format!(
-            "({}, {}, {}, NULL, 'proven')",
-            lit(name),
-            lit("(rows)"),
-            f.rows
-        ));
-        for c in &f.columns {
-            rows.push(format!(
-                "({}, {}, {}, {}, '{}')",
-                lit(name),
-                lit(&c.column),
-                c.non_null,
-                digest(c.digest),
-                proof(c.digest)
-            ));
-        }
-        rows.push(format!(
-            "({}, {}, {}, {}, '{}')",
-            lit(name),
-            lit("(row digest)"),
-            f.rows,
-            digest(f.row_digest),
-            proof(f.row_digest)
-        ));
-    }
     let mut out = vec![format!("DELETE FROM {table}")];
-    if !rows.is_empty() {
-        out.push(format!(
-            "INSERT INTO {table} (\"table_name\", \"column_name\", \"count\", \"digest\", \"proof\") VALUES\n  {}",
-            rows.join(",\n  ")
-        ));
-    }
+    out.extend(insert_kept_sql(
+        dialect,
+        &table,
+        figures.iter().map(|(t, f)| (t.as_str(), f)),
+    ));
     out
 }
 

@@ -163,18 +163,7 @@ pub async fn positions(
     session: &mut Session,
     schema: &str,
 ) -> Result<StreamPositions, WarehouseError> {
-    let exists = session
-        .query_one(
-            &format!(
-                "SELECT table_name::varchar FROM information_schema.tables WHERE table_schema = {} AND table_name = {}",
-                super::sql::standard_literal(schema),
-                super::sql::standard_literal(POSITIONS_TABLE)
-            ),
-            "looking up the stream positions",
-        )
-        .await?
-        .is_some();
-    if !exists {
+    if !ledger::table_exists(session, schema, POSITIONS_TABLE).await? {
         return Ok(StreamPositions::default());
     }
     let rows = session
@@ -239,18 +228,7 @@ fn check_positions(
 
 /// The increments `schema` has applied, oldest first; none when it has no ledger.
 pub async fn applied(session: &mut Session, schema: &str) -> Result<Vec<Applied>, WarehouseError> {
-    let exists = session
-        .query_one(
-            &format!(
-                "SELECT table_name::varchar FROM information_schema.tables WHERE table_schema = {} AND table_name = {}",
-                super::sql::standard_literal(schema),
-                super::sql::standard_literal(INCREMENTS_TABLE)
-            ),
-            "looking up the increment ledger",
-        )
-        .await?
-        .is_some();
-    if !exists {
+    if !ledger::table_exists(session, schema, INCREMENTS_TABLE).await? {
         return Ok(Vec::new());
     }
     let rows = session

@@ -156,6 +156,25 @@ pub fn record_segments_sql(
         .collect()
 }
 
+/// Whether `schema` has a table named `table` (one of this tool's own tables).
+pub async fn table_exists(
+    session: &mut Session,
+    schema: &str,
+    table: &str,
+) -> Result<bool, WarehouseError> {
+    Ok(session
+        .query_one(
+            &format!(
+                "SELECT table_name::varchar FROM information_schema.tables WHERE table_schema = {} AND table_name = {}",
+                text_literal(schema),
+                text_literal(table)
+            ),
+            &format!("looking up {schema}.{table}"),
+        )
+        .await?
+        .is_some())
+}
+
 fn text_literal(text: &str) -> String {
     // Catalog names here are our own identifiers ([a-z0-9_]), so a standard literal is exact in
     // every dialect.
