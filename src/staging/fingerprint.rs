@@ -582,23 +582,11 @@ mod tests {
         ],
     ];
 
-    /// Limits like PostgreSQL's, digesting `digested`.
+    /// PostgreSQL's limits, digesting `digested`.
     fn limits(digested: Digested) -> Limits {
         Limits {
-            dialect: DialectName::Postgres,
-            max_text_bytes: None,
-            max_decimal_precision: 38,
-            max_decimal_scale: 38,
-            widen_precision_19: false,
-            max_json_string_bytes: None,
-            max_json_bytes: None,
-            max_binary_bytes: 1 << 30,
-            binary_text: BinaryText::PrefixedHex,
-            max_row_bytes: None,
-            max_columns: 1600,
-            column_cap: 250,
-            max_identifier_bytes: 63,
             digested,
+            ..*crate::warehouse::limits(DialectName::Postgres)
         }
     }
 
