@@ -19,7 +19,7 @@
 //! | `timestamp` | microseconds since 1970-01-01T00:00:00Z, in decimal |
 //! | `boolean` | `true` / `false` |
 //! | `binary` | the bytes |
-//! | `json` | the text PostgreSQL's `jsonb` prints for it (keys by length then bytes, `", "` and `": "`) |
+//! | `json` | the text PostgreSQL's `jsonb` prints for it (keys by length then bytes, `", "` and `": "`): the text phase 1 writes, as it is (`value::json` writes that form) |
 
 use super::md5_lanes;
 use serde::{Deserialize, Serialize};
@@ -173,7 +173,6 @@ enum Rendering {
     Bytes,
     Timestamp,
     Binary(BinaryText),
-    Json,
 }
 
 impl Rendering {
@@ -181,12 +180,13 @@ impl Rendering {
         match t {
             LogicalType::Bigint => Rendering::Integer,
             LogicalType::Decimal { .. } => Rendering::Decimal,
-            LogicalType::NumericText | LogicalType::Text { .. } | LogicalType::Boolean => {
-                Rendering::Bytes
-            }
+            // Phase 1 writes JSON in the form `jsonb` prints (`value::json`).
+            LogicalType::NumericText
+            | LogicalType::Text { .. }
+            | LogicalType::Boolean
+            | LogicalType::Json => Rendering::Bytes,
             LogicalType::Timestamp => Rendering::Timestamp,
             LogicalType::Binary => Rendering::Binary(binary),
-            LogicalType::Json => Rendering::Json,
         }
     }
 }
@@ -209,6 +209,7 @@ pub struct Fingerprinter {
     hasher: md5_lanes::ManyHasher,
     hashes: Vec<u64>,
     rows_text: Vec<u8>,
+    rows_text_ends: Vec<usize>,
     row_hashes: Vec<u64>,
 }
 
@@ -244,6 +245,7 @@ impl Fingerprinter {
             hasher: md5_lanes::ManyHasher::default(),
             hashes: Vec::new(),
             rows_text: Vec::new(),
+            rows_text_ends: Vec::new(),
             row_hashes: Vec::new(),
         }
     }
@@ -282,12 +284,12 @@ impl Fingerprinter {
 
     /// Hashes the values and rows added since the last pass into the figures.
     fn hash_pending(&mut self) {
-        let values: Vec<&[u8]> = self
-            .spans
-            .iter()
-            .map(|&(_, start, end)| &self.pending[start..end])
-            .collect();
-        self.hasher.hash60_many(&values, &mut self.hashes);
+        let (pending, spans) = (&self.pending, &self.spans);
+        self.hasher.hash60_each(
+            spans.len(),
+            |k| &pending[spans[k].1..spans[k].2],
+            &mut self.hashes,
+        );
         for (&(i, _, _), &hash) in self.spans.iter().zip(&self.hashes) {
             if let Some(digest) = self.current.columns[i].digest.as_mut() {
                 digest.add(hash);
@@ -296,27 +298,27 @@ impl Fingerprinter {
         if let Some(rows) = self.current.row_digest.as_mut() {
             // Each row's text: per field, the 15 hex digits of its hash, `n` for NULL.
             self.rows_text.clear();
-            let mut ends = Vec::with_capacity(self.row_ends.len());
+            self.rows_text_ends.clear();
             let (mut hashes, mut from) = (self.hashes.iter(), 0);
             for &to in &self.row_ends {
                 for &mark in &self.marks[from..to] {
-                    match (mark, mark == b'v') {
-                        (_, true) => {
+                    match mark {
+                        b'v' => {
                             let hash = hashes.next().copied().unwrap_or_default();
-                            push_hex15(&mut self.rows_text, hash);
+                            self.rows_text.extend_from_slice(&hex15(hash));
                         }
                         _ => self.rows_text.push(b'n'),
                     }
                 }
-                ends.push(self.rows_text.len());
+                self.rows_text_ends.push(self.rows_text.len());
                 from = to;
             }
-            let starts = std::iter::once(0).chain(ends.iter().copied());
-            let texts: Vec<&[u8]> = starts
-                .zip(&ends)
-                .map(|(start, &end)| &self.rows_text[start..end])
-                .collect();
-            self.hasher.hash60_many(&texts, &mut self.row_hashes);
+            let (text, ends) = (&self.rows_text, &self.rows_text_ends);
+            self.hasher.hash60_each(
+                ends.len(),
+                |r| &text[if r == 0 { 0 } else { ends[r - 1] }..ends[r]],
+                &mut self.row_hashes,
+            );
             for &hash in &self.row_hashes {
                 rows.add(hash);
             }
@@ -342,11 +344,14 @@ const PENDING_BYTES: usize = 64 * 1024;
 /// The first 60 bits of the MD5 of `bytes`, as a number: the value of its first 15 hex digits.
 pub use md5_lanes::hash60;
 
-fn push_hex15(out: &mut Vec<u8>, hash: u64) {
+/// The 15 lower-case hex digits of a 60-bit hash.
+fn hex15(hash: u64) -> [u8; 15] {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for shift in (0..15).rev() {
-        out.push(DIGITS[((hash >> (4 * shift)) & 0xf) as usize]);
+    let mut out = [0u8; 15];
+    for (i, digit) in out.iter_mut().enumerate() {
+        *digit = DIGITS[((hash >> (4 * (14 - i))) & 0xf) as usize];
     }
+    out
 }
 
 /// Appends the canonical rendering of a CSV field of rendering `r`. Text that does not parse as
@@ -361,143 +366,99 @@ fn render(r: Rendering, text: &str, out: &mut Vec<u8>) {
                 Err(_) => out.extend_from_slice(text.as_bytes()),
             },
         },
-        Rendering::Timestamp => match chrono::DateTime::parse_from_rfc3339(text) {
-            Ok(t) => out.extend_from_slice(t.timestamp_micros().to_string().as_bytes()),
-            Err(_) => out.extend_from_slice(text.as_bytes()),
-        },
+        Rendering::Timestamp => {
+            use std::io::Write as _;
+            let micros = utc_micros(text).or_else(|| {
+                chrono::DateTime::parse_from_rfc3339(text)
+                    .ok()
+                    .map(|t| t.timestamp_micros())
+            });
+            match micros {
+                Some(m) => write!(out, "{m}").expect("writing to a Vec cannot fail"),
+                None => out.extend_from_slice(text.as_bytes()),
+            }
+        }
         Rendering::Binary(spelling) => {
             let hex = match spelling {
                 BinaryText::PrefixedHex => text.strip_prefix("\\x").unwrap_or(text),
                 BinaryText::Hex => text,
             };
-            match decode_hex(hex) {
-                Some(bytes) => out.extend_from_slice(&bytes),
-                None => out.extend_from_slice(text.as_bytes()),
+            let start = out.len();
+            if !decode_hex_into(hex, out) {
+                out.truncate(start);
+                out.extend_from_slice(text.as_bytes());
             }
         }
-        Rendering::Json => match serde_json::from_str::<serde_json::Value>(text) {
-            Ok(v) => jsonb_text(&v, out),
-            Err(_) => out.extend_from_slice(text.as_bytes()),
-        },
     }
 }
 
-fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+/// Appends the bytes `hex` spells; false (with some appended) when it is not an even number
+/// of hex digits.
+fn decode_hex_into(hex: &str, out: &mut Vec<u8>) -> bool {
     let digit = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     let bytes = hex.as_bytes();
     if bytes.len() % 2 != 0 {
+        return false;
+    }
+    out.reserve(bytes.len() / 2);
+    for pair in bytes.chunks_exact(2) {
+        match (digit(pair[0]), digit(pair[1])) {
+            (Some(high), Some(low)) => out.push(high << 4 | low),
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// The microseconds since 1970-01-01T00:00:00Z of a time in the one form phase 1 writes
+/// timestamps in (`value::time::to_utc`): `YYYY-MM-DDTHH:MM:SS`, up to six fraction digits, `Z`.
+/// `None` for any other text (the caller falls back to a full RFC 3339 parser).
+fn utc_micros(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
         return None;
     }
-    bytes
-        .chunks(2)
-        .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
-        .collect()
+    if b[16] != b':' || *b.last()? != b'Z' {
+        return None;
+    }
+    let number = |r: std::ops::Range<usize>| -> Option<i64> {
+        b[r].iter().try_fold(0i64, |n, &d| {
+            d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0'))
+        })
+    };
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+    let fraction = match &b[19..b.len() - 1] {
+        [] => 0,
+        [b'.', digits @ ..] if (1..=6).contains(&digits.len()) => {
+            number(20..20 + digits.len())? * 10i64.pow(6 - digits.len() as u32)
+        }
+        _ => return None,
+    };
+    let days_in_month = match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        1..=12 => 31,
+        _ => return None,
+    };
+    if year == 0 || day == 0 || day > days_in_month || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    Some(((days * 24 + hour) * 60 + minute) * 60_000_000 + second * 1_000_000 + fraction)
 }
 
-/// The text PostgreSQL's `jsonb` output gives `value`: object keys ordered by length, then by
-/// bytes (a duplicate key keeps its last value, as the parser already did); `", "` between items
-/// and `": "` after keys; numbers as `numeric` prints them; strings escaped as its JSON output
-/// escapes them. `tests/it/fingerprints.rs` checks this against a real server.
-pub fn jsonb_text(value: &serde_json::Value, out: &mut Vec<u8>) {
-    use serde_json::Value as J;
-    match value {
-        J::Null => out.extend_from_slice(b"null"),
-        J::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-        J::Number(n) => numeric_text(&n.to_string(), out),
-        J::String(s) => jsonb_string(s, out),
-        J::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.extend_from_slice(b", ");
-                }
-                jsonb_text(item, out);
-            }
-            out.push(b']');
-        }
-        J::Object(map) => {
-            let mut entries: Vec<(&String, &serde_json::Value)> = map.iter().collect();
-            entries.sort_by(|a, b| (a.0.len(), a.0.as_bytes()).cmp(&(b.0.len(), b.0.as_bytes())));
-            out.push(b'{');
-            for (i, (k, v)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.extend_from_slice(b", ");
-                }
-                jsonb_string(k, out);
-                out.extend_from_slice(b": ");
-                jsonb_text(v, out);
-            }
-            out.push(b'}');
-        }
-    }
-}
-
-fn jsonb_string(s: &str, out: &mut Vec<u8>) {
-    out.push(b'"');
-    for ch in s.chars() {
-        match ch {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\u{8}' => out.extend_from_slice(b"\\b"),
-            '\u{c}' => out.extend_from_slice(b"\\f"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            c if (c as u32) < 0x20 => {
-                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes())
-            }
-            c => {
-                let mut buf = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            }
-        }
-    }
-    out.push(b'"');
-}
-
-/// A JSON number token as PostgreSQL's `numeric` reads and prints it: the exact value with as
-/// many fraction digits as the token had after its point, less its exponent (never fewer than
-/// none), no leading zeros, and no sign on zero.
-fn numeric_text(token: &str, out: &mut Vec<u8>) {
-    let (negative, rest) = match token.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, token),
-    };
-    let (mantissa, exponent) = match rest.find(['e', 'E']) {
-        Some(i) => (&rest[..i], rest[i + 1..].parse::<i64>().unwrap_or(0)),
-        None => (rest, 0),
-    };
-    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    let digits: Vec<u8> = int.bytes().chain(frac.bytes()).collect();
-    let scale = (frac.len() as i64 - exponent).max(0) as usize;
-    // Where the point falls among `digits`.
-    let point = int.len() as i64 + exponent;
-    let digit_at = |i: i64| -> u8 {
-        if i >= 0 && (i as usize) < digits.len() {
-            digits[i as usize]
-        } else {
-            b'0'
-        }
-    };
-    let mut integer: Vec<u8> = (0..point.max(0)).map(digit_at).collect();
-    let first = integer
-        .iter()
-        .position(|&d| d != b'0')
-        .unwrap_or(integer.len());
-    integer.drain(..first);
-    let fraction: Vec<u8> = (0..scale as i64).map(|i| digit_at(point + i)).collect();
-    let zero = integer.is_empty() && fraction.iter().all(|&d| d == b'0');
-    if negative && !zero {
-        out.push(b'-');
-    }
-    if integer.is_empty() {
-        out.push(b'0');
-    }
-    out.extend_from_slice(&integer);
-    if scale > 0 {
-        out.push(b'.');
-        out.extend_from_slice(&fraction);
-    }
+/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar (the usual era
+/// arithmetic: 400-year eras of 146,097 days, years counted from March).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let shifted_month = (month + 9) % 12;
+    let day_of_year = (153 * shifted_month + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
 }
 
 /// The logical type of each column a fingerprint covers (`_extra` is JSON).
@@ -687,27 +648,68 @@ mod tests {
             "1000001"
         );
         assert_eq!(r(Rendering::Timestamp, "1969-12-31T23:59:59Z"), "-1000000");
+        // Another offset than `Z` (phase 1 never writes one) goes through the full parser.
+        assert_eq!(
+            r(Rendering::Timestamp, "1970-01-01T01:00:00.5+01:00"),
+            "500000"
+        );
+        assert_eq!(
+            r(Rendering::Timestamp, "2024-02-30T00:00:00Z"),
+            "2024-02-30T00:00:00Z"
+        );
+        assert_eq!(r(Rendering::Binary(BinaryText::Hex), "0g"), "0g");
         assert_eq!(
             r(Rendering::Binary(BinaryText::Hex), "00ff"),
             "\u{0}\u{fffd}"
         );
-        assert_eq!(
-            r(
-                Rendering::Json,
-                r#"{"bb":{"$b":"AA=="},"a":[1.50,-0,1e2,2.5E-3],"a":"x"}"#
-            ),
-            r#"{"a": "x", "bb": {"$b": "AA=="}}"#
-        );
-        assert_eq!(
-            r(Rendering::Json, "[1.50,-0,1e2,2.5E-3,-1.0e1]"),
-            "[1.50, 0, 100, 0.0025, -10]"
-        );
-        assert_eq!(
-            r(Rendering::Json, r#""q\"\\\n\u001f/é""#),
-            r#""q\"\\\n\u001f/é""#
-        );
         // The hash is the first 15 hex digits of the MD5: md5("") = d41d8cd98f00b204e9800998ecf8427e.
         assert_eq!(hash60(b""), 0xd41d8cd98f00b20);
+    }
+
+    /// The quick reading of phase 1's own timestamp form agrees with a full RFC 3339 parser
+    /// across the years a timestamp may have, every fraction length, and the days around leap
+    /// days and month ends.
+    #[test]
+    fn timestamps_read_quickly_agree_with_chrono() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut checked = 0;
+        for _ in 0..20_000 {
+            let year = 1 + next(9999);
+            let month = 1 + next(12);
+            let day = 1 + next(31);
+            let fraction: String = (0..next(7))
+                .map(|_| char::from(b'0' + next(10) as u8))
+                .collect();
+            let text = format!(
+                "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}{}{fraction}Z",
+                next(24),
+                next(60),
+                next(60),
+                if fraction.is_empty() { "" } else { "." }
+            );
+            let full = chrono::DateTime::parse_from_rfc3339(&text)
+                .ok()
+                .map(|t| t.timestamp_micros());
+            assert_eq!(utc_micros(&text), full, "{text}");
+            checked += usize::from(full.is_some());
+        }
+        assert!(checked > 15_000, "{checked} valid dates");
+        for text in [
+            "1900-02-29T00:00:00Z",
+            "2000-02-29T00:00:00Z",
+            "2023-02-29T00:00:00Z",
+        ] {
+            let full = chrono::DateTime::parse_from_rfc3339(text)
+                .ok()
+                .map(|t| t.timestamp_micros());
+            assert_eq!(utc_micros(text), full, "{text}");
+        }
     }
 
     #[test]

@@ -144,21 +144,34 @@ pub struct ManyHasher {
 }
 
 impl ManyHasher {
+    #[cfg(test)]
     /// [`hash60`] of each of `messages` into `out` (cleared first), in order.
     pub fn hash60_many(&mut self, messages: &[&[u8]], out: &mut Vec<u64>) {
+        self.hash60_each(messages.len(), |i| messages[i], out);
+    }
+
+    /// [`hash60`] of messages `message(0)` to `message(count - 1)` into `out` (cleared first),
+    /// in order: for callers whose messages are ranges of one buffer.
+    pub fn hash60_each<'m>(
+        &mut self,
+        count: usize,
+        message: impl Fn(usize) -> &'m [u8],
+        out: &mut Vec<u64>,
+    ) {
         out.clear();
-        out.resize(messages.len(), 0);
-        for (index, message) in messages.iter().enumerate() {
-            match blocks(message.len()) {
+        out.resize(count, 0);
+        for (index, hash) in out.iter_mut().enumerate() {
+            let m = message(index);
+            match blocks(m.len()) {
                 n if n <= MAX_LANE_BLOCKS => self.by_blocks[n].push(index),
-                _ => out[index] = hash60(message),
+                _ => *hash = hash60(m),
             }
         }
         for (n, indices) in self.by_blocks.iter_mut().enumerate() {
             for batch in indices.chunks(LANES) {
                 if let [index] = batch {
                     // One message alone costs a whole vector pass: the scalar path is as quick.
-                    out[*index] = hash60(messages[*index]);
+                    out[*index] = hash60(message(*index));
                     continue;
                 }
                 let mut state = [
@@ -170,7 +183,7 @@ impl ManyHasher {
                 let mut w = [[0u32; LANES]; 16];
                 for b in 0..n {
                     for (lane, &index) in batch.iter().enumerate() {
-                        load(&mut w, lane, messages[index], b);
+                        load(&mut w, lane, message(index), b);
                     }
                     state = compress_any(&state, &w);
                 }
@@ -184,14 +197,22 @@ impl ManyHasher {
 }
 
 /// Writes block `b` of `message`, padded (RFC 1321, 3.1–3.2: a `0x80` byte, zeros to 56 bytes
-/// modulo 64, the length in bits as 8 little-endian bytes), into lane `lane` of `w`.
+/// modulo 64, the length in bits as 8 little-endian bytes), into lane `lane` of `w`. A block
+/// the message fills is read from it in place; only the last one or two are assembled.
+#[inline]
 fn load(w: &mut [Lanes; 16], lane: usize, message: &[u8], b: usize) {
+    let start = b * 64;
+    if let Some(full) = message.get(start..start + 64) {
+        for (j, chunk) in full.chunks_exact(4).enumerate() {
+            w[j][lane] = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        }
+        return;
+    }
     let mut block = [0u8; 64];
-    let start = (b * 64).min(message.len());
-    let end = (start + 64).min(message.len());
-    block[..end - start].copy_from_slice(&message[start..end]);
-    if message.len() >= b * 64 && message.len() < b * 64 + 64 {
-        block[message.len() - b * 64] = 0x80;
+    let rest = message.get(start..).unwrap_or_default();
+    block[..rest.len()].copy_from_slice(rest);
+    if message.len() >= start {
+        block[rest.len()] = 0x80;
     }
     if b + 1 == blocks(message.len()) {
         block[56..].copy_from_slice(&((message.len() as u64) * 8).to_le_bytes());

@@ -397,11 +397,11 @@ fn extra_object<'a>(
             drifted.push((name, DriftReason::Overflow));
         }
     }
-    // `{`, `}`, and per entry a quoted key, `:` and `,` (keys may need escapes: a bound, rounded up).
+    // `{`, `}`, and per entry a quoted key, `": "` and `", "` (keys may need escapes: a bound, rounded up).
     let object_len = |kept: &[(&str, String, &Value)]| -> usize {
         2 + kept
             .iter()
-            .map(|(k, text, _)| text.len() + 2 * k.len() + 4)
+            .map(|(k, text, _)| text.len() + 2 * k.len() + 6)
             .sum::<usize>()
     };
     while !kept.is_empty() && !limits.json_fits(object_len(&kept), 0) {
@@ -772,7 +772,7 @@ mod tests {
                 Some("2024-02-29T18:29:59.123456Z"),
                 Some("false"),
                 Some("\\xff00"),
-                Some(r#"{"$ss":["a"]}"#),
+                Some(r#"{"$ss": ["a"]}"#),
                 Some(""),
                 None
             ]

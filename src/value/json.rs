@@ -19,6 +19,13 @@
 //!
 //! Object keys that start with `$` are written with one more `$` in front, so a map can never be
 //! mistaken for a tag. The test kit's decoder inverts all of this exactly.
+//!
+//! The text is laid out as PostgreSQL's `jsonb` prints a value it stores: keys ordered by their
+//! length, then by their bytes; `", "` between items and `": "` after a key; numbers plain (a
+//! number that would need an exponent is tagged, above). So the text phase 1 writes is the text
+//! the warehouse gives back, and the fingerprint of a JSON value hashes the written text as it
+//! is (`staging::fingerprint`; `tests/it/fingerprints.rs` compares it with a real server). JSON
+//! readers, Redshift's `SUPER` among them, ignore the spaces.
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
@@ -72,35 +79,35 @@ fn write_value_at(out: &mut Vec<u8>, value: &Value, path: &Path) -> Result<(), J
         Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
         Value::Null => out.extend_from_slice(b"null"),
         Value::B(b) => {
-            out.extend_from_slice(b"{\"$b\":");
+            out.extend_from_slice(b"{\"$b\": ");
             write_base64(out, b.as_ref());
             out.push(b'}');
         }
         Value::Ss(items) => {
-            out.extend_from_slice(b"{\"$ss\":[");
+            out.extend_from_slice(b"{\"$ss\": [");
             for (i, s) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(b',');
+                    out.extend_from_slice(b", ");
                 }
                 write_string(out, s);
             }
             out.extend_from_slice(b"]}");
         }
         Value::Ns(items) => {
-            out.extend_from_slice(b"{\"$ns\":[");
+            out.extend_from_slice(b"{\"$ns\": [");
             for (i, n) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(b',');
+                    out.extend_from_slice(b", ");
                 }
                 write_number(out, n, path)?;
             }
             out.extend_from_slice(b"]}");
         }
         Value::Bs(items) => {
-            out.extend_from_slice(b"{\"$bs\":[");
+            out.extend_from_slice(b"{\"$bs\": [");
             for (i, b) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(b',');
+                    out.extend_from_slice(b", ");
                 }
                 write_base64(out, b.as_ref());
             }
@@ -110,7 +117,7 @@ fn write_value_at(out: &mut Vec<u8>, value: &Value, path: &Path) -> Result<(), J
             out.push(b'[');
             for (i, v) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(b',');
+                    out.extend_from_slice(b", ");
                 }
                 write_value_at(out, v, &Path::Index(path, i))?;
             }
@@ -127,8 +134,8 @@ fn write_value_at(out: &mut Vec<u8>, value: &Value, path: &Path) -> Result<(), J
     Ok(())
 }
 
-/// Appends a JSON object of `(key, value)` pairs with keys sorted, so output is deterministic
-/// (DynamoDB maps have no order).
+/// Appends a JSON object of `(key, value)` pairs with keys in `jsonb`'s order (see
+/// [`key_order`]), so output is deterministic (DynamoDB maps have no order).
 pub fn write_object<'a, 'v: 'a>(
     out: &mut Vec<u8>,
     entries: impl Iterator<Item = (&'a str, &'a Value<'v>)>,
@@ -143,11 +150,11 @@ fn write_object_at<'a, 'v: 'a>(
     path: &Path,
 ) -> Result<(), JsonError> {
     let mut entries: Vec<_> = entries.collect();
-    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    entries.sort_unstable_by(|a, b| key_order(a.0, b.0));
     out.push(b'{');
     for (i, (key, value)) in entries.into_iter().enumerate() {
         if i > 0 {
-            out.push(b',');
+            out.extend_from_slice(b", ");
         }
         let child = Path::Key(path, key);
         write_key(out, key, &child)?;
@@ -170,8 +177,23 @@ fn write_key(out: &mut Vec<u8>, key: &str, path: &Path) -> Result<(), JsonError>
     } else {
         write_plain_string(out, key);
     }
-    out.push(b':');
+    out.extend_from_slice(b": ");
     Ok(())
+}
+
+/// The order `jsonb` keeps an object's keys in: shorter first, then by bytes, of the keys as
+/// written (a `$` key with its extra `$`). PostgreSQL documents that it does not keep the input's
+/// order (<https://www.postgresql.org/docs/15/datatype-json.html>); length-then-bytes is what its
+/// output shows, and `tests/it/fingerprints.rs` checks it against a real server.
+pub fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let written = |k: &str| (key_length(k), k.starts_with('$'));
+    let ((a_len, a_dollar), (b_len, b_dollar)) = (written(a), written(b));
+    a_len.cmp(&b_len).then_with(|| {
+        // Same written length: compare the written bytes, `$` prefix included.
+        let a_bytes = std::iter::once(b'$').filter(|_| a_dollar).chain(a.bytes());
+        let b_bytes = std::iter::once(b'$').filter(|_| b_dollar).chain(b.bytes());
+        a_bytes.cmp(b_bytes)
+    })
 }
 
 /// Appends a JSON object of attributes whose values are JSON texts already (from [`to_json`]),
@@ -180,11 +202,11 @@ pub fn write_object_of_texts(
     out: &mut Vec<u8>,
     entries: &mut [(&str, String)],
 ) -> Result<(), JsonError> {
-    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    entries.sort_unstable_by(|a, b| key_order(a.0, b.0));
     out.push(b'{');
     for (i, (key, text)) in entries.iter().enumerate() {
         if i > 0 {
-            out.push(b',');
+            out.extend_from_slice(b", ");
         }
         write_key(out, key, &Path::Root(key))?;
         out.extend_from_slice(text.as_bytes());
@@ -235,7 +257,7 @@ pub fn key_length(key: &str) -> usize {
 
 fn write_string(out: &mut Vec<u8>, s: &str) {
     if s.contains('\0') {
-        out.extend_from_slice(b"{\"$s64\":");
+        out.extend_from_slice(b"{\"$s64\": ");
         write_base64(out, s.as_bytes());
         out.push(b'}');
     } else {
@@ -271,20 +293,26 @@ fn number_is_tagged(d: &Decimal) -> bool {
 }
 
 fn write_number(out: &mut Vec<u8>, n: &str, path: &Path) -> Result<(), JsonError> {
-    let d = Decimal::parse(n).map_err(|_| JsonError::BadNumber {
-        path: path.render(),
-        value: n.to_string(),
-    })?;
-    let mut text = String::new();
-    d.write_json_number(&mut text);
-    if number_is_tagged(&d) {
-        out.extend_from_slice(b"{\"$n\":\"");
+    let (text, tagged) = number_text(n, path)?;
+    if tagged {
+        out.extend_from_slice(b"{\"$n\": \"");
         out.extend_from_slice(text.as_bytes());
         out.extend_from_slice(b"\"}");
     } else {
         out.extend_from_slice(text.as_bytes());
     }
     Ok(())
+}
+
+/// A DynamoDB number's JSON text, and whether it is written tagged.
+fn number_text(n: &str, path: &Path) -> Result<(String, bool), JsonError> {
+    let d = Decimal::parse(n).map_err(|_| JsonError::BadNumber {
+        path: path.render(),
+        value: n.to_string(),
+    })?;
+    let mut text = String::new();
+    d.write_json_number(&mut text);
+    Ok((text, number_is_tagged(&d)))
 }
 
 /// The length of the string a tagged number is written as (0 for a plain JSON number).
@@ -306,23 +334,76 @@ pub fn to_json(value: &Value, path: &str) -> Result<String, JsonError> {
     Ok(String::from_utf8(out).expect("JSON writer emits UTF-8"))
 }
 
-/// Renders the key attributes of an item as a JSON object (missing key attributes are skipped).
+/// Renders the key attributes of an item as a JSON object (missing key attributes are skipped),
+/// in the compact form every earlier version wrote — `{"pk":"A","sk":1}`, keys in byte order —
+/// not in `jsonb`'s layout: `_overflow.item_key` holds this text, and increments find the rows of
+/// a changed item there by comparing it, so it must not change between versions.
 pub fn item_key(item: &ItemView, key_attributes: &[String]) -> String {
-    let mut out = Vec::new();
-    let entries = key_attributes
+    let mut entries: Vec<(&str, &Value)> = key_attributes
         .iter()
-        .filter_map(|k| item.get(k).map(|v| (k.as_str(), v)));
-    if write_object(&mut out, entries, "").is_err() {
-        // A key with a NUL in a map key cannot happen (keys are S, N or B); fall back to debug.
-        return format!(
-            "{:?}",
-            key_attributes
-                .iter()
-                .map(|k| item.get(k))
-                .collect::<Vec<_>>()
-        );
+        .filter_map(|k| item.get(k).map(|v| (k.as_str(), v)))
+        .collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let mut out = vec![b'{'];
+    for (i, (key, value)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        if write_key_compact(&mut out, key, value).is_err() {
+            // Keys are S, N or B with names free of U+0000 (DynamoDB's rules): fall back to debug.
+            return format!(
+                "{:?}",
+                key_attributes
+                    .iter()
+                    .map(|k| item.get(k))
+                    .collect::<Vec<_>>()
+            );
+        }
     }
+    out.push(b'}');
     String::from_utf8(out).expect("JSON writer emits UTF-8")
+}
+
+/// `"name":value` of one key attribute, compact, tagged as [`write_value`] tags.
+fn write_key_compact(out: &mut Vec<u8>, name: &str, value: &Value) -> Result<(), JsonError> {
+    let path = Path::Root(name);
+    if name.contains('\0') {
+        return Err(JsonError::NulInKey {
+            path: path.render(),
+        });
+    }
+    match name.starts_with('$') {
+        true => write_plain_string(out, &format!("${name}")),
+        false => write_plain_string(out, name),
+    }
+    out.push(b':');
+    match value {
+        Value::S(s) if s.contains('\0') => {
+            out.extend_from_slice(b"{\"$s64\":");
+            write_base64(out, s.as_bytes());
+            out.push(b'}');
+        }
+        Value::S(s) => write_plain_string(out, s),
+        Value::B(b) => {
+            out.extend_from_slice(b"{\"$b\":");
+            write_base64(out, b.as_ref());
+            out.push(b'}');
+        }
+        Value::N(n) => {
+            let (text, tagged) = number_text(n, &path)?;
+            match tagged {
+                true => {
+                    out.extend_from_slice(b"{\"$n\":\"");
+                    out.extend_from_slice(text.as_bytes());
+                    out.extend_from_slice(b"\"}");
+                }
+                false => out.extend_from_slice(text.as_bytes()),
+            }
+        }
+        // No key attribute has another type.
+        other => write_value_at(out, other, &path)?,
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -349,6 +430,30 @@ mod tests {
         let text = json(&v, "a").unwrap();
         let back = decode(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
         assert!(values_equal(&v, &back), "{v:?} -> {text} -> {back:?}");
+    }
+
+    /// `_overflow.item_key` rows written by earlier versions are matched by this text: it keeps
+    /// their compact form and byte order of key names, whatever the layout of values.
+    #[test]
+    fn item_keys_keep_the_compact_form() {
+        let item: std::collections::HashMap<String, AttributeValue> = [
+            ("pk", AttributeValue::S("A\"b".into())),
+            ("sk", AttributeValue::N("1.50".into())),
+            ("id", AttributeValue::B(Blob::new(vec![1u8, 2]))),
+            ("$t", AttributeValue::S("nul\0".into())),
+            ("big", AttributeValue::N("1E-130".into())),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let keys: Vec<String> = ["sk", "pk", "id", "$t", "big", "absent"]
+            .iter()
+            .map(|k| k.to_string())
+            .collect();
+        assert_eq!(
+            item_key(&ItemView::from_sdk(&item), &keys),
+            r#"{"$$t":{"$s64":"bnVsAA=="},"big":{"$n":"1E-130"},"id":{"$b":"AQI="},"pk":"A\"b","sk":1.5}"#
+        );
     }
 
     #[test]
@@ -379,22 +484,22 @@ mod tests {
         let scale_37 = "0.1234567890123456789012345678901234567";
         assert_eq!(json(&N(scale_37.into()), "a").unwrap(), scale_37);
         for (n, tagged) in [
-            ("1E-130", r#"{"$n":"1E-130"}"#),
+            ("1E-130", r#"{"$n": "1E-130"}"#),
             (
                 "0.12345678901234567890123456789012345678",
-                r#"{"$n":"0.12345678901234567890123456789012345678"}"#,
+                r#"{"$n": "0.12345678901234567890123456789012345678"}"#,
             ),
             (
                 "1E+38",
-                r#"{"$n":"100000000000000000000000000000000000000"}"#,
+                r#"{"$n": "100000000000000000000000000000000000000"}"#,
             ),
             (
                 "-9.9999999999999999999999999999999999999E+125",
-                r#"{"$n":"-9.9999999999999999999999999999999999999E+125"}"#,
+                r#"{"$n": "-9.9999999999999999999999999999999999999E+125"}"#,
             ),
             (
                 "123456789012345678901234567890.123456789",
-                r#"{"$n":"123456789012345678901234567890.123456789"}"#,
+                r#"{"$n": "123456789012345678901234567890.123456789"}"#,
             ),
         ] {
             assert_eq!(json(&N(n.into()), "a").unwrap(), tagged, "{n}");
@@ -408,7 +513,7 @@ mod tests {
         let set = Ns(vec!["1".into(), "1E+125".into()]);
         assert_eq!(
             json(&set, "a").unwrap(),
-            format!(r#"{{"$ns":[1,{{"$n":"1E+125"}}]}}"#)
+            format!(r#"{{"$ns": [1, {{"$n": "1E+125"}}]}}"#)
         );
         round_trip(set);
         round_trip(L(vec![N("1E-130".into()), N("2".into())]));
@@ -434,7 +539,21 @@ mod tests {
             ("s", AttributeValue::S("x".into())),
             ("l", AttributeValue::L(vec![AttributeValue::Bool(true)])),
         ]);
-        assert_eq!(json(&v, "a").unwrap(), r#"{"l":[true],"n":1.5,"s":"x"}"#);
+        assert_eq!(
+            json(&v, "a").unwrap(),
+            r#"{"l": [true], "n": 1.5, "s": "x"}"#
+        );
+        // Keys as `jsonb` orders them: by length, then by bytes (`$` keys with their extra `$`).
+        let v = map(&[
+            ("bb", AttributeValue::Bool(true)),
+            ("c", AttributeValue::Null(true)),
+            ("$a", AttributeValue::L(vec![])),
+            ("ab", AttributeValue::M(Default::default())),
+        ]);
+        assert_eq!(
+            json(&v, "a").unwrap(),
+            r#"{"c": null, "ab": {}, "bb": true, "$$a": []}"#
+        );
     }
 
     /// The longest string a JSON reader finds in `text`, keys included.
