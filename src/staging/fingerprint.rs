@@ -287,7 +287,7 @@ impl Fingerprinter {
         let (pending, spans) = (&self.pending, &self.spans);
         self.hasher.hash60_each(
             spans.len(),
-            |k| &pending[spans[k].1..spans[k].2],
+            |k| (&pending[spans[k].1..], spans[k].2 - spans[k].1),
             &mut self.hashes,
         );
         for (&(i, _, _), &hash) in self.spans.iter().zip(&self.hashes) {
@@ -316,7 +316,10 @@ impl Fingerprinter {
             let (text, ends) = (&self.rows_text, &self.rows_text_ends);
             self.hasher.hash60_each(
                 ends.len(),
-                |r| &text[if r == 0 { 0 } else { ends[r - 1] }..ends[r]],
+                |r| {
+                    let start = if r == 0 { 0 } else { ends[r - 1] };
+                    (&text[start..], ends[r] - start)
+                },
                 &mut self.row_hashes,
             );
             for &hash in &self.row_hashes {

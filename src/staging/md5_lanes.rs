@@ -11,7 +11,7 @@ use md5::{Digest as _, Md5};
 /// Messages up to this many bytes fit in one block with their padding.
 #[cfg(test)]
 const ONE_BLOCK: usize = 55;
-const LANES: usize = 16;
+const LANES: usize = 32;
 
 /// Per step: the additive constant (RFC 1321, 3.4: `floor(abs(sin(i + 1)) * 2^32)`).
 const K: [u32; 64] = [
@@ -147,31 +147,33 @@ impl ManyHasher {
     #[cfg(test)]
     /// [`hash60`] of each of `messages` into `out` (cleared first), in order.
     pub fn hash60_many(&mut self, messages: &[&[u8]], out: &mut Vec<u64>) {
-        self.hash60_each(messages.len(), |i| messages[i], out);
+        self.hash60_each(messages.len(), |i| (messages[i], messages[i].len()), out);
     }
 
-    /// [`hash60`] of messages `message(0)` to `message(count - 1)` into `out` (cleared first),
-    /// in order: for callers whose messages are ranges of one buffer.
+    /// [`hash60`] of `count` messages into `out` (cleared first), in order: `message(i)` gives
+    /// the bytes from message `i`'s start (more may follow) and its length. For callers whose
+    /// messages are ranges of one buffer.
     pub fn hash60_each<'m>(
         &mut self,
         count: usize,
-        message: impl Fn(usize) -> &'m [u8],
+        message: impl Fn(usize) -> (&'m [u8], usize),
         out: &mut Vec<u64>,
     ) {
         out.clear();
         out.resize(count, 0);
         for (index, hash) in out.iter_mut().enumerate() {
-            let m = message(index);
-            match blocks(m.len()) {
+            let (bytes, len) = message(index);
+            match blocks(len) {
                 n if n <= MAX_LANE_BLOCKS => self.by_blocks[n].push(index),
-                _ => *hash = hash60(m),
+                _ => *hash = hash60(&bytes[..len]),
             }
         }
         for (n, indices) in self.by_blocks.iter_mut().enumerate() {
             for batch in indices.chunks(LANES) {
                 if let [index] = batch {
                     // One message alone costs a whole vector pass: the scalar path is as quick.
-                    out[*index] = hash60(message(*index));
+                    let (bytes, len) = message(*index);
+                    out[*index] = hash60(&bytes[..len]);
                     continue;
                 }
                 let mut state = [
@@ -183,7 +185,8 @@ impl ManyHasher {
                 let mut w = [[0u32; LANES]; 16];
                 for b in 0..n {
                     for (lane, &index) in batch.iter().enumerate() {
-                        load(&mut w, lane, message(index), b);
+                        let (bytes, len) = message(index);
+                        load(&mut w, lane, bytes, len, b);
                     }
                     state = compress_any(&state, &w);
                 }
@@ -196,11 +199,13 @@ impl ManyHasher {
     }
 }
 
-/// Writes block `b` of `message`, padded (RFC 1321, 3.1–3.2: a `0x80` byte, zeros to 56 bytes
-/// modulo 64, the length in bits as 8 little-endian bytes), into lane `lane` of `w`. A block
-/// the message fills is read from it in place; only the last one or two are assembled.
+/// Writes block `b` of the message `bytes[..len]`, padded (RFC 1321, 3.1–3.2: a `0x80` byte,
+/// zeros to 56 bytes modulo 64, the length in bits as 8 little-endian bytes), into lane `lane`
+/// of `w`. A block the message fills is read from it in place; only the last one or two are
+/// assembled.
 #[inline]
-fn load(w: &mut [Lanes; 16], lane: usize, message: &[u8], b: usize) {
+fn load(w: &mut [Lanes; 16], lane: usize, bytes: &[u8], len: usize, b: usize) {
+    let message = &bytes[..len];
     let start = b * 64;
     if let Some(full) = message.get(start..start + 64) {
         for (j, chunk) in full.chunks_exact(4).enumerate() {
@@ -260,6 +265,21 @@ mod tests {
         hasher.hash60_many(&mixed, &mut out);
         let want: Vec<u64> = mixed.iter().map(|m| hash60(m)).collect();
         assert_eq!(out, want);
+        // Messages as ranges of one buffer, as the fingerprinter hashes them (the bytes past
+        // each message are not part of its hash).
+        let mut buffer: Vec<u8> = messages.concat();
+        let mut starts = vec![0];
+        for m in &messages {
+            starts.push(starts.last().unwrap() + m.len());
+        }
+        buffer.extend_from_slice(&[0xa5; 64]);
+        hasher.hash60_each(
+            messages.len(),
+            |i| (&buffer[starts[i]..], messages[i].len()),
+            &mut out,
+        );
+        let want: Vec<u64> = messages.iter().map(|m| hash60(m)).collect();
+        assert_eq!(out, want, "ranges of one buffer");
         // RFC 1321, A.5: MD5("abc") = 900150983cd24fb0d6963f7d28e17f72.
         hasher.hash60_many(&[&b"abc"[..]; 9], &mut out);
         assert!(out.iter().all(|&h| h == 0x900150983cd24fb), "{out:x?}");
@@ -277,7 +297,7 @@ mod tests {
         let mut w = [[0u32; LANES]; 16];
         for chunk in messages[..=ONE_BLOCK].chunks(LANES) {
             for (lane, m) in chunk.iter().enumerate() {
-                load(&mut w, lane, m, 0);
+                load(&mut w, lane, m, m.len(), 0);
             }
             let v = compress(&init, &w);
             for (lane, m) in chunk.iter().enumerate() {
