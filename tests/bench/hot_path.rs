@@ -18,14 +18,17 @@
 //! ```text
 //! cargo bench --bench hot_path
 //! cargo bench --bench hot_path -- infer_survey
+//! ETL_BENCH_DIALECT=postgres ETL_BENCH_PROOF_COST=20 cargo bench --bench hot_path
 //! ```
+//! The last prints the cost of the proof (fingerprints) as the median ratio of pages written
+//! with and without, alternately in one process (see `proof_cost`).
 //! `items` reports items/s, `csv_bytes` the same work as MB/s of CSV produced. Times are the
 //! benchmark thread's CPU time, not wall time, so the figures are per core and stay meaningful
 //! on a machine shared with other work (wall time would count the time the thread waited for a
 //! core). The page's sizes are printed first, so either figure converts into the other.
 
 use criterion::measurement::{Measurement, ValueFormatter};
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use dynamo_etl::schema::entities::{Survey, SurveySettings, DEFAULT_MAX_TABLES};
 use dynamo_etl::schema::infer::TableStats;
 use dynamo_etl::schema::{DialectName, SchemaSet};
@@ -157,11 +160,11 @@ fn fingerprinting() -> bool {
 }
 
 impl Sink {
-    fn new(transformer: &Transformer, dialect: DialectName) -> Self {
+    fn new(transformer: &Transformer, dialect: DialectName, fingerprints: bool) -> Self {
         let limits = dynamo_etl::warehouse::limits(dialect);
         let fingerprinters: Vec<Option<Fingerprinter>> = transformer
             .tables()
-            .map(|s| fingerprinting().then(|| Fingerprinter::for_table(s, limits)))
+            .map(|s| fingerprints.then(|| Fingerprinter::for_table(s, limits)))
             .collect();
         let (tx, mut rx) = mpsc::channel(1);
         std::thread::spawn(move || while rx.blocking_recv().is_some() {});
@@ -241,7 +244,7 @@ fn hot_path(c: &mut Criterion<ThreadCpuTime>) {
     );
 
     let mut group = c.benchmark_group("hot_path");
-    let mut sink = Sink::new(&transformer, dialect);
+    let mut sink = Sink::new(&transformer, dialect, fingerprinting());
     println!(
         "parts fingerprinted: {} (ETL_BENCH_FINGERPRINTS=on|off)",
         fingerprinting()
@@ -284,4 +287,72 @@ criterion_group! {
     config = Criterion::default().with_measurement(ThreadCpuTime);
     targets = hot_path, infer_survey
 }
-criterion_main!(benches);
+/// `ETL_BENCH_PROOF_COST=<seconds>`: instead of the criterion groups, the cost of the proof
+/// measured side by side in one process — the page converted and written with fingerprints and
+/// without, alternately (which goes first alternates too), for about that many seconds of CPU.
+/// Each pair's two times are taken within milliseconds of each other, so a machine whose speed
+/// wanders (shared, throttled) moves both alike; the median of the pairs' ratios is printed
+/// with its quartiles.
+fn proof_cost(seconds: f64) {
+    let schemas_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+    let schemas = SchemaSet::read_dir(&schemas_dir, "bench").expect("schemas/bench");
+    let keys = ["pk".to_string(), "sk".to_string()];
+    let (page, _) = page();
+    let dialect: DialectName = std::env::var("ETL_BENCH_DIALECT")
+        .unwrap_or_else(|_| "redshift".into())
+        .parse()
+        .unwrap_or_else(|e| panic!("ETL_BENCH_DIALECT: {e}"));
+    let limits = dynamo_etl::warehouse::limits(dialect);
+    let mut transformer = Transformer::new(&schemas, &keys, limits);
+    let mut with = Sink::new(&transformer, dialect, true);
+    let mut without = Sink::new(&transformer, dialect, false);
+    let mut timed = |sink: &mut Sink| {
+        let started = thread_cpu_ns();
+        convert_page(&mut transformer, sink, &page);
+        (thread_cpu_ns() - started) as f64
+    };
+    // Warm both up.
+    for _ in 0..5 {
+        timed(&mut with);
+        timed(&mut without);
+    }
+    let (mut pairs, mut spent, mut on_total, mut off_total) = (Vec::new(), 0.0, 0.0, 0.0);
+    while spent < seconds * 1e9 {
+        let (on, off) = match pairs.len() % 2 {
+            0 => (timed(&mut with), timed(&mut without)),
+            _ => {
+                let off = timed(&mut without);
+                (timed(&mut with), off)
+            }
+        };
+        pairs.push(on / off);
+        spent += on + off;
+        on_total += on;
+        off_total += off;
+    }
+    pairs.sort_by(f64::total_cmp);
+    let at = |q: f64| pairs[((pairs.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "proof cost ({dialect}, {} items a page, {} pairs): CPU a page with fingerprints {:.2} ms, \
+         without {:.2} ms; with / without, median of pairs {:.3} (quartiles {:.3}–{:.3})",
+        page.len(),
+        pairs.len(),
+        on_total / pairs.len() as f64 / 1e6,
+        off_total / pairs.len() as f64 / 1e6,
+        at(0.5),
+        at(0.25),
+        at(0.75)
+    );
+}
+
+fn main() {
+    if let Ok(seconds) = std::env::var("ETL_BENCH_PROOF_COST") {
+        let seconds: f64 = seconds
+            .parse()
+            .unwrap_or_else(|_| panic!("ETL_BENCH_PROOF_COST={seconds}: a number of seconds"));
+        proof_cost(seconds);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
