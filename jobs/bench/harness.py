@@ -71,9 +71,10 @@ from datetime import datetime, timezone
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CACHE = os.environ.get("ETL_STACK_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "dynamo-etl")
 
-# The issue's targets, checked (not asserted) at the end.
-TARGET_PHASE1_OVER_BARE = 1.15
-TARGET_CPU_ADVANTAGE = 10.0
+# The targets, checked (not asserted) at the end: phase 1's wall within 5% of the bare scan, and
+# its CPU per item 25 times below the Python ETL's (raised from 1.15 and 10 on 2026-12-07).
+TARGET_PHASE1_OVER_BARE = 1.05
+TARGET_CPU_ADVANTAGE = 25.0
 TARGET_LOAD_VS_PSQL = 1.0
 TARGET_SEGMENT_RSS_MB = 100
 # Segments that resume from a checkpoint (src/staging/checkpoint.rs).
@@ -1064,14 +1065,14 @@ def ratios_and_targets(steps):
     d1, d2 = steps.get("upload"), steps.get("psql")
     if a and b:
         ratios["phase1/bare wall"] = b.wall / a.wall
-        targets["phase1 wall <= 1.15 x bare scan"] = {
+        targets[f"phase1 wall <= {TARGET_PHASE1_OVER_BARE} x bare scan"] = {
             "measured": round(ratios["phase1/bare wall"], 3), "target": TARGET_PHASE1_OVER_BARE,
             "met": ratios["phase1/bare wall"] <= TARGET_PHASE1_OVER_BARE}
     if b and c:
         ratios["baseline/phase1 cpu"] = c.cpu / b.cpu
         ratios["baseline/phase1 cpu per item"] = (c.cpu / c.units) / (b.cpu / b.units)
         ratios["baseline/phase1 wall"] = c.wall / b.wall
-        targets["phase1 cpu per item >= 10x lower than python"] = {
+        targets[f"phase1 cpu per item >= {TARGET_CPU_ADVANTAGE:g}x lower than python"] = {
             "measured": round(ratios["baseline/phase1 cpu per item"], 2), "target": TARGET_CPU_ADVANTAGE,
             "met": ratios["baseline/phase1 cpu per item"] >= TARGET_CPU_ADVANTAGE}
     if b:

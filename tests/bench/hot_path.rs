@@ -260,6 +260,118 @@ fn hot_path(c: &mut Criterion<ThreadCpuTime>) {
     group.finish();
 }
 
+/// CPU time of the whole process (every thread), in nanoseconds: the `segment` group runs
+/// phase 1's threads (transform, uploads) and counts them all.
+struct ProcessCpuTime;
+
+fn process_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec it is given.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "CLOCK_PROCESS_CPUTIME_ID is available on Linux");
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+impl Measurement for ProcessCpuTime {
+    type Intermediate = u64;
+    type Value = u64;
+    fn start(&self) -> u64 {
+        process_cpu_ns()
+    }
+    fn end(&self, started: u64) -> u64 {
+        process_cpu_ns() - started
+    }
+    fn add(&self, a: &u64, b: &u64) -> u64 {
+        a + b
+    }
+    fn zero(&self) -> u64 {
+        0
+    }
+    fn to_f64(&self, value: &u64) -> f64 {
+        *value as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        &CpuFormatter
+    }
+}
+
+/// Pages phase 1 replays per iteration of the `segment` group.
+const SEGMENT_PAGES: usize = 8;
+
+/// Phase 1 of one segment as a whole (`phases::segment::replay`): the bench page replayed
+/// [`SEGMENT_PAGES`] times (each with a `LastEvaluatedKey` of its own, where checkpoints resume)
+/// through the transform, the part writers and the uploads into an in-memory store, then the
+/// manifest. `default` checkpoints as phase 1 does by default (every 60 s, and when a part
+/// fills: in a run of this length, only the per-page bookkeeping); `checkpoint_every_page` as
+/// with `--checkpoint-seconds 0`, the most checkpoints can cost.
+fn segment(c: &mut Criterion<ProcessCpuTime>) {
+    use dynamo_etl::phases::segment::{replay, SegmentSettings};
+    use dynamo_etl::staging::{Layout, Staging};
+    use dynamo_etl::storage::memory::MemoryStore;
+    use std::time::Duration;
+
+    let schemas_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+    let schemas = SchemaSet::read_dir(&schemas_dir, "bench").expect("schemas/bench");
+    let dialect: DialectName = std::env::var("ETL_BENCH_DIALECT")
+        .unwrap_or_else(|_| "redshift".into())
+        .parse()
+        .unwrap_or_else(|e| panic!("ETL_BENCH_DIALECT: {e}"));
+    let plan = dynamo_etl::staging::plan::RunPlan {
+        dialect,
+        source_table: "bench".into(),
+        key_attributes: vec!["pk".into(), "sk".into()],
+        schemas: schemas.schemas.clone(),
+        ..dynamo_etl::testkit::runs::plan("bench")
+    };
+    let (page, _) = page();
+    let pages: Vec<RawPage> = (0..SEGMENT_PAGES)
+        .map(|n| {
+            let mut p = page.clone();
+            p.last_key = Some(format!(r#"{{"pk":{{"S":"BENCH#{n:06}"}},"sk":{{"S":"x"}}}}"#));
+            p
+        })
+        .collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let mut group = c.benchmark_group("segment");
+    group.throughput(Throughput::Elements(page.len() * SEGMENT_PAGES as u64));
+    group.sample_size(20);
+    for (name, every) in [
+        ("default", Duration::from_secs(60)),
+        ("checkpoint_every_page", Duration::ZERO),
+    ] {
+        let settings = SegmentSettings {
+            parts: settings(),
+            consistent_read: false,
+            max_read_units: None,
+            progress_every: Duration::from_secs(3600),
+            checkpoint_every: every,
+            restart: false,
+            page_items: None,
+        };
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                // A fresh store each time: a segment whose manifest exists is not run again.
+                let staging = Staging::new(
+                    std::sync::Arc::new(MemoryStore::with_any_part_size("bench")),
+                    Layout::new("p"),
+                );
+                let manifest = runtime
+                    .block_on(replay(&plan, &staging, 0, settings, pages.clone()))
+                    .expect("the replayed segment commits");
+                assert_eq!(manifest.items_scanned, page.len() * SEGMENT_PAGES as u64);
+            })
+        });
+    }
+    group.finish();
+}
+
 fn infer_survey(c: &mut Criterion<ThreadCpuTime>) {
     let schemas_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
     let previous = SchemaSet::read_dir(&schemas_dir, "bench").expect("schemas/bench");
@@ -345,6 +457,12 @@ fn proof_cost(seconds: f64) {
     );
 }
 
+criterion_group! {
+    name = whole_segment;
+    config = Criterion::default().with_measurement(ProcessCpuTime);
+    targets = segment
+}
+
 fn main() {
     if let Ok(seconds) = std::env::var("ETL_BENCH_PROOF_COST") {
         let seconds: f64 = seconds
@@ -354,5 +472,6 @@ fn main() {
         return;
     }
     benches();
+    whole_segment();
     Criterion::default().configure_from_args().final_summary();
 }

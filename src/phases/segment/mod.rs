@@ -419,3 +419,51 @@ pub struct TransformResult {
     pub drift: BTreeMap<String, TableDrift>,
     pub items: u64,
 }
+
+/// Phase 1 of `segment` over `pages` held in memory (Scan response bodies, in order), into
+/// `staging`: everything phase 1 does per item and per page — parse, classify, convert within
+/// the dialect's limits, CSV, compress, checksums, fingerprints, checkpoints, uploads, the
+/// manifest — with the pages standing in for DynamoDB. For the per-item benchmark, which
+/// measures this path as a whole.
+#[cfg(feature = "testkit")]
+pub async fn replay(
+    plan: &RunPlan,
+    staging: &Staging,
+    segment: u32,
+    settings: SegmentSettings,
+    pages: Vec<crate::source::page::RawPage>,
+) -> Result<SegmentManifest, SegmentError> {
+    struct Replay(Vec<crate::source::page::RawPage>);
+    impl PageSource for Replay {
+        fn read<'a>(
+            &'a self,
+            counters: &'a Arc<ScanCounters>,
+            pages: &'a tokio::sync::mpsc::Sender<crate::source::Message>,
+        ) -> futures::future::BoxFuture<'a, Result<crate::source::ScanEnd, ScanError>> {
+            Box::pin(async move {
+                for page in &self.0 {
+                    counters.pages.fetch_add(1, Ordering::Relaxed);
+                    counters.items.fetch_add(page.len(), Ordering::Relaxed);
+                    let message = crate::source::Message::Page(page.clone());
+                    if pages.send(message).await.is_err() {
+                        return Err(ScanError::Downstream {
+                            table: "replay".into(),
+                            segment: 0,
+                        });
+                    }
+                }
+                Ok(crate::source::ScanEnd::Finished)
+            })
+        }
+    }
+    let stop = Stop::default();
+    let job = Job {
+        staging,
+        plan,
+        segment,
+        settings,
+        counters: Arc::new(ScanCounters::default()),
+        stop: &stop,
+    };
+    commit(job, |_, _| Ok(Box::new(Replay(pages)) as Box<dyn PageSource>)).await
+}
