@@ -337,6 +337,9 @@ async fn run(
             sorted_from.sort();
             let mut sorted_to = to.clone();
             sorted_to.sort();
+            // Whether this round changed what status.json says: a batch applied, or every shard
+            // read to its newest record with nothing to apply (alarms should see that too).
+            let mut status_changed = false;
             if !changes.is_empty() || sorted_from != sorted_to {
                 let batch = Batch {
                     base: &base,
@@ -357,25 +360,8 @@ async fn run(
                         report.records_per_second =
                             report.records as f64 / read_for.as_secs_f64().max(0.001);
                         on_batch(&report);
-                        write_status(
-                            ctx,
-                            &target,
-                            FollowStatus {
-                                target: target.clone(),
-                                table: table.to_string(),
-                                stream_arn: stream.arn.clone(),
-                                serving: base.run_id.clone(),
-                                updated_at: instant(chrono::Utc::now()),
-                                complete_through: complete_through.clone(),
-                                batches: end.batches,
-                                records: end.records,
-                                last_batch: Some(report.clone()),
-                                shards: to.clone(),
-                            },
-                        )
-                        .await;
                         last_report = Some(report);
-                        from = to;
+                        status_changed = true;
                     }
                     None => {
                         // The target moved under the batch (a full copy swapped in): re-base.
@@ -383,26 +369,24 @@ async fn run(
                     }
                 }
             } else if let Some(at) = tip_at {
-                // Nothing to apply, and every shard read to its newest record: the served
-                // tables are current to this round, which alarms should see.
                 complete_through = Some(instant(at));
-                write_status(
-                    ctx,
-                    &target,
-                    FollowStatus {
-                        target: target.clone(),
-                        table: table.to_string(),
-                        stream_arn: stream.arn.clone(),
-                        serving: base.run_id.clone(),
-                        updated_at: instant(chrono::Utc::now()),
-                        complete_through: complete_through.clone(),
-                        batches: end.batches,
-                        records: end.records,
-                        last_batch: last_report.clone(),
-                        shards: to.clone(),
-                    },
-                )
-                .await;
+                status_changed = true;
+            }
+            if status_changed {
+                let status = FollowStatus {
+                    target: target.clone(),
+                    table: table.to_string(),
+                    stream_arn: stream.arn.clone(),
+                    serving: base.run_id.clone(),
+                    updated_at: instant(chrono::Utc::now()),
+                    complete_through: complete_through.clone(),
+                    batches: end.batches,
+                    records: end.records,
+                    last_batch: last_report.clone(),
+                    shards: to.clone(),
+                };
+                write_status(ctx, &target, status).await;
+                from = to;
             }
             if ctx.stop.is_requested() {
                 end.why = format!(
