@@ -465,5 +465,8 @@ pub async fn replay(
         counters: Arc::new(ScanCounters::default()),
         stop: &stop,
     };
-    commit(job, |_, _| Ok(Box::new(Replay(pages)) as Box<dyn PageSource>)).await
+    commit(job, |_, _| {
+        Ok(Box::new(Replay(pages)) as Box<dyn PageSource>)
+    })
+    .await
 }
