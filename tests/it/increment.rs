@@ -1021,3 +1021,69 @@ async fn increments_keep_the_proof() {
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(show(&out).contains("MISMATCH"), "{}", show(&out));
 }
+
+/// An increment applied with `--skip-verify` changes the served rows without a proof, so what
+/// the target kept no longer describes them: the kept fingerprints are dropped, `status` says so,
+/// and `verify` does not prove the served rows against stale figures.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_increment_applied_unproven_drops_the_kept_proof() {
+    let env = TestEnv::with_demo("incr-unproven", 1).await;
+    let items = dynamo_etl::testkit::fixtures::demo_items(1);
+    env.run_ok(&["run", "--table", &env.table, "--run-id", "base"]);
+    let kept = || async {
+        let mut pg = env.pg().await;
+        sqlx::query_scalar::<_, bool>(&format!(
+            "SELECT to_regclass('\"{}\".\"_dynamo_etl_fingerprints\"') IS NOT NULL",
+            env.target
+        ))
+        .fetch_one(&mut pg)
+        .await
+        .unwrap()
+    };
+    assert!(kept().await, "a full copy keeps its fingerprints");
+    let plan: serde_json::Value =
+        serde_json::from_slice(&env.get("dynamo-etl/runs/base/run.json").await.unwrap()).unwrap();
+    let w0 = parse_instant(plan["created_at"].as_str().unwrap(), "plan time").unwrap();
+    let w = Window {
+        id: "01765000000000-eeee0002",
+        from: w0,
+        to: w0 + chrono::TimeDelta::hours(1),
+    };
+    let org = items
+        .iter()
+        .find(|it| it["pk"].as_s().unwrap().starts_with("ORG#"))
+        .unwrap();
+    let mut renamed = org.clone();
+    renamed.insert("name".into(), s("Renamed"));
+    let e = export(
+        &env,
+        &w,
+        &[upsert(Some(org), renamed, w0.timestamp_micros() as u64)],
+    )
+    .await;
+    let out = env.run(
+        &[
+            "increment",
+            "--table",
+            &env.table,
+            "--incremental-export-prefix",
+            &url(&e),
+        ],
+        &[("ETL_SKIP_VERIFY", "true".to_string())],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(show(&out).contains("--skip-verify"), "{}", show(&out));
+    assert!(
+        !kept().await,
+        "the kept fingerprints no longer describe the target"
+    );
+    let out = env.run_ok(&["status", "--run-id", "base"]);
+    assert!(show(&out).contains("proof: none kept"), "{}", show(&out));
+    let out = env.run(&["verify", "--run-id", "base"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        show(&out).contains("keeps no fingerprints") && show(&out).contains("--skip-verify"),
+        "{}",
+        show(&out)
+    );
+}
