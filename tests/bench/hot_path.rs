@@ -330,7 +330,9 @@ fn segment(c: &mut Criterion<ProcessCpuTime>) {
     let pages: Vec<RawPage> = (0..SEGMENT_PAGES)
         .map(|n| {
             let mut p = page.clone();
-            p.last_key = Some(format!(r#"{{"pk":{{"S":"BENCH#{n:06}"}},"sk":{{"S":"x"}}}}"#));
+            p.last_key = Some(format!(
+                r#"{{"pk":{{"S":"BENCH#{n:06}"}},"sk":{{"S":"x"}}}}"#
+            ));
             p
         })
         .collect();
