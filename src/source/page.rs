@@ -231,7 +231,11 @@ impl RawPage {
                 )))
             };
         }
-        let items: Vec<ItemView> = serde_json::from_slice(&self.body[self.items.clone()])
+        // Checked as UTF-8 once, in bulk, so that the parser need not check each string again
+        // (reading a `&str`, serde_json trusts it; reading bytes, it validates string by string).
+        let text = std::str::from_utf8(&self.body[self.items.clone()])
+            .map_err(|e| PageError(format!("its items are not UTF-8 text: {e}")))?;
+        let items: Vec<ItemView> = serde_json::from_str(text)
             .map_err(|e| PageError(format!("its items are not DynamoDB JSON: {e}")))?;
         if items.len() as u64 != self.count {
             return Err(PageError(format!(
@@ -304,6 +308,24 @@ mod tests {
             .iter()
             .zip(&items)
             .all(|(p, i)| items_equal(&p.to_sdk(), i)));
+    }
+
+    /// Items are checked as UTF-8 in bulk before they are parsed: bytes that are not UTF-8
+    /// inside a string (an export file can hold anything) make the page an error, never text.
+    #[test]
+    fn items_that_are_not_utf8_are_an_error() {
+        let mut array = br#"[{"pk":{"S":"a"#.to_vec();
+        array.push(0xff);
+        array.extend_from_slice(br#""}}]"#);
+        let page = RawPage::of_items(Bytes::from(array), 1);
+        let error = page.items().map(|_| ()).unwrap_err();
+        assert!(error.0.contains("not UTF-8"), "{}", error.0);
+        let fine = RawPage::of_items(Bytes::from_static(br#"[{"pk":{"S":"\u00e9 \"q\""}}]"#), 1);
+        let items = fine.items().unwrap();
+        assert_eq!(
+            items[0].get("pk"),
+            Some(&crate::value::Value::S("é \"q\"".into()))
+        );
     }
 
     #[test]
