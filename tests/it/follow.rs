@@ -465,14 +465,12 @@ async fn a_lost_position_names_the_catch_up_and_a_stream_without_new_images_is_r
 /// table.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lost_position_is_caught_up_with_an_incremental_export() {
-    use dynamo_etl::phases::increment::{instant, parse_instant};
+    use dynamo_etl::phases::increment::instant;
     use dynamo_etl::retry::RetryPolicy;
     use dynamo_etl::testkit::export::{write_incremental_export_in, Change, Form};
     let (env, items) = followed("follow-catch").await;
     follow_until_caught_up(&env);
-    let plan: serde_json::Value =
-        serde_json::from_slice(&env.get("dynamo-etl/runs/base/run.json").await.unwrap()).unwrap();
-    let w0 = parse_instant(plan["created_at"].as_str().unwrap(), "plan time").unwrap();
+    let w0 = env.plan_time("base").await;
     // Changes the follower never saw: its position is lost meanwhile.
     let org = find(&items, "ORG#").clone();
     let mut changed = org.clone();

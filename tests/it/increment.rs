@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use crate::support::{show, TestEnv};
 use aws_sdk_dynamodb::types::AttributeValue;
-use dynamo_etl::phases::increment::{instant, parse_instant};
+use dynamo_etl::phases::increment::instant;
 use dynamo_etl::retry::RetryPolicy;
 use dynamo_etl::testkit::export::{
     write_incremental_export_in, Change, Form, KeyForm, MicrosForm, WrittenExport,
@@ -149,9 +149,7 @@ async fn increments_keep_the_served_tables_equal_to_a_fresh_copy() {
         "--total-segments",
         "2",
     ]);
-    let plan: serde_json::Value =
-        serde_json::from_slice(&env.get("dynamo-etl/runs/base/run.json").await.unwrap()).unwrap();
-    let w0 = parse_instant(plan["created_at"].as_str().unwrap(), "plan time").unwrap();
+    let w0 = env.plan_time("base").await;
     let hour = chrono::TimeDelta::hours(1);
     let micros = |t: chrono::DateTime<chrono::Utc>, plus: i64| (t.timestamp_micros() + plus) as u64;
     let increment = |export: &WrittenExport| {
@@ -384,9 +382,7 @@ async fn an_apply_killed_halfway_leaves_the_target_as_it_was() {
         "{report}"
     );
     env.run_ok(&["verify", "--run-id", "base"]);
-    let plan: serde_json::Value =
-        serde_json::from_slice(&env.get("dynamo-etl/runs/base/run.json").await.unwrap()).unwrap();
-    let w0 = parse_instant(plan["created_at"].as_str().unwrap(), "plan time").unwrap();
+    let w0 = env.plan_time("base").await;
     let w = Window {
         id: "01765000000000-bbbb0001",
         from: w0,
@@ -625,13 +621,7 @@ async fn increment_reads_the_recovery_window_and_waits_for_a_whole_window() {
     // An earlier attempt decided on a window and recorded it (then died): the retry takes that
     // window again, though the newest restorable time has moved past it, and so its run id —
     // the export's client token — instead of exporting a window of its own.
-    let plan: serde_json::Value = serde_json::from_slice(
-        &env.get("dynamo-etl/runs/after-pitr/run.json")
-            .await
-            .unwrap(),
-    )
-    .unwrap();
-    let from = parse_instant(plan["created_at"].as_str().unwrap(), "plan time").unwrap();
+    let from = env.plan_time("after-pitr").await;
     let to = from + chrono::TimeDelta::seconds(1);
     let run_id = dynamo_etl::phases::increment::run_id_of(&env.target, from, to);
     let decided = dynamo_etl::staging::increment::DecidedWindow {
@@ -680,9 +670,7 @@ async fn an_increment_submitted_twice_is_applied_once() {
     let env = TestEnv::with_demo("incr-twice", 1).await;
     let items = dynamo_etl::testkit::fixtures::demo_items(1);
     env.run_ok(&["run", "--table", &env.table, "--run-id", "base"]);
-    let plan: serde_json::Value =
-        serde_json::from_slice(&env.get("dynamo-etl/runs/base/run.json").await.unwrap()).unwrap();
-    let w0 = parse_instant(plan["created_at"].as_str().unwrap(), "plan time").unwrap();
+    let w0 = env.plan_time("base").await;
     let w = Window {
         id: "01765000000000-cccc0001",
         from: w0,
@@ -753,9 +741,7 @@ async fn an_apply_longer_than_the_lock_timeout_applies() {
     let env = TestEnv::with_demo("incr-slow", 1).await;
     let items = dynamo_etl::testkit::fixtures::demo_items(1);
     env.run_ok(&["run", "--table", &env.table, "--run-id", "base"]);
-    let plan: serde_json::Value =
-        serde_json::from_slice(&env.get("dynamo-etl/runs/base/run.json").await.unwrap()).unwrap();
-    let w0 = parse_instant(plan["created_at"].as_str().unwrap(), "plan time").unwrap();
+    let w0 = env.plan_time("base").await;
     let w = Window {
         id: "01765000000000-dddd0001",
         from: w0,
@@ -830,9 +816,7 @@ async fn keys_no_text_column_holds_are_applied_by_increments() {
     env.run_ok(&["run", "--table", &env.table, "--run-id", "base"]);
     let unclassified = env.count(&env.target, "_unclassified").await;
     assert!(unclassified >= 2, "the odd keys are in _unclassified");
-    let plan: serde_json::Value =
-        serde_json::from_slice(&env.get("dynamo-etl/runs/base/run.json").await.unwrap()).unwrap();
-    let w0 = parse_instant(plan["created_at"].as_str().unwrap(), "plan time").unwrap();
+    let w0 = env.plan_time("base").await;
     let w = Window {
         id: "01765000000000-eeee0001",
         from: w0,
@@ -880,9 +864,7 @@ async fn increments_keep_the_proof() {
     let env = TestEnv::with_demo("incr-proof", 1).await;
     let items = dynamo_etl::testkit::fixtures::demo_items(1);
     env.run_ok(&["run", "--table", &env.table, "--run-id", "base"]);
-    let plan: serde_json::Value =
-        serde_json::from_slice(&env.get("dynamo-etl/runs/base/run.json").await.unwrap()).unwrap();
-    let w0 = parse_instant(plan["created_at"].as_str().unwrap(), "plan time").unwrap();
+    let w0 = env.plan_time("base").await;
     let w = Window {
         id: "01765000000000-eeee0001",
         from: w0,
@@ -1041,9 +1023,7 @@ async fn an_increment_applied_unproven_drops_the_kept_proof() {
         .unwrap()
     };
     assert!(kept().await, "a full copy keeps its fingerprints");
-    let plan: serde_json::Value =
-        serde_json::from_slice(&env.get("dynamo-etl/runs/base/run.json").await.unwrap()).unwrap();
-    let w0 = parse_instant(plan["created_at"].as_str().unwrap(), "plan time").unwrap();
+    let w0 = env.plan_time("base").await;
     let w = Window {
         id: "01765000000000-eeee0002",
         from: w0,

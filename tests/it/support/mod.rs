@@ -474,6 +474,23 @@ impl TestEnv {
         keys
     }
 
+    /// When run `run_id`'s plan was made (`created_at` of its `run.json`): where the increments
+    /// and stream tests start their windows and changes.
+    pub async fn plan_time(&self, run_id: &str) -> chrono::DateTime<chrono::Utc> {
+        let key = format!("dynamo-etl/runs/{run_id}/run.json");
+        let bytes = self
+            .get(&key)
+            .await
+            .unwrap_or_else(|| panic!("{key} exists"));
+        let plan: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let text = plan["created_at"]
+            .as_str()
+            .expect("the plan has created_at");
+        chrono::DateTime::parse_from_rfc3339(text)
+            .expect("created_at is RFC 3339")
+            .with_timezone(&chrono::Utc)
+    }
+
     pub async fn get(&self, key: &str) -> Option<Vec<u8>> {
         match self
             .s3
