@@ -44,28 +44,35 @@ use dynamo_etl::value::ItemView;
 use std::path::Path;
 use tokio::sync::mpsc;
 
-/// CPU time of the calling thread, in nanoseconds.
-struct ThreadCpuTime;
+/// CPU time of one clock: the calling thread's (the per-item groups) or the whole process's
+/// (the `segment` group, whose work runs on several threads).
+struct CpuTime(libc::clockid_t);
 
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime only writes the timespec it is given.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "CLOCK_THREAD_CPUTIME_ID is available on Linux");
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+const THREAD_CPU: CpuTime = CpuTime(libc::CLOCK_THREAD_CPUTIME_ID);
+const PROCESS_CPU: CpuTime = CpuTime(libc::CLOCK_PROCESS_CPUTIME_ID);
+
+impl CpuTime {
+    /// The clock's reading, in nanoseconds.
+    fn now_ns(&self) -> u64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime only writes the timespec it is given.
+        let rc = unsafe { libc::clock_gettime(self.0, &mut ts) };
+        assert_eq!(rc, 0, "the CPU-time clocks are available on Linux");
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    }
 }
 
-impl Measurement for ThreadCpuTime {
+impl Measurement for CpuTime {
     type Intermediate = u64;
     type Value = u64;
     fn start(&self) -> u64 {
-        thread_cpu_ns()
+        self.now_ns()
     }
     fn end(&self, started: u64) -> u64 {
-        thread_cpu_ns() - started
+        self.now_ns() - started
     }
     fn add(&self, a: &u64, b: &u64) -> u64 {
         a + b
@@ -134,6 +141,20 @@ fn page() -> (RawPage, usize) {
     (page, bytes)
 }
 
+/// `schemas/bench`: the data-schemas of the benchmark items.
+fn bench_schemas() -> SchemaSet {
+    let schemas_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+    SchemaSet::read_dir(&schemas_dir, "bench").expect("schemas/bench")
+}
+
+/// The warehouse whose limits shape the values: `ETL_BENCH_DIALECT`, Redshift by default.
+fn dialect() -> DialectName {
+    std::env::var("ETL_BENCH_DIALECT")
+        .unwrap_or_else(|_| "redshift".into())
+        .parse()
+        .unwrap_or_else(|e| panic!("ETL_BENCH_DIALECT: {e}"))
+}
+
 /// Phase 1's writers, one per table, with their chunks dropped by a draining thread.
 struct Sink {
     writers: Vec<PartWriter>,
@@ -199,16 +220,12 @@ fn convert_page(transformer: &mut Transformer, sink: &mut Sink, page: &RawPage) 
     }
 }
 
-fn hot_path(c: &mut Criterion<ThreadCpuTime>) {
-    let schemas_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
-    let schemas = SchemaSet::read_dir(&schemas_dir, "bench").expect("schemas/bench");
+fn hot_path(c: &mut Criterion<CpuTime>) {
+    let schemas = bench_schemas();
     let keys = ["pk".to_string(), "sk".to_string()];
     let (page, item_bytes) = page();
     // Size of the page as CSV, for the bytes figure.
-    let dialect: DialectName = std::env::var("ETL_BENCH_DIALECT")
-        .unwrap_or_else(|_| "redshift".into())
-        .parse()
-        .unwrap_or_else(|e| panic!("ETL_BENCH_DIALECT: {e}"));
+    let dialect = dialect();
     let limits = dynamo_etl::warehouse::limits(dialect);
     println!("values shaped for {dialect} (ETL_BENCH_DIALECT=redshift|postgres)");
     let mut transformer = Transformer::new(&schemas, &keys, limits);
@@ -260,44 +277,6 @@ fn hot_path(c: &mut Criterion<ThreadCpuTime>) {
     group.finish();
 }
 
-/// CPU time of the whole process (every thread), in nanoseconds: the `segment` group runs
-/// phase 1's threads (transform, uploads) and counts them all.
-struct ProcessCpuTime;
-
-fn process_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime only writes the timespec it is given.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "CLOCK_PROCESS_CPUTIME_ID is available on Linux");
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-impl Measurement for ProcessCpuTime {
-    type Intermediate = u64;
-    type Value = u64;
-    fn start(&self) -> u64 {
-        process_cpu_ns()
-    }
-    fn end(&self, started: u64) -> u64 {
-        process_cpu_ns() - started
-    }
-    fn add(&self, a: &u64, b: &u64) -> u64 {
-        a + b
-    }
-    fn zero(&self) -> u64 {
-        0
-    }
-    fn to_f64(&self, value: &u64) -> f64 {
-        *value as f64
-    }
-    fn formatter(&self) -> &dyn ValueFormatter {
-        &CpuFormatter
-    }
-}
-
 /// Pages phase 1 replays per iteration of the `segment` group.
 const SEGMENT_PAGES: usize = 8;
 
@@ -307,18 +286,14 @@ const SEGMENT_PAGES: usize = 8;
 /// manifest. `default` checkpoints as phase 1 does by default (every 60 s, and when a part
 /// fills: in a run of this length, only the per-page bookkeeping); `checkpoint_every_page` as
 /// with `--checkpoint-seconds 0`, the most checkpoints can cost.
-fn segment(c: &mut Criterion<ProcessCpuTime>) {
+fn segment(c: &mut Criterion<CpuTime>) {
     use dynamo_etl::phases::segment::{replay, SegmentSettings};
     use dynamo_etl::staging::{Layout, Staging};
     use dynamo_etl::storage::memory::MemoryStore;
     use std::time::Duration;
 
-    let schemas_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
-    let schemas = SchemaSet::read_dir(&schemas_dir, "bench").expect("schemas/bench");
-    let dialect: DialectName = std::env::var("ETL_BENCH_DIALECT")
-        .unwrap_or_else(|_| "redshift".into())
-        .parse()
-        .unwrap_or_else(|e| panic!("ETL_BENCH_DIALECT: {e}"));
+    let schemas = bench_schemas();
+    let dialect = dialect();
     let plan = dynamo_etl::staging::plan::RunPlan {
         dialect,
         source_table: "bench".into(),
@@ -374,9 +349,8 @@ fn segment(c: &mut Criterion<ProcessCpuTime>) {
     group.finish();
 }
 
-fn infer_survey(c: &mut Criterion<ThreadCpuTime>) {
-    let schemas_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
-    let previous = SchemaSet::read_dir(&schemas_dir, "bench").expect("schemas/bench");
+fn infer_survey(c: &mut Criterion<CpuTime>) {
+    let previous = bench_schemas();
     let keys = ["pk".to_string(), "sk".to_string()];
     let (page, _) = page();
     let items = page.items().expect("the page parses");
@@ -398,7 +372,7 @@ fn infer_survey(c: &mut Criterion<ThreadCpuTime>) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default().with_measurement(ThreadCpuTime);
+    config = Criterion::default().with_measurement(THREAD_CPU);
     targets = hot_path, infer_survey
 }
 /// `ETL_BENCH_PROOF_COST=<seconds>`: instead of the criterion groups, the cost of the proof
@@ -408,22 +382,18 @@ criterion_group! {
 /// wanders (shared, throttled) moves both alike; the median of the pairs' ratios is printed
 /// with its quartiles.
 fn proof_cost(seconds: f64) {
-    let schemas_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
-    let schemas = SchemaSet::read_dir(&schemas_dir, "bench").expect("schemas/bench");
+    let schemas = bench_schemas();
     let keys = ["pk".to_string(), "sk".to_string()];
     let (page, _) = page();
-    let dialect: DialectName = std::env::var("ETL_BENCH_DIALECT")
-        .unwrap_or_else(|_| "redshift".into())
-        .parse()
-        .unwrap_or_else(|e| panic!("ETL_BENCH_DIALECT: {e}"));
+    let dialect = dialect();
     let limits = dynamo_etl::warehouse::limits(dialect);
     let mut transformer = Transformer::new(&schemas, &keys, limits);
     let mut with = Sink::new(&transformer, dialect, true);
     let mut without = Sink::new(&transformer, dialect, false);
     let mut timed = |sink: &mut Sink| {
-        let started = thread_cpu_ns();
+        let started = THREAD_CPU.now_ns();
         convert_page(&mut transformer, sink, &page);
-        (thread_cpu_ns() - started) as f64
+        (THREAD_CPU.now_ns() - started) as f64
     };
     // Warm both up.
     for _ in 0..5 {
@@ -461,7 +431,7 @@ fn proof_cost(seconds: f64) {
 
 criterion_group! {
     name = whole_segment;
-    config = Criterion::default().with_measurement(ProcessCpuTime);
+    config = Criterion::default().with_measurement(PROCESS_CPU);
     targets = segment
 }
 
