@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use crate::support::{show, TestEnv};
+use crate::support::{find, show, TestEnv};
 use aws_sdk_dynamodb::types::{AttributeValue, StreamSpecification, StreamViewType};
 use dynamo_etl::value::Item;
 
@@ -111,13 +111,6 @@ async fn delete(env: &TestEnv, pk: &str, sk: &str) {
         .send()
         .await
         .unwrap();
-}
-
-fn find<'a>(items: &'a [Item], prefix: &str) -> &'a Item {
-    items
-        .iter()
-        .find(|i| i["pk"].as_s().unwrap().starts_with(prefix))
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use crate::support::{show, TestEnv};
+use crate::support::{find, show, TestEnv};
 use aws_sdk_dynamodb::types::AttributeValue;
 use dynamo_etl::phases::increment::instant;
 use dynamo_etl::retry::RetryPolicy;
@@ -54,6 +54,17 @@ struct Window<'a> {
     id: &'a str,
     from: chrono::DateTime<chrono::Utc>,
     to: chrono::DateTime<chrono::Utc>,
+}
+
+impl<'a> Window<'a> {
+    /// The hour from `from` on.
+    fn hour(id: &'a str, from: chrono::DateTime<chrono::Utc>) -> Window<'a> {
+        Window {
+            id,
+            from,
+            to: from + chrono::TimeDelta::hours(1),
+        }
+    }
 }
 
 async fn export(env: &TestEnv, w: &Window<'_>, changes: &[Change]) -> WrittenExport {
@@ -168,11 +179,7 @@ async fn increments_keep_the_served_tables_equal_to_a_fresh_copy() {
     // Window 1: an insert, an update adding an attribute no column has, a delete, a group
     // moving to _unclassified, and one organization updated twice (the later write listed
     // first, so file order cannot be what decides).
-    let w1 = Window {
-        id: "01765000000000-aaaa0001",
-        from: w0,
-        to: w0 + hour,
-    };
+    let w1 = Window::hour("01765000000000-aaaa0001", w0);
     let org = demo_item(&items, "ORG#org-001", "META");
     let mut org_late = org.clone();
     org_late.insert("name".into(), s("renamed twice: this one wins"));
@@ -237,11 +244,7 @@ async fn increments_keep_the_served_tables_equal_to_a_fresh_copy() {
     );
 
     // Window 2, new images only: the inserted item deleted again, the moved group moved back.
-    let w2 = Window {
-        id: "01765000000000-aaaa0002",
-        from: w1.to,
-        to: w1.to + hour,
-    };
+    let w2 = Window::hour("01765000000000-aaaa0002", w1.to);
     let second = vec![
         delete(&new_fin, micros(w2.from, 10)),
         Change {
@@ -287,11 +290,7 @@ async fn increments_keep_the_served_tables_equal_to_a_fresh_copy() {
 
     // Window 3 fails at its last statement (the ledger row cannot be written): the target
     // keeps what it had; once the cause is gone the same increment applies.
-    let w3 = Window {
-        id: "01765000000000-aaaa0003",
-        from: w2.to,
-        to: w2.to + hour,
-    };
+    let w3 = Window::hour("01765000000000-aaaa0003", w2.to);
     let third = vec![
         delete(&grp, micros(w3.from, 5)),
         delete(&org, micros(w3.from, 6)),
@@ -383,11 +382,7 @@ async fn an_apply_killed_halfway_leaves_the_target_as_it_was() {
     );
     env.run_ok(&["verify", "--run-id", "base"]);
     let w0 = env.plan_time("base").await;
-    let w = Window {
-        id: "01765000000000-bbbb0001",
-        from: w0,
-        to: w0 + chrono::TimeDelta::hours(1),
-    };
+    let w = Window::hour("01765000000000-bbbb0001", w0);
     // A change in every table, so the apply has deletes before and after the locked one.
     let changes: Vec<Change> = ["ORG#", "GROUP#", "FIN#", "VULN#"]
         .iter()
@@ -525,11 +520,7 @@ async fn an_apply_killed_halfway_leaves_the_target_as_it_was() {
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     org["columns"].as_array_mut().unwrap().pop();
     std::fs::write(&path, serde_json::to_string_pretty(&org).unwrap()).unwrap();
-    let next = Window {
-        id: "01765000000000-bbbb0002",
-        from: w.to,
-        to: w.to + chrono::TimeDelta::hours(1),
-    };
+    let next = Window::hour("01765000000000-bbbb0002", w.to);
     let e = export(&env, &next, &[]).await;
     let refused = env.run(
         &[
@@ -671,11 +662,7 @@ async fn an_increment_submitted_twice_is_applied_once() {
     let items = dynamo_etl::testkit::fixtures::demo_items(1);
     env.run_ok(&["run", "--table", &env.table, "--run-id", "base"]);
     let w0 = env.plan_time("base").await;
-    let w = Window {
-        id: "01765000000000-cccc0001",
-        from: w0,
-        to: w0 + chrono::TimeDelta::hours(1),
-    };
+    let w = Window::hour("01765000000000-cccc0001", w0);
     let gone: Vec<Change> = items
         .iter()
         .filter(|i| i["pk"].as_s().unwrap().starts_with("FIN#"))
@@ -742,15 +729,8 @@ async fn an_apply_longer_than_the_lock_timeout_applies() {
     let items = dynamo_etl::testkit::fixtures::demo_items(1);
     env.run_ok(&["run", "--table", &env.table, "--run-id", "base"]);
     let w0 = env.plan_time("base").await;
-    let w = Window {
-        id: "01765000000000-dddd0001",
-        from: w0,
-        to: w0 + chrono::TimeDelta::hours(1),
-    };
-    let org = items
-        .iter()
-        .find(|it| it["pk"].as_s().unwrap().starts_with("ORG#"))
-        .unwrap();
+    let w = Window::hour("01765000000000-dddd0001", w0);
+    let org = find(&items, "ORG#");
     let e = export(&env, &w, &[delete(org, w0.timestamp_micros() as u64)]).await;
     let orgs = env.count(&env.target, "org").await;
     let mut pg = env.pg().await;
@@ -817,11 +797,7 @@ async fn keys_no_text_column_holds_are_applied_by_increments() {
     let unclassified = env.count(&env.target, "_unclassified").await;
     assert!(unclassified >= 2, "the odd keys are in _unclassified");
     let w0 = env.plan_time("base").await;
-    let w = Window {
-        id: "01765000000000-eeee0001",
-        from: w0,
-        to: w0 + chrono::TimeDelta::hours(1),
-    };
+    let w = Window::hour("01765000000000-eeee0001", w0);
     let micros = |plus: i64| (w0.timestamp_micros() + plus) as u64;
     let mut renamed = marker.clone();
     renamed.insert("name".into(), s("marker, renamed"));
@@ -865,19 +841,9 @@ async fn increments_keep_the_proof() {
     let items = dynamo_etl::testkit::fixtures::demo_items(1);
     env.run_ok(&["run", "--table", &env.table, "--run-id", "base"]);
     let w0 = env.plan_time("base").await;
-    let w = Window {
-        id: "01765000000000-eeee0001",
-        from: w0,
-        to: w0 + chrono::TimeDelta::hours(1),
-    };
-    let org = items
-        .iter()
-        .find(|it| it["pk"].as_s().unwrap().starts_with("ORG#"))
-        .unwrap();
-    let group = items
-        .iter()
-        .find(|it| it["pk"].as_s().unwrap().starts_with("GROUP#"))
-        .unwrap();
+    let w = Window::hour("01765000000000-eeee0001", w0);
+    let org = find(&items, "ORG#");
+    let group = find(&items, "GROUP#");
     let mut renamed = org.clone();
     renamed.insert("name".into(), s("Renamed"));
     let micros = w0.timestamp_micros() as u64;
@@ -1024,15 +990,8 @@ async fn an_increment_applied_unproven_drops_the_kept_proof() {
     };
     assert!(kept().await, "a full copy keeps its fingerprints");
     let w0 = env.plan_time("base").await;
-    let w = Window {
-        id: "01765000000000-eeee0002",
-        from: w0,
-        to: w0 + chrono::TimeDelta::hours(1),
-    };
-    let org = items
-        .iter()
-        .find(|it| it["pk"].as_s().unwrap().starts_with("ORG#"))
-        .unwrap();
+    let w = Window::hour("01765000000000-eeee0002", w0);
+    let org = find(&items, "ORG#");
     let mut renamed = org.clone();
     renamed.insert("name".into(), s("Renamed"));
     let e = export(

@@ -138,6 +138,14 @@ pub struct TestEnv {
     pub schemas_dir: tempfile::TempDir,
 }
 
+/// The first of `items` whose partition key starts with `prefix`.
+pub fn find<'a>(items: &'a [dynamo_etl::value::Item], prefix: &str) -> &'a dynamo_etl::value::Item {
+    items
+        .iter()
+        .find(|i| i["pk"].as_s().unwrap().starts_with(prefix))
+        .unwrap_or_else(|| panic!("an item whose pk starts with {prefix}"))
+}
+
 impl TestEnv {
     pub async fn new(name: &str) -> TestEnv {
         set_local_aws_env();
