@@ -481,37 +481,22 @@ pub async fn kept(
     session: &mut Session,
     schema: &str,
 ) -> Result<Option<BTreeMap<String, ProvenColumns>>, WarehouseError> {
-    if !super::ledger::table_exists(session, schema, FINGERPRINTS_TABLE).await? {
-        return Ok(None);
-    }
-    let rows = session
-        .query(
-            &format!(
-                "SELECT \"table_name\", \"column_name\", \"proof\" FROM {}",
-                qualified(schema, FINGERPRINTS_TABLE)
-            ),
-            "reading the kept fingerprints",
-        )
-        .await?;
-    let mut out: BTreeMap<String, ProvenColumns> = BTreeMap::new();
-    for row in rows {
-        let mut fields = row.into_iter().map(Option::unwrap_or_default);
-        let (table, column, proof) = (
-            fields.next().unwrap_or_default(),
-            fields.next().unwrap_or_default(),
-            fields.next().unwrap_or_default(),
-        );
-        let entry = out.entry(table).or_default();
-        // `(rows)` and `(row digest)` describe the table, not a column.
-        if column.starts_with('(') {
-            continue;
-        }
-        match proof.as_str() {
-            "proven" => entry.proven.push(column),
-            _ => entry.count_only.push(column),
-        }
-    }
-    Ok(Some(out))
+    // A kept column is proven when its digest is kept (`insert_kept_sql`).
+    Ok(read_kept(session, schema).await?.map(|tables| {
+        tables
+            .into_iter()
+            .map(|(table, figures)| {
+                let mut columns = ProvenColumns::default();
+                for c in figures.columns {
+                    match c.digest {
+                        Some(_) => columns.proven.push(c.column),
+                        None => columns.count_only.push(c.column),
+                    }
+                }
+                (table, columns)
+            })
+            .collect()
+    }))
 }
 
 /// The figures `schema` keeps (its [`FINGERPRINTS_TABLE`]), per table, as the fingerprint they
@@ -520,7 +505,7 @@ pub async fn read_kept(
     session: &mut Session,
     schema: &str,
 ) -> Result<Option<BTreeMap<String, Fingerprint>>, WarehouseError> {
-    if kept(session, schema).await?.is_none() {
+    if !super::ledger::table_exists(session, schema, FINGERPRINTS_TABLE).await? {
         return Ok(None);
     }
     let rows = session
