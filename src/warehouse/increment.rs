@@ -283,6 +283,17 @@ pub fn apply_sql(
     out
 }
 
+/// The condition that picks the `_overflow` rows of the items staged in `inc`'s changes: they
+/// are found by the item's key text (`value::json::item_key`), not by key columns.
+fn overflow_of_changed_items(inc: &str) -> String {
+    format!(
+        "{} IN (SELECT {} FROM {})",
+        quote_ident("item_key"),
+        quote_ident(ITEM_KEY_COLUMN),
+        qualified(inc, CHANGES_TABLE)
+    )
+}
+
 /// The rows of served table `table` (at position `index`) whose item changed in the increment
 /// staged in `inc`: a derived table with `table`'s columns, the rows the delete removes and, once
 /// the inserts ran, the rows they added.
@@ -297,10 +308,8 @@ pub fn changed_rows_sql(
     let served = qualified(&target, &table.table);
     if table.table == OVERFLOW_TABLE {
         return format!(
-            "(SELECT * FROM {served} WHERE {} IN (SELECT {} FROM {})) AS changed",
-            quote_ident("item_key"),
-            quote_ident(ITEM_KEY_COLUMN),
-            qualified(inc, CHANGES_TABLE)
+            "(SELECT * FROM {served} WHERE {}) AS changed",
+            overflow_of_changed_items(inc)
         );
     }
     let keys_table = increment::keys_table(index);
@@ -339,11 +348,9 @@ pub fn change_sql(dialect: &(impl Warehouse + ?Sized), plan: &RunPlan, inc: &str
     for (index, table) in served.iter().enumerate() {
         if table.table == OVERFLOW_TABLE {
             out.push(format!(
-                "DELETE FROM {} WHERE {} IN (SELECT {} FROM {})",
+                "DELETE FROM {} WHERE {}",
                 qualified(&target, OVERFLOW_TABLE),
-                quote_ident("item_key"),
-                quote_ident(ITEM_KEY_COLUMN),
-                qualified(inc, CHANGES_TABLE)
+                overflow_of_changed_items(inc)
             ));
             continue;
         }
