@@ -27,6 +27,9 @@ pub enum Generation {
 pub struct Verified {
     pub schema: String,
     pub proof: Proof,
+    /// Per table that failed its proof, which segment's rows differ, where the dialect can
+    /// tell (`fingerprint::locate`); empty when it cannot or all is proven.
+    pub located: Vec<(String, Vec<String>)>,
 }
 
 /// Proves `generation` of the target against `plan`'s manifests. The schema must hold `plan`'s
@@ -88,10 +91,38 @@ pub async fn verify(
             };
             let proof =
                 fingerprint::prove_against(warehouse, &mut session, &schema, plan, &kept).await?;
-            return Ok(Verified { schema, proof });
+            // Increments and batches rewrite rows after the loads, so their writers say
+            // nothing about segments.
+            return Ok(Verified {
+                schema,
+                proof,
+                located: Vec::new(),
+            });
         }
     }
     let manifests = manifest::read_all(ctx.staging()?, plan).await?;
     let proof = fingerprint::prove(warehouse, &mut session, &schema, plan, &manifests).await?;
-    Ok(Verified { schema, proof })
+    let mut located = Vec::new();
+    if let Proof::Tables(tables) = &proof {
+        let committed: Vec<&manifest::SegmentManifest> =
+            manifests.iter().filter_map(|m| m.manifest()).collect();
+        for table in plan.warehouse_tables() {
+            let failed = tables
+                .iter()
+                .any(|t| t.table == table.table && !t.mismatches().is_empty());
+            if !failed {
+                continue;
+            }
+            let found =
+                fingerprint::locate(warehouse, &mut session, &schema, &table, &committed).await?;
+            if let Some(found) = found {
+                located.push((table.table.clone(), found));
+            }
+        }
+    }
+    Ok(Verified {
+        schema,
+        proof,
+        located,
+    })
 }

@@ -181,6 +181,17 @@ pub fn rows_sql(
     from: &str,
     table: &DataSchema,
 ) -> (String, Vec<bool>) {
+    grouped_rows_sql(dialect, from, table, None)
+}
+
+/// [`rows_sql`], with the figures given per value of `group` (an expression over the rows),
+/// that value first in each row.
+fn grouped_rows_sql(
+    dialect: &(impl Warehouse + ?Sized),
+    from: &str,
+    table: &DataSchema,
+    group: Option<&str>,
+) -> (String, Vec<bool>) {
     let names = covered_columns(table);
     let types = covered_types(table);
     let mut inner = Vec::new();
@@ -223,14 +234,19 @@ pub fn rows_sql(
             dialect.hash_number_sql(&dialect.text_hash_sql(&row))
         ));
     }
+    if let Some(group) = group {
+        inner.push(format!("{group} AS g"));
+        outer.insert(0, "g".to_string());
+    }
     let inner = if inner.is_empty() {
         "1 AS h".to_string()
     } else {
         inner.join(", ")
     };
+    let group_by = if group.is_some() { " GROUP BY g" } else { "" };
     (
         format!(
-            "SELECT {} FROM (SELECT {inner} FROM {from}) AS v",
+            "SELECT {} FROM (SELECT {inner} FROM {from}) AS v{group_by}",
             outer.join(", ")
         ),
         proven,
@@ -274,11 +290,20 @@ pub async fn measure(
         .unwrap_or_default();
     let mut figures = row.into_iter().map(|f| f.unwrap_or_default());
     let mut next = || figures.next().unwrap_or_default();
+    Ok(read_figures(table, &proven, &mut next))
+}
+
+/// The figures of one row of a [`rows_sql`] query, read in its order.
+fn read_figures(
+    table: &DataSchema,
+    proven: &[bool],
+    next: &mut dyn FnMut() -> String,
+) -> Fingerprint {
     let count = |text: String| text.trim().parse::<u64>().unwrap_or(u64::MAX);
     let digest = |text: String| text.parse::<Digest>().unwrap_or(Digest(u128::MAX));
     let rows = count(next());
     let mut columns = Vec::new();
-    for (name, is_proven) in covered_columns(table).into_iter().zip(&proven) {
+    for (name, is_proven) in covered_columns(table).into_iter().zip(proven) {
         let non_null = count(next());
         let digest = is_proven.then(|| digest(next()));
         columns.push(ColumnFingerprint {
@@ -288,11 +313,111 @@ pub async fn measure(
         });
     }
     let row_digest = proven.iter().all(|p| *p).then(|| digest(next()));
-    Ok(Fingerprint {
+    Fingerprint {
         rows,
         row_digest,
         columns,
-    })
+    }
+}
+
+/// Which loads wrote the rows of a table that failed its proof, where the dialect can tell
+/// ([`Warehouse::row_writer_sql`]): the table's rows measured per writing transaction, each
+/// compared with what the manifests of the segments that transaction loaded (per the ledger in
+/// `schema`) add up to. Says, per segment (or segments loaded together) whose rows differ, what
+/// differs, and how many rows no segment's load wrote (inserted or updated afterwards). `None`
+/// where the dialect cannot tell.
+pub async fn locate(
+    dialect: &(impl Warehouse + ?Sized),
+    session: &mut Session,
+    schema: &str,
+    table: &DataSchema,
+    manifests: &[&SegmentManifest],
+) -> Result<Option<Vec<String>>, WarehouseError> {
+    let Some(writer) = dialect.row_writer_sql() else {
+        return Ok(None);
+    };
+    // The ledger row of a segment is written by its load's transaction, like the rows it
+    // copied; a load of many segments writes them all in one.
+    let ledger = session
+        .query(
+            &format!(
+                "SELECT CAST(segment AS VARCHAR), {writer} FROM {} WHERE row_count >= 0",
+                qualified(schema, super::ledger::LEDGER_TABLE)
+            ),
+            "reading which transaction loaded each segment",
+        )
+        .await?;
+    let mut loads: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    for row in ledger {
+        let mut fields = row.into_iter().map(Option::unwrap_or_default);
+        let (segment, by) = (fields.next(), fields.next());
+        if let (Some(segment), Some(by)) = (segment.and_then(|s| s.parse().ok()), by) {
+            loads.entry(by).or_default().push(segment);
+        }
+    }
+    let from = qualified(schema, &table.table);
+    let (sql, proven) = grouped_rows_sql(dialect, &from, table, Some(writer));
+    let mut measured: BTreeMap<String, Fingerprint> = BTreeMap::new();
+    for row in session
+        .query(
+            &sql,
+            &format!("fingerprinting {from} per loading transaction"),
+        )
+        .await?
+    {
+        let mut figures = row.into_iter().map(|f| f.unwrap_or_default());
+        let mut next = || figures.next().unwrap_or_default();
+        let by = next();
+        measured.insert(by, read_figures(table, &proven, &mut next));
+    }
+    let names = covered_columns(table);
+    let mut out = Vec::new();
+    for (by, segments) in &loads {
+        let mut want = Fingerprint::empty(&names);
+        for m in manifests.iter().filter(|m| segments.contains(&m.segment)) {
+            if let Some(f) = m.fingerprint(table) {
+                want.add(&f);
+            }
+        }
+        let got = measured
+            .remove(by)
+            .unwrap_or_else(|| Fingerprint::empty(&names));
+        // Rows gone or added change every column's count; the rows say it once.
+        let differs = if got.rows != want.rows {
+            vec![format!(
+                "table {}: {} rows where its manifests record {}",
+                table.table, got.rows, want.rows
+            )]
+        } else {
+            differences(&table.table, &want, &got)
+        };
+        if !differs.is_empty() {
+            let which = match segments.as_slice() {
+                [one] => format!("segment {one}"),
+                many => format!(
+                    "segments {} (loaded together)",
+                    many.iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            out.push(format!("{which}'s rows differ: {}", differs.join("; ")));
+        }
+    }
+    let foreign: u64 = measured.values().map(|f| f.rows).sum();
+    if foreign > 0 {
+        out.push(format!(
+            "{foreign} row{} of table {} written by {} other than the segments' loads (inserted or updated after phase 3)",
+            if foreign == 1 { "" } else { "s" },
+            table.table,
+            match measured.len() {
+                1 => "a transaction".to_string(),
+                n => format!("{n} transactions"),
+            }
+        ));
+    }
+    Ok(Some(out))
 }
 
 /// What differs between two measures of the same table's rows: rows, non-NULL counts, and the

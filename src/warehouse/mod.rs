@@ -106,6 +106,14 @@ pub trait Warehouse {
     /// An expression giving the first 15 hex digits of the MD5 of ASCII text `text`.
     fn text_hash_sql(&self, text: &str) -> String;
 
+    /// An expression, valid in any table's rows (the ledger's included), naming as text the
+    /// transaction that wrote the row; `None` where the dialect has none. `verify` measures a
+    /// table that failed its proof per writer, to tell which segment's load wrote the rows that
+    /// differ (`fingerprint::locate`).
+    fn row_writer_sql(&self) -> Option<&'static str> {
+        None
+    }
+
     // Where a dialect's SQL may differ from the standard.
 
     /// The statement that lifts [`Warehouse::lock_timeout`]'s bound again, where that bound also

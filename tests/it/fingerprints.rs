@@ -221,6 +221,76 @@ async fn skip_verify_serves_a_tampered_run_and_says_so() {
     assert!(show(&out).contains("proof: none kept"), "{}", show(&out));
 }
 
+/// `verify` tells which segment's rows differ: on PostgreSQL each segment's load writes its rows
+/// and its ledger row in one transaction, so the rows of a table that fails its proof are
+/// measured per writing transaction against that segment's manifest. A row edited later is
+/// counted apart (its new version has the editor's transaction); a row deleted shows as its
+/// segment's rows differing, and nothing else is blamed.
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_names_the_segment_whose_rows_differ() {
+    let env = TestEnv::with_demo("tfwhere", 6).await;
+    let total = 3;
+    for k in 0..total {
+        env.phase1("w1", total, k);
+    }
+    let staging = format!("\"{}_staging\"", env.target);
+    let ledger = format!("{staging}.\"_dynamo_etl_ledger\"");
+    // The org row of the highest segment that has any, by its place, and that segment.
+    let victim = format!(
+        "SELECT CAST(l.segment AS bigint), CAST(o.ctid AS text) FROM {staging}.\"org\" o JOIN {ledger} l ON CAST(o.xmin AS text) = CAST(l.xmin AS text) ORDER BY l.segment DESC, o.ctid LIMIT 1"
+    );
+    let tampers = [
+        (
+            "edited",
+            "UPDATE {t} SET \"name\" = 'X' || \"name\" WHERE ctid = '{c}'",
+        ),
+        ("deleted", "DELETE FROM {t} WHERE ctid = '{c}'"),
+    ];
+    for (what, tamper) in tampers {
+        env.run_ok(&["prepare", "--run-id", "w1"]);
+        for k in 0..total {
+            env.run_ok(&["upload", "--run-id", "w1", "--segment", &k.to_string()]);
+        }
+        let mut conn = env.pg().await;
+        let (segment, ctid): (i64, String) =
+            sqlx::query_as(&victim).fetch_one(&mut conn).await.unwrap();
+        let sql = tamper
+            .replace("{t}", &format!("{staging}.\"org\""))
+            .replace("{c}", &ctid);
+        assert_eq!(
+            conn.execute(sql.as_str()).await.unwrap().rows_affected(),
+            1,
+            "{what}"
+        );
+        let out = env.run(
+            &["verify", "--run-id", "w1", "--generation", "staging"],
+            &[],
+        );
+        let text = show(&out);
+        assert_eq!(out.status.code(), Some(2), "{what}: {text}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let blamed: Vec<&str> = stdout
+            .lines()
+            .filter(|l| l.contains(" where: segment"))
+            .collect();
+        assert_eq!(blamed.len(), 1, "{what}: {text}");
+        assert!(
+            blamed[0].contains(&format!("segment {segment}'s rows differ: table org")),
+            "{what}: {text}"
+        );
+        let later = stdout
+            .lines()
+            .any(|l| l.contains("1 row of table org written by a transaction other than"));
+        assert_eq!(later, what == "edited", "{what}: {text}");
+        // The error says it too, for the log.
+        assert!(
+            String::from_utf8_lossy(&out.stderr)
+                .contains(&format!("(where: segment {segment}'s rows differ")),
+            "{what}: {text}"
+        );
+    }
+}
+
 /// The fingerprint of a JSON value hashes the text phase 1 writes as it is, so that text must be
 /// the one PostgreSQL's `jsonb` prints back for it: every attribute of the adversarial, limit and
 /// benchmark items, and of hand-made values that stress key order, escapes and numbers.

@@ -59,8 +59,18 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
         ],
         Generation::Served | Generation::Previous => vec![runbook.command(Step::Status)],
     };
+    let located: Vec<&str> = verified
+        .located
+        .iter()
+        .flat_map(|(_, found)| found.iter().map(String::as_str))
+        .collect();
+    let located = if located.is_empty() {
+        String::new()
+    } else {
+        format!(" (where: {})", located.join("; "))
+    };
     let err = Error::fatal(format!(
-        "{} does not hold what phase 1 wrote for run {}: {}",
+        "{} does not hold what phase 1 wrote for run {}: {}{located}",
         verified.schema,
         plan.run_id,
         mismatches.join("; ")

@@ -36,5 +36,8 @@ pub fn lines(v: &Verified) -> Vec<String> {
             out.push(format!("  {:<24} {:<24} {state}", t.table, column));
         }
     }
+    for (table, found) in &v.located {
+        out.extend(found.iter().map(|f| format!("  {table:<24} where: {f}")));
+    }
     out
 }

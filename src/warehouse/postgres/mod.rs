@@ -204,6 +204,15 @@ impl Warehouse for Postgres {
         format!("left(md5({text}), 15)")
     }
 
+    /// The system column `xmin`, the inserting transaction of each row version
+    /// (<https://www.postgresql.org/docs/15/ddl-system-columns.html>). A segment's load copies
+    /// its rows and writes its ledger row in one transaction, without savepoints, so they share
+    /// it; an UPDATE writes a new row version with the updater's; freezing keeps the original
+    /// (<https://www.postgresql.org/docs/15/routine-vacuuming.html>, 25.1.5).
+    fn row_writer_sql(&self) -> Option<&'static str> {
+        Some("CAST(xmin AS text)")
+    }
+
     /// Standard strings (`standard_conforming_strings` is on by default): quotes doubled.
     fn literal(&self, text: &str) -> String {
         sql::standard_literal(text)
