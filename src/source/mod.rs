@@ -5,6 +5,7 @@ pub mod budget;
 pub mod export;
 pub mod page;
 pub mod scan;
+mod skip;
 pub mod stream;
 pub mod table;
 

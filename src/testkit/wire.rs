@@ -83,3 +83,9 @@ pub fn scan_response_json(items: &[HashMap<String, AttributeValue>]) -> Vec<u8> 
     }))
     .expect("DynamoDB JSON always serialises")
 }
+
+/// `items` as the JSON array of DynamoDB JSON that a Scan response's `Items` holds.
+pub fn items_json(items: &[HashMap<String, AttributeValue>]) -> String {
+    let views: Vec<ItemView> = items.iter().map(ItemView::from_sdk).collect();
+    serde_json::to_string(&views).expect("DynamoDB JSON always serialises")
+}
