@@ -64,7 +64,7 @@ impl Intercept for CaptureBody {
         let inner = std::mem::replace(response.body_mut(), SdkBody::taken());
         *response.body_mut() = SdkBody::from_body_1_x(Capturing {
             inner,
-            buffer: BytesMut::with_capacity(expected),
+            buffer: bodies::take(expected),
             slot: self.slot.clone(),
             finished: false,
         });
@@ -102,11 +102,108 @@ impl Body for Capturing {
                 }
                 Poll::Ready(None) => {
                     self.finished = true;
-                    let body = self.buffer.split().freeze();
+                    let body = std::mem::take(&mut self.buffer).freeze();
                     *self.slot.lock().expect("capture lock") = Some(body);
                     return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"{}")))));
                 }
             }
+        }
+    }
+}
+
+/// Buffers of page bodies used again. A page body (about 1 MB) is larger than the allocator's
+/// mmap threshold (`main.rs`), so each new one was mapped afresh and its pages faulted in and
+/// zeroed by the kernel, and copying into it ran on cold memory; a few kept buffers spare that.
+mod bodies {
+    use bytes::{Bytes, BytesMut};
+    use std::sync::Mutex;
+
+    /// Buffers kept: the pages a segment holds at once (in flight and in the transform) come
+    /// back before the next ones are read.
+    const KEPT: usize = 4;
+    /// Smaller bodies are not worth keeping (the allocator reuses those itself).
+    const SMALLEST: usize = 256 << 10;
+    /// Larger buffers are let go, so that one outsized page does not stay resident.
+    const LARGEST: usize = 4 << 20;
+
+    pub struct Pool(Mutex<Vec<BytesMut>>);
+
+    static BODIES: Pool = Pool::new();
+
+    pub fn take(capacity: usize) -> BytesMut {
+        BODIES.take(capacity)
+    }
+
+    pub fn give_back(body: Bytes) {
+        BODIES.give_back(body)
+    }
+
+    impl Pool {
+        pub const fn new() -> Pool {
+            Pool(Mutex::new(Vec::new()))
+        }
+
+        /// An empty buffer of at least `capacity` bytes: a kept one if one is large enough.
+        pub fn take(&self, capacity: usize) -> BytesMut {
+            if capacity >= SMALLEST {
+                let mut kept = self.0.lock().expect("body pool lock");
+                if let Some(i) = kept.iter().position(|b| b.capacity() >= capacity) {
+                    return kept.swap_remove(i);
+                }
+            }
+            BytesMut::with_capacity(capacity)
+        }
+
+        /// Keeps `body`'s buffer for a later page when nothing else holds it.
+        pub fn give_back(&self, body: Bytes) {
+            if body.len() < SMALLEST {
+                return;
+            }
+            if let Ok(mut buffer) = body.try_into_mut() {
+                if buffer.capacity() > LARGEST {
+                    return;
+                }
+                buffer.clear();
+                let mut kept = self.0.lock().expect("body pool lock");
+                if kept.len() < KEPT {
+                    kept.push(buffer);
+                }
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_body_nothing_else_holds_is_used_again() {
+            let pool = Pool::new();
+            let mut first = pool.take(1 << 20);
+            first.extend_from_slice(&vec![7u8; 1 << 20]);
+            let body = first.freeze();
+            let place = body.as_ptr();
+            // Still shared: not kept.
+            let other = body.clone();
+            pool.give_back(body);
+            assert_ne!(pool.take(1 << 20).as_ptr(), place);
+            pool.give_back(other);
+            let again = pool.take(1000 << 10);
+            assert_eq!(again.as_ptr(), place);
+            assert!(again.is_empty() && again.capacity() >= 1 << 20);
+            // Too small to keep, too large to keep, or more than KEPT: let go.
+            pool.give_back(Bytes::from(vec![1u8; 1000]));
+            pool.give_back(Bytes::from(vec![1u8; LARGEST + 1]));
+            for _ in 0..KEPT + 2 {
+                pool.give_back(Bytes::from(vec![1u8; SMALLEST]));
+            }
+            assert_eq!(pool.0.lock().unwrap().len(), KEPT);
+            assert!(pool
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .all(|b| b.capacity() == SMALLEST));
         }
     }
 }
@@ -328,6 +425,12 @@ impl RawPage {
             )));
         }
         Ok(items)
+    }
+}
+
+impl Drop for RawPage {
+    fn drop(&mut self) {
+        bodies::give_back(std::mem::take(&mut self.body));
     }
 }
 
