@@ -56,6 +56,21 @@ impl<E> From<SdkError<E, HttpResponse>> for Attempt<E> {
 }
 
 impl S3Store {
+    /// Whether uploads may go without SigV4's payload hash. The payload hash is one of two
+    /// integrity checks of an upload's bytes in transit, the other being the CRC32 that the SDK
+    /// sends, and S3 checks, when request checksums are on (`S3Checksums::WhenSupported`,
+    /// <https://docs.aws.amazon.com/AmazonS3/latest/userguide/checking-object-integrity.html>);
+    /// with that on, S3 takes `UNSIGNED-PAYLOAD` instead of the hash
+    /// (<https://docs.aws.amazon.com/AmazonS3/latest/API/sig-v4-header-based-auth.html>), which
+    /// spares hashing every part twice with SHA-256 (phase 1 keeps its own hash of each part in
+    /// the manifest). Without request checksums the payload stays signed.
+    fn unsigned_uploads(&self) -> bool {
+        matches!(
+            self.client.config().request_checksum_calculation(),
+            Some(aws_sdk_s3::config::RequestChecksumCalculation::WhenSupported)
+        )
+    }
+
     pub fn new(
         client: aws_sdk_s3::Client,
         bucket: &str,
@@ -279,15 +294,20 @@ impl ObjectStore for S3Store {
         content_type: &str,
     ) -> Result<Option<String>, StoreError> {
         self.call("PutObject", key, || async {
-            Ok(self
+            let put = self
                 .client
                 .put_object()
                 .bucket(&self.bucket)
                 .key(key)
                 .content_type(content_type)
                 .body(ByteStream::from(body.clone()))
-                .send()
-                .await?)
+                .customize();
+            let put = if self.unsigned_uploads() {
+                put.disable_payload_signing()
+            } else {
+                put
+            };
+            Ok(put.send().await?)
         })
         .await
         .map(|out| out.e_tag().map(str::to_string))
@@ -461,7 +481,7 @@ impl ObjectStore for S3Store {
     ) -> Result<UploadedPart, StoreError> {
         let out = self
             .call("UploadPart", key, || async {
-                Ok(self
+                let part = self
                     .client
                     .upload_part()
                     .bucket(&self.bucket)
@@ -469,8 +489,13 @@ impl ObjectStore for S3Store {
                     .upload_id(upload_id)
                     .part_number(number)
                     .body(ByteStream::from(body.clone()))
-                    .send()
-                    .await?)
+                    .customize();
+                let part = if self.unsigned_uploads() {
+                    part.disable_payload_signing()
+                } else {
+                    part
+                };
+                Ok(part.send().await?)
             })
             .await
             .map_err(|e| self.fail("UploadPart", key, e))?;
