@@ -415,8 +415,12 @@ impl RawPage {
         // (reading a `&str`, serde_json trusts it; reading bytes, it validates string by string).
         let text = std::str::from_utf8(&self.body[self.items.clone()])
             .map_err(|e| PageError(format!("its items are not UTF-8 text: {e}")))?;
-        let items: Vec<ItemView> = serde_json::from_str(text)
-            .map_err(|e| PageError(format!("its items are not DynamoDB JSON: {e}")))?;
+        // Read by hand where it can be; serde decides the rest, and says what is wrong.
+        let items: Vec<ItemView> = match crate::value::wire_fast::items(text) {
+            Some(items) => items,
+            None => serde_json::from_str(text)
+                .map_err(|e| PageError(format!("its items are not DynamoDB JSON: {e}")))?,
+        };
         if items.len() as u64 != self.count {
             return Err(PageError(format!(
                 "the page counts {} items but holds {}",

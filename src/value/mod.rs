@@ -16,6 +16,7 @@ pub mod decimal;
 pub mod json;
 pub mod time;
 pub mod wire;
+pub mod wire_fast;
 
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
