@@ -37,7 +37,8 @@ def _is_noop(function):
 
 
 def _iso_start_time():
-    """`$$.Execution.StartTime` is an ISO 8601 string in Step Functions (the context object,
+    """`$$.Execution.StartTime` is an ISO 8601 string in Step Functions, UTC with milliseconds
+    (`2019-03-26T20:14:13.192Z` in the context object's example,
     https://docs.aws.amazon.com/step-functions/latest/dg/input-output-contextobject.html);
     moto hands the state machine a datetime, so `States.StringSplit` on it fails."""
     from moto.stepfunctions.parser.backend import execution_worker
@@ -87,13 +88,14 @@ def _shape_keys(value, shape, to_api):
 
 
 def _batch_casing():
-    """Step Functions takes a Batch task's parameters in PascalCase (`JobName`, `ArrayProperties`)
-    and gives the job's description back in PascalCase (`Container.ExitCode`), for the optimized
-    integration and the SDK one alike
+    """Step Functions takes a Batch task's parameters in PascalCase (`JobName`, `ArrayProperties`),
+    for the optimized integration and the SDK one alike
     (https://docs.aws.amazon.com/step-functions/latest/dg/connect-batch.html,
-    https://docs.aws.amazon.com/step-functions/latest/dg/supported-services-awssdk.html).
-    moto 5.2.5 leaves both hooks empty, so boto refuses `JobName` and a failed job's cause
-    carries camelCase keys."""
+    https://docs.aws.amazon.com/step-functions/latest/dg/supported-services-awssdk.html), and
+    gives the job's description back in PascalCase (`Container.ExitCode`): no AWS page states or
+    shows that half; failed .sync causes captured from real runs in public code do
+    (`Attempts[].Container.ExitCode`, `StatusReason`). moto 5.2.5 leaves both hooks empty, so
+    boto refuses `JobName` and a failed job's cause carries camelCase keys."""
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
         state_task_service,
         state_task_service_batch,
@@ -131,8 +133,10 @@ def _batch_casing():
 
 def _wildcard_paths_give_arrays():
     """A path with a `[*]` wildcard gives an array in Step Functions, also when one element
-    matches (https://docs.aws.amazon.com/step-functions/latest/dg/amazon-states-language-paths.html);
-    moto 5.2.5 unwraps a single match when the wildcard is not the path's last step, so
+    matches. Paths follow JsonPath syntax
+    (https://docs.aws.amazon.com/step-functions/latest/dg/amazon-states-language-paths.html), but
+    that page does not state the one-match case: it is JsonPath's rule for indefinite paths, not
+    an AWS-documented one. moto 5.2.5 unwraps a single match when the wildcard is not the path's last step, so
     `$.JobSummaryList[*].Container.ExitCode` of one failed array child gave a number and
     `States.ArrayContains` on it failed the execution."""
     import importlib
@@ -163,8 +167,9 @@ def _wildcard_paths_give_arrays():
 
 
 def _export_arns():
-    """DynamoDB names an export `<table ARN>/export/<id>`
-    (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_ExportDescription.html);
+    """DynamoDB names an export `<table ARN>/export/<id>` (the manifest's `exportArn` example,
+    https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/S3DataExport.Output.html;
+    API_ExportDescription.html gives no format);
     moto 5.2.5 writes `…:table/<table ARN>/import/<id>`, which dynamo-etl rightly refuses."""
     from moto.dynamodb.models import table_export
 
