@@ -2280,6 +2280,75 @@ fn the_state_machine_never_resubmits_a_job_that_exited_2() {
         assert_eq!(retried, ["DynamoEtl.JobFailed"], "{name}");
     }
 }
+/// A Catch on `States.TaskFailed` takes every error but `States.Timeout`, so a Batch API error
+/// whose retries ran out arrives with a plain-text cause. `States.StringToJson` on it would fail
+/// with `States.Runtime`, which no Catch takes, and the execution would end without its alert.
+/// So a state that reads a failed job's cause as JSON is entered only from a Choice that first
+/// sends a missing cause elsewhere and then only a cause that starts like a JSON object.
+#[test]
+fn a_failed_jobs_cause_is_read_as_json_only_when_it_can_be_one() {
+    let asl = state_machine();
+    let states = all_states(&asl);
+    let mut readers = 0;
+    for (name, state) in &states {
+        if !state["Parameters"]
+            .to_string()
+            .contains("States.StringToJson($.error.Cause)")
+        {
+            continue;
+        }
+        readers += 1;
+        let entered_from: Vec<(&String, &Value)> = states
+            .iter()
+            .filter(|(_, s)| {
+                let to_it = |v: &Value| v.as_str() == Some(name.as_str());
+                to_it(&s["Next"])
+                    || to_it(&s["Default"])
+                    || s["Choices"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|c| to_it(&c["Next"]))
+                    || s["Catch"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|c| to_it(&c["Next"]))
+            })
+            .collect();
+        assert!(!entered_from.is_empty(), "{name} is never entered");
+        for (from, chooser) in entered_from {
+            assert_eq!(
+                chooser["Type"], "Choice",
+                "{name} is entered from {from}, not from a Choice"
+            );
+            assert_ne!(
+                chooser["Default"],
+                name.as_str(),
+                "{from}: its Default reads any cause"
+            );
+            let rules: Vec<&Value> = chooser["Choices"].as_array().unwrap().iter().collect();
+            let on_cause = |r: &Value| r["Variable"] == "$.error.Cause";
+            assert!(
+                on_cause(rules[0])
+                    && rules[0]["IsPresent"] == false
+                    && rules[0]["Next"] != name.as_str(),
+                "{from}: its first rule must send a missing cause elsewhere"
+            );
+            for rule in rules.iter().filter(|r| r["Next"] == name.as_str()) {
+                assert!(
+                    on_cause(rule) && rule["StringMatches"] == "{*",
+                    "{from}: sends to {name} a cause that may not be JSON: {rule}"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        readers, 3,
+        "phase 3 (each dialect's) and replace read their job's exit code"
+    );
+}
+
 /// A `postgres://` URL selects the PostgreSQL dialect, so a Redshift endpoint must be given as
 /// `redshift://` wherever the docs show one.
 #[test]
