@@ -336,6 +336,9 @@ pub async fn locate(
     let Some(writer) = dialect.row_writer_sql() else {
         return Ok(None);
     };
+    if !super::ledger::table_exists(session, schema, super::ledger::LEDGER_TABLE).await? {
+        return Ok(None);
+    }
     // The ledger row of a segment is written by its load's transaction, like the rows it
     // copied; a load of many segments writes them all in one.
     let ledger = session
