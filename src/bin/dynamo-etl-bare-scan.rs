@@ -64,7 +64,8 @@ async fn main() -> anyhow::Result<()> {
                     })?;
                 let body = capture
                     .take()
-                    .ok_or_else(|| anyhow::anyhow!("segment {segment}: no response body"))?;
+                    .ok_or_else(|| anyhow::anyhow!("segment {segment}: no response body"))?
+                    .map_err(|e| anyhow::anyhow!("segment {segment}: {e}"))?;
                 let (_, meta) = RawPage::split(body)
                     .map_err(|e| anyhow::anyhow!("segment {segment}: not a Scan page: {e}"))?;
                 items += meta.count;

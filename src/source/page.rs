@@ -30,13 +30,42 @@ use crate::value::ItemView;
 /// One per request attempt: [`CaptureBody::take`] after `send()` returns.
 #[derive(Debug, Clone, Default)]
 pub struct CaptureBody {
-    slot: Arc<Mutex<Option<Bytes>>>,
+    slot: Arc<Mutex<Option<Result<Bytes, Damaged>>>>,
+}
+
+/// A body whose CRC32 is not the one DynamoDB's `x-amz-crc32` header gives for it: damaged on
+/// the way (the header is the CRC32 of the response body as sent,
+/// <https://pkg.go.dev/github.com/aws/aws-sdk-go-v2/service/dynamodb/internal/customizations>).
+/// Worth the request again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the response body's CRC32 is {found}, not the {declared} its x-amz-crc32 header gives: it was damaged on the way")]
+pub struct Damaged {
+    pub declared: u32,
+    pub found: u32,
 }
 
 impl CaptureBody {
-    /// The captured body of the last successful response, if any.
-    pub fn take(&self) -> Option<Bytes> {
+    /// The captured body of the last successful response, if any; an error when it does not
+    /// match the checksum DynamoDB sent with it.
+    pub fn take(&self) -> Option<Result<Bytes, Damaged>> {
         self.slot.lock().expect("capture lock").take()
+    }
+}
+
+/// Checks `body` against the CRC32 its response declared, if it declared one. The items are no
+/// longer parsed as the page arrives (only located, [`skip`]), so this is what tells a body
+/// damaged in transit, which is retried, from one DynamoDB wrote wrong.
+fn checked(body: Bytes, declared: Option<u32>) -> Result<Bytes, Damaged> {
+    match declared {
+        Some(declared) => {
+            let found = crc32fast::hash(&body);
+            if found == declared {
+                Ok(body)
+            } else {
+                Err(Damaged { declared, found })
+            }
+        }
+        None => Ok(body),
     }
 }
 
@@ -61,10 +90,19 @@ impl Intercept for CaptureBody {
             .get("content-length")
             .and_then(|v| v.parse::<usize>().ok())
             .unwrap_or(0);
+        // We ask for no content encoding, so the checksum is of the bytes that arrive.
+        let crc32 = match response.headers().get("content-encoding") {
+            None | Some("identity") => response
+                .headers()
+                .get("x-amz-crc32")
+                .and_then(|v| v.trim().parse::<u32>().ok()),
+            Some(_) => None,
+        };
         let inner = std::mem::replace(response.body_mut(), SdkBody::taken());
         *response.body_mut() = SdkBody::from_body_1_x(Capturing {
             inner,
             buffer: bodies::take(expected),
+            crc32,
             slot: self.slot.clone(),
             finished: false,
         });
@@ -76,7 +114,9 @@ impl Intercept for CaptureBody {
 struct Capturing {
     inner: SdkBody,
     buffer: BytesMut,
-    slot: Arc<Mutex<Option<Bytes>>>,
+    /// The body's CRC32 as the response declared it.
+    crc32: Option<u32>,
+    slot: Arc<Mutex<Option<Result<Bytes, Damaged>>>>,
     finished: bool,
 }
 
@@ -103,7 +143,7 @@ impl Body for Capturing {
                 Poll::Ready(None) => {
                     self.finished = true;
                     let body = std::mem::take(&mut self.buffer).freeze();
-                    *self.slot.lock().expect("capture lock") = Some(body);
+                    *self.slot.lock().expect("capture lock") = Some(checked(body, self.crc32));
                     return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"{}")))));
                 }
             }
@@ -476,6 +516,25 @@ mod tests {
             Some(&crate::value::Value::S("x".into())),
             "an attribute named like an envelope field stays in its item"
         );
+    }
+
+    /// DynamoDB Local's own answer to a Scan, with its `x-amz-crc32` header, checks out; the
+    /// same body with one byte changed does not, and a response without the header is taken as
+    /// it is.
+    #[test]
+    fn a_body_is_checked_against_the_crc32_its_response_declares() {
+        let body =
+            Bytes::from_static(br#"{"Items":[{"pk":{"S":"a"}}],"Count":1,"ScannedCount":1}"#);
+        let declared = crc32fast::hash(&body);
+        assert_eq!(checked(body.clone(), Some(declared)), Ok(body.clone()));
+        let mut damaged = body.to_vec();
+        damaged[12] ^= 0x01;
+        let err = checked(Bytes::from(damaged.clone()), Some(declared)).unwrap_err();
+        assert_eq!(err.declared, declared);
+        assert!(err.to_string().contains("damaged on the way"), "{err}");
+        assert!(checked(Bytes::from(damaged), None).is_ok());
+        // The CRC-32 of the standard check string (ISO-HDLC, as zlib and DynamoDB compute it).
+        assert_eq!(crc32fast::hash(b"123456789"), 0xcbf4_3926);
     }
 
     #[test]

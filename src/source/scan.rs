@@ -179,12 +179,16 @@ async fn fetch_page(
         )
         .await
         .map_err(|e| failed(dynamodb.describe(&e), sdk_failure(&e).is_retriable()))?;
-    let body = capture.take().ok_or_else(|| {
-        failed(
-            "the Scan response body was not captured (an SDK change?)".into(),
-            false,
-        )
-    })?;
+    let body = capture
+        .take()
+        .ok_or_else(|| {
+            failed(
+                "the Scan response body was not captured (an SDK change?)".into(),
+                false,
+            )
+        })?
+        // Damaged on the way: worth a retry of the segment, as a body that is not JSON.
+        .map_err(|damaged| failed(damaged.to_string(), true))?;
     // A body that is not JSON came damaged in transit: worth a retry of the segment.
     RawPage::split(body)
         .map_err(|e| failed(format!("the Scan response is not valid JSON: {e}"), true))

@@ -556,6 +556,7 @@ async fn scan_answered_with(env: &TestEnv, body: &'static str) -> FaultProxy {
                 hang: false,
                 drop: false,
                 truncate: None,
+                damage: false,
                 status: 200,
                 content_type: "application/x-amz-json-1.0",
                 body: body.into(),

@@ -421,6 +421,52 @@ async fn bodies_cut_short_are_read_again() {
     assert_eq!(env.count(&staging, "vuln").await, 72);
 }
 
+/// The scan locates a page's items without parsing them, so a body damaged on the way in a way
+/// that keeps it valid JSON (one letter of a value in the other case) would be read as other
+/// values: the CRC32 DynamoDB sends with each response catches it, and the segment exits 1
+/// (retry) naming it. Run again undamaged, the same segment writes the table's values.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scan_page_damaged_on_the_way_is_refused_and_retried() {
+    let env = TestEnv::with_demo("sdamaged", 2).await;
+    let scans = Arc::new(AtomicUsize::new(0));
+    let seen = scans.clone();
+    let proxy = FaultProxy::start(
+        &env.stack.dynamodb,
+        Arc::new(move |head: &RequestHead| {
+            let scan = head.header("x-amz-target") == Some("DynamoDB_20120810.Scan");
+            (scan && seen.fetch_add(1, Ordering::SeqCst) == 0).then(Injected::damage_body)
+        }),
+    )
+    .await;
+    let args = [
+        "segment",
+        "--run-id",
+        "d",
+        "--table",
+        env.table.as_str(),
+        "--total-segments",
+        "1",
+        "--segment",
+        "0",
+    ];
+    let through_proxy = [("ETL_DYNAMODB_ENDPOINT", proxy.url.clone())];
+    let out = env.run(&args, &through_proxy);
+    let text = show(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("damaged on the way"), "{text}");
+    assert!(
+        scans.load(Ordering::SeqCst) >= 1,
+        "no Scan went through the proxy"
+    );
+    assert!(env.manifest("d", 0).await.is_none(), "nothing is committed");
+    let out = env.run(&args, &through_proxy);
+    assert!(out.status.success(), "{}", show(&out));
+    env.run_ok(&["prepare", "--run-id", "d"]);
+    env.run_ok(&["upload", "--run-id", "d", "--segment", "0"]);
+    env.run_ok(&["replace", "--run-id", "d"]);
+    assert_eq!(env.served_run(&env.target).await.as_deref(), Some("d"));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_segment_killed_during_a_multipart_upload_leaves_no_upload_open() {
     let env = TestEnv::new("skilled").await;

@@ -34,6 +34,10 @@ pub struct Injected {
     /// Pass the request on, but cut the response's body after this many bytes (a connection
     /// that breaks while the body arrives), instead of an error.
     pub truncate: Option<usize>,
+    /// Pass the request on, but change the case of the first letter of the response body's
+    /// first string value (`"S":"…`), keeping the JSON valid and its length (bits flipped on
+    /// the way), instead of an error.
+    pub damage: bool,
     pub status: u16,
     pub content_type: &'static str,
     pub body: String,
@@ -46,6 +50,7 @@ impl Injected {
             hang: false,
             drop: false,
             truncate: None,
+            damage: false,
             status: 400,
             content_type: "application/x-amz-json-1.0",
             body: r#"{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException","message":"injected by the test proxy"}"#.into(),
@@ -58,6 +63,7 @@ impl Injected {
             hang: false,
             drop: false,
             truncate: None,
+            damage: false,
             status: 400,
             content_type: "application/x-amz-json-1.0",
             body: r#"{"__type":"com.amazon.coral.validate#ValidationException","message":"injected validation failure"}"#.into(),
@@ -70,6 +76,7 @@ impl Injected {
             hang: false,
             drop: false,
             truncate: None,
+            damage: false,
             status: 500,
             content_type: "application/xml",
             body: "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>InternalError</Code><Message>injected by the test proxy</Message></Error>".into(),
@@ -84,6 +91,7 @@ impl Injected {
             hang: true,
             drop: false,
             truncate: None,
+            damage: false,
             status: 0,
             content_type: "",
             body: String::new(),
@@ -96,6 +104,7 @@ impl Injected {
             hang: false,
             drop: true,
             truncate: None,
+            damage: false,
             status: 0,
             content_type: "",
             body: String::new(),
@@ -108,6 +117,20 @@ impl Injected {
             hang: false,
             drop: false,
             truncate: Some(bytes),
+            damage: false,
+            status: 0,
+            content_type: "",
+            body: String::new(),
+        }
+    }
+
+    /// The real response with one letter of its first string value changed.
+    pub fn damage_body() -> Injected {
+        Injected {
+            hang: false,
+            drop: false,
+            truncate: None,
+            damage: true,
             status: 0,
             content_type: "",
             body: String::new(),
@@ -120,6 +143,7 @@ impl Injected {
             hang: false,
             drop: false,
             truncate: None,
+            damage: false,
             status,
             content_type: "application/xml",
             body: format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>injected by the test proxy</Message></Error>"),
@@ -202,6 +226,9 @@ async fn serve(mut client: TcpStream, upstream: &str, rule: Rule) -> std::io::Re
             cut,
         )
         .await;
+    }
+    if injected.as_ref().is_some_and(|i| i.damage) {
+        return pass_on_damaged(client, upstream, &request_line, &head, &buf[head_end..]).await;
     }
     if let Some(injected) = injected {
         if injected.hang {
@@ -287,6 +314,36 @@ async fn pass_on_truncated(
             if response.len() >= i + 4 + cut {
                 response.truncate(i + 4 + cut);
                 break;
+            }
+        }
+    }
+    client.write_all(&response).await?;
+    client.shutdown().await?;
+    Ok(())
+}
+
+/// Passes the request on and the whole response back with one letter of its body's first
+/// string value in the other case.
+async fn pass_on_damaged(
+    mut client: TcpStream,
+    upstream: &str,
+    request_line: &str,
+    head: &RequestHead,
+    body_start: &[u8],
+) -> std::io::Result<()> {
+    let mut server = forward(upstream, request_line, head, body_start).await?;
+    let mut response = Vec::new();
+    server.read_to_end(&mut response).await?;
+    if let Some(head_end) = response.windows(4).position(|w| w == b"\r\n\r\n") {
+        let body = head_end + 4;
+        let marker = br#""S":""#;
+        if let Some(at) = response[body..]
+            .windows(marker.len())
+            .position(|w| w == marker)
+        {
+            let letter = body + at + marker.len();
+            if response[letter].is_ascii_alphabetic() {
+                response[letter] ^= 0x20;
             }
         }
     }
