@@ -488,6 +488,23 @@ mod tests {
     use crate::schema::limits::{DialectName, Digested};
     use crate::schema::{Column, FORMAT_VERSION};
 
+    /// The row's text holds each value's hash as the 15 hex digits PostgreSQL's
+    /// `left(md5(…), 15)` gives: lower case, zero-padded.
+    #[test]
+    fn hex15_writes_the_fifteen_hex_digits_of_a_60_bit_hash() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let hash = x >> 4;
+            assert_eq!(hex15(hash), format!("{hash:015x}").as_bytes(), "{hash:x}");
+        }
+        for hash in [0, 1, 9, 10, 15, (1 << 60) - 1, 0x0a0b_0c0d_0e0f_0900] {
+            assert_eq!(hex15(hash), format!("{hash:015x}").as_bytes(), "{hash:x}");
+        }
+    }
+
     fn table() -> DataSchema {
         let col = |name: &str, t| Column {
             attribute: name.into(),
