@@ -595,3 +595,36 @@ impl ObjectStore for S3Store {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::{AwsConfig, S3Checksums};
+    use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+    fn store(checksums: S3Checksums) -> S3Store {
+        let sdk = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .build();
+        let config = AwsConfig {
+            s3_checksums: checksums,
+            s3_endpoint: Some("http://127.0.0.1:9".into()),
+            ..AwsConfig::default()
+        };
+        S3Store::new(
+            crate::aws::s3(&sdk, &config),
+            "b",
+            crate::aws::s3_endpoint(&sdk, &config),
+            RetryPolicy::default(),
+        )
+    }
+
+    /// The payload goes unsigned only where S3 checks the CRC32 the SDK sends instead: with
+    /// request checksums off, SigV4's payload hash is the upload's only check in transit.
+    #[test]
+    fn uploads_go_unsigned_only_when_their_checksum_is_sent() {
+        assert!(store(S3Checksums::WhenSupported).unsigned_uploads());
+        assert!(!store(S3Checksums::WhenRequired).unsigned_uploads());
+    }
+}
