@@ -547,16 +547,22 @@ mod tests {
         assert!(page.items().unwrap().is_empty());
     }
 
+    /// The page's items parse as `items`, one for one.
+    fn assert_holds(page: &RawPage, items: &[crate::value::Item]) {
+        let parsed = page.items().unwrap();
+        assert_eq!(parsed.len(), items.len());
+        assert!(parsed
+            .iter()
+            .zip(items)
+            .all(|(p, i)| items_equal(&p.to_sdk(), i)));
+    }
+
     #[test]
     fn generated_pages_round_trip() {
         let items = bench_items(500, 3);
         let (page, meta) = RawPage::split(scan_response_json(&items).into()).unwrap();
         assert_eq!(meta.count, 500);
-        let parsed = page.items().unwrap();
-        assert!(parsed
-            .iter()
-            .zip(&items)
-            .all(|(p, i)| items_equal(&p.to_sdk(), i)));
+        assert_holds(&page, &items);
     }
 
     /// Items are checked as UTF-8 in bulk before they are parsed: bytes that are not UTF-8
@@ -635,11 +641,7 @@ mod tests {
                 meta.capacity_units,
                 whole.consumed_capacity.and_then(|c| c.capacity_units)
             );
-            let parsed = page.items().unwrap();
-            assert!(parsed
-                .iter()
-                .zip(&items)
-                .all(|(p, i)| items_equal(&p.to_sdk(), i)));
+            assert_holds(&page, &items);
         }
     }
 

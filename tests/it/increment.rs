@@ -91,6 +91,25 @@ fn url(export: &WrittenExport) -> String {
 }
 
 /// What the table holds after `changes`, applied to DynamoDB Local in write order.
+/// `increment` of `export` into this env's target, with `extra` arguments and `vars`.
+fn increment(
+    env: &TestEnv,
+    export: &WrittenExport,
+    extra: &[&str],
+    vars: &[(&str, String)],
+) -> std::process::Output {
+    let url = url(export);
+    let mut args = vec![
+        "increment",
+        "--table",
+        &env.table,
+        "--incremental-export-prefix",
+        &url,
+    ];
+    args.extend_from_slice(extra);
+    env.run(&args, vars)
+}
+
 async fn apply_to_table(env: &TestEnv, changes: &[Change]) {
     let mut ordered = changes.to_vec();
     ordered.sort_by_key(|c| c.micros);
@@ -163,18 +182,6 @@ async fn increments_keep_the_served_tables_equal_to_a_fresh_copy() {
     let w0 = env.plan_time("base").await;
     let hour = chrono::TimeDelta::hours(1);
     let micros = |t: chrono::DateTime<chrono::Utc>, plus: i64| (t.timestamp_micros() + plus) as u64;
-    let increment = |export: &WrittenExport| {
-        env.run(
-            &[
-                "increment",
-                "--table",
-                &env.table,
-                "--incremental-export-prefix",
-                &url(export),
-            ],
-            &[],
-        )
-    };
 
     // Window 1: an insert, an update adding an attribute no column has, a delete, a group
     // moving to _unclassified, and one organization updated twice (the later write listed
@@ -219,7 +226,7 @@ async fn increments_keep_the_served_tables_equal_to_a_fresh_copy() {
     };
     let e1 = export_in(&env, &w1, &first, page_form).await;
     apply_to_table(&env, &first).await;
-    let out = increment(&e1);
+    let out = increment(&env, &e1, &[], &[]);
     assert!(out.status.success(), "{}", show(&out));
     assert!(show(&out).contains("5 changes"), "{}", show(&out));
 
@@ -235,7 +242,7 @@ async fn increments_keep_the_served_tables_equal_to_a_fresh_copy() {
         &[upsert(None, new_fin.clone(), micros(gap.from, 1))],
     )
     .await;
-    let out = increment(&e_gap);
+    let out = increment(&env, &e_gap, &[], &[]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(
         show(&out).contains("missing") && show(&out).contains(&instant(w1.to)),
@@ -259,11 +266,11 @@ async fn increments_keep_the_served_tables_equal_to_a_fresh_copy() {
     };
     let e2 = export_in(&env, &w2, &second, bare).await;
     apply_to_table(&env, &second).await;
-    let out = increment(&e2);
+    let out = increment(&env, &e2, &[], &[]);
     assert!(out.status.success(), "{}", show(&out));
 
     // The same increment again: nothing changes.
-    let out = increment(&e2);
+    let out = increment(&env, &e2, &[], &[]);
     assert!(out.status.success(), "{}", show(&out));
     assert!(show(&out).contains("nothing changed"), "{}", show(&out));
 
@@ -310,14 +317,14 @@ async fn increments_keep_the_served_tables_equal_to_a_fresh_copy() {
     .execute(&mut conn)
     .await
     .unwrap();
-    let out = increment(&e3);
+    let out = increment(&env, &e3, &[], &[]);
     assert_ne!(out.status.code(), Some(0), "{}", show(&out));
     assert_same_tables(&env, &env.target, &fresh, "after a failed apply").await;
     sqlx::query(&format!("ALTER TABLE {ledger} DROP COLUMN blocker"))
         .execute(&mut conn)
         .await
         .unwrap();
-    let out = increment(&e3);
+    let out = increment(&env, &e3, &[], &[]);
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(env.count(&env.target, "org").await, 2);
 
@@ -479,16 +486,7 @@ async fn an_apply_killed_halfway_leaves_the_target_as_it_was() {
         );
     }
 
-    let out = env.run(
-        &[
-            "increment",
-            "--table",
-            &env.table,
-            "--incremental-export-prefix",
-            &url(&e),
-        ],
-        &[],
-    );
+    let out = increment(&env, &e, &[], &[]);
     assert!(out.status.success(), "{}", show(&out));
     for (t, rows) in &before {
         let expected = match t.as_str() {
@@ -522,33 +520,14 @@ async fn an_apply_killed_halfway_leaves_the_target_as_it_was() {
     std::fs::write(&path, serde_json::to_string_pretty(&org).unwrap()).unwrap();
     let next = Window::hour("01765000000000-bbbb0002", w.to);
     let e = export(&env, &next, &[]).await;
-    let refused = env.run(
-        &[
-            "increment",
-            "--table",
-            &env.table,
-            "--incremental-export-prefix",
-            &url(&e),
-        ],
-        &[],
-    );
+    let refused = increment(&env, &e, &[], &[]);
     assert_eq!(refused.status.code(), Some(2), "{}", show(&refused));
     let text = show(&refused);
     assert!(
         text.contains("org (changed)") && text.contains("full copy"),
         "{text}"
     );
-    let kept = env.run(
-        &[
-            "increment",
-            "--table",
-            &env.table,
-            "--incremental-export-prefix",
-            &url(&e),
-            "--served-schemas",
-        ],
-        &[],
-    );
+    let kept = increment(&env, &e, &["--served-schemas"], &[]);
     assert!(kept.status.success(), "{}", show(&kept));
     let again = env.run_ok(&["run", "--table", &env.table]);
     let served = env.served_run(&env.target).await.unwrap();
@@ -744,18 +723,7 @@ async fn an_apply_longer_than_the_lock_timeout_applies() {
         sqlx::query(&statement).execute(&mut pg).await.unwrap();
     }
     let started = std::time::Instant::now();
-    let out = env.run(
-        &[
-            "increment",
-            "--table",
-            &env.table,
-            "--incremental-export-prefix",
-            &url(&e),
-            "--lock-timeout-seconds",
-            "1",
-        ],
-        &[],
-    );
+    let out = increment(&env, &e, &["--lock-timeout-seconds", "1"], &[]);
     assert!(out.status.success(), "{}", show(&out));
     assert!(
         started.elapsed() > std::time::Duration::from_secs(2),
@@ -808,16 +776,7 @@ async fn keys_no_text_column_holds_are_applied_by_increments() {
     ];
     let e = export(&env, &w, &changes).await;
     apply_to_table(&env, &changes).await;
-    let out = env.run(
-        &[
-            "increment",
-            "--table",
-            &env.table,
-            "--incremental-export-prefix",
-            &url(&e),
-        ],
-        &[],
-    );
+    let out = increment(&env, &e, &[], &[]);
     assert!(out.status.success(), "{}", show(&out));
     assert!(show(&out).contains("3 changes"), "{}", show(&out));
     let fresh = format!("{}_fresh", env.target);
@@ -1000,16 +959,7 @@ async fn an_increment_applied_unproven_drops_the_kept_proof() {
         &[upsert(Some(org), renamed, w0.timestamp_micros() as u64)],
     )
     .await;
-    let out = env.run(
-        &[
-            "increment",
-            "--table",
-            &env.table,
-            "--incremental-export-prefix",
-            &url(&e),
-        ],
-        &[("ETL_SKIP_VERIFY", "true".to_string())],
-    );
+    let out = increment(&env, &e, &[], &[("ETL_SKIP_VERIFY", "true".to_string())]);
     assert!(out.status.success(), "{}", show(&out));
     assert!(show(&out).contains("--skip-verify"), "{}", show(&out));
     assert!(

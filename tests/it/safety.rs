@@ -438,19 +438,8 @@ async fn a_scan_page_damaged_on_the_way_is_refused_and_retried() {
         }),
     )
     .await;
-    let args = [
-        "segment",
-        "--run-id",
-        "d",
-        "--table",
-        env.table.as_str(),
-        "--total-segments",
-        "1",
-        "--segment",
-        "0",
-    ];
     let through_proxy = [("ETL_DYNAMODB_ENDPOINT", proxy.url.clone())];
-    let out = env.run(&args, &through_proxy);
+    let out = env.segment("d", 1, 0, &through_proxy);
     let text = show(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("damaged on the way"), "{text}");
@@ -459,8 +448,7 @@ async fn a_scan_page_damaged_on_the_way_is_refused_and_retried() {
         "no Scan went through the proxy"
     );
     assert!(env.manifest("d", 0).await.is_none(), "nothing is committed");
-    let out = env.run(&args, &through_proxy);
-    assert!(out.status.success(), "{}", show(&out));
+    env.phase1_with("d", 1, 0, &through_proxy);
     env.run_ok(&["prepare", "--run-id", "d"]);
     env.run_ok(&["upload", "--run-id", "d", "--segment", "0"]);
     env.run_ok(&["replace", "--run-id", "d"]);

@@ -239,6 +239,17 @@ impl TestEnv {
         segment: u32,
         vars: &[(&str, String)],
     ) -> Output {
+        let out = self.segment(run, total, segment, vars);
+        assert!(
+            out.status.success(),
+            "segment {segment} of {total}, run {run}, {vars:?}: {}",
+            show(&out)
+        );
+        out
+    }
+
+    /// Phase 1 for one segment of `run` with `vars`, whatever it exits with.
+    pub fn segment(&self, run: &str, total: u32, segment: u32, vars: &[(&str, String)]) -> Output {
         let (total, segment) = (total.to_string(), segment.to_string());
         let args = [
             "segment",
@@ -251,9 +262,7 @@ impl TestEnv {
             "--segment",
             &segment,
         ];
-        let out = self.run(&args, vars);
-        assert!(out.status.success(), "{args:?} {vars:?}: {}", show(&out));
-        out
+        self.run(&args, vars)
     }
 
     /// Runs the binary and fails the test unless it exits 0.
