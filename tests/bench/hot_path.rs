@@ -286,65 +286,101 @@ const SEGMENT_PAGES: usize = 8;
 /// manifest. `default` checkpoints as phase 1 does by default (every 60 s, and when a part
 /// fills: in a run of this length, only the per-page bookkeeping); `checkpoint_every_page` as
 /// with `--checkpoint-seconds 0`, the most checkpoints can cost.
+/// What the `segment` group replays: the run's plan, the pages and a runtime for the upload tasks.
+struct SegmentReplay {
+    plan: dynamo_etl::staging::plan::RunPlan,
+    pages: Vec<RawPage>,
+    items: u64,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl SegmentReplay {
+    fn new() -> Self {
+        let schemas = bench_schemas();
+        let plan = dynamo_etl::staging::plan::RunPlan {
+            dialect: dialect(),
+            source_table: "bench".into(),
+            key_attributes: vec!["pk".into(), "sk".into()],
+            schemas: schemas.schemas.clone(),
+            ..dynamo_etl::testkit::runs::plan("bench")
+        };
+        let (page, _) = page();
+        let pages: Vec<RawPage> = (0..SEGMENT_PAGES)
+            .map(|n| {
+                let mut p = page.clone();
+                p.last_key = Some(format!(
+                    r#"{{"pk":{{"S":"BENCH#{n:06}"}},"sk":{{"S":"x"}}}}"#
+                ));
+                p
+            })
+            .collect();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        SegmentReplay {
+            plan,
+            items: page.len() * SEGMENT_PAGES as u64,
+            pages,
+            runtime,
+        }
+    }
+
+    fn settings(every: std::time::Duration) -> dynamo_etl::phases::segment::SegmentSettings {
+        dynamo_etl::phases::segment::SegmentSettings {
+            parts: settings(),
+            consistent_read: false,
+            max_read_units: None,
+            progress_every: std::time::Duration::from_secs(3600),
+            checkpoint_every: every,
+            restart: false,
+            page_items: None,
+        }
+    }
+
+    /// One segment, into a fresh store (a segment whose manifest exists is not run again).
+    fn run(&self, every: std::time::Duration, fingerprints: bool) {
+        use dynamo_etl::staging::{Layout, Staging};
+        use dynamo_etl::storage::memory::MemoryStore;
+        let staging = Staging::new(
+            std::sync::Arc::new(MemoryStore::with_any_part_size("bench")),
+            Layout::new("p"),
+        );
+        let manifest = self
+            .runtime
+            .block_on(dynamo_etl::phases::segment::replay(
+                &self.plan,
+                &staging,
+                0,
+                Self::settings(every),
+                self.pages.clone(),
+                fingerprints,
+            ))
+            .expect("the replayed segment commits");
+        assert_eq!(manifest.items_scanned, self.items);
+        assert_eq!(manifest.fingerprint_method.is_some(), fingerprints);
+    }
+}
+
+/// Phase 1 of one segment as a whole (`phases::segment::replay`): the bench page replayed
+/// [`SEGMENT_PAGES`] times (each with a `LastEvaluatedKey` of its own, where checkpoints resume)
+/// through the transform, the part writers and the uploads into an in-memory store, then the
+/// manifest. `default` checkpoints as phase 1 does by default (every 60 s, and when a part
+/// fills: in a run of this length, only the per-page bookkeeping); `checkpoint_every_page` as
+/// with `--checkpoint-seconds 0`, the most checkpoints can cost.
 fn segment(c: &mut Criterion<CpuTime>) {
-    use dynamo_etl::phases::segment::{replay, SegmentSettings};
-    use dynamo_etl::staging::{Layout, Staging};
-    use dynamo_etl::storage::memory::MemoryStore;
     use std::time::Duration;
 
-    let schemas = bench_schemas();
-    let dialect = dialect();
-    let plan = dynamo_etl::staging::plan::RunPlan {
-        dialect,
-        source_table: "bench".into(),
-        key_attributes: vec!["pk".into(), "sk".into()],
-        schemas: schemas.schemas.clone(),
-        ..dynamo_etl::testkit::runs::plan("bench")
-    };
-    let (page, _) = page();
-    let pages: Vec<RawPage> = (0..SEGMENT_PAGES)
-        .map(|n| {
-            let mut p = page.clone();
-            p.last_key = Some(format!(
-                r#"{{"pk":{{"S":"BENCH#{n:06}"}},"sk":{{"S":"x"}}}}"#
-            ));
-            p
-        })
-        .collect();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let replay = SegmentReplay::new();
     let mut group = c.benchmark_group("segment");
-    group.throughput(Throughput::Elements(page.len() * SEGMENT_PAGES as u64));
+    group.throughput(Throughput::Elements(replay.items));
     group.sample_size(20);
     for (name, every) in [
         ("default", Duration::from_secs(60)),
         ("checkpoint_every_page", Duration::ZERO),
     ] {
-        let settings = SegmentSettings {
-            parts: settings(),
-            consistent_read: false,
-            max_read_units: None,
-            progress_every: Duration::from_secs(3600),
-            checkpoint_every: every,
-            restart: false,
-            page_items: None,
-        };
-        group.bench_function(name, |b| {
-            b.iter(|| {
-                // A fresh store each time: a segment whose manifest exists is not run again.
-                let staging = Staging::new(
-                    std::sync::Arc::new(MemoryStore::with_any_part_size("bench")),
-                    Layout::new("p"),
-                );
-                let manifest = runtime
-                    .block_on(replay(&plan, &staging, 0, settings, pages.clone()))
-                    .expect("the replayed segment commits");
-                assert_eq!(manifest.items_scanned, page.len() * SEGMENT_PAGES as u64);
-            })
-        });
+        group.bench_function(name, |b| b.iter(|| replay.run(every, true)));
     }
     group.finish();
 }
@@ -414,18 +450,67 @@ fn proof_cost(seconds: f64) {
         on_total += on;
         off_total += off;
     }
-    pairs.sort_by(f64::total_cmp);
-    let at = |q: f64| pairs[((pairs.len() - 1) as f64 * q).round() as usize];
+    let (median, low, high) = quartiles(&mut pairs);
     println!(
         "proof cost ({dialect}, {} items a page, {} pairs): CPU a page with fingerprints {:.2} ms, \
-         without {:.2} ms; with / without, median of pairs {:.3} (quartiles {:.3}–{:.3})",
+         without {:.2} ms; with / without, median of pairs {median:.3} (quartiles {low:.3}–{high:.3})",
         page.len(),
         pairs.len(),
         on_total / pairs.len() as f64 / 1e6,
         off_total / pairs.len() as f64 / 1e6,
-        at(0.5),
-        at(0.25),
-        at(0.75)
+    );
+    segment_proof_cost(seconds);
+}
+
+/// The median of `ratios` and its quartiles.
+fn quartiles(ratios: &mut [f64]) -> (f64, f64, f64) {
+    ratios.sort_by(f64::total_cmp);
+    let at = |q: f64| ratios[((ratios.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.25), at(0.75))
+}
+
+/// The proof's cost in phase 1 of a segment as a whole (the `segment` group's replay: parse,
+/// transform, parts with their checksums, uploads into memory, checkpoint bookkeeping, the
+/// manifest; not the network), measured as `proof_cost` measures the page: segments with and
+/// without fingerprints alternately, the process's CPU time of each, the median of the pairs'
+/// ratios.
+fn segment_proof_cost(seconds: f64) {
+    let replay = SegmentReplay::new();
+    let every = std::time::Duration::from_secs(60);
+    let timed = |fingerprints: bool| {
+        let started = PROCESS_CPU.now_ns();
+        replay.run(every, fingerprints);
+        (PROCESS_CPU.now_ns() - started) as f64
+    };
+    for _ in 0..2 {
+        timed(true);
+        timed(false);
+    }
+    let (mut pairs, mut spent, mut on_total, mut off_total) = (Vec::new(), 0.0, 0.0, 0.0);
+    while spent < seconds * 1e9 {
+        let (on, off) = match pairs.len() % 2 {
+            0 => (timed(true), timed(false)),
+            _ => {
+                let off = timed(false);
+                (timed(true), off)
+            }
+        };
+        pairs.push(on / off);
+        spent += on + off;
+        on_total += on;
+        off_total += off;
+    }
+    let (median, low, high) = quartiles(&mut pairs);
+    let per_item = |total: f64| total / pairs.len() as f64 / replay.items as f64 / 1e3;
+    println!(
+        "proof cost in a whole segment ({}, {} items, {} pairs): process CPU an item with \
+         fingerprints {:.2} µs, without {:.2} µs; with / without, median of pairs {median:.3} \
+         (quartiles {low:.3}–{high:.3})",
+        dialect(),
+        replay.items,
+        pairs.len(),
+        per_item(on_total),
+        per_item(off_total),
     );
 }
 

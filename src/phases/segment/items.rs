@@ -28,8 +28,9 @@ pub(super) struct ItemTransform {
     /// The tables, as [`Transformer::tables`] lists them, and each one's writer once it has rows.
     names: Vec<String>,
     writers: Vec<Option<PartWriter>>,
-    /// A fresh fingerprinter per table, cloned into its writer.
-    fingerprinters: Vec<Fingerprinter>,
+    /// A fresh fingerprinter per table, cloned into its writer (none when the job leaves the
+    /// fingerprints out).
+    fingerprinters: Vec<Option<Fingerprinter>>,
     overflow_table: usize,
     chunks: mpsc::Sender<Upload>,
     settings: PartSettings,
@@ -112,7 +113,10 @@ impl ItemTransform {
         let limits = crate::warehouse::limits(plan.dialect);
         let fingerprinters = transformer
             .tables()
-            .map(|s| Fingerprinter::for_table(s, limits))
+            .map(|s| {
+                job.fingerprints
+                    .then(|| Fingerprinter::for_table(s, limits))
+            })
             .collect();
         let overflow_table = transformer.overflow_table();
         let mut stage = ItemTransform {
@@ -163,13 +167,16 @@ impl ItemTransform {
             self.names[table].clone(),
         );
         let (segment, codec) = (self.segment, self.settings.compression);
-        PartWriter::resume(
+        let writer = PartWriter::resume(
             Box::new(move |index| layout.part(&run_id, segment, &name, index, codec)),
             self.settings,
             self.chunks.clone(),
             done,
-        )
-        .with_fingerprints(self.fingerprinters[table].clone())
+        );
+        match &self.fingerprinters[table] {
+            Some(f) => writer.with_fingerprints(f.clone()),
+            None => writer,
+        }
     }
 
     fn write(&mut self, table: usize, fields: &[Option<Cow<str>>]) -> Result<(), TransformStop> {

@@ -113,6 +113,7 @@ pub async fn run_segment_from(
             settings: *settings,
             counters,
             stop: &ctx.stop,
+            fingerprints: true,
         };
         commit(job, |job, resume| match given {
             Some(source) => Ok(source),
@@ -144,6 +145,9 @@ pub(crate) struct Job<'a> {
     pub counters: Arc<ScanCounters>,
     /// Asked for by a signal: the source stops before its next page.
     pub stop: &'a Stop,
+    /// Whether the parts are fingerprinted (the gate's proof). Always in phase 1; only
+    /// [`replay`] may leave it out, for the benchmark that measures what the proof costs.
+    pub fingerprints: bool,
 }
 
 impl Job<'_> {
@@ -424,7 +428,8 @@ pub struct TransformResult {
 /// `staging`: everything phase 1 does per item and per page — parse, classify, convert within
 /// the dialect's limits, CSV, compress, checksums, fingerprints, checkpoints, uploads, the
 /// manifest — with the pages standing in for DynamoDB. For the per-item benchmark, which
-/// measures this path as a whole.
+/// measures this path as a whole; `fingerprints: false` leaves the fingerprints out (the
+/// manifest then has none), so that the benchmark can tell what they cost.
 #[cfg(feature = "testkit")]
 pub async fn replay(
     plan: &RunPlan,
@@ -432,6 +437,7 @@ pub async fn replay(
     segment: u32,
     settings: SegmentSettings,
     pages: Vec<crate::source::page::RawPage>,
+    fingerprints: bool,
 ) -> Result<SegmentManifest, SegmentError> {
     struct Replay(Vec<crate::source::page::RawPage>);
     impl PageSource for Replay {
@@ -464,6 +470,7 @@ pub async fn replay(
         settings,
         counters: Arc::new(ScanCounters::default()),
         stop: &stop,
+        fingerprints,
     };
     commit(job, |_, _| {
         Ok(Box::new(Replay(pages)) as Box<dyn PageSource>)

@@ -198,6 +198,7 @@ async fn phase1_of(
         settings,
         counters: Arc::new(ScanCounters::default()),
         stop: &stop,
+        fingerprints: true,
     };
     let open = |_: &Job, resume: Option<&Checkpoint>| {
         Ok(Box::new(Script::new(pages, resume, then, &stop)) as Box<dyn PageSource>)
