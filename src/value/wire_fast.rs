@@ -193,8 +193,38 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Where the first quote, backslash or control character of `bytes` is, eight bytes at a time.
+/// Where the first quote, backslash or control character of `bytes` is: sixteen bytes at a time
+/// with SSE2 (part of every x86-64 CPU), so that most strings of a page, names and short values,
+/// take one step; eight at a time elsewhere.
 fn special(bytes: &[u8]) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        let mut at = 0;
+        while let Some(block) = bytes.get(at..at + 16) {
+            // SAFETY: SSE2 is in the x86-64 baseline; the load reads the 16 bytes of `block`.
+            let hits = unsafe {
+                let v = _mm_loadu_si128(block.as_ptr() as *const __m128i);
+                let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+                let slash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+                // Below 0x20, unsigned: the byte is its minimum with 0x1f.
+                let low = _mm_set1_epi8(0x1f);
+                let control = _mm_cmpeq_epi8(_mm_min_epu8(v, low), v);
+                _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, slash), control)) as u32
+            };
+            if hits != 0 {
+                return Some(at + hits.trailing_zeros() as usize);
+            }
+            at += 16;
+        }
+        special_swar(&bytes[at..]).map(|i| at + i)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    special_swar(bytes)
+}
+
+/// [`special`] eight bytes at a time, in a `u64`.
+fn special_swar(bytes: &[u8]) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let mut at = 0;
@@ -245,6 +275,11 @@ mod tests {
                     }
                     let want = (at < len).then_some(at);
                     assert_eq!(special(&bytes), want, "{len} {at} {b}");
+                    assert_eq!(
+                        special_swar(&bytes),
+                        want,
+                        "eight at a time: {len} {at} {b}"
+                    );
                 }
             }
         }
