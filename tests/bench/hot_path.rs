@@ -21,7 +21,8 @@
 //! ETL_BENCH_DIALECT=postgres ETL_BENCH_PROOF_COST=20 cargo bench --bench hot_path
 //! ```
 //! The last prints the cost of the proof (fingerprints) as the median ratio of pages written
-//! with and without, alternately in one process (see `proof_cost`).
+//! with and without, alternately in one process (see `proof_cost`), then the same for whole
+//! replayed segments (`segment_proof_cost`).
 //! `items` reports items/s, `csv_bytes` the same work as MB/s of CSV produced. Times are the
 //! benchmark thread's CPU time, not wall time, so the figures are per core and stay meaningful
 //! on a machine shared with other work (wall time would count the time the thread waited for a
@@ -280,12 +281,6 @@ fn hot_path(c: &mut Criterion<CpuTime>) {
 /// Pages phase 1 replays per iteration of the `segment` group.
 const SEGMENT_PAGES: usize = 8;
 
-/// Phase 1 of one segment as a whole (`phases::segment::replay`): the bench page replayed
-/// [`SEGMENT_PAGES`] times (each with a `LastEvaluatedKey` of its own, where checkpoints resume)
-/// through the transform, the part writers and the uploads into an in-memory store, then the
-/// manifest. `default` checkpoints as phase 1 does by default (every 60 s, and when a part
-/// fills: in a run of this length, only the per-page bookkeeping); `checkpoint_every_page` as
-/// with `--checkpoint-seconds 0`, the most checkpoints can cost.
 /// What the `segment` group replays: the run's plan, the pages and a runtime for the upload tasks.
 struct SegmentReplay {
     plan: dynamo_etl::staging::plan::RunPlan,
@@ -431,25 +426,13 @@ fn proof_cost(seconds: f64) {
         convert_page(&mut transformer, sink, &page);
         (THREAD_CPU.now_ns() - started) as f64
     };
-    // Warm both up.
-    for _ in 0..5 {
-        timed(&mut with);
-        timed(&mut without);
-    }
-    let (mut pairs, mut spent, mut on_total, mut off_total) = (Vec::new(), 0.0, 0.0, 0.0);
-    while spent < seconds * 1e9 {
-        let (on, off) = match pairs.len() % 2 {
-            0 => (timed(&mut with), timed(&mut without)),
-            _ => {
-                let off = timed(&mut without);
-                (timed(&mut with), off)
-            }
-        };
-        pairs.push(on / off);
-        spent += on + off;
-        on_total += on;
-        off_total += off;
-    }
+    let (mut pairs, on_total, off_total) = alternate(seconds, 5, |fingerprints| {
+        timed(if fingerprints {
+            &mut with
+        } else {
+            &mut without
+        })
+    });
     let (median, low, high) = quartiles(&mut pairs);
     println!(
         "proof cost ({dialect}, {} items a page, {} pairs): CPU a page with fingerprints {:.2} ms, \
@@ -460,6 +443,35 @@ fn proof_cost(seconds: f64) {
         off_total / pairs.len() as f64 / 1e6,
     );
     segment_proof_cost(seconds);
+}
+
+/// Runs `timed(true)` (with fingerprints) and `timed(false)` alternately, which goes first
+/// alternating too, after `warm_up` pairs, until about `seconds` of the CPU they report: each
+/// pair's ratio with ÷ without, and the two sides' totals.
+fn alternate(
+    seconds: f64,
+    warm_up: usize,
+    mut timed: impl FnMut(bool) -> f64,
+) -> (Vec<f64>, f64, f64) {
+    for _ in 0..warm_up {
+        timed(true);
+        timed(false);
+    }
+    let (mut pairs, mut spent, mut on_total, mut off_total) = (Vec::new(), 0.0, 0.0, 0.0);
+    while spent < seconds * 1e9 {
+        let (on, off) = match pairs.len() % 2 {
+            0 => (timed(true), timed(false)),
+            _ => {
+                let off = timed(false);
+                (timed(true), off)
+            }
+        };
+        pairs.push(on / off);
+        spent += on + off;
+        on_total += on;
+        off_total += off;
+    }
+    (pairs, on_total, off_total)
 }
 
 /// The median of `ratios` and its quartiles.
@@ -482,24 +494,7 @@ fn segment_proof_cost(seconds: f64) {
         replay.run(every, fingerprints);
         (PROCESS_CPU.now_ns() - started) as f64
     };
-    for _ in 0..2 {
-        timed(true);
-        timed(false);
-    }
-    let (mut pairs, mut spent, mut on_total, mut off_total) = (Vec::new(), 0.0, 0.0, 0.0);
-    while spent < seconds * 1e9 {
-        let (on, off) = match pairs.len() % 2 {
-            0 => (timed(true), timed(false)),
-            _ => {
-                let off = timed(false);
-                (timed(true), off)
-            }
-        };
-        pairs.push(on / off);
-        spent += on + off;
-        on_total += on;
-        off_total += off;
-    }
+    let (mut pairs, on_total, off_total) = alternate(seconds, 2, timed);
     let (median, low, high) = quartiles(&mut pairs);
     let per_item = |total: f64| total / pairs.len() as f64 / replay.items as f64 / 1e3;
     println!(
