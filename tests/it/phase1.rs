@@ -306,9 +306,7 @@ async fn throttling_is_retried_and_fatal_errors_are_not() {
     let proxy = FaultProxy::start(
         &env.stack.dynamodb,
         Arc::new(move |head| {
-            let is_scan = head
-                .header("x-amz-target")
-                .is_some_and(|t| t.ends_with(".Scan"));
+            let is_scan = head.is_scan();
             (is_scan && seen.fetch_add(1, Ordering::SeqCst) % 3 != 2)
                 .then(Injected::dynamodb_throttle)
         }),
@@ -338,9 +336,7 @@ async fn throttling_is_retried_and_fatal_errors_are_not() {
     let proxy = FaultProxy::start(
         &env.stack.dynamodb,
         Arc::new(move |head| {
-            let is_scan = head
-                .header("x-amz-target")
-                .is_some_and(|t| t.ends_with(".Scan"));
+            let is_scan = head.is_scan();
             is_scan.then(|| {
                 counted.fetch_add(1, Ordering::SeqCst);
                 Injected::dynamodb_validation()
@@ -465,9 +461,7 @@ async fn a_scan_failing_part_way_commits_nothing_and_its_retry_goes_on_from_the_
     let proxy = FaultProxy::start(
         &env.stack.dynamodb,
         Arc::new(move |head| {
-            let is_scan = head
-                .header("x-amz-target")
-                .is_some_and(|t| t.ends_with(".Scan"));
+            let is_scan = head.is_scan();
             (is_scan && counted.fetch_add(1, Ordering::SeqCst) == 2)
                 .then(Injected::dynamodb_validation)
         }),
@@ -549,9 +543,7 @@ async fn scan_answered_with(env: &TestEnv, body: &'static str) -> FaultProxy {
     FaultProxy::start(
         &env.stack.dynamodb,
         Arc::new(move |head| {
-            let is_scan = head
-                .header("x-amz-target")
-                .is_some_and(|t| t.ends_with(".Scan"));
+            let is_scan = head.is_scan();
             is_scan.then(|| Injected {
                 hang: false,
                 drop: false,

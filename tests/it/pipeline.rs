@@ -120,10 +120,7 @@ async fn a_killed_scan_recovered_with_retry_phase_1_gives_the_same_tables() {
         ],
         "ETL_DYNAMODB_ENDPOINT",
         &env.stack.dynamodb,
-        |head| {
-            head.header("x-amz-target")
-                .is_some_and(|t| t.ends_with(".Scan"))
-        },
+        |head| head.is_scan(),
     )
     .await;
     assert!(

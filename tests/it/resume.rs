@@ -86,11 +86,6 @@ fn nth(
     move |head| matches(head) && seen.fetch_add(1, Ordering::SeqCst) == n
 }
 
-fn is_scan(head: &RequestHead) -> bool {
-    head.header("x-amz-target")
-        .is_some_and(|t| t.ends_with(".Scan"))
-}
-
 fn is_put_of(head: &RequestHead, suffix: &str) -> bool {
     head.method == "PUT"
         && head
@@ -114,7 +109,7 @@ async fn a_segment_killed_anywhere_is_finished_by_its_retry_with_every_item_once
         (
             "between",
             "ETL_DYNAMODB_ENDPOINT",
-            Box::new(nth(5, is_scan)),
+            Box::new(nth(5, RequestHead::is_scan)),
         ),
         (
             "midpart",

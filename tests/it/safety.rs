@@ -433,7 +433,7 @@ async fn a_scan_page_damaged_on_the_way_is_refused_and_retried() {
     let proxy = FaultProxy::start(
         &env.stack.dynamodb,
         Arc::new(move |head: &RequestHead| {
-            let scan = head.header("x-amz-target") == Some("DynamoDB_20120810.Scan");
+            let scan = head.is_scan();
             (scan && seen.fetch_add(1, Ordering::SeqCst) == 0).then(Injected::damage_body)
         }),
     )

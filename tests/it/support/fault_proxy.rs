@@ -22,6 +22,13 @@ impl RequestHead {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+
+    /// Whether this is a DynamoDB `Scan` (the operation is named in `X-Amz-Target`,
+    /// `DynamoDB_20120810.Scan`).
+    pub fn is_scan(&self) -> bool {
+        self.header("x-amz-target")
+            .is_some_and(|t| t.ends_with(".Scan"))
+    }
 }
 
 /// A canned error response.
