@@ -49,7 +49,7 @@ and on segment 0 of --total-segments, one phase-1 process at a time:
 
 Each figure is the wall time of the whole step and, per process, user+sys CPU and peak RSS as GNU
 time reports them. Nothing here asserts a time: the targets are reported as met or missed. The
-bare, phase1 and baseline steps run --scan-rounds times (bare and phase1 alternately first), and
+bare, phase1 and baseline steps run --scan-rounds times (each round in a rotated order), and
 the load step --load-rounds times; each reports its median round, and a target comparing two of
 them is judged on every round's ratio: met when all rounds meet it, missed when none does, and
 noise when the rounds fall on both sides of it (this machine's speed moved by more than the
@@ -139,7 +139,7 @@ def parse_args():
     p.add_argument("--no-warmup", action="store_true",
                    help="skip the unrecorded bare scan that warms DynamoDB Local's JIT up before measuring")
     p.add_argument("--scan-rounds", type=int,
-                   help="rounds of the bare, phase1 and baseline steps, bare and phase1 alternately first; each "
+                   help="rounds of the bare, phase1 and baseline steps, each round in a rotated order; each "
                         "step's median round is reported and each target judged on every round (default 3; 1 "
                         "with --smoke)")
     p.add_argument("--load-rounds", type=int, default=3,
@@ -583,22 +583,26 @@ def round_tag(r, rounds):
     return f" (round {r + 1} of {rounds})" if rounds > 1 else ""
 
 
-def scan_rounds(args, env, logs, run_id, schemas_dir):
-    """a and b, --scan-rounds times, alternating which goes first; each one's median round. The
-    last round's phase 1 writes run `run_id`, which the later steps read; the others write runs
-    of their own."""
-    names = [n for n in ("bare", "phase1") if n in args.steps]
+def scan_rounds(args, env, logs, run_id, schemas_dir, prefix, work):
+    """a, b and c, --scan-rounds times, each round in a rotated order (so that each step goes
+    first in turn, and round k of one step ran next to round k of the others, whose ratios the
+    targets judge); each step's median round. The last round's phase 1 writes run `run_id`,
+    which the later steps read; the others write runs of their own."""
+    names = [n for n in ("bare", "phase1", "baseline") if n in args.steps]
     rounds = {n: [] for n in names}
     for r in range(args.scan_rounds):
-        for name in (names if r % 2 == 0 else names[::-1]):
-            tag = round_tag(r, args.scan_rounds)
+        tag = round_tag(r, args.scan_rounds)
+        for name in names[r % len(names):] + names[:r % len(names)]:
             if name == "bare":
                 log(f"a: bare scan{tag}")
                 rounds[name].append(step_bare(args, env, logs))
-            else:
+            elif name == "phase1":
                 log(f"b: dynamo-etl phase 1{tag}")
                 this_run = run_id if r == args.scan_rounds - 1 else f"{run_id}-round{r + 1}"
                 rounds[name].append(step_phase1(args, env, logs, this_run, schemas_dir))
+            else:
+                log(f"c: python baseline{tag}")
+                rounds[name].append(step_baseline(args, env, logs, schemas_dir, f"{prefix}/python/{r}", work))
     return {n: median_round(rounds[n]) for n in names}
 
 
@@ -1299,7 +1303,7 @@ def main():
         if not args.no_warmup and set(args.steps) & {"bare", "phase1", "infer", "resume", "overhead", "budget"}:
             log("warm-up scan (not recorded)")
             step_bare(args, env, logs, label="warm-up")
-        steps.update(scan_rounds(args, env, logs, run_id, schemas_dir))
+        steps.update(scan_rounds(args, env, logs, run_id, schemas_dir, prefix, work))
         if "export" in args.steps:
             log("i: dynamo-etl phase 1 from an export of the same table")
             steps["export"] = step_export(args, env, logs, run_id, schemas_dir, s3, bucket, prefix)
@@ -1310,12 +1314,6 @@ def main():
         if "infer" in args.steps:
             log("k: dynamo-etl infer-schema, a first run and a weekly one")
             steps["infer-first"], steps["infer-weekly"] = step_infer(args, env, logs, schemas_dir, work)
-        if "baseline" in args.steps:
-            rounds = []
-            for r in range(args.scan_rounds):
-                log(f"c: python baseline{round_tag(r, args.scan_rounds)}")
-                rounds.append(step_baseline(args, env, logs, schemas_dir, f"{prefix}/python/{r}", work))
-            steps["baseline"] = median_round(rounds)
         if "load" in args.steps:
             log("d: dynamo-etl upload vs psql \\copy")
             steps["upload"], steps["psql"] = step_load(args, env, logs, run_id, target, s3, bucket,
