@@ -1113,13 +1113,34 @@ def rounds_of(step):
 
 
 def paired_rounds(first, second):
-    """The two steps' rounds side by side, round k with round k (the steps ran alternately)."""
+    """The two steps' rounds side by side, round k with round k (the steps ran alternately).
+
+    >>> a, b = Step("a", "a"), Step("b", "b")
+    >>> a.extra.update(rounds_wall_s=[5.0, 6.0], rounds_cpu_s=[0.1, 0.2], rounds_units=[10, 9])
+    >>> b.extra.update(rounds_wall_s=[7.0, 8.0], rounds_cpu_s=[1.0, 2.0])
+    >>> b.units = 10  # a step that ran before rounds_units was kept: its units stand for each round
+    >>> paired_rounds(a, b)
+    [((5.0, 0.1, 10), (7.0, 1.0, 10)), ((6.0, 0.2, 9), (8.0, 2.0, 10))]
+    """
     return list(zip(rounds_of(first), rounds_of(second)))
 
 
 def judged(targets, name, target, per_round, at_least):
     """Judges target `name` on each round's ratio and returns their median: met when every round
-    meets it, missed when none does, noise (None) when the rounds fall on both sides of it."""
+    meets it, missed when none does, noise (None) when the rounds fall on both sides of it.
+
+    >>> t = {}
+    >>> judged(t, "wall", 1.05, [1.044, 0.952, 1.120], at_least=False)
+    1.044
+    >>> t["wall"]["met"] is None, t["wall"]["rounds"]
+    (True, [1.044, 0.952, 1.12])
+    >>> judged(t, "cpu", 25.0, [14.1, 17.5, 15.0], at_least=True), t["cpu"]["met"]
+    (15.0, False)
+    >>> judged(t, "load", 1.0, [1.2, 1.0, 1.6], at_least=True), t["load"]["met"]
+    (1.2, True)
+    >>> judged(t, "one", 1.05, [1.1], at_least=False), t["one"]["met"], "rounds" in t["one"]
+    (1.1, False, False)
+    """
     meets = [(v >= target) if at_least else (v <= target) for v in per_round]
     median = statistics.median(per_round)
     targets[name] = {"measured": round(median, 3), "target": target,
