@@ -284,8 +284,40 @@ pub async fn staged_counts(
     Ok(out)
 }
 
-/// What the warehouse holds for `dialect`'s target.
+/// What the warehouse holds for `dialect`'s target, read outside any transaction.
+///
+/// A swap by another process may commit while this reads: a read of the staging ledger waits
+/// for the swap's lock on it (`swap::lock_sql`) and then finds it renamed away, as a read of any
+/// generation can find its schema gone. Such a read (the relation or schema no longer exists)
+/// is tried again, up to [`STATE_READS`] times in all, and reads the settled state; any other
+/// failure, or one that persists, is the caller's.
 pub async fn state(
+    dialect: &(impl Warehouse + ?Sized),
+    session: &mut Session,
+) -> Result<WarehouseState, WarehouseError> {
+    let mut reads = 1;
+    loop {
+        match read_state(dialect, session).await {
+            Err(e) if reads < STATE_READS && is_gone(&e) => {
+                tracing::info!(error = %e, "the warehouse changed while its state was read; reading it again");
+                reads += 1;
+            }
+            read => return read,
+        }
+    }
+}
+
+/// How many times [`state`] reads a state that a concurrent swap renamed under it.
+pub const STATE_READS: u32 = 3;
+
+/// Whether a statement failed because its table or schema does not exist (SQLSTATE 42P01
+/// undefined_table, 3F000 invalid_schema_name:
+/// https://www.postgresql.org/docs/15/errcodes-appendix.html).
+fn is_gone(e: &WarehouseError) -> bool {
+    matches!(e, WarehouseError::Sql { detail, .. } if detail.contains("42P01") || detail.contains("3F000"))
+}
+
+async fn read_state(
     dialect: &(impl Warehouse + ?Sized),
     session: &mut Session,
 ) -> Result<WarehouseState, WarehouseError> {

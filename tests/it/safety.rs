@@ -17,6 +17,8 @@ use dynamo_etl::staging::parts::codec::{PartCompression, PartEncoder};
 use dynamo_etl::testkit::decode::decompress;
 use dynamo_etl::testkit::fixtures;
 use dynamo_etl::value::ItemView;
+use dynamo_etl::warehouse::config::STAGING_SUFFIX;
+use dynamo_etl::warehouse::ledger::LEDGER_TABLE;
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
@@ -275,6 +277,85 @@ async fn two_replaces_of_one_run_at_once_swap_it_in_once() {
         env.served_run(&previous(&env)).await.as_deref(),
         Some("first")
     );
+}
+
+/// A replace that reads the target's state while another process swaps the same run in: the
+/// read of the staging ledger waits for that swap's lock, and then finds the ledger renamed
+/// away with the rest of staging. It must read the state again and find the run served, not
+/// fail on the vanished ledger. The other process is this test's own session, doing what a
+/// swap does (lock the ledger, keep the served generation as previous, rename staging in), so
+/// that the moment the replace's read waits is known rather than raced.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replace_whose_state_read_meets_a_concurrent_swap_finds_the_run_served() {
+    use sqlx::Executor;
+    use sqlx::Row;
+    let env = TestEnv::with_demo("sstate", 2).await;
+    env.pipeline("first", 1);
+    env.phase1("second", 1, 0);
+    env.run_ok(&["prepare", "--run-id", "second"]);
+    env.run_ok(&["upload", "--run-id", "second", "--segment", "0"]);
+    let staging = format!("{}{STAGING_SUFFIX}", env.target);
+    let mut swap = env.pg().await;
+    for statement in [
+        "BEGIN".to_string(),
+        format!("LOCK TABLE \"{staging}\".\"{LEDGER_TABLE}\""),
+    ] {
+        swap.execute(statement.as_str()).await.unwrap();
+    }
+    let mut replace = env.command(&["replace", "--run-id", "second"]);
+    let replace = replace
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until a session of the replace waits for the ledger's lock.
+    let mut watch = env.pg().await;
+    let mut waited = false;
+    for _ in 0..600 {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+             WHERE NOT l.granted AND c.relname = $1",
+        )
+        .bind(LEDGER_TABLE)
+        .fetch_one(&mut watch)
+        .await
+        .unwrap();
+        if row.get::<i64, _>(0) > 0 {
+            waited = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let previous = previous(&env);
+    for statement in [
+        format!("DROP SCHEMA IF EXISTS \"{previous}\" CASCADE"),
+        format!("ALTER SCHEMA \"{}\" RENAME TO \"{previous}\"", env.target),
+        format!("ALTER SCHEMA \"{staging}\" RENAME TO \"{}\"", env.target),
+        "COMMIT".to_string(),
+    ] {
+        swap.execute(statement.as_str()).await.unwrap();
+    }
+    let out = replace.wait_with_output().unwrap();
+    assert!(
+        waited,
+        "the replace never waited for the ledger's lock: {}",
+        show(&out)
+    );
+    // Started before the swap committed, it is a replace of a served run once it reads.
+    let errors: Vec<String> = stderr(&out)
+        .lines()
+        .filter(|l| l.starts_with("error:"))
+        .map(str::to_string)
+        .collect();
+    assert!(
+        out.status.code() == Some(2)
+            && errors.len() == 1
+            && errors[0].contains("run second is already served"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(env.served_run(&env.target).await.as_deref(), Some("second"));
+    assert_eq!(env.served_run(&previous).await.as_deref(), Some("first"));
 }
 
 /// One committed segment of run `r`, staging prepared, and the key of its `org` part.
